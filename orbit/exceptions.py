@@ -1,0 +1,61 @@
+"""Every error Orbit raises on purpose. Each class's docstring is its default message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrbitError(Exception):
+    """Orbit could not do what was asked."""
+
+    def __init__(self, message: str | None = None, **context: Any) -> None:
+        self.context = context
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class DefinitionError(OrbitError):
+    """A pipeline definition is invalid."""
+
+
+class UnknownPipeline(OrbitError):
+    """No pipeline has that name."""
+
+
+class PipelineDisabled(OrbitError):
+    """The pipeline is disabled and cannot start runs."""
+
+
+class InvalidMetadata(OrbitError):
+    """Run metadata must be a JSON object."""
+
+
+class MetadataTooLarge(InvalidMetadata):
+    """Run metadata is larger than ORBIT_MAX_METADATA_BYTES."""
+
+
+class InvalidResult(OrbitError):
+    """A step returned a result Orbit cannot store."""
+
+
+class RunNotFound(OrbitError):
+    """No run has that id."""
+
+
+class InvalidTransition(OrbitError):
+    """The run is not in a state that allows this."""
+
+
+class LeaseLost(OrbitError):
+    """This worker no longer holds the run: another worker took it over or it was cancelled."""
+
+
+class StepTimeout(OrbitError):
+    """The step ran past its timeout and was stopped."""
+
+
+class StepCrashed(OrbitError):
+    """The process running the step died."""
+
+
+class PermanentFailure(OrbitError):
+    """The step failed in a way retrying cannot fix; it fails now, without further attempts."""

@@ -1,0 +1,163 @@
+"""Orbit's settings, all read from the environment (or `.env`) through django-environ.
+
+Every variable is listed with its default in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "orbit-development-key-not-for-production"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "DEBUG is off but SECRET_KEY is the development key or shorter than 32 characters: "
+        "set SECRET_KEY to a long random value."
+    )
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "pipelines",
+    "runs",
+    "services",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "orbit.urls"
+WSGI_APPLICATION = "orbit.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+# No DATABASE_URL: SQLite in the project folder, in WAL mode with a busy timeout and
+# IMMEDIATE transactions, so the web process and several workers can share one file.
+SQLITE_PATH = env.str("ORBIT_SQLITE_PATH", default=str(BASE_DIR / "orbit.sqlite3"))
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.int("ORBIT_SQLITE_BUSY_TIMEOUT", default=30),
+        "init_command": (
+            "PRAGMA journal_mode=WAL;"
+            "PRAGMA synchronous=NORMAL;"
+            "PRAGMA foreign_keys=ON;"
+            f"PRAGMA busy_timeout={env.int('ORBIT_SQLITE_BUSY_TIMEOUT', default=30) * 1000};"
+        ),
+    }
+    # Tests run worker subprocesses against the test database, so it must be a file.
+    _db["TEST"] = {"NAME": env.str("ORBIT_SQLITE_TEST_PATH", default=SQLITE_PATH + ".test")}
+else:
+    _db.setdefault("OPTIONS", {})
+    _db["OPTIONS"].setdefault("connect_timeout", 5)
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+    if env.str("ORBIT_TEST_DATABASE_NAME", default=""):
+        _db["TEST"] = {"NAME": env.str("ORBIT_TEST_DATABASE_NAME")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "orbit" / "static"] if (BASE_DIR / "orbit" / "static").exists() else []
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOGIN_URL = "admin:login"
+
+# --- Orbit --------------------------------------------------------------------------------
+# Read through orbit.conf, which gives each a type and a default.
+ORBIT_PIPELINE_MODULES = env.list("ORBIT_PIPELINE_MODULES", default=[])
+ORBIT_POLL_INTERVAL = env.float("ORBIT_POLL_INTERVAL", default=1.0)
+ORBIT_LEASE_SECONDS = env.float("ORBIT_LEASE_SECONDS", default=30.0)
+ORBIT_MAX_INTERRUPTIONS = env.int("ORBIT_MAX_INTERRUPTIONS", default=3)
+ORBIT_MAX_RESULT_BYTES = env.int("ORBIT_MAX_RESULT_BYTES", default=1024 * 1024)
+ORBIT_MAX_METADATA_BYTES = env.int("ORBIT_MAX_METADATA_BYTES", default=256 * 1024)
+ORBIT_DEFAULT_STEP_TIMEOUT = env.float("ORBIT_DEFAULT_STEP_TIMEOUT", default=300.0)
+ORBIT_LOG_FORMAT = env.str("ORBIT_LOG_FORMAT", default="text")
+ORBIT_LOG_LEVEL = env.str("ORBIT_LOG_LEVEL", default="INFO")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"()": "orbit.logs.TextFormatter"},
+        "json": {"()": "orbit.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if ORBIT_LOG_FORMAT == "json" else "text",
+        },
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        name: {"handlers": ["console"], "level": ORBIT_LOG_LEVEL, "propagate": False}
+        for name in ("orbit", "pipelines", "runs", "services")
+    },
+}
+
+if os.environ.get("ORBIT_TESTING"):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

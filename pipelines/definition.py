@@ -1,0 +1,150 @@
+"""Pipelines defined in Python: `Pipeline(name, steps=[step(name, fn, ...)])`.
+
+Definitions are validated when they are built, so a mistake fails at import with a message
+naming the pipeline and the step, long before a worker would trip over it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orbit.exceptions import DefinitionError
+from runs.retry import Backoff, RetryPolicy
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+StepFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class StepDefinition:
+    name: str
+    fn: StepFunction
+    retry: RetryPolicy
+    timeout: float | None  # None: ORBIT_DEFAULT_STEP_TIMEOUT
+
+    @property
+    def max_retries(self) -> int:
+        return self.retry.max_retries
+
+    @property
+    def function_path(self) -> str:
+        return f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', '?')}"
+
+
+@dataclass(frozen=True)
+class _PendingStep:
+    """What `step()` returns: checked against its pipeline when the pipeline is built."""
+
+    name: str
+    fn: Any
+    max_retries: Any
+    timeout: Any
+    backoff: Any
+
+
+def step(
+    name: str,
+    fn: StepFunction,
+    *,
+    max_retries: int = 0,
+    timeout: float | None = None,
+    backoff: Backoff | float | None = None,
+) -> Any:
+    """Declare one step: `fn(ctx)` runs with up to `max_retries` retries, each `timeout` s."""
+    return _PendingStep(name, fn, max_retries, timeout, backoff)
+
+
+def _build_step(pipeline: str, pending: Any) -> StepDefinition:
+    if not isinstance(pending, _PendingStep):
+        raise DefinitionError(
+            f"Pipeline {pipeline!r}: steps must be made with step(name, fn, ...), got {pending!r}"
+        )
+    where = f"Pipeline {pipeline!r}, step {pending.name!r}"
+    if not isinstance(pending.name, str) or not NAME_PATTERN.match(pending.name):
+        raise DefinitionError(
+            f"{where}: a step name is 1-100 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
+    if not callable(pending.fn):
+        raise DefinitionError(f"{where}: {pending.fn!r} is not callable")
+    backoff = pending.backoff
+    try:
+        if backoff is None:
+            backoff = Backoff()
+        elif isinstance(backoff, int | float) and not isinstance(backoff, bool):
+            backoff = Backoff(base=float(backoff))
+        elif not isinstance(backoff, Backoff):
+            raise ValueError(f"backoff must be a number of seconds or a Backoff, not {backoff!r}")
+        retry = RetryPolicy(max_retries=pending.max_retries, backoff=backoff)
+    except ValueError as exc:
+        raise DefinitionError(f"{where}: {exc}") from None
+    timeout = pending.timeout
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise DefinitionError(f"{where}: timeout must be a positive number of seconds, not {timeout!r}")
+    return StepDefinition(
+        name=pending.name,
+        fn=pending.fn,
+        retry=retry,
+        timeout=float(timeout) if timeout is not None else None,
+    )
+
+
+class Pipeline:
+    """An ordered list of steps with a unique name; registered as soon as it is built."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        steps: Sequence[Any],
+        description: str = "",
+        register: bool = True,
+    ) -> None:
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise DefinitionError(
+                f"Pipeline name {name!r} is invalid: use 1-100 letters, digits, '-', '_' or '.'"
+            )
+        if not steps:
+            raise DefinitionError(f"Pipeline {name!r} has no steps")
+        built = [_build_step(name, pending) for pending in steps]
+        seen: set[str] = set()
+        for definition in built:
+            if definition.name in seen:
+                raise DefinitionError(
+                    f"Pipeline {name!r}, step {definition.name!r}: step names must be unique"
+                )
+            seen.add(definition.name)
+        self.name = name
+        self.description = description
+        self.steps: tuple[StepDefinition, ...] = tuple(built)
+        self.module = _caller_module()
+        if register:
+            from pipelines.registry import registry
+
+            registry.register(self)
+
+    def step_named(self, name: str) -> StepDefinition:
+        for definition in self.steps:
+            if definition.name == name:
+                return definition
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name}: {', '.join(s.name for s in self.steps)}>"
+
+
+def _caller_module() -> str:
+    import inspect
+
+    frame = inspect.currentframe()
+    try:
+        # __init__ <- the module that built the pipeline
+        caller = frame.f_back.f_back if frame and frame.f_back else None
+        return str(caller.f_globals.get("__name__", "?")) if caller else "?"
+    finally:
+        del frame

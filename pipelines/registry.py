@@ -1,0 +1,92 @@
+"""Where pipeline definitions are found: every installed app's `pipelines.py`, plus the
+modules named in ORBIT_PIPELINE_MODULES, so users add pipelines without editing Orbit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import traceback
+from typing import TYPE_CHECKING
+
+from orbit.exceptions import DefinitionError, UnknownPipeline
+
+if TYPE_CHECKING:
+    from pipelines.definition import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._pipelines: dict[str, Pipeline] = {}
+        # module path -> why it failed to import; the other modules still load.
+        self.errors: dict[str, str] = {}
+        self.discovered = False
+
+    def register(self, pipeline: Pipeline) -> None:
+        existing = self._pipelines.get(pipeline.name)
+        if existing is not None and existing.module != pipeline.module:
+            raise DefinitionError(
+                f"Pipeline {pipeline.name!r} is defined twice: in {existing.module} "
+                f"and in {pipeline.module}"
+            )
+        self._pipelines[pipeline.name] = pipeline
+
+    def unregister(self, name: str) -> None:
+        self._pipelines.pop(name, None)
+
+    def get(self, name: str) -> Pipeline:
+        self.autodiscover()
+        try:
+            return self._pipelines[name]
+        except KeyError:
+            known = ", ".join(sorted(self._pipelines)) or "none"
+            raise UnknownPipeline(
+                f"No pipeline definition named {name!r}. Known definitions: {known}"
+            ) from None
+
+    def find(self, name: str) -> Pipeline | None:
+        self.autodiscover()
+        return self._pipelines.get(name)
+
+    def all(self) -> list[Pipeline]:
+        self.autodiscover()
+        return sorted(self._pipelines.values(), key=lambda p: p.name)
+
+    def autodiscover(self, *, force: bool = False) -> None:
+        if self.discovered and not force:
+            return
+        self.discovered = True
+        from django.apps import apps
+
+        from orbit.conf import orbit_settings
+
+        modules = [f"{config.name}.pipelines" for config in apps.get_app_configs()]
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:  # the module exists but an import inside it failed
+                    self._failed(module, exc)
+            except Exception as exc:
+                self._failed(module, exc)
+        for module in orbit_settings.pipeline_modules:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                self._failed(module, exc)
+
+    def _failed(self, module: str, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        self.errors[module] = message
+        logger.error(
+            "Pipeline module %s failed to import: %s",
+            module,
+            message,
+            extra={"event": "pipeline_module_failed", "module": module},
+        )
+        logger.debug("%s", "".join(traceback.format_exception(exc)))
+
+
+registry = Registry()

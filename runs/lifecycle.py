@@ -1,0 +1,190 @@
+"""Changes to runs that the admin, dashboard, API, CLI and schedules all make the same way."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
+
+from orbit.conf import orbit_settings
+from orbit.exceptions import (
+    InvalidMetadata,
+    InvalidTransition,
+    MetadataTooLarge,
+    OrbitError,
+    RunNotFound,
+    UnknownPipeline,
+)
+from pipelines.models import Pipeline
+from runs.models import Run, RunStatus, Step, StepStatus
+from runs.notify import notify_runnable
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_RANGE = (-1_000_000, 1_000_000)
+
+
+def validate_metadata(metadata: Any) -> dict[str, Any]:
+    """A JSON object within ORBIT_MAX_METADATA_BYTES, or a clear error."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidMetadata(f"Run metadata must be a JSON object, not {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidMetadata(f"Run metadata is not JSON-serialisable: {exc}") from None
+    limit = orbit_settings.max_metadata_bytes
+    if len(encoded.encode()) > limit:
+        raise MetadataTooLarge(
+            f"Run metadata is {len(encoded.encode())} bytes; the limit is {limit} bytes "
+            "(ORBIT_MAX_METADATA_BYTES)"
+        )
+    return metadata
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """The pipeline row called `name`; rows missing for code definitions are created first."""
+    try:
+        return Pipeline.objects.get(name=name)
+    except Pipeline.DoesNotExist:
+        from pipelines.sync import sync_pipelines
+
+        sync_pipelines()
+    try:
+        return Pipeline.objects.get(name=name)
+    except Pipeline.DoesNotExist:
+        known = ", ".join(Pipeline.objects.values_list("name", flat=True)) or "none"
+        raise UnknownPipeline(f"Unknown pipeline {name!r}. Known pipelines: {known}") from None
+
+
+def run_create(
+    pipeline: str | Pipeline,
+    *,
+    metadata: dict[str, Any] | None = None,
+    priority: int = 0,
+    queue: str = "default",
+    idempotency_key: str | None = None,
+    scheduled_for: datetime | None = None,
+) -> Run:
+    """Queue a run: validated, its steps laid out, committed, and announced to workers.
+
+    With an `idempotency_key`, a repeated call returns the run the first one created.
+    """
+    row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
+    definition = row.code
+    if definition is None:
+        raise UnknownPipeline(
+            f"Pipeline {row.name!r} runs definition {row.definition!r}, which no longer "
+            "exists in code; it cannot start runs"
+        )
+    metadata = validate_metadata(row.merged_metadata(validate_metadata(metadata)))
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise OrbitError(f"priority must be an integer, not {priority!r}")
+    if not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
+        raise OrbitError(f"priority must be between {PRIORITY_RANGE[0]} and {PRIORITY_RANGE[1]}")
+    if idempotency_key is not None:
+        existing = Run.objects.filter(pipeline=row, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                id=uuid.uuid4(),
+                pipeline=row,
+                metadata=metadata,
+                priority=priority,
+                queue=queue,
+                idempotency_key=idempotency_key,
+                scheduled_for=scheduled_for,
+            )
+            Step.objects.bulk_create(
+                Step(run=run, name=s.name, position=i) for i, s in enumerate(definition.steps)
+            )
+            notify_runnable()
+    except IntegrityError:
+        if idempotency_key is not None:
+            return Run.objects.get(pipeline=row, idempotency_key=idempotency_key)
+        raise
+    logger.info(
+        "Run %s of %s created",
+        run.id,
+        row.name,
+        extra={"event": "run_created", "run_id": str(run.id), "pipeline": row.name},
+    )
+    return run
+
+
+def get_run(run_id: uuid.UUID | str) -> Run:
+    try:
+        return Run.objects.select_related("pipeline").get(id=run_id)
+    except (Run.DoesNotExist, ValueError, TypeError):
+        raise RunNotFound(f"No run with id {run_id}") from None
+    except Exception as exc:  # a malformed UUID raises ValidationError on some backends
+        if type(exc).__name__ == "ValidationError":
+            raise RunNotFound(f"No run with id {run_id}") from None
+        raise
+
+
+def run_retry(run_id: uuid.UUID | str) -> Run:
+    """Queue a failed or cancelled run again at its first unfinished step.
+
+    Succeeded steps keep their results; unfinished ones get a fresh retry budget; the
+    history of earlier attempts is kept.
+    """
+    run = get_run(run_id)
+    with transaction.atomic():
+        updated = Run.objects.filter(
+            id=run.id, status__in=[RunStatus.FAILED, RunStatus.CANCELLED]
+        ).update(
+            status=RunStatus.PENDING,
+            available_at=Now(),
+            finished_at=None,
+            error="",
+            worker=None,
+            lease_expires_at=None,
+            current_step="",
+            interruptions=0,
+        )
+        if not updated:
+            run.refresh_from_db()
+            raise InvalidTransition(
+                f"Run {run.id} is {run.status}; only failed or cancelled runs can be retried"
+            )
+        Step.objects.filter(run=run).exclude(status=StepStatus.SUCCEEDED).update(
+            status=StepStatus.PENDING, failures=0, error="", error_type="", traceback=""
+        )
+        notify_runnable()
+    logger.info(
+        "Run %s queued for retry",
+        run.id,
+        extra={"event": "run_retried", "run_id": str(run.id), "pipeline": run.pipeline.name},
+    )
+    run.refresh_from_db()
+    return run
+
+
+def run_cancel(run_id: uuid.UUID | str, reason: str = "Cancelled by an operator") -> Run:
+    """Cancel a pending or running run. A running run's worker notices at its next lease
+    renewal (a third of the lease at most), kills the step and records the attempt."""
+    run = get_run(run_id)
+    updated = Run.objects.filter(
+        id=run.id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+    ).update(status=RunStatus.CANCELLED, finished_at=Now(), error=reason, lease_expires_at=None)
+    if not updated:
+        run.refresh_from_db()
+        raise InvalidTransition(
+            f"Run {run.id} is {run.status}; only pending or running runs can be cancelled"
+        )
+    logger.info(
+        "Run %s cancelled",
+        run.id,
+        extra={"event": "run_cancelled", "run_id": str(run.id), "pipeline": run.pipeline.name},
+    )
+    run.refresh_from_db()
+    return run

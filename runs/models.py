@@ -1,0 +1,288 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+from orbit.conf import orbit_settings
+
+
+def db_now_plus(seconds: float) -> Any:
+    """The database clock plus a delay: workers on other hosts may have drifting clocks."""
+    return models.ExpressionWrapper(
+        Now() + timedelta(seconds=seconds), output_field=models.DateTimeField()
+    )
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # waiting for a worker, or for its retry time (available_at)
+    RUNNING = "running", "Running"  # held by a worker under a lease
+    SUCCEEDED = "succeeded", "Succeeded"  # every step succeeded
+    FAILED = "failed", "Failed"  # a step ran out of retries, or the run was quarantined
+    CANCELLED = "cancelled", "Cancelled"  # stopped by an operator
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # not started, or waiting for its next attempt
+    RUNNING = "running", "Running"  # an attempt is in progress
+    SUCCEEDED = "succeeded", "Succeeded"  # its result is committed
+    FAILED = "failed", "Failed"  # out of retries
+
+
+class AttemptOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"  # the result was committed
+    FAILED = "failed", "Failed"  # the step raised or returned a failed result
+    TIMED_OUT = "timed_out", "Timed out"  # killed at its deadline
+    CRASHED = "crashed", "Crashed"  # the process running it died
+    INTERRUPTED = "interrupted", "Interrupted"  # its worker died or shut down; not the step's fault
+    CANCELLED = "cancelled", "Cancelled"  # an operator cancelled the run
+
+
+#: Outcomes that spend the step's retry budget; the others are not the step's fault.
+FAILED_OUTCOMES = (AttemptOutcome.FAILED, AttemptOutcome.TIMED_OUT, AttemptOutcome.CRASHED)
+
+
+class WorkerState(models.TextChoices):
+    STARTING = "starting", "Starting"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"  # draining after SIGTERM: claims nothing new
+    STOPPED = "stopped", "Stopped"
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def pending(self) -> RunQuerySet:
+        return self.filter(status=RunStatus.PENDING)
+
+    def running(self) -> RunQuerySet:
+        return self.filter(status=RunStatus.RUNNING)
+
+    def finished(self) -> RunQuerySet:
+        return self.filter(
+            status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED]
+        )
+
+    def claimable(self) -> RunQuerySet:
+        """Pending, due, and of an enabled pipeline: what a worker may claim now."""
+        return self.filter(
+            status=RunStatus.PENDING, available_at__lte=Now(), pipeline__enabled=True
+        )
+
+    def interrupted(self) -> RunQuerySet:
+        """Running, but the lease ran out by the database clock: the worker is gone."""
+        return self.filter(status=RunStatus.RUNNING, lease_expires_at__lt=Now())
+
+
+class Run(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pipeline = models.ForeignKey(
+        "pipelines.Pipeline", on_delete=models.PROTECT, related_name="runs"
+    )
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    queue = models.CharField(max_length=64, default="default")
+    available_at = models.DateTimeField(
+        db_default=Now(), help_text="Not claimed before this time (retry backoff)."
+    )
+    attempt = models.PositiveIntegerField(
+        default=0, help_text="Fencing token: incremented by every claim."
+    )
+    worker = models.ForeignKey(
+        "runs.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    current_step = models.CharField(max_length=100, blank=True)
+    interruptions = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    scheduled_for = models.DateTimeField(
+        null=True, blank=True, help_text="The cron slot this run was created for."
+    )
+    created_at = models.DateTimeField(db_default=Now())
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="run_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="run_unique_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "scheduled_for"],
+                condition=Q(scheduled_for__isnull=False),
+                name="run_unique_schedule_slot",
+            ),
+        ]
+        indexes = [
+            # Exactly the claimable rows: claiming costs the same with ten or ten
+            # million finished runs in the table.
+            models.Index(
+                F("queue"),
+                F("priority").desc(),
+                F("available_at"),
+                condition=Q(status="pending"),
+                name="run_claimable_idx",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="running"),
+                name="run_running_lease_idx",
+            ),
+            models.Index(F("created_at").desc(), F("id").desc(), name="run_created_idx"),
+            models.Index(
+                F("status"), F("created_at").desc(), F("id").desc(), name="run_status_created_idx"
+            ),
+            models.Index(
+                F("pipeline"), F("created_at").desc(), F("id").desc(), name="run_pipeline_idx"
+            ),
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="run_finished_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id}:{self.id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Step(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts recorded, all outcomes.")
+    failures = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts since the last retry: the spent retry budget."
+    )
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    error_type = models.CharField(max_length=255, blank=True)
+    traceback = models.TextField(blank=True)
+    logs = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds, last attempt.")
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="step_unique_position"),
+            models.UniqueConstraint(fields=["run", "name"], name="step_unique_name"),
+            models.CheckConstraint(
+                condition=Q(status__in=StepStatus.values), name="step_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(F("status"), F("id").desc(), name="step_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class StepAttempt(models.Model):
+    """One try at a step, kept forever: the retry history operators read."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="attempt_records")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    error = models.TextField(blank=True)
+    error_type = models.CharField(max_length=255, blank=True)
+    traceback = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(db_default=Now())
+    duration = models.FloatField(null=True, blank=True)
+    backoff_delay = models.FloatField(
+        null=True, blank=True, help_text="Seconds waited before the next attempt, if any."
+    )
+    worker = models.ForeignKey(
+        "runs.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["step", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["step", "number"], name="attempt_unique_number"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=AttemptOutcome.values), name="attempt_outcome_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["finished_at"], name="attempt_finished_idx"),
+            models.Index(fields=["run"], name="attempt_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step_id} #{self.number} {self.outcome}"
+
+
+class WorkerQuerySet(models.QuerySet["Worker"]):
+    def active(self) -> WorkerQuerySet:
+        return self.exclude(state=WorkerState.STOPPED)
+
+    def alive(self) -> WorkerQuerySet:
+        return self.active().filter(last_heartbeat__gte=_heartbeat_cutoff())
+
+    def dead(self) -> WorkerQuerySet:
+        """Not stopped, yet silent for longer than a lease: killed, frozen or cut off."""
+        return self.active().filter(last_heartbeat__lt=_heartbeat_cutoff())
+
+
+def _heartbeat_cutoff() -> Any:
+    return models.ExpressionWrapper(
+        Now() - timedelta(seconds=orbit_settings.lease_seconds),
+        output_field=models.DateTimeField(),
+    )
+
+
+class Worker(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    concurrency = models.PositiveIntegerField(default=1)
+    queues = models.JSONField(default=list, blank=True)
+    state = models.CharField(
+        max_length=16, choices=WorkerState.choices, default=WorkerState.STARTING
+    )
+    started_at = models.DateTimeField(db_default=Now())
+    last_heartbeat = models.DateTimeField(db_default=Now())
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    succeeded_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["state", "last_heartbeat"], name="worker_state_idx")]
+
+    def __str__(self) -> str:
+        return self.name

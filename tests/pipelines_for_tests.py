@@ -1,0 +1,43 @@
+"""Pipelines used by the tests, discovered through ORBIT_PIPELINE_MODULES like a user's."""
+
+from pipelines import Backoff, Pipeline, step
+from tests import steps
+
+FAST = Backoff(base=0.05, factor=2, cap=0.5)
+
+single = Pipeline("t-single", steps=[step("noop", steps.noop)])
+three = Pipeline(
+    "t-three",
+    steps=[step("one", steps.noop), step("two", steps.noop), step("three", steps.noop)],
+)
+dataflow = Pipeline(
+    "t-dataflow", steps=[step("add", steps.add), step("double", steps.double_previous)]
+)
+flaky = Pipeline(
+    "t-flaky", steps=[step("flaky", steps.flaky, max_retries=3, backoff=FAST), step("after", steps.noop)]
+)
+failing = Pipeline("t-failing", steps=[step("fails", steps.fails, max_retries=1, backoff=FAST)])
+permanent = Pipeline(
+    "t-permanent", steps=[step("permanent", steps.fails_permanently, max_retries=3, backoff=FAST)]
+)
+failed_result = Pipeline(
+    "t-failed-result", steps=[step("says-no", steps.returns_failed_result, backoff=FAST)]
+)
+slow = Pipeline(
+    "t-slow",
+    steps=[step("sleeps", steps.sleeps, timeout=1, max_retries=1, backoff=FAST), step("after", steps.noop)],
+)
+slow_once = Pipeline(
+    "t-slow-once",
+    steps=[step("sleeps-once", steps.sleeps_first_attempt, timeout=1, max_retries=1, backoff=FAST)],
+)
+long_step = Pipeline(
+    "t-long",
+    steps=[step("one", steps.noop), step("sleeps", steps.sleeps, timeout=120), step("three", steps.noop)],
+)
+crash = Pipeline("t-crash", steps=[step("crashes", steps.crashes_process, max_retries=1, backoff=FAST)])
+poison = Pipeline("t-poison", steps=[step("kills-worker", steps.kills_worker)])
+system_exit = Pipeline("t-system-exit", steps=[step("exits", steps.raises_system_exit)])
+unserialisable = Pipeline("t-unserialisable", steps=[step("bad", steps.returns_unserialisable)])
+oversized = Pipeline("t-oversized", steps=[step("big", steps.returns_oversized)])
+logging_pipeline = Pipeline("t-logs", steps=[step("logs", steps.logs_things)])

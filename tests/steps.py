@@ -1,0 +1,107 @@
+"""Step functions for tests. Side effects go to a table-free journal file, so tests can
+count executions across processes (a step that runs twice shows up twice)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines import PermanentFailure, StepContext, StepResult
+
+
+def journal(ctx: StepContext) -> None:
+    """Append one line per execution to $ORBIT_TEST_JOURNAL (if set)."""
+    path = os.environ.get("ORBIT_TEST_JOURNAL") or ctx.metadata.get("journal")
+    if path:
+        with Path(path).open("a") as f:
+            f.write(f"{ctx.run_id} {ctx.step} {ctx.attempt} {os.getpid()}\n")
+
+
+def noop(ctx: StepContext) -> dict[str, Any]:
+    journal(ctx)
+    return {"ok": True}
+
+
+def add(ctx: StepContext) -> dict[str, Any]:
+    journal(ctx)
+    return {"value": ctx.metadata.get("x", 0) + ctx.metadata.get("y", 0)}
+
+
+def double_previous(ctx: StepContext) -> dict[str, Any]:
+    journal(ctx)
+    return {"value": ctx.prev_results["add"]["value"] * 2}
+
+
+def flaky(ctx: StepContext) -> dict[str, Any]:
+    """Fails `metadata.fail_times` attempts (default 2), then succeeds."""
+    journal(ctx)
+    if ctx.attempt <= ctx.metadata.get("fail_times", 2):
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
+def fails(ctx: StepContext) -> None:
+    journal(ctx)
+    raise ValueError("this step always fails")
+
+
+def fails_permanently(ctx: StepContext) -> None:
+    journal(ctx)
+    raise PermanentFailure("bad input: nothing to retry")
+
+
+def returns_failed_result(ctx: StepContext) -> StepResult:
+    journal(ctx)
+    return StepResult(success=False, error="the service said no")
+
+
+def sleeps(ctx: StepContext) -> dict[str, Any]:
+    """Sleeps `metadata.seconds` (default 60), ignoring the deadline: only a kill stops it."""
+    journal(ctx)
+    ctx.log.info("sleeping %s s", ctx.metadata.get("seconds", 60))
+    time.sleep(ctx.metadata.get("seconds", 60))
+    return {"slept": ctx.metadata.get("seconds", 60)}
+
+
+def sleeps_first_attempt(ctx: StepContext) -> dict[str, Any]:
+    journal(ctx)
+    if ctx.attempt == 1:
+        time.sleep(ctx.metadata.get("seconds", 60))
+    return {"attempt": ctx.attempt}
+
+
+def crashes_process(ctx: StepContext) -> None:
+    journal(ctx)
+    os._exit(13)
+
+
+def kills_worker(ctx: StepContext) -> None:
+    """A poison step: SIGKILLs the worker process that supervises it."""
+    journal(ctx)
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)
+
+
+def raises_system_exit(ctx: StepContext) -> None:
+    journal(ctx)
+    raise SystemExit(3)
+
+
+def returns_unserialisable(ctx: StepContext) -> Any:
+    journal(ctx)
+    return {"when": object()}
+
+
+def returns_oversized(ctx: StepContext) -> Any:
+    journal(ctx)
+    return {"blob": "x" * (2 * 1024 * 1024)}
+
+
+def logs_things(ctx: StepContext) -> dict[str, Any]:
+    journal(ctx)
+    ctx.log.info("hello %s", "world", extra={"items": 3})
+    ctx.log.warning("careful")
+    return {"logged": 2}
