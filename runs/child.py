@@ -1,0 +1,351 @@
+"""Steps run in supervised child processes, so a timeout can really stop one and a step
+that crashes its process (segfault, `os._exit`, out of memory) cannot take the caller down.
+
+The child only runs step code; it never writes Orbit's tables. It sends log records and
+a final `AttemptReport` back over a pipe; the supervisor commits them (fenced).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import time
+import traceback as tb
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+import multiprocessing.connection
+from multiprocessing.connection import Connection
+from typing import Any
+
+from orbit.conf import orbit_settings
+from orbit.exceptions import InvalidResult, PermanentFailure
+from orbit.logs import record_fields
+from pipelines.context import StepContext, StepResult
+from runs.execution import AttemptReport, StepTask
+from runs.models import AttemptOutcome
+
+logger = logging.getLogger(__name__)
+
+# Step code gets this long after SIGTERM to clean up before SIGKILL.
+KILL_AFTER_SECONDS = 1.0
+
+_FORK = multiprocessing.get_context("fork")
+
+
+class StepProcess:
+    """A forked child that runs the step attempts it is sent, one at a time."""
+
+    def __init__(self) -> None:
+        parent_end, child_end = _FORK.Pipe(duplex=True)
+        self.process = _FORK.Process(
+            target=_child_main, args=(child_end, parent_end, os.getpid()), name="orbit-step"
+        )
+        self.process.start()
+        child_end.close()
+        self.conn: Connection = parent_end
+        self.tasks_run = 0
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid or 0)
+
+    @property
+    def sentinel(self) -> int:
+        return int(self.process.sentinel)
+
+    def is_alive(self) -> bool:
+        return self.process.is_alive()
+
+    def submit(self, task: StepTask) -> None:
+        self.tasks_run += 1
+        self.conn.send(task)
+
+    def signal(self, signum: int) -> None:
+        if self.process.pid and self.process.exitcode is None:
+            try:
+                os.kill(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask an idle child to exit; kill it if it does not."""
+        try:
+            self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            self.signal(signal.SIGKILL)
+            self.process.join(timeout)
+        self.close()
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.process.join(5)
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+        if self.process.exitcode is not None:
+            self.process.close()
+
+    def run(
+        self, task: StepTask, *, tick: Callable[[], bool] | None = None, tick_every: float = 10.0
+    ) -> AttemptReport | None:
+        """Run one attempt and wait for it, enforcing its timeout. `tick` runs every
+        `tick_every` seconds (lease renewal); when it returns False the step is killed
+        and None is returned: the caller no longer holds the run."""
+        started = time.monotonic()
+        deadline = started + task.timeout
+        next_tick = started + tick_every
+        logs: list[dict[str, Any]] = []
+        self.submit(task)
+        while True:
+            now = time.monotonic()
+            wait_for = max(0.0, min(deadline, next_tick) - now)
+            ready = multiprocessing.connection.wait([self.conn, self.sentinel], wait_for)
+            if self.conn in ready:
+                try:
+                    kind, payload = self.conn.recv()
+                except (EOFError, OSError):
+                    kind, payload = "eof", None
+                if kind == "log":
+                    logs.append(payload)
+                    continue
+                if kind == "done":
+                    return replace(payload, logs=logs) if not payload.logs else payload
+            if self.sentinel in ready or not self.is_alive():
+                return crash_report(self, task, time.monotonic() - started, logs)
+            now = time.monotonic()
+            if now >= deadline:
+                self.terminate_gracefully()
+                return timeout_report(task, time.monotonic() - started, logs)
+            if now >= next_tick:
+                next_tick = now + tick_every
+                if tick is not None and not tick():
+                    self.terminate_gracefully()
+                    return None
+
+    def terminate_gracefully(self) -> None:
+        """SIGTERM, then SIGKILL after KILL_AFTER_SECONDS."""
+        self.signal(signal.SIGTERM)
+        self.process.join(KILL_AFTER_SECONDS)
+        if self.process.exitcode is None:
+            self.signal(signal.SIGKILL)
+            self.process.join(5)
+
+    def exit_description(self) -> str:
+        code = self.process.exitcode
+        if code is None:
+            return "is still running"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (out of memory, or killed from outside)" if -code == signal.SIGKILL else ""
+            return f"was killed by {name}{hint}"
+        return f"exited with code {code}"
+
+
+def crash_report(process: StepProcess, task: StepTask, duration: float, logs: list[dict[str, Any]]) -> AttemptReport:
+    return AttemptReport(
+        outcome=AttemptOutcome.CRASHED,
+        duration=duration,
+        error=f"The process running step {task.step!r} {process.exit_description()}",
+        error_type="orbit.exceptions.StepCrashed",
+        logs=logs,
+    )
+
+
+def timeout_report(task: StepTask, duration: float, logs: list[dict[str, Any]]) -> AttemptReport:
+    return AttemptReport(
+        outcome=AttemptOutcome.TIMED_OUT,
+        duration=duration,
+        error=f"Step {task.step!r} ran past its {task.timeout:g} s timeout and was stopped",
+        error_type="orbit.exceptions.StepTimeout",
+        logs=logs,
+    )
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> None:
+    parent_end.close()
+    _forget_inherited_connections()
+    # Its own process group: a Ctrl-C or a group SIGTERM meant for the worker does not
+    # kill a step mid-way; the worker decides when steps stop (grace period, timeouts).
+    os.setpgid(0, 0)
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        report = run_task(task, conn)
+        try:
+            conn.send(("done", report))
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _forget_inherited_connections() -> None:
+    """Drop the parent's database connections without closing them: closing would
+    terminate the parent's session over the shared socket. The child opens its own."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        conn.connection = None
+        conn.in_atomic_block = False
+        conn.savepoint_ids = []
+        conn.needs_rollback = False
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel SIGKILLs this child when its worker dies, even by SIGKILL, so
+    a dead worker's step never keeps running unsupervised."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class _PipeHandler(logging.Handler):
+    """Sends a step's log records to the supervisor as they happen, so logs written
+    before a timeout or crash are kept too."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(logging.DEBUG)
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.conn.send(("log", log_entry(record)))
+        except Exception:
+            self.handleError(record)
+
+
+def log_entry(record: logging.LogRecord) -> dict[str, Any]:
+    fields = {}
+    for key, value in record_fields(record).items():
+        try:
+            json.dumps(value)
+            fields[key] = value
+        except (TypeError, ValueError):
+            fields[key] = repr(value)
+    message = record.getMessage()
+    if record.exc_info:
+        message += "\n" + "".join(tb.format_exception(*record.exc_info))
+    return {
+        "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        "level": record.levelname,
+        "message": message,
+        "fields": fields,
+    }
+
+
+def step_logger(task: StepTask, handler: logging.Handler) -> logging.Logger:
+    log = logging.getLogger(f"orbit.step.{task.pipeline}.{task.step}")
+    log.handlers = [handler]
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    return log
+
+
+def encode_result(step: str, value: Any) -> str:
+    """The result as JSON within ORBIT_MAX_RESULT_BYTES, or InvalidResult saying why."""
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidResult(
+            f"Step {step!r} returned a result that is not JSON-serialisable: {exc}"
+        ) from None
+    limit = orbit_settings.max_result_bytes
+    size = len(encoded.encode())
+    if size > limit:
+        raise InvalidResult(
+            f"Step {step!r} returned a result of {size} bytes; the limit is {limit} bytes "
+            "(ORBIT_MAX_RESULT_BYTES)"
+        )
+    return encoded
+
+
+def run_task(task: StepTask, conn: Connection | None) -> AttemptReport:
+    """Run one attempt of a step and describe how it went. Never raises."""
+    from pipelines.registry import registry
+
+    logs: list[dict[str, Any]] = []
+    # Through a pipe the supervisor collects the records itself (and keeps them even if
+    # this process dies); in-process they travel with the report.
+    handler: logging.Handler = _PipeHandler(conn) if conn is not None else _ListHandler(logs)
+    started = time.monotonic()
+    try:
+        definition = registry.get(task.definition).step_named(task.step)
+        ctx = StepContext(
+            run_id=task.run_id,
+            pipeline=task.pipeline,
+            step=task.step,
+            metadata=task.metadata,
+            prev_results=task.prev_results,
+            attempt=task.attempt,
+            idempotency_key=task.idempotency_key,
+            log=step_logger(task, handler),
+            deadline=datetime.now(UTC) + timedelta(seconds=task.timeout),
+        )
+        value = definition.fn(ctx)
+        retryable = True
+        if isinstance(value, StepResult):
+            if not value.success:
+                return AttemptReport(
+                    outcome=AttemptOutcome.FAILED,
+                    duration=time.monotonic() - started,
+                    error=value.error or f"Step {task.step!r} reported failure",
+                    error_type="pipelines.StepResult",
+                    retryable=value.retryable,
+                    logs=logs,
+                )
+            value = value.data
+        return AttemptReport(
+            outcome=AttemptOutcome.SUCCEEDED,
+            duration=time.monotonic() - started,
+            result_json=encode_result(task.step, value),
+            retryable=retryable,
+            logs=logs,
+        )
+    except BaseException as exc:  # noqa: BLE001 - a step's SystemExit is its failure, not ours
+        if isinstance(exc, SystemExit):
+            error = f"Step {task.step!r} raised SystemExit({exc.code!r})"
+        else:
+            error = str(exc) or type(exc).__name__
+        return AttemptReport(
+            outcome=AttemptOutcome.FAILED,
+            duration=time.monotonic() - started,
+            error=error,
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            traceback="".join(tb.format_exception(exc)),
+            retryable=not isinstance(exc, PermanentFailure),
+            logs=logs,
+        )
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, sink: list[dict[str, Any]]) -> None:
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(log_entry(record))

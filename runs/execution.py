@@ -1,0 +1,460 @@
+"""One step attempt at a time, against the database, for any claimant.
+
+The worker, the foreground executor and `orbit resume` all drive runs through the same
+three calls: `begin` (first unfinished step of a claimed run), `record` (commit an
+attempt's outcome and say what comes next) and `hand_back` (return a run unfinished).
+Every write is fenced: it only happens while the run is still `running` under the
+claimant's attempt number, so a claimant that lost its lease writes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+
+from orbit.conf import orbit_settings
+from orbit.exceptions import LeaseLost
+from pipelines.definition import Pipeline as Definition
+from pipelines.definition import StepDefinition
+from pipelines.registry import registry
+from runs.claiming import Claim
+from runs.models import (
+    FAILED_OUTCOMES,
+    AttemptOutcome,
+    Run,
+    RunStatus,
+    Step,
+    StepAttempt,
+    StepStatus,
+    db_now_plus,
+)
+from runs.notify import notify_runnable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepTask:
+    """Everything a child process needs to run one attempt; pickled across the pipe."""
+
+    run_id: str
+    pipeline: str
+    definition: str
+    step: str
+    step_id: int
+    position: int
+    metadata: dict[str, Any]
+    prev_results: dict[str, Any]
+    attempt: int  # this attempt's number for this step, 1-based
+    failures: int  # failed attempts so far (the spent retry budget)
+    timeout: float
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}:{self.step}"
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """How an attempt ended, as the child (or the supervisor, for kills) saw it."""
+
+    outcome: AttemptOutcome
+    duration: float
+    result_json: str | None = None
+    error: str = ""
+    error_type: str = ""
+    traceback: str = ""
+    retryable: bool = True
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Next(enum.Enum):
+    STEP = "step"  # the run continues with `task`
+    RETRY = "retry"  # released; the step is retried after `delay`
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LOST = "lost"  # the claimant no longer holds the run; nothing was written
+    CANCELLED = "cancelled"  # an operator cancelled the run meanwhile
+
+
+@dataclass(frozen=True)
+class Decision:
+    next: Next
+    task: StepTask | None = None
+    delay: float | None = None
+    error: str = ""
+
+    @property
+    def holds_run(self) -> bool:
+        return self.next is Next.STEP
+
+
+def _fenced(claim: Claim) -> models.QuerySet[Run]:
+    return Run.objects.filter(id=claim.run_id, attempt=claim.attempt, status=RunStatus.RUNNING)
+
+
+def _definition(claim: Claim) -> Definition:
+    return registry.get(claim.definition)
+
+
+def _timeout(step: StepDefinition) -> float:
+    return step.timeout if step.timeout is not None else orbit_settings.default_step_timeout
+
+
+def begin(claim: Claim, *, lease_seconds: float) -> Decision:
+    """Start the first unfinished step of a claimed run (or finish a run with none left)."""
+    try:
+        definition = _definition(claim)
+    except Exception as exc:
+        return _fail_run(claim, f"Pipeline definition {claim.definition!r} is not available: {exc}")
+    rows = {
+        row["name"]: row
+        for row in Step.objects.filter(run_id=claim.run_id).values(
+            "id", "name", "position", "status", "result", "attempts", "failures"
+        )
+    }
+    prev_results = {
+        name: row["result"] for name, row in rows.items() if row["status"] == StepStatus.SUCCEEDED
+    }
+    for position, step in enumerate(definition.steps):
+        row = rows.get(step.name)
+        if row is not None and row["status"] == StepStatus.SUCCEEDED:
+            continue
+        if row is None:  # the definition gained a step since the run was created
+            created = Step.objects.create(run_id=claim.run_id, name=step.name, position=1000 + position)
+            row = {"id": created.id, "attempts": 0, "failures": 0}
+        task = StepTask(
+            run_id=str(claim.run_id),
+            pipeline=claim.pipeline,
+            definition=claim.definition,
+            step=step.name,
+            step_id=row["id"],
+            position=position,
+            metadata=claim.metadata,
+            prev_results=prev_results,
+            attempt=row["attempts"] + 1,
+            failures=row["failures"],
+            timeout=_timeout(step),
+        )
+        with transaction.atomic():
+            if not _fenced(claim).update(
+                current_step=step.name, lease_expires_at=db_now_plus(lease_seconds)
+            ):
+                return _lost_or_cancelled(claim)
+            Step.objects.filter(id=task.step_id).update(status=StepStatus.RUNNING, started_at=Now())
+        _log_step_started(task)
+        return Decision(Next.STEP, task=task)
+    return _succeed_run(claim)
+
+
+def record(
+    claim: Claim,
+    task: StepTask,
+    report: AttemptReport,
+    *,
+    lease_seconds: float,
+    continue_run: bool = True,
+    release_retries: bool = True,
+) -> Decision:
+    """Commit one attempt's outcome, with the step's status and result, in one transaction.
+
+    `continue_run=False` (shutting down) hands the run back after a success instead of
+    starting its next step; `release_retries=False` (foreground) keeps holding the run
+    through the backoff wait instead of releasing it to the queue.
+    """
+    try:
+        with transaction.atomic():
+            if report.outcome == AttemptOutcome.SUCCEEDED:
+                decision = _record_success(claim, task, report, lease_seconds, continue_run)
+            else:
+                decision = _record_failure(claim, task, report, lease_seconds, release_retries)
+            if decision.next is Next.LOST:
+                transaction.set_rollback(True)
+    except IntegrityError:
+        # The same attempt was committed already (a commit whose acknowledgement was
+        # lost with the connection): nothing to add; carry on from the database's state.
+        logger.warning("Attempt already recorded", extra={"event": "attempt_duplicate", "run_id": task.run_id})
+        return begin(claim, lease_seconds=lease_seconds)
+    if decision.next in (Next.LOST, Next.CANCELLED):
+        return _lost_or_cancelled(claim, task, report)
+    _log_recorded(task, report, decision)
+    if decision.next is Next.RETRY and release_retries:
+        notify_runnable(decision.delay or 0)
+    if decision.next is Next.STEP and decision.task is not None:
+        _log_step_started(decision.task)
+    return decision
+
+
+def _record_success(
+    claim: Claim, task: StepTask, report: AttemptReport, lease_seconds: float, continue_run: bool
+) -> Decision:
+    definition = _definition(claim)
+    result = json.loads(report.result_json) if report.result_json is not None else None
+    names = [s.name for s in definition.steps]
+    following = names[task.position + 1] if task.position + 1 < len(names) else None
+    next_task: StepTask | None = None
+    if following is not None:
+        row = (
+            Step.objects.filter(run_id=claim.run_id, name=following)
+            .values("id", "status", "attempts", "failures")
+            .first()
+        )
+        if row is None or row["status"] == StepStatus.SUCCEEDED:
+            following = None  # unusual layout: let begin() work it out below
+        elif continue_run:
+            next_task = replace(
+                task,
+                step=following,
+                step_id=row["id"],
+                position=task.position + 1,
+                prev_results={**task.prev_results, task.step: result},
+                attempt=row["attempts"] + 1,
+                failures=row["failures"],
+                timeout=_timeout(definition.steps[task.position + 1]),
+            )
+    fenced = _fenced(claim)
+    if next_task is not None:
+        updated = fenced.update(current_step=following, lease_expires_at=db_now_plus(lease_seconds))
+    elif following is not None or not continue_run:
+        updated = fenced.update(
+            status=RunStatus.PENDING, worker=None, lease_expires_at=None, current_step="",
+            available_at=Now(),
+        )
+    else:
+        updated = fenced.update(
+            status=RunStatus.SUCCEEDED, finished_at=Now(), lease_expires_at=None, current_step=""
+        )
+    if not updated:
+        return Decision(Next.LOST)
+    _write_attempt(claim, task, report, outcome=AttemptOutcome.SUCCEEDED, delay=None)
+    Step.objects.filter(id=task.step_id).update(
+        status=StepStatus.SUCCEEDED,
+        result=result,
+        finished_at=Now(),
+        duration=report.duration,
+        attempts=F("attempts") + 1,
+        error="",
+        error_type="",
+        traceback="",
+        **_logs_update(task, report),
+    )
+    if next_task is not None:
+        Step.objects.filter(id=next_task.step_id).update(status=StepStatus.RUNNING, started_at=Now())
+        return Decision(Next.STEP, task=next_task)
+    if following is not None or not continue_run:
+        notify_runnable()
+        return Decision(Next.RETRY, delay=0.0)  # handed back: resumes at its next step
+    return Decision(Next.SUCCEEDED)
+
+
+def _record_failure(
+    claim: Claim, task: StepTask, report: AttemptReport, lease_seconds: float, release: bool
+) -> Decision:
+    definition = _definition(claim)
+    step = definition.steps[task.position]
+    counts = report.outcome in FAILED_OUTCOMES
+    failures = task.failures + (1 if counts else 0)
+    delay = step.retry.next_delay(failures) if report.retryable else None
+    if not counts:  # interrupted: not the step's fault, retry now with the same budget
+        delay = 0.0
+    fenced = _fenced(claim)
+    if delay is None:
+        error = _run_error(task, report, failures)
+        updated = fenced.update(
+            status=RunStatus.FAILED, finished_at=Now(), lease_expires_at=None, error=error,
+            current_step="",
+        )
+        step_status = StepStatus.FAILED
+        decision = Decision(Next.FAILED, error=error)
+    elif release:
+        updated = fenced.update(
+            status=RunStatus.PENDING,
+            available_at=db_now_plus(delay),
+            worker=None,
+            lease_expires_at=None,
+            current_step="",
+        )
+        step_status = StepStatus.PENDING
+        decision = Decision(Next.RETRY, delay=delay)
+    else:
+        updated = fenced.update(lease_expires_at=db_now_plus(lease_seconds + delay))
+        step_status = StepStatus.PENDING
+        decision = Decision(Next.RETRY, delay=delay)
+    if not updated:
+        return Decision(Next.LOST)
+    _write_attempt(claim, task, report, outcome=report.outcome, delay=delay if delay is not None else None)
+    Step.objects.filter(id=task.step_id).update(
+        status=step_status,
+        finished_at=Now(),
+        duration=report.duration,
+        attempts=F("attempts") + 1,
+        failures=failures,
+        error=report.error,
+        error_type=report.error_type,
+        traceback=report.traceback,
+        **_logs_update(task, report),
+    )
+    return decision
+
+
+def _run_error(task: StepTask, report: AttemptReport, failures: int) -> str:
+    if not report.retryable:
+        return f"Step {task.step!r} failed and cannot be retried: {report.error}"
+    return f"Step {task.step!r} failed after {failures} attempt{'s' if failures != 1 else ''}: {report.error}"
+
+
+def _write_attempt(
+    claim: Claim,
+    task: StepTask,
+    report: AttemptReport,
+    *,
+    outcome: AttemptOutcome | str,
+    delay: float | None,
+) -> None:
+    StepAttempt.objects.create(
+        step_id=task.step_id,
+        run_id=claim.run_id,
+        number=task.attempt,
+        outcome=outcome,
+        error=report.error,
+        error_type=report.error_type,
+        traceback=report.traceback,
+        started_at=models.ExpressionWrapper(
+            Now() - timedelta(seconds=report.duration), output_field=models.DateTimeField()
+        ),
+        duration=report.duration,
+        backoff_delay=delay,
+        worker_id=claim.worker_id,
+    )
+
+
+def _logs_update(task: StepTask, report: AttemptReport) -> dict[str, Any]:
+    """The step's logs with this attempt's records appended (read inside the fenced
+    transaction, so no other writer can interleave); nothing to write when there are none."""
+    if not report.logs:
+        return {}
+    existing = Step.objects.filter(id=task.step_id).values_list("logs", flat=True).first() or []
+    records = [{**record, "attempt": task.attempt} for record in report.logs]
+    return {"logs": (list(existing) + records)[-orbit_settings.max_log_records :]}
+
+
+def hand_back(claim: Claim, task: StepTask | None, report: AttemptReport | None) -> bool:
+    """Return a held run to the queue, unfinished, without spending its retry budget
+    (graceful shutdown, or the supervisor stopping a step that was not at fault)."""
+    with transaction.atomic():
+        updated = _fenced(claim).update(
+            status=RunStatus.PENDING, worker=None, lease_expires_at=None, current_step="",
+            available_at=Now(),
+        )
+        if not updated:
+            return False
+        if task is not None:
+            report = report or AttemptReport(outcome=AttemptOutcome.INTERRUPTED, duration=0.0)
+            _write_attempt(claim, task, report, outcome=AttemptOutcome.INTERRUPTED, delay=0.0)
+            Step.objects.filter(id=task.step_id).update(
+                status=StepStatus.PENDING, attempts=F("attempts") + 1, **_logs_update(task, report)
+            )
+        notify_runnable()
+    logger.info(
+        "Run %s handed back to the queue",
+        claim.run_id,
+        extra={"event": "run_handed_back", "run_id": str(claim.run_id)},
+    )
+    return True
+
+
+def _lost_or_cancelled(
+    claim: Claim, task: StepTask | None = None, report: AttemptReport | None = None
+) -> Decision:
+    """The fence refused a write: tell a cancellation (record it) from a lost lease."""
+    status = Run.objects.filter(id=claim.run_id, attempt=claim.attempt).values_list("status", flat=True).first()
+    if status == RunStatus.CANCELLED:
+        if task is not None:
+            record_cancelled(claim, task, report)
+        return Decision(Next.CANCELLED)
+    logger.warning(
+        "Lost run %s: another claimant holds it now; dropping it without writing",
+        claim.run_id,
+        extra={"event": "lease_lost", "run_id": str(claim.run_id), "attempt": claim.attempt},
+    )
+    return Decision(Next.LOST)
+
+
+def record_cancelled(claim: Claim, task: StepTask, report: AttemptReport | None) -> None:
+    """Record the attempt an operator's cancellation stopped (fenced on the cancelled run)."""
+    report = report or AttemptReport(outcome=AttemptOutcome.CANCELLED, duration=0.0)
+    with transaction.atomic():
+        if not Run.objects.filter(
+            id=claim.run_id, attempt=claim.attempt, status=RunStatus.CANCELLED
+        ).exists():
+            return
+        if StepAttempt.objects.filter(step_id=task.step_id, number=task.attempt).exists():
+            return
+        _write_attempt(
+            claim,
+            task,
+            replace(report, error=report.error or "Run cancelled by an operator"),
+            outcome=AttemptOutcome.CANCELLED,
+            delay=None,
+        )
+        Step.objects.filter(id=task.step_id, status=StepStatus.RUNNING).update(
+            status=StepStatus.PENDING, attempts=F("attempts") + 1
+        )
+    logger.info(
+        "Run %s cancelled during step %s", claim.run_id, task.step,
+        extra={"event": "step_cancelled", "run_id": str(claim.run_id), "step": task.step},
+    )
+
+
+def _succeed_run(claim: Claim) -> Decision:
+    if not _fenced(claim).update(
+        status=RunStatus.SUCCEEDED, finished_at=Now(), lease_expires_at=None, current_step=""
+    ):
+        return _lost_or_cancelled(claim)
+    logger.info("Run %s succeeded", claim.run_id, extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "succeeded"})
+    return Decision(Next.SUCCEEDED)
+
+
+def _fail_run(claim: Claim, error: str) -> Decision:
+    if not _fenced(claim).update(
+        status=RunStatus.FAILED, finished_at=Now(), lease_expires_at=None, error=error, current_step=""
+    ):
+        return _lost_or_cancelled(claim)
+    logger.error("Run %s failed: %s", claim.run_id, error, extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "failed"})
+    return Decision(Next.FAILED, error=error)
+
+
+def _log_step_started(task: StepTask) -> None:
+    logger.info(
+        "Step %s of run %s started (attempt %s)",
+        task.step,
+        task.run_id,
+        task.attempt,
+        extra={"event": "step_started", "run_id": task.run_id, "step": task.step, "attempt": task.attempt},
+    )
+
+
+def _log_recorded(task: StepTask, report: AttemptReport, decision: Decision) -> None:
+    ids = {"run_id": task.run_id, "step": task.step, "attempt": task.attempt}
+    if report.outcome == AttemptOutcome.SUCCEEDED:
+        logger.info("Step %s of run %s succeeded in %.3fs", task.step, task.run_id, report.duration,
+                    extra={"event": "step_succeeded", **ids, "duration": report.duration})
+    else:
+        logger.warning("Step %s of run %s: attempt %s %s: %s", task.step, task.run_id, task.attempt,
+                       report.outcome, report.error,
+                       extra={"event": "attempt_failed", **ids, "outcome": str(report.outcome)})
+    if decision.next is Next.RETRY and report.outcome != AttemptOutcome.SUCCEEDED:
+        logger.info("Step %s of run %s retries in %.2fs", task.step, task.run_id, decision.delay or 0,
+                    extra={"event": "retry_scheduled", **ids, "delay": decision.delay})
+    if decision.next in (Next.SUCCEEDED, Next.FAILED):
+        level = logging.INFO if decision.next is Next.SUCCEEDED else logging.ERROR
+        logger.log(level, "Run %s %s", task.run_id, decision.next.value,
+                   extra={"event": "run_finished", "run_id": task.run_id, "status": decision.next.value})
