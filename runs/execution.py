@@ -148,7 +148,7 @@ def begin(claim: Claim, *, lease_seconds: float) -> Decision:
             if not _fenced(claim).update(
                 current_step=step.name, lease_expires_at=db_now_plus(lease_seconds)
             ):
-                return _lost_or_cancelled(claim)
+                return settle_lost(claim)
             Step.objects.filter(id=task.step_id).update(status=StepStatus.RUNNING, started_at=Now())
         _log_step_started(task)
         return Decision(Next.STEP, task=task)
@@ -184,7 +184,7 @@ def record(
         logger.warning("Attempt already recorded", extra={"event": "attempt_duplicate", "run_id": task.run_id})
         return begin(claim, lease_seconds=lease_seconds)
     if decision.next in (Next.LOST, Next.CANCELLED):
-        return _lost_or_cancelled(claim, task, report)
+        return settle_lost(claim, task, report)
     _log_recorded(task, report, decision)
     if decision.next is Next.RETRY and release_retries:
         notify_runnable(decision.delay or 0)
@@ -371,7 +371,7 @@ def hand_back(claim: Claim, task: StepTask | None, report: AttemptReport | None)
     return True
 
 
-def _lost_or_cancelled(
+def settle_lost(
     claim: Claim, task: StepTask | None = None, report: AttemptReport | None = None
 ) -> Decision:
     """The fence refused a write: tell a cancellation (record it) from a lost lease."""
@@ -418,7 +418,7 @@ def _succeed_run(claim: Claim) -> Decision:
     if not _fenced(claim).update(
         status=RunStatus.SUCCEEDED, finished_at=Now(), lease_expires_at=None, current_step=""
     ):
-        return _lost_or_cancelled(claim)
+        return settle_lost(claim)
     logger.info("Run %s succeeded", claim.run_id, extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "succeeded"})
     return Decision(Next.SUCCEEDED)
 
@@ -427,7 +427,7 @@ def _fail_run(claim: Claim, error: str) -> Decision:
     if not _fenced(claim).update(
         status=RunStatus.FAILED, finished_at=Now(), lease_expires_at=None, error=error, current_step=""
     ):
-        return _lost_or_cancelled(claim)
+        return settle_lost(claim)
     logger.error("Run %s failed: %s", claim.run_id, error, extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "failed"})
     return Decision(Next.FAILED, error=error)
 

@@ -28,3 +28,47 @@ def test_pipelines():
 
     sync_pipelines()
     return pipelines_for_tests
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Start real worker processes; all are killed at the end of the test."""
+    from tests.processes import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path, *args, env=env, name=f"worker{len(started)}")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def effects(db):
+    """A table the test steps write one row to per execution: counts side effects
+    across processes, so a step that ran twice shows up twice."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS orbit_test_effects")
+        cursor.execute(
+            "CREATE TABLE orbit_test_effects (run_id varchar(64), step varchar(100), attempt integer, pid integer)"
+        )
+
+    def counts(run_id: object = None) -> dict[tuple[str, str], int]:
+        sql = "SELECT run_id, step, COUNT(*) FROM orbit_test_effects"
+        params: list[str] = []
+        if run_id is not None:
+            sql += " WHERE run_id = %s"
+            params.append(str(run_id))
+        with connection.cursor() as cursor:
+            cursor.execute(sql + " GROUP BY run_id, step", params)
+            return {(r[0], r[1]): r[2] for r in cursor.fetchall()}
+
+    yield counts
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS orbit_test_effects")

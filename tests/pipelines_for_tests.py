@@ -41,3 +41,18 @@ system_exit = Pipeline("t-system-exit", steps=[step("exits", steps.raises_system
 unserialisable = Pipeline("t-unserialisable", steps=[step("bad", steps.returns_unserialisable)])
 oversized = Pipeline("t-oversized", steps=[step("big", steps.returns_oversized)])
 logging_pipeline = Pipeline("t-logs", steps=[step("logs", steps.logs_things)])
+
+# Steps that record each execution in the effects table (counted across processes).
+recorded_one = Pipeline("t-recorded", steps=[step("only", steps.recorded)])
+recorded_three = Pipeline(
+    "t-recorded-three",
+    steps=[
+        step("one", steps.recorded),
+        step("two", steps.recorded_sleep, timeout=120),
+        step("three", steps.recorded),
+    ],
+)
+recorded_backoff = Pipeline(
+    "t-recorded-backoff",
+    steps=[step("flaky", steps.recorded_flaky, max_retries=2, backoff=Backoff(base=4, factor=1, cap=4, jitter=False))],
+)

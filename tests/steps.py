@@ -20,6 +20,37 @@ def journal(ctx: StepContext) -> None:
             f.write(f"{ctx.run_id} {ctx.step} {ctx.attempt} {os.getpid()}\n")
 
 
+def effect(ctx: StepContext) -> None:
+    """Insert one row per execution into orbit_test_effects (see the `effects` fixture)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO orbit_test_effects (run_id, step, attempt, pid) VALUES (%s, %s, %s, %s)",
+            [ctx.run_id, ctx.step, ctx.attempt, os.getpid()],
+        )
+
+
+def recorded(ctx: StepContext) -> dict[str, Any]:
+    """A no-op that records its execution in the effects table."""
+    effect(ctx)
+    return {"step": ctx.step}
+
+
+def recorded_sleep(ctx: StepContext) -> dict[str, Any]:
+    """Records its execution, then sleeps `metadata.seconds` (default 3)."""
+    effect(ctx)
+    time.sleep(ctx.metadata.get("seconds", 3))
+    return {"step": ctx.step, "slept": True}
+
+
+def recorded_flaky(ctx: StepContext) -> dict[str, Any]:
+    effect(ctx)
+    if ctx.attempt <= ctx.metadata.get("fail_times", 1):
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
 def noop(ctx: StepContext) -> dict[str, Any]:
     journal(ctx)
     return {"ok": True}

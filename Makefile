@@ -1,0 +1,59 @@
+# The README's commands. `make run` starts Orbit; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/orbit_ci
+export ORBIT_PIPELINE_MODULES ?=
+
+.PHONY: run test test-sqlite test-postgres lint install migrate admin worker worker-dev bench chaos bench-api demo screenshots clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+admin: migrate
+	$(BIN)/python manage.py ensure_admin
+
+## Orbit on http://127.0.0.1:8000 (web + worker through honcho; SQLite unless DATABASE_URL)
+run: admin
+	ORBIT_BIND=127.0.0.1 $(BIN)/honcho start -p 8000 web worker
+
+worker: migrate
+	$(BIN)/python manage.py runworker
+
+## The worker, restarted gracefully whenever code changes
+worker-dev: migrate
+	$(BIN)/python manage.py runworker --reload
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+## Everything: lint, then the suite on SQLite and on PostgreSQL
+test: lint test-sqlite test-postgres
+
+test-sqlite: install
+	env -u DATABASE_URL ORBIT_SQLITE_PATH=/tmp/orbit-test-sqlite.sqlite3 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/bench_worker.py
+
+chaos: install
+	$(BIN)/python bench/chaos.py
+
+clean:
+	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache

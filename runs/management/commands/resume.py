@@ -1,0 +1,39 @@
+"""`orbit resume RUN_ID`: execute a pending or interrupted run now, in the foreground."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from orbit.exceptions import OrbitError
+from runs.recovery import resume
+
+
+class Command(BaseCommand):
+    help = "Execute an interrupted (or pending) run now, from its first unfinished step."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("run_id")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from rich.console import Console
+        from rich.markup import escape
+
+        from orbit.cli import ProgressPrinter
+
+        console = Console(highlight=False)
+        logging.getLogger("runs").setLevel(logging.ERROR)
+        try:
+            result = resume(options["run_id"], on_event=ProgressPrinter(console))
+        except OrbitError as exc:
+            console.print(f"[red]{escape(str(exc))}[/red]")
+            raise SystemExit(2) from None
+        if result.success:
+            console.print(f"[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
+            console.print_json(json.dumps(result.results))
+            return
+        console.print(f"[red]Run {result.run_id} {result.status}:[/red] {escape(result.error)}")
+        raise SystemExit(1)

@@ -1,0 +1,216 @@
+"""The worker, three ways: in-process burst runs (query count pinned), and real
+processes sent real signals (see also test_crashes.py)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from runs import enqueue
+from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt, Worker as WorkerRow
+from runs.worker import Worker
+from tests.processes import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def burst(**options) -> Worker:
+    worker = Worker(burst=True, listen=False, schedules=False, poll_interval=0.05, **options)
+    worker.run()
+    return worker
+
+
+def statuses() -> dict[str, int]:
+    from django.db.models import Count
+
+    return dict(Run.objects.values_list("status").annotate(n=Count("id")).order_by())
+
+
+def test_burst_worker_drains_the_queue_and_stops(test_pipelines):
+    runs = [enqueue("t-three") for _ in range(5)] + [enqueue("t-flaky", metadata={"fail_times": 1})]
+    worker = burst(concurrency=2)
+    assert statuses() == {"succeeded": 6}
+    assert worker.runs_done == 7  # the flaky run was released once for its backoff
+    row = WorkerRow.objects.get()
+    assert (row.state, row.succeeded_count, row.failed_count) == ("stopped", 6, 0)
+    assert all(r.worker_id is None or r.worker_id == row.id for r in Run.objects.all())
+    assert len(runs) == 6
+
+
+def test_queries_per_run_are_pinned(test_pipelines):
+    """Claim, begin, commit: a one-step run costs a fixed number of statements."""
+    burst()  # warm up: registers pipelines, opens the connection
+    WorkerRow.objects.all().delete()
+    for _ in range(3):
+        enqueue("t-single")
+    with CaptureQueriesContext(connection) as three:
+        burst()
+    for _ in range(6):
+        enqueue("t-single")
+    with CaptureQueriesContext(connection) as six:
+        burst()
+    per_run = (len(six) - len(three)) / 3
+    expected = 11 if connection.vendor == "postgresql" else 15
+    assert per_run == expected, [q["sql"][:80] for q in six.captured_queries]
+
+
+def test_priority_then_age_decides_the_order(test_pipelines, effects):
+    low = enqueue("t-recorded", priority=0)
+    high = enqueue("t-recorded", priority=5)
+    burst()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT run_id FROM orbit_test_effects ORDER BY rowid" if connection.vendor == "sqlite" else "SELECT run_id FROM orbit_test_effects ORDER BY ctid")
+        order = [row[0] for row in cursor.fetchall()]
+    assert order == [str(high.id), str(low.id)]
+
+
+def test_disabled_pipeline_runs_wait(test_pipelines):
+    from pipelines.models import Pipeline
+
+    run = enqueue("t-single")
+    Pipeline.objects.get(name="t-single").set_enabled(False)
+    burst()
+    assert Run.objects.get(id=run.id).status == RunStatus.PENDING
+
+
+def test_timeout_kills_the_child_and_the_next_attempt_runs(test_pipelines):
+    started = time.monotonic()
+    run = enqueue("t-slow-once", metadata={"seconds": 60})
+    burst()
+    assert time.monotonic() - started < 10
+    outcomes = list(StepAttempt.objects.filter(run=run).order_by("number").values_list("outcome", flat=True))
+    assert outcomes == [AttemptOutcome.TIMED_OUT, AttemptOutcome.SUCCEEDED]
+    assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
+
+
+def test_a_crashing_child_is_recorded_and_replaced(test_pipelines):
+    crash = enqueue("t-crash")
+    fine = enqueue("t-three")
+    burst()
+    attempts = StepAttempt.objects.filter(run=crash).order_by("number")
+    assert [a.outcome for a in attempts] == [AttemptOutcome.CRASHED, AttemptOutcome.CRASHED]
+    assert attempts[0].error == "The process running step 'crashes' exited with code 13"
+    assert Run.objects.get(id=crash.id).status == RunStatus.FAILED
+    assert Run.objects.get(id=fine.id).status == RunStatus.SUCCEEDED
+
+
+def test_children_are_recycled(test_pipelines, effects):
+    for _ in range(5):
+        enqueue("t-recorded")
+    burst(max_runs_per_child=2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(DISTINCT pid) FROM orbit_test_effects")
+        assert cursor.fetchone()[0] == 3
+
+
+def test_max_runs_stops_the_worker(test_pipelines):
+    for _ in range(4):
+        enqueue("t-single")
+    worker = Worker(max_runs=2, listen=False, schedules=False, poll_interval=0.05)
+    worker.run()
+    assert statuses() == {"succeeded": 2, "pending": 2}
+
+
+def test_cancel_stops_a_running_step_within_a_heartbeat(test_pipelines, workers):
+    from runs.lifecycle import run_cancel
+
+    run = enqueue("t-long", metadata={"seconds": 60})
+    worker = workers("--no-schedules", env={"ORBIT_LEASE_SECONDS": "1.5"})
+    wait_until(lambda: Run.objects.filter(id=run.id, current_step="sleeps").exists(), message="step 2 to start")
+    run_cancel(run.id)
+    attempt = wait_until(
+        lambda: StepAttempt.objects.filter(run=run, step__name="sleeps").first(), timeout=10,
+        message="the cancelled attempt",
+    )
+    assert attempt.outcome == AttemptOutcome.CANCELLED
+    assert Run.objects.get(id=run.id).status == RunStatus.CANCELLED
+    worker.send(signal.SIGTERM)
+    assert worker.wait(10) == 0
+
+
+# ---------------------------------------------------------------- real processes
+
+
+@pytest.mark.slow
+def test_several_processes_execute_every_step_exactly_once(test_pipelines, workers, effects):
+    runs = [enqueue("t-recorded-three", metadata={"seconds": 0}) for _ in range(150)]
+    procs = [workers("--concurrency", "2", "--burst", "--no-schedules") for _ in range(3)]
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.log()
+    assert statuses() == {"succeeded": 150}
+    counts = effects()
+    assert len(counts) == 150 * 3
+    assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
+    assert len(runs) == 150
+
+
+@pytest.mark.postgres
+def test_notify_wakes_an_idle_worker_at_once(test_pipelines, workers):
+    worker = workers("--no-schedules", env={"ORBIT_POLL_INTERVAL": "30"})
+    wait_until(lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start")
+    time.sleep(0.5)  # let it settle into its idle wait; polling would take 30 s
+    latencies = []
+    for _ in range(5):
+        started = time.monotonic()
+        run = enqueue("t-single")
+        wait_until(lambda: Run.objects.filter(id=run.id, status="succeeded").exists(), timeout=10)
+        latencies.append(time.monotonic() - started)
+    assert max(latencies) < 2.0, latencies
+    worker.send(signal.SIGTERM)
+    assert worker.wait(10) == 0
+
+
+def test_sigterm_lets_the_step_finish_and_hands_the_run_on(test_pipelines, workers, effects):
+    run = enqueue("t-recorded-three", metadata={"seconds": 2})
+    first = workers("--no-schedules", "--grace", "30")
+    wait_until(lambda: effects(run.id).get((str(run.id), "two")), message="step two to start")
+    first.send(signal.SIGTERM)
+    assert first.wait(30) == 0, first.log()
+    run.refresh_from_db()
+    assert run.status == RunStatus.PENDING  # step two finished; step three waits for a worker
+    assert run.steps.get(name="two").status == "succeeded"
+    assert WorkerRow.objects.get(pid=first.pid).state == "stopped"
+    second = workers("--no-schedules", "--burst")
+    assert second.wait(30) == 0
+    assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
+    assert effects(run.id) == {(str(run.id), "one"): 1, (str(run.id), "two"): 1, (str(run.id), "three"): 1}
+
+
+def test_grace_expiry_hands_the_run_back_without_spending_a_retry(test_pipelines, workers, effects):
+    run = enqueue("t-recorded-three", metadata={"seconds": 60})
+    worker = workers("--no-schedules", "--grace", "0.5")
+    wait_until(lambda: effects(run.id).get((str(run.id), "two")), message="step two to start")
+    started = time.monotonic()
+    worker.send(signal.SIGTERM)
+    assert worker.wait(15) == 0, worker.log()
+    assert time.monotonic() - started < 5
+    run.refresh_from_db()
+    assert run.status == RunStatus.PENDING
+    step = run.steps.get(name="two")
+    assert (step.status, step.failures) == ("pending", 0)
+    assert list(step.attempt_records.values_list("outcome", flat=True)) == [AttemptOutcome.INTERRUPTED]
+
+
+def test_idle_worker_exits_within_a_second(test_pipelines, workers):
+    worker = workers("--no-schedules")
+    wait_until(lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start")
+    started = time.monotonic()
+    worker.send(signal.SIGTERM)
+    assert worker.wait(5) == 0
+    assert time.monotonic() - started < 1.0
+    assert WorkerRow.objects.get().state == "stopped"
+
+
+def test_second_signal_stops_at_once(test_pipelines, workers, effects):
+    run = enqueue("t-recorded-three", metadata={"seconds": 60})
+    worker = workers("--no-schedules", "--grace", "60")
+    wait_until(lambda: effects(run.id).get((str(run.id), "two")), message="step two to start")
+    worker.send(signal.SIGTERM)
+    time.sleep(0.3)
+    worker.send(signal.SIGINT)
+    assert worker.wait(10) == 0
+    assert Run.objects.get(id=run.id).status == RunStatus.PENDING
