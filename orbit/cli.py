@@ -53,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runs.recovery import recover_interrupted
 
         report = recover_interrupted(auto_resume=True)
-        print(f"Recovered {len(report.recovered)} interrupted run(s); quarantined {len(report.quarantined)}.")
+        print(
+            f"Recovered {len(report.recovered)} interrupted run(s); quarantined {len(report.quarantined)}."
+        )
     command, rest = args[0], args[1:]
     if command == "list":
         return cmd_list(rest)
@@ -77,10 +79,11 @@ def run_management_command(command: str, rest: list[str]) -> int:
     return 0
 
 
-def _console() -> Any:
+def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped output (scripts, CI logs) gets wide lines instead of 80-column wrapping.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def cmd_list(rest: list[str]) -> int:
@@ -94,7 +97,7 @@ def cmd_list(rest: list[str]) -> int:
         print("usage: orbit list", file=sys.stderr)
         return 2
     sync_pipelines()
-    console = _console()
+    out = console()
     table = Table(title="Pipelines")
     for column in ("name", "definition", "steps", "schedule", "next run", "enabled", "last run"):
         table.add_column(column)
@@ -110,9 +113,11 @@ def cmd_list(rest: list[str]) -> int:
             "yes" if row.enabled else "[yellow]no[/yellow]",
             row.last_run_status or "-",
         )
-    console.print(table)
+    out.print(table)
     for module, error in registry.errors.items():
-        console.print(f"[red]Pipeline module {_escape(module)} failed to import:[/red] {_escape(error)}")
+        out.print(
+            f"[red]Pipeline module {_escape(module)} failed to import:[/red] {_escape(error)}"
+        )
     return 0
 
 
@@ -140,7 +145,9 @@ def cmd_run(rest: list[str]) -> int:
     from orbit.exceptions import OrbitError
     from runs.executor import PipelineExecutor
 
-    parser = argparse.ArgumentParser(prog="orbit run", description="Run a pipeline in the foreground.")
+    parser = argparse.ArgumentParser(
+        prog="orbit run", description="Run a pipeline in the foreground."
+    )
     parser.add_argument("name")
     parser.add_argument("--metadata", default="{}", help="the run's input, a JSON object")
     parser.add_argument("-v", "--verbose", action="store_true", help="show lifecycle log lines")
@@ -148,28 +155,28 @@ def cmd_run(rest: list[str]) -> int:
         options = parser.parse_args(rest)
     except SystemExit as exc:
         return 2 if exc.code else 0
-    console = _console()
+    out = console()
     try:
         metadata = json.loads(options.metadata)
     except json.JSONDecodeError as exc:
-        console.print(f"[red]Invalid --metadata JSON:[/red] {_escape(str(exc))}")
+        out.print(f"[red]Invalid --metadata JSON:[/red] {_escape(str(exc))}")
         return 2
     if not options.verbose:
-        logging.getLogger("runs").setLevel(logging.ERROR)
-    printer = ProgressPrinter(console)
+        logging.getLogger("runs").setLevel(logging.CRITICAL)
+    printer = ProgressPrinter(out)
     try:
         result = PipelineExecutor(options.name, on_event=printer).execute(metadata=metadata)
     except OrbitError as exc:
-        console.print(f"[red]{_escape(str(exc))}[/red]")
+        out.print(f"[red]{_escape(str(exc))}[/red]")
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]Interrupted: the run was handed back to the workers' queue.[/yellow]")
+        out.print("[yellow]Interrupted: the run was handed back to the workers' queue.[/yellow]")
         return 130
     if result.success:
-        console.print(f"[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
-        console.print_json(json.dumps(result.results))
+        out.print(f"[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
+        out.print_json(json.dumps(result.results))
         return 0
-    console.print(f"[red]Run {result.run_id} {result.status}:[/red] {_escape(result.error)}")
+    out.print(f"[red]Run {result.run_id} {result.status}:[/red] {_escape(result.error)}")
     return 1
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     "PIPELINE_MODULES": [],
@@ -16,7 +18,14 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_STEP_TIMEOUT": 300.0,
     "SWEEP_INTERVAL": None,  # None: a third of the lease
     "MAX_LOG_RECORDS": 1000,
+    "SCHEDULE_TIMEZONE": None,  # None: TIME_ZONE
+    "SCHEDULE_CATCHUP": "latest",
+    "SCHEDULE_CATCHUP_MAX": 100,
+    "SCHEDULE_GRACE": 60.0,
+    "SCHEDULE_INTERVAL": 5.0,
 }
+
+SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
 
 
 class OrbitSettings:
@@ -61,6 +70,44 @@ class OrbitSettings:
     @property
     def max_log_records(self) -> int:
         return int(self._get("MAX_LOG_RECORDS"))
+
+    @property
+    def schedule_timezone(self) -> ZoneInfo:
+        name = self._get("SCHEDULE_TIMEZONE") or django_settings.TIME_ZONE or "UTC"
+        try:
+            return ZoneInfo(str(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ImproperlyConfigured(
+                f"ORBIT_SCHEDULE_TIMEZONE is {name!r}, which is not a time zone name "
+                "such as 'UTC' or 'Europe/Berlin'"
+            ) from None
+
+    @property
+    def schedule_catchup(self) -> str:
+        value = str(self._get("SCHEDULE_CATCHUP")).strip().lower()
+        if value not in SCHEDULE_CATCHUP_POLICIES:
+            raise ImproperlyConfigured(
+                f"ORBIT_SCHEDULE_CATCHUP is {value!r}; use one of: "
+                + ", ".join(SCHEDULE_CATCHUP_POLICIES)
+            )
+        return value
+
+    @property
+    def schedule_catchup_max(self) -> int:
+        value = int(self._get("SCHEDULE_CATCHUP_MAX"))
+        if value < 1:
+            raise ImproperlyConfigured(
+                f"ORBIT_SCHEDULE_CATCHUP_MAX must be at least 1, not {value}"
+            )
+        return value
+
+    @property
+    def schedule_grace(self) -> float:
+        return float(self._get("SCHEDULE_GRACE"))
+
+    @property
+    def schedule_interval(self) -> float:
+        return float(self._get("SCHEDULE_INTERVAL"))
 
 
 orbit_settings = OrbitSettings()

@@ -17,6 +17,10 @@ class DefinitionError(OrbitError):
     """A pipeline definition is invalid."""
 
 
+class InvalidSchedule(OrbitError):
+    """The schedule is not a valid cron expression."""
+
+
 class UnknownPipeline(OrbitError):
     """No pipeline has that name."""
 

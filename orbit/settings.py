@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "pipelines",
     "runs",
     "services",
+    "orbit",
 ]
 
 MIDDLEWARE = [
@@ -138,6 +139,15 @@ ORBIT_MAX_METADATA_BYTES = env.int("ORBIT_MAX_METADATA_BYTES", default=256 * 102
 ORBIT_DEFAULT_STEP_TIMEOUT = env.float("ORBIT_DEFAULT_STEP_TIMEOUT", default=300.0)
 ORBIT_LOG_FORMAT = env.str("ORBIT_LOG_FORMAT", default="text")
 ORBIT_LOG_LEVEL = env.str("ORBIT_LOG_LEVEL", default="INFO")
+# Bearer token Prometheus sends to scrape /metrics (unset: staff session only).
+ORBIT_METRICS_TOKEN = env.str("ORBIT_METRICS_TOKEN", default="")
+# Cron schedules (docs/SCHEDULES.md): the zone cron expressions are read in, what happens
+# to slots missed while no worker ran (latest, skip or all), and how late a slot may fire.
+ORBIT_SCHEDULE_TIMEZONE = env.str("ORBIT_SCHEDULE_TIMEZONE", default=TIME_ZONE)
+ORBIT_SCHEDULE_CATCHUP = env.str("ORBIT_SCHEDULE_CATCHUP", default="latest")
+ORBIT_SCHEDULE_CATCHUP_MAX = env.int("ORBIT_SCHEDULE_CATCHUP_MAX", default=100)
+ORBIT_SCHEDULE_GRACE = env.float("ORBIT_SCHEDULE_GRACE", default=60.0)
+ORBIT_SCHEDULE_INTERVAL = env.float("ORBIT_SCHEDULE_INTERVAL", default=5.0)
 
 LOGGING = {
     "version": 1,
@@ -161,3 +171,19 @@ LOGGING = {
 
 if os.environ.get("ORBIT_TESTING"):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# --- Document processing (services/, docs/DOCUMENTS.md) --------------------------------
+# S3 credentials come from boto3's own chain (environment, profile, instance role), and
+# an S3-compatible endpoint from AWS_ENDPOINT_URL_S3, which boto3 reads itself.
+AWS_S3_BUCKET = env.str("AWS_S3_BUCKET", default="")
+AWS_REGION = env.str("AWS_REGION", default="")  # empty: boto3's own region chain
+VERYFI_CLIENT_ID = env.str("VERYFI_CLIENT_ID", default="")
+VERYFI_CLIENT_SECRET = env.str("VERYFI_CLIENT_SECRET", default="")  # optional: signs requests
+VERYFI_USERNAME = env.str("VERYFI_USERNAME", default="")
+VERYFI_API_KEY = env.str("VERYFI_API_KEY", default="")
+VERYFI_API_BASE_URL = env.str(
+    "VERYFI_API_BASE_URL", default="https://api.veryfi.com/api/v8/partner"
+)
+VERYFI_TIMEOUT = env.int("VERYFI_TIMEOUT", default=120_000)  # milliseconds, per request
+VERYFI_FILE_TRANSFER = env.str("VERYFI_FILE_TRANSFER", default="url")  # url or data
+ORBIT_MAX_UPLOAD_BYTES = env.int("ORBIT_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)

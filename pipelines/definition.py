@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orbit.exceptions import DefinitionError
+from orbit.exceptions import DefinitionError, InvalidSchedule
+from pipelines.schedules import validate_schedule
 from runs.retry import Backoff, RetryPolicy
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -103,6 +104,7 @@ class Pipeline:
         *,
         steps: Sequence[Any],
         description: str = "",
+        schedule: str = "",
         register: bool = True,
     ) -> None:
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
@@ -119,8 +121,16 @@ class Pipeline:
                     f"Pipeline {name!r}, step {definition.name!r}: step names must be unique"
                 )
             seen.add(definition.name)
+        schedule = "" if schedule is None else schedule
+        if schedule != "":
+            try:
+                validate_schedule(schedule)
+            except InvalidSchedule as exc:
+                raise DefinitionError(f"Pipeline {name!r}: {exc}") from None
         self.name = name
         self.description = description
+        # The schedule a new row starts with; operators change it on the row afterwards.
+        self.schedule = schedule
         self.steps: tuple[StepDefinition, ...] = tuple(built)
         self.module = _caller_module()
         if register:

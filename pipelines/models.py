@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
+from django.db.models import Case, F, Q, When
+from django.db.models.functions import Now
+
+from pipelines.schedules import schedule_validator, validate_schedule
 
 if TYPE_CHECKING:
     from pipelines.definition import Pipeline as Definition
@@ -14,6 +19,22 @@ class PipelineQuerySet(models.QuerySet["Pipeline"]):
 
     def scheduled(self) -> PipelineQuerySet:
         return self.enabled().exclude(schedule="")
+
+    def with_last_run(self) -> PipelineQuerySet:
+        """Annotate `last_run_status` and `last_run_at` (one subquery each, indexed)."""
+        from runs.models import Run
+
+        latest = Run.objects.filter(pipeline=models.OuterRef("pk")).order_by("-created_at", "-id")
+        return self.annotate(
+            last_run_status=models.Subquery(latest.values("status")[:1]),
+            last_run_at=models.Subquery(latest.values("created_at")[:1]),
+        )
+
+    def set_enabled(self, enabled: bool) -> int:
+        """Enable or disable many rows; enabling resumes each schedule from its next slot."""
+        if not enabled:
+            return self.update(enabled=False, updated_at=Now())
+        return self.update(enabled=True, updated_at=Now(), schedule_anchor=_anchor_on_enable())
 
 
 class Pipeline(models.Model):
@@ -30,9 +51,18 @@ class Pipeline(models.Model):
     description = models.TextField(blank=True)
     default_metadata = models.JSONField(default=dict, blank=True)
     schedule = models.CharField(
-        max_length=100, blank=True, help_text="Cron expression (five fields or @hourly, @daily...)."
+        max_length=100,
+        blank=True,
+        validators=[schedule_validator],
+        help_text="Cron expression (five fields or @hourly, @daily...), in ORBIT_SCHEDULE_TIMEZONE.",
     )
     enabled = models.BooleanField(default=True)
+    schedule_anchor = models.DateTimeField(
+        db_default=Now(),
+        editable=False,
+        help_text="Schedule slots at or before this time never fire: set when the row is "
+        "created, enabled, or given a new schedule, so no past slot is caught up.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -45,6 +75,22 @@ class Pipeline(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse an invalid schedule (InvalidSchedule), and re-anchor the schedule on change."""
+        if self.schedule:
+            validate_schedule(self.schedule)
+        update_fields = kwargs.get("update_fields")
+        anchored = not self._state.adding and (
+            update_fields is None or {"enabled", "schedule"} & set(update_fields)
+        )
+        if anchored:
+            self.schedule_anchor = _anchor_on_save(self.schedule)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "schedule_anchor"}
+        super().save(*args, **kwargs)
+        if anchored or not isinstance(self.schedule_anchor, datetime):
+            self.refresh_from_db(fields=["schedule_anchor"])
+
     @property
     def code(self) -> Definition | None:
         """The definition in code, or None when it is gone (the row then cannot start runs)."""
@@ -53,8 +99,22 @@ class Pipeline(models.Model):
         return registry.find(self.definition)
 
     def set_enabled(self, enabled: bool) -> None:
+        """Enabling resumes the schedule from its next slot; disabled periods are not caught up."""
         self.enabled = enabled
         self.save(update_fields=["enabled", "updated_at"])
 
     def merged_metadata(self, metadata: dict[str, Any] | None) -> dict[str, Any]:
         return {**(self.default_metadata or {}), **(metadata or {})}
+
+
+# Both anchors are evaluated by the database against the row as it is stored, so a stale
+# instance or two operators saving at once cannot skip or repeat a slot.
+def _anchor_on_enable() -> Case:
+    return Case(When(enabled=False, then=Now()), default=F("schedule_anchor"))
+
+
+def _anchor_on_save(schedule: str) -> Case:
+    return Case(
+        When(Q(enabled=False) | ~Q(schedule=schedule), then=Now()),
+        default=F("schedule_anchor"),
+    )

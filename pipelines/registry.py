@@ -84,7 +84,7 @@ class Registry:
             "Pipeline module %s failed to import: %s",
             module,
             message,
-            extra={"event": "pipeline_module_failed", "module": module},
+            extra={"event": "pipeline_module_failed", "pipeline_module": module},
         )
         logger.debug("%s", "".join(traceback.format_exception(exc)))
 

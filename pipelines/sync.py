@@ -24,6 +24,7 @@ def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
                     name=definition.name,
                     definition=definition.name,
                     description=definition.description,
+                    schedule=definition.schedule,
                 )
         except IntegrityError:
             continue  # another process created it, or a row already uses the name

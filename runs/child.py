@@ -22,6 +22,8 @@ import multiprocessing.connection
 from multiprocessing.connection import Connection
 from typing import Any
 
+from django.db import close_old_connections
+
 from orbit.conf import orbit_settings
 from orbit.exceptions import InvalidResult, PermanentFailure
 from orbit.logs import record_fields
@@ -192,6 +194,9 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
             return
         if task is None:
             return
+        # Steps that use the ORM reuse this child's connection between tasks; drop it if
+        # it broke meanwhile (database restart, pg_terminate_backend) instead of failing.
+        close_old_connections()
         report = run_task(task, conn)
         try:
             conn.send(("done", report))

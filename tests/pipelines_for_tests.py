@@ -56,3 +56,8 @@ recorded_backoff = Pipeline(
     "t-recorded-backoff",
     steps=[step("flaky", steps.recorded_flaky, max_retries=2, backoff=Backoff(base=4, factor=1, cap=4, jitter=False))],
 )
+
+# The dashboard's browser tests: a run that fails until the test fixes it, and one that
+# echoes whatever it is given into its logs and result.
+fails_until_fixed = Pipeline("t-fails-until-fixed", steps=[step("fragile", steps.fails_until_fixed), step("after", steps.noop)])
+echo = Pipeline("t-echo", steps=[step("echo", steps.logs_what_it_is_given)])

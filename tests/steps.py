@@ -136,3 +136,20 @@ def logs_things(ctx: StepContext) -> dict[str, Any]:
     ctx.log.info("hello %s", "world", extra={"items": 3})
     ctx.log.warning("careful")
     return {"logged": 2}
+
+
+def fails_until_fixed(ctx: StepContext) -> dict[str, Any]:
+    """Fails while the file named by `metadata.fixed_flag` does not exist: a test "fixes"
+    the problem by creating it, then retries the run."""
+    journal(ctx)
+    if not Path(ctx.metadata["fixed_flag"]).exists():
+        raise RuntimeError("the upstream service is down")
+    return {"fixed": True, "attempt": ctx.attempt}
+
+
+def logs_what_it_is_given(ctx: StepContext) -> dict[str, Any]:
+    """Writes the run's metadata values into its logs and result verbatim (escaping tests)."""
+    journal(ctx)
+    for key, value in ctx.metadata.items():
+        ctx.log.info("%s", value, extra={"key": key, "value": value})
+    return dict(ctx.metadata)

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from orbit.cli import console
+
 from runs.recovery import InterruptedRun, find_interrupted
 
 
@@ -32,12 +34,11 @@ class Command(BaseCommand):
     help = "List running runs whose lease has expired (their worker died, froze or was cut off)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.console import Console
 
         rows = find_interrupted()
-        console = Console(highlight=False)
+        out = console()
         if not rows:
-            console.print("No interrupted runs.")
+            out.print("No interrupted runs.")
             return
-        console.print(interrupted_table(rows, f"{len(rows)} interrupted run(s)"))
-        console.print("Run `orbit recover --auto-resume` to queue them again.")
+        out.print(interrupted_table(rows, f"{len(rows)} interrupted run(s)"))
+        out.print("Run `orbit recover --auto-resume` to queue them again.")

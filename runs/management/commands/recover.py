@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from orbit.cli import console
+
 from runs.management.commands.check_interrupted import interrupted_table
 from runs.recovery import recover_interrupted
 
@@ -18,21 +20,20 @@ class Command(BaseCommand):
                             help="Queue every interrupted run again (at its first unfinished step).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.console import Console
 
-        console = Console(highlight=False)
+        out = console()
         if not options["auto_resume"]:
             report = recover_interrupted(auto_resume=False)
             if not report.interrupted:
-                console.print("No interrupted runs.")
+                out.print("No interrupted runs.")
                 return
-            console.print(interrupted_table(report.interrupted, f"{len(report.interrupted)} interrupted run(s)"))
-            console.print("Nothing changed. Run `orbit recover --auto-resume` to queue them again.")
+            out.print(interrupted_table(report.interrupted, f"{len(report.interrupted)} interrupted run(s)"))
+            out.print("Nothing changed. Run `orbit recover --auto-resume` to queue them again.")
             return
         report = recover_interrupted(auto_resume=True)
-        console.print(f"Re-queued {len(report.recovered)} interrupted run(s).")
+        out.print(f"Re-queued {len(report.recovered)} interrupted run(s).")
         if report.quarantined:
-            console.print(
+            out.print(
                 f"Quarantined {len(report.quarantined)} run(s) that interrupted their workers too often: "
                 + ", ".join(str(r) for r in report.quarantined)
             )

@@ -8,6 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from orbit.cli import console
+
 from orbit.exceptions import OrbitError
 from runs.recovery import resume
 
@@ -19,21 +21,20 @@ class Command(BaseCommand):
         parser.add_argument("run_id")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.console import Console
         from rich.markup import escape
 
         from orbit.cli import ProgressPrinter
 
-        console = Console(highlight=False)
-        logging.getLogger("runs").setLevel(logging.ERROR)
+        out = console()
+        logging.getLogger("runs").setLevel(logging.CRITICAL)
         try:
-            result = resume(options["run_id"], on_event=ProgressPrinter(console))
+            result = resume(options["run_id"], on_event=ProgressPrinter(out))
         except OrbitError as exc:
-            console.print(f"[red]{escape(str(exc))}[/red]")
+            out.print(f"[red]{escape(str(exc))}[/red]")
             raise SystemExit(2) from None
         if result.success:
-            console.print(f"[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
-            console.print_json(json.dumps(result.results))
+            out.print(f"[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
+            out.print_json(json.dumps(result.results))
             return
-        console.print(f"[red]Run {result.run_id} {result.status}:[/red] {escape(result.error)}")
+        out.print(f"[red]Run {result.run_id} {result.status}:[/red] {escape(result.error)}")
         raise SystemExit(1)

@@ -1,0 +1,156 @@
+"""Changes to pipeline rows that the API, admin and dashboard make the same way.
+
+Rows are operators' handles on code definitions: a row may be created for any definition
+that exists in code, renamed, rescheduled, enabled or disabled, and deleted only while no
+run refers to it (disable it instead, so no history is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+
+from orbit.exceptions import DefinitionError, OrbitError
+from pipelines.definition import NAME_PATTERN
+from pipelines.models import Pipeline
+from pipelines.registry import registry
+from pipelines.schedules import validate_schedule
+from runs.lifecycle import validate_metadata
+
+logger = logging.getLogger(__name__)
+
+#: The fields `pipeline_update` may change; the definition is fixed once runs exist.
+CHANGEABLE = ("name", "description", "schedule", "default_metadata", "enabled")
+
+
+class PipelineConflict(OrbitError):
+    """The change conflicts with another pipeline or with the pipeline's runs."""
+
+
+def pipeline_create(
+    *,
+    name: str,
+    definition: str,
+    description: str | None = None,
+    schedule: str = "",
+    default_metadata: dict[str, Any] | None = None,
+    enabled: bool = True,
+) -> Pipeline:
+    """A new row running the code definition `definition`; the schedule must parse."""
+    _check_name(name)
+    code = registry.find(definition)
+    if code is None:
+        known = ", ".join(p.name for p in registry.all()) or "none"
+        raise DefinitionError(
+            f"No pipeline definition named {definition!r} in code. Known definitions: {known}",
+            field="definition",
+        )
+    if schedule:
+        _check_schedule(schedule)
+    row = Pipeline(
+        name=name,
+        definition=definition,
+        description=code.description if description is None else description,
+        schedule=schedule,
+        default_metadata=_check_metadata(default_metadata),
+        enabled=enabled,
+    )
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError:
+        raise PipelineConflict(f"A pipeline named {name!r} already exists", field="name") from None
+    logger.info(
+        "Pipeline %s created",
+        name,
+        extra={"event": "pipeline_created", "pipeline": name, "definition": definition},
+    )
+    return row
+
+
+def pipeline_update(pipeline: Pipeline, **changes: Any) -> Pipeline:
+    """Change the given fields of a row (see CHANGEABLE); unknown fields are refused."""
+    unknown = sorted(set(changes) - set(CHANGEABLE))
+    if unknown:
+        raise OrbitError(
+            f"{', '.join(unknown)} cannot be changed; changeable: {', '.join(CHANGEABLE)}",
+            field=unknown[0],
+        )
+    if "name" in changes:
+        _check_name(changes["name"])
+    if changes.get("schedule"):
+        _check_schedule(changes["schedule"])
+    if "default_metadata" in changes:
+        changes["default_metadata"] = _check_metadata(changes["default_metadata"])
+    if changes.get("schedule") is None and "schedule" in changes:
+        changes["schedule"] = ""
+    if changes.get("description") is None and "description" in changes:
+        changes["description"] = ""
+    if not changes:
+        return pipeline
+    for name, value in changes.items():
+        setattr(pipeline, name, value)
+    try:
+        with transaction.atomic():
+            pipeline.save(update_fields=[*changes, "updated_at"])
+    except IntegrityError:
+        pipeline.refresh_from_db()
+        raise PipelineConflict(
+            f"A pipeline named {changes.get('name')!r} already exists", field="name"
+        ) from None
+    logger.info(
+        "Pipeline %s changed: %s",
+        pipeline.name,
+        ", ".join(sorted(changes)),
+        extra={"event": "pipeline_changed", "pipeline": pipeline.name, "fields": sorted(changes)},
+    )
+    return pipeline
+
+
+def pipeline_delete(pipeline: Pipeline) -> None:
+    """Delete a row that has no runs; one with runs is refused (disable it instead)."""
+    runs = pipeline.runs.count()
+    try:
+        if runs:
+            raise ProtectedError("has runs", set())
+        with transaction.atomic():
+            pipeline.delete()  # a run created meanwhile still protects it (PROTECT)
+    except ProtectedError:
+        runs = runs or pipeline.runs.count()
+        raise PipelineConflict(
+            f"Pipeline {pipeline.name!r} has {runs} run{'s' if runs != 1 else ''}; "
+            "disable it instead of deleting it, so its history is kept"
+        ) from None
+    logger.info(
+        "Pipeline %s deleted",
+        pipeline.name,
+        extra={"event": "pipeline_deleted", "pipeline": pipeline.name},
+    )
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise DefinitionError(
+            f"Pipeline name {name!r} is invalid: use 1-100 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit",
+            field="name",
+        )
+
+
+def _check_schedule(schedule: str) -> None:
+    try:
+        validate_schedule(schedule)
+    except OrbitError as exc:
+        exc.context.setdefault("field", "schedule")
+        raise
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    try:
+        return validate_metadata(metadata)
+    except OrbitError as exc:
+        exc.context.setdefault("field", "default_metadata")
+        raise

@@ -1,0 +1,177 @@
+"""Fire cron schedules: one run per due slot, exactly once however many workers tick.
+
+Every worker calls `fire_due_schedules()` every ORBIT_SCHEDULE_INTERVAL seconds. The
+guarantee is the database's: `run_unique_schedule_slot` allows one run per pipeline and
+slot, so a worker that loses a race gets an IntegrityError and moves on. On PostgreSQL an
+advisory lock also lets one worker at a time do the work, so the others do not queue on
+that unique index.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, connection, transaction
+
+from orbit.conf import orbit_settings
+from orbit.exceptions import InvalidSchedule, OrbitError
+from pipelines.models import Pipeline
+from pipelines.schedules import next_slot, schedule_start, slots_between, with_last_slot
+from runs.lifecycle import run_create
+from runs.models import Run
+
+logger = logging.getLogger(__name__)
+
+#: pg_try_advisory_xact_lock key held while one worker fires schedules ("orbitsch").
+ADVISORY_LOCK_ID = 0x6F72626974736368
+
+# Invalid schedules already reported by this process, so a bad row is logged once.
+_reported: set[tuple[int, str]] = set()
+
+
+def fire_due_schedules(now: datetime | None = None, *, exclusive: bool = True) -> list[Run]:
+    """Create the runs of every enabled pipeline's due schedule slots; returns those created.
+
+    `now` defaults to the database clock. `exclusive=False` skips the PostgreSQL advisory
+    lock (the unique slot constraint still holds); the tests use it to race workers.
+    """
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise ValueError(f"now must be a timezone-aware datetime, not {now!r}")
+    with _one_worker_at_a_time(exclusive) as acquired:
+        if not acquired:
+            return []
+        now = now or _database_now()
+        created: list[Run] = []
+        for row in _scheduled_pipelines():
+            created.extend(_fire_pipeline(row, now))
+        return created
+
+
+def due_slots(row: Pipeline, now: datetime, last_slot: datetime | None) -> list[datetime]:
+    """The slots of `row` to fire at `now` under ORBIT_SCHEDULE_CATCHUP, oldest first."""
+    start = schedule_start(row, last_slot)
+    first = _first_slot_after(row.schedule, start, orbit_settings.schedule_timezone)
+    if first is None or first > now:
+        return []  # the usual tick: nothing due yet, known without walking the calendar
+    policy = orbit_settings.schedule_catchup
+    if policy == "all":
+        limit = orbit_settings.schedule_catchup_max
+        slots = slots_between(row.schedule, start, now, limit=limit)
+        if len(slots) == limit:
+            dropped = slots_between(
+                row.schedule, start, slots[0] - timedelta(microseconds=1), limit=1
+            )
+            if dropped:
+                logger.warning(
+                    "Pipeline %s missed more than %s schedule slots; firing the latest %s "
+                    "(ORBIT_SCHEDULE_CATCHUP_MAX)",
+                    row.name,
+                    limit,
+                    limit,
+                    extra={"event": "schedule_catchup_truncated", "pipeline": row.name},
+                )
+        return slots
+    slots = slots_between(row.schedule, start, now, limit=1)
+    if policy == "skip":
+        grace = timedelta(seconds=orbit_settings.schedule_grace)
+        return [slot for slot in slots if now - slot <= grace]
+    return slots
+
+
+@lru_cache(maxsize=4096)
+def _first_slot_after(expression: str, start: datetime, zone: ZoneInfo) -> datetime | None:
+    """Cached: between two slots, every tick asks the same question about each pipeline."""
+    return next_slot(expression, start, zone)
+
+
+def _fire_pipeline(row: Pipeline, now: datetime) -> list[Run]:
+    try:
+        slots = due_slots(row, now, row.last_slot)  # type: ignore[attr-defined]
+    except InvalidSchedule as exc:
+        if (row.pk, row.schedule) not in _reported:
+            _reported.add((row.pk, row.schedule))
+            logger.error(
+                "Pipeline %s has an invalid schedule and does not fire: %s",
+                row.name,
+                exc,
+                extra={"event": "schedule_invalid", "pipeline": row.name},
+            )
+        return []
+    created = []
+    for slot in slots:
+        run = fire_slot(row, slot)
+        if run is not None:
+            created.append(run)
+    return created
+
+
+def fire_slot(row: Pipeline, slot: datetime) -> Run | None:
+    """Create the run for one slot; None when another worker already did."""
+    try:
+        run = run_create(row, metadata={"scheduled_for": slot.isoformat()}, scheduled_for=slot)
+    except IntegrityError:
+        if Run.objects.filter(pipeline=row, scheduled_for=slot).exists():
+            return None  # another worker fired this slot first: the constraint did its job
+        raise
+    except OrbitError as exc:  # e.g. default metadata that grew too large: log, keep going
+        logger.error(
+            "Pipeline %s could not fire its %s slot: %s",
+            row.name,
+            slot.isoformat(),
+            exc,
+            extra={"event": "schedule_failed", "pipeline": row.name},
+        )
+        return None
+    logger.info(
+        "Pipeline %s fired for its %s slot: run %s",
+        row.name,
+        slot.isoformat(),
+        run.id,
+        extra={
+            "event": "schedule_fired",
+            "pipeline": row.name,
+            "run_id": str(run.id),
+            "scheduled_for": slot.isoformat(),
+        },
+    )
+    return run
+
+
+def _scheduled_pipelines() -> list[Pipeline]:
+    """Enabled pipelines with a schedule and code to run, each with its latest fired slot."""
+    rows = with_last_slot(Pipeline.objects.scheduled())
+    # A row whose definition left the code cannot start runs; the dashboard shows why.
+    return [row for row in rows if row.code is not None]
+
+
+@contextmanager
+def _one_worker_at_a_time(exclusive: bool) -> Iterator[bool]:
+    """On PostgreSQL, a transaction holding the scheduler's advisory lock, if it is free.
+
+    The lock only spares work: correctness comes from the unique slot constraint, which
+    also covers SQLite (where writers are serialised anyway) and a lock given up early.
+    """
+    if not exclusive or connection.vendor != "postgresql":
+        yield True
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+            acquired = bool(cursor.fetchone()[0])
+        yield acquired
+
+
+def _database_now() -> datetime:
+    """Workers on several hosts agree on the database clock, not on their own."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT statement_timestamp()")
+            return cursor.fetchone()[0]  # type: ignore[no-any-return]
+    from django.utils import timezone
+
+    return timezone.now()  # SQLite's clock is the host's clock

@@ -1,0 +1,370 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db.models.functions import Now
+
+from runs import enqueue
+from runs.lifecycle import run_cancel
+from runs.models import Run, RunStatus, Step, StepStatus
+from tests.api.conftest import pipeline_id
+from tests.factories import StepAttemptFactory, WorkerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def fail(run: Run, error: str = "boom") -> Run:
+    Run.objects.filter(id=run.id).update(status=RunStatus.FAILED, finished_at=Now(), error=error)
+    run.refresh_from_db()
+    return run
+
+
+def interrupt(run: Run) -> Run:
+    """As if its worker died while running the first step."""
+    Run.objects.filter(id=run.id).update(
+        status=RunStatus.RUNNING,
+        attempt=1,
+        current_step="one",
+        lease_expires_at="2000-01-01T00:00:00Z",
+        started_at=Now(),
+    )
+    Step.objects.filter(run=run, position=0).update(status=StepStatus.RUNNING, started_at=Now())
+    run.refresh_from_db()
+    return run
+
+
+# --- Creating runs ----------------------------------------------------------------------------
+
+
+def test_create_run_returns_201_with_its_steps(operator_api):
+    response = operator_api.post(
+        f"/api/pipelines/{pipeline_id('t-three')}/runs", {"metadata": {"n": 1}, "priority": 5}
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["pipeline"], body["status"], body["metadata"], body["priority"]) == (
+        "t-three",
+        "pending",
+        {"n": 1},
+        5,
+    )
+    assert [s["name"] for s in body["steps"]] == ["one", "two", "three"]
+    assert Run.objects.get(id=body["id"]).status == RunStatus.PENDING
+
+
+def test_create_run_without_a_body_uses_the_defaults(operator_api):
+    response = operator_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs")
+    assert response.status_code == 201
+    assert (response.json()["metadata"], response.json()["priority"]) == ({}, 0)
+
+
+def test_idempotency_key_returns_the_first_run(operator_api):
+    path = f"/api/pipelines/{pipeline_id('t-single')}/runs"
+    first = operator_api.post(path, {"metadata": {"a": 1}}, headers={"Idempotency-Key": "order-42"})
+    again = operator_api.post(path, {"metadata": {"a": 1}}, headers={"Idempotency-Key": "order-42"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["id"] == again.json()["id"]
+    assert first.json()["idempotency_key"] == "order-42"
+    assert Run.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"metadata": [1, 2]}, "metadata", "Input should be a valid dictionary"),  # not an object
+        (
+            {"priority": "high"},
+            "priority",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),  # not a number
+        ({"priority": 10**7}, "priority", "Input should be less than or equal to 1000000"),  # range
+        (
+            {"metadata": {}, "queue": "x"},
+            "queue",
+            "Extra inputs are not permitted",
+        ),  # unknown field
+    ],
+)
+def test_create_run_rejects_bad_input_naming_the_field(operator_api, body, field, message):
+    response = operator_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs", body)
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"field": field, "message": message}]
+    assert response.json()["detail"] == f"{field}: {message}"
+    assert not Run.objects.exists()
+
+
+def test_create_run_with_oversized_metadata_is_413(operator_api):
+    response = operator_api.post(
+        f"/api/pipelines/{pipeline_id('t-single')}/runs", {"metadata": {"x": "y" * 300_000}}
+    )
+    assert response.status_code == 413
+    assert response.json()["detail"].endswith(
+        "the limit is 262144 bytes (ORBIT_MAX_METADATA_BYTES)"
+    )
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{not json",  # malformed
+        '{"metadata": ',  # truncated
+    ],
+)
+def test_malformed_json_is_400(operator_api, raw):
+    response = operator_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs", raw=raw)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Cannot parse request body"}
+
+
+def test_create_run_for_an_unknown_pipeline_is_404(operator_api):
+    response = operator_api.post("/api/pipelines/999999/runs", {})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No pipeline with id 999999"}
+
+
+def test_create_run_of_a_definition_gone_from_code_is_404(operator_api):
+    from pipelines.models import Pipeline
+
+    gone = Pipeline.objects.create(name="gone", definition="no-such-code")
+    response = operator_api.post(f"/api/pipelines/{gone.id}/runs", {})
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        "Pipeline 'gone' runs definition 'no-such-code', which no longer exists in code; "
+        "it cannot start runs"
+    )
+
+
+def test_viewer_cannot_create_runs(viewer_api):
+    response = viewer_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs", {})
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "You do not have permission to do this (needs runs.add_run)"
+    }
+    assert not Run.objects.exists()
+
+
+# --- Reading runs -----------------------------------------------------------------------------
+
+
+def test_run_detail_has_steps_and_their_attempts(viewer_api):
+    run = enqueue("t-three", metadata={"k": "v"})
+    step = run.steps.get(name="one")
+    worker = WorkerFactory(name="w-1")
+    StepAttemptFactory(
+        step=step, number=1, outcome="failed", error="nope", worker=worker, duration=0.5
+    )
+    StepAttemptFactory(step=step, number=2, outcome="succeeded")
+    response = viewer_api.get(f"/api/runs/{run.id}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == str(run.id)
+    [one, two, three] = body["steps"]
+    assert (one["name"], two["name"], three["name"]) == ("one", "two", "three")
+    assert [
+        (a["number"], a["outcome"], a["error"], a["worker"]) for a in one["attempt_records"]
+    ] == [
+        (1, "failed", "nope", "w-1"),
+        (2, "succeeded", "", None),
+    ]
+
+
+def test_run_detail_of_an_unknown_run_is_404(viewer_api):
+    missing = uuid.uuid4()
+    response = viewer_api.get(f"/api/runs/{missing}")
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"No run with id {missing}"}
+
+
+def test_run_detail_with_a_malformed_id_is_422_naming_it(viewer_api):
+    response = viewer_api.get("/api/runs/not-a-uuid")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "run_id"
+
+
+def test_run_steps_in_order(viewer_api):
+    run = enqueue("t-three")
+    response = viewer_api.get(f"/api/runs/{run.id}/steps")
+    assert response.status_code == 200
+    assert [s["name"] for s in response.json()] == ["one", "two", "three"]
+
+
+def test_list_runs_newest_first_with_filters(viewer_api):
+    a = enqueue("t-single")
+    b = enqueue("t-three")
+    c = enqueue("t-single")
+    run_cancel(c.id)
+    assert [r["id"] for r in viewer_api.get("/api/runs").json()["items"]] == [
+        str(c.id),
+        str(b.id),
+        str(a.id),
+    ]
+    by_pipeline = viewer_api.get("/api/runs", {"pipeline": "t-single"}).json()["items"]
+    assert [r["id"] for r in by_pipeline] == [str(c.id), str(a.id)]
+    by_status = viewer_api.get("/api/runs", {"status": "pending"}).json()["items"]
+    assert [r["id"] for r in by_status] == [str(b.id), str(a.id)]
+
+
+def test_pagination_walks_every_run_once_even_while_runs_are_added(viewer_api):
+    created = [enqueue("t-single").id for _ in range(7)]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = viewer_api.get("/api/runs", params).json()
+        seen += [r["id"] for r in page["items"]]
+        pages += 1
+        enqueue("t-single")  # newer runs must not shift the pages already handed out
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [str(i) for i in reversed(created)]
+    assert pages == 3
+
+
+def test_runs_created_in_the_same_instant_are_paged_by_id(viewer_api):
+    runs = [enqueue("t-single") for _ in range(5)]
+    Run.objects.update(created_at="2030-01-01T00:00:00Z")
+    seen = []
+    cursor = None
+    while True:
+        page = viewer_api.get("/api/runs", {"limit": 2, **({"cursor": cursor} if cursor else {})})
+        seen += [r["id"] for r in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(str(r.id) for r in runs)
+    assert len(seen) == 5
+
+
+def test_pipeline_runs_are_paged_the_same_way(viewer_api):
+    mine = [enqueue("t-three").id for _ in range(3)]
+    enqueue("t-single")
+    page = viewer_api.get(f"/api/pipelines/{pipeline_id('t-three')}/runs", {"limit": 2}).json()
+    assert [r["id"] for r in page["items"]] == [str(mine[2]), str(mine[1])]
+    rest = viewer_api.get(
+        f"/api/pipelines/{pipeline_id('t-three')}/runs", {"cursor": page["next_cursor"]}
+    ).json()
+    assert [r["id"] for r in rest["items"]] == [str(mine[0])]
+    assert rest["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": 0}, "limit"),  # below 1
+        ({"limit": 201}, "limit"),  # above 200
+        ({"status": "sleeping"}, "status"),  # not a run status
+        ({"cursor": "bm9wZQ"}, "cursor"),  # base64 of "nope"
+        ({"cursor": "%%%"}, "cursor"),  # not base64
+    ],
+)
+def test_list_runs_rejects_bad_parameters_naming_them(viewer_api, params, field):
+    response = viewer_api.get("/api/runs", params)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == field
+
+
+def test_invalid_cursor_says_what_to_pass(viewer_api):
+    response = viewer_api.get("/api/runs", {"cursor": "bm9wZQ"})
+    assert response.json()["detail"] == (
+        "The cursor is not one this API returned: pass `next_cursor` from the previous page."
+    )
+
+
+# --- Acting on runs ---------------------------------------------------------------------------
+
+
+def test_retry_a_failed_run(operator_api):
+    run = fail(enqueue("t-single"))
+    response = operator_api.post(f"/api/runs/{run.id}/retry")
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+    assert Run.objects.get(id=run.id).status == RunStatus.PENDING
+
+
+def test_retry_a_pending_run_is_409_saying_why(operator_api):
+    run = enqueue("t-single")
+    response = operator_api.post(f"/api/runs/{run.id}/retry")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Run {run.id} is pending; only failed or cancelled runs can be retried"
+    }
+
+
+def test_cancel_a_pending_run(operator_api):
+    run = enqueue("t-single")
+    response = operator_api.post(f"/api/runs/{run.id}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+
+
+def test_cancel_a_finished_run_is_409(operator_api):
+    run = fail(enqueue("t-single"))
+    response = operator_api.post(f"/api/runs/{run.id}/cancel")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Run {run.id} is failed; only pending or running runs can be cancelled"
+    }
+
+
+def test_resume_an_interrupted_run(operator_api):
+    run = interrupt(enqueue("t-three"))
+    response = operator_api.post(f"/api/runs/{run.id}/resume")
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+    assert response.json()["steps"][0]["attempt_records"][0]["outcome"] == "interrupted"
+
+
+def test_resume_a_finished_run_is_409(operator_api):
+    run = fail(enqueue("t-single"))
+    response = operator_api.post(f"/api/runs/{run.id}/resume")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Run {run.id} already finished: it failed (use retry for a failed or cancelled run)"
+    }
+
+
+@pytest.mark.parametrize("action", ["retry", "cancel", "resume"])
+def test_actions_on_an_unknown_run_are_404(operator_api, action):
+    missing = uuid.uuid4()
+    response = operator_api.post(f"/api/runs/{missing}/{action}")
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"No run with id {missing}"}
+
+
+@pytest.mark.parametrize("action", ["retry", "cancel", "resume"])
+def test_viewer_cannot_act_on_runs(viewer_api, action):
+    run = fail(enqueue("t-single"))
+    response = viewer_api.post(f"/api/runs/{run.id}/{action}")
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "You do not have permission to do this (needs runs.change_run)"
+    }
+    assert Run.objects.get(id=run.id).status == RunStatus.FAILED
+
+
+# --- Errors nobody planned for ----------------------------------------------------------------
+
+
+def test_an_unexpected_error_is_a_json_500_without_details(viewer_api, monkeypatch):
+    def broken(run_id):
+        raise RuntimeError("password=hunter2 in a traceback")
+
+    monkeypatch.setattr("runs.api.run_with_steps", broken)
+    response = viewer_api.get(f"/api/runs/{uuid.uuid4()}")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error; it has been logged"}
+    assert b"hunter2" not in response.content
+
+
+def test_a_body_over_the_upload_limit_is_413(operator_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = operator_api.post(
+        f"/api/pipelines/{pipeline_id('t-single')}/runs", {"metadata": {"x": "y" * 2000}}
+    )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "The request body is too large"}
+    assert not Run.objects.exists()

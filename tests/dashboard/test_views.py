@@ -1,0 +1,311 @@
+"""The dashboard pages: what an operator sees and what the buttons do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pipelines.models import Pipeline
+from runs.models import Run, RunStatus, StepStatus
+from tests.factories import (
+    PipelineFactory,
+    RunFactory,
+    StepAttemptFactory,
+    StepFactory,
+    WorkerFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+SCRIPT = "<script>alert('x')</script>"
+IMG = '<img src=x onerror="alert(1)">'
+
+
+def finished_run(status=RunStatus.FAILED, **kwargs):
+    # A little in the past: on PostgreSQL the figures read the database clock, which in a
+    # test transaction stands at the transaction's start.
+    now = timezone.now() - timedelta(seconds=30)
+    run = RunFactory(
+        status=status, started_at=now - timedelta(seconds=10), finished_at=now, **kwargs
+    )
+    step = StepFactory(
+        run=run,
+        name="fetch",
+        position=0,
+        status=StepStatus.FAILED,
+        attempts=2,
+        started_at=now - timedelta(seconds=10),
+        finished_at=now,
+        duration=3.0,
+        error="boom",
+        error_type="builtins.ValueError",
+        traceback="Traceback ...",
+    )
+    StepAttemptFactory(
+        step=step,
+        number=1,
+        outcome="failed",
+        error="boom",
+        duration=2.0,
+        backoff_delay=4.0,
+        started_at=now - timedelta(seconds=10),
+        finished_at=now - timedelta(seconds=8),
+    )
+    StepAttemptFactory(
+        step=step,
+        number=2,
+        outcome="failed",
+        error="boom",
+        duration=3.0,
+        started_at=now - timedelta(seconds=3),
+        finished_at=now,
+    )
+    return run
+
+
+def test_overview_shows_the_cards_and_both_charts(op_client, test_pipelines):
+    finished_run(status=RunStatus.SUCCEEDED)
+    page = op_client.get("/dashboard/").content.decode()
+    for label in (
+        "Throughput",
+        "Success rate",
+        "Duration p50",
+        "Duration p95",
+        "Queue depth",
+        "Oldest pending",
+        "Workers alive",
+        "Most failing steps",
+        "Recent runs",
+    ):
+        assert label in page
+    assert page.count('class="chart-svg"') == 2
+    assert 'class="bar-succeeded"' in page  # the finished run is drawn in the per-minute chart
+
+
+def test_overview_polls_a_partial_without_the_page_around_it(op_client, test_pipelines):
+    response = op_client.get("/dashboard/", HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="overview-live"')
+    assert "<html" not in body
+    assert response["Vary"].count("HX-Request") == 1
+
+
+def test_runs_list_filters_by_status_and_pipeline(op_client, test_pipelines):
+    failed = RunFactory(status=RunStatus.FAILED, pipeline=PipelineFactory(name="t-three"))
+    ok = RunFactory(status=RunStatus.SUCCEEDED)
+    page = op_client.get("/dashboard/runs/?status=failed").content.decode()
+    assert f'id="run-{failed.id}"' in page
+    assert f'id="run-{ok.id}"' not in page
+    page = op_client.get("/dashboard/runs/?pipeline=t-single").content.decode()
+    assert f'id="run-{ok.id}"' in page
+    assert f'id="run-{failed.id}"' not in page
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=bogus",  # an unknown status is ignored
+        "before=garbage",  # a malformed cursor starts from the newest
+        "q=not-a-uuid",  # search takes whole ids only
+        "pipeline=" + "x" * 500,  # over-long values are cut, not a 500
+    ],
+)
+def test_runs_list_shrugs_off_bad_query_strings(op_client, test_pipelines, query):
+    assert op_client.get(f"/dashboard/runs/?{query}").status_code == 200
+
+
+def test_runs_list_pages_by_keyset_without_gaps_or_repeats(op_client, test_pipelines):
+    runs = [RunFactory() for _ in range(55)]
+    first = op_client.get("/dashboard/runs/")
+    seen = [r["run"].id for r in first.context["rows"]]
+    second = op_client.get(first.context["next_url"])
+    seen += [r["run"].id for r in second.context["rows"]]
+    assert sorted(seen) == sorted(r.id for r in runs)
+    assert second.context["next_url"] is None
+
+
+def test_run_page_shows_the_timeline_attempts_backoff_and_traceback(op_client, test_pipelines):
+    run = finished_run()
+    page = op_client.get(f"/dashboard/runs/{run.id}/").content.decode()
+    assert 'class="timeline-svg"' in page
+    assert page.count('class="span outcome-failed"') == 2
+    assert 'class="span backoff"' in page
+    assert "waited 4.0 s before attempt 2" in page
+    assert "Traceback ..." in page
+    assert 'name="retry"' in page and 'name="cancel"' not in page
+
+
+def test_a_finished_run_page_stops_polling_and_a_running_one_polls(op_client, test_pipelines):
+    done = finished_run()
+    running = RunFactory(status=RunStatus.RUNNING, started_at=timezone.now())
+    assert "hx-trigger" not in op_client.get(f"/dashboard/runs/{done.id}/").content.decode()
+    assert (
+        'hx-trigger="every 2s"' in op_client.get(f"/dashboard/runs/{running.id}/").content.decode()
+    )
+
+
+def test_everything_a_step_or_user_wrote_is_shown_as_text(op_client, test_pipelines):
+    run = finished_run(metadata={"note": SCRIPT, IMG: IMG}, error=SCRIPT)
+    step = run.steps.get()
+    step.logs = [
+        {
+            "time": "2026-01-01T00:00:00+00:00",
+            "level": "INFO",
+            "message": SCRIPT,
+            "fields": {"x": IMG},
+            "attempt": 1,
+        }
+    ]
+    step.result = {"html": IMG}
+    step.error = IMG
+    step.save()
+    for url in (f"/dashboard/runs/{run.id}/", f"/admin/runs/run/{run.id}/change/", "/dashboard/"):
+        page = op_client.get(url).content.decode()
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+    page = op_client.get(f"/dashboard/runs/{run.id}/").content.decode()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "message", "after"),
+    [
+        (
+            RunStatus.FAILED,
+            "retry",
+            "queued for retry: it resumes at its first unfinished step.",
+            RunStatus.PENDING,
+        ),
+        (RunStatus.PENDING, "cancel", "cancelled.", RunStatus.CANCELLED),
+        (
+            RunStatus.SUCCEEDED,
+            "retry",
+            "is succeeded; only failed or cancelled runs can be retried",
+            RunStatus.SUCCEEDED,
+        ),
+        (
+            RunStatus.SUCCEEDED,
+            "cancel",
+            "only pending or running runs can be cancelled",
+            RunStatus.SUCCEEDED,
+        ),
+        (RunStatus.SUCCEEDED, "resume", "already finished: it succeeded", RunStatus.SUCCEEDED),
+    ],
+)
+def test_run_buttons_say_what_they_did(op_client, test_pipelines, status, action, message, after):
+    run = RunFactory(status=status)
+    response = op_client.post(f"/dashboard/runs/{run.id}/{action}/", follow=True)
+    assert response.redirect_chain[-1][0] == f"/dashboard/runs/{run.id}/"
+    assert message in next(str(m) for m in response.context["messages"])
+    run.refresh_from_db()
+    assert run.status == after
+
+
+def test_resume_puts_an_interrupted_run_back_in_the_queue(op_client, test_pipelines):
+    worker = WorkerFactory(last_heartbeat=timezone.now() - timedelta(minutes=5), state="running")
+    run = RunFactory(
+        status=RunStatus.RUNNING,
+        worker=worker,
+        started_at=timezone.now(),
+        lease_expires_at=timezone.now() - timedelta(seconds=5),
+    )
+    page = op_client.get(f"/dashboard/runs/{run.id}/").content.decode()
+    assert 'name="resume"' in page and "interrupted" in page
+    response = op_client.post(f"/dashboard/runs/{run.id}/resume/", follow=True)
+    assert f"Run {run.id} queued to resume" in next(str(m) for m in response.context["messages"])
+    run.refresh_from_db()
+    assert run.status == RunStatus.PENDING
+
+
+def test_unknown_run_action_and_run_are_404(op_client, test_pipelines):
+    run = RunFactory()
+    assert op_client.post(f"/dashboard/runs/{run.id}/explode/").status_code == 404
+    assert op_client.get("/dashboard/runs/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+def test_workers_page_flags_dead_workers_and_lists_current_runs(op_client, test_pipelines):
+    alive = WorkerFactory(state="running", hostname="alpha", pid=11)
+    dead = WorkerFactory(
+        state="running",
+        hostname="beta",
+        pid=22,
+        last_heartbeat=timezone.now() - timedelta(minutes=10),
+    )
+    run = RunFactory(
+        status=RunStatus.RUNNING,
+        worker=alive,
+        lease_expires_at=timezone.now() + timedelta(seconds=30),
+    )
+    page = op_client.get("/dashboard/workers/").content.decode()
+    assert f'id="worker-{dead.id}" class="dead" data-state="dead"' in page
+    assert f'id="worker-{alive.id}" class="" data-state="running"' in page
+    assert f"/dashboard/runs/{run.id}/" in page
+    assert "1 worker stopped sending heartbeats without stopping" in page
+
+
+def test_pipelines_page_shows_steps_schedule_and_next_fire(op_client, test_pipelines):
+    row = Pipeline.objects.get(name="t-flaky")
+    row.schedule = "0 3 * * *"
+    row.save()
+    page = op_client.get("/dashboard/pipelines/").content.decode()
+    assert "At 03:00" in page
+    assert "tests.steps.flaky" in page
+    assert f'id="pipeline-{row.id}"' in page
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "{not json",
+            "Metadata is not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2)",
+        ),
+        ("[1, 2]", "Run metadata must be a JSON object, not list"),
+        ('{"x": "' + "y" * 300_000 + '"}', "the limit is 262144 bytes (ORBIT_MAX_METADATA_BYTES)"),
+    ],
+)
+def test_run_now_refuses_bad_metadata_and_queues_nothing(op_client, test_pipelines, text, error):
+    row = Pipeline.objects.get(name="t-single")
+    response = op_client.post(f"/dashboard/pipelines/{row.id}/run/", {"metadata": text})
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_run_now_queues_a_run_and_opens_it(op_client, test_pipelines):
+    row = Pipeline.objects.get(name="t-single")
+    response = op_client.post(
+        f"/dashboard/pipelines/{row.id}/run/", {"metadata": '{"x": 1}'}, follow=True
+    )
+    run = Run.objects.get()
+    assert run.metadata == {"x": 1}
+    assert response.redirect_chain[-1][0] == f"/dashboard/runs/{run.id}/"
+    assert f"Run {run.id} of t-single queued." in [str(m) for m in response.context["messages"]]
+
+
+def test_run_now_on_a_disabled_pipeline_says_so(op_client, test_pipelines):
+    row = Pipeline.objects.get(name="t-single")
+    row.set_enabled(False)
+    response = op_client.post(f"/dashboard/pipelines/{row.id}/run/", {"metadata": ""})
+    assert response.status_code == 400
+    assert (
+        "Not queued: 0 runs queued; 1 skipped because it is disabled." in response.content.decode()
+    )
+
+
+def test_enable_switch_flips_the_pipeline(op_client, test_pipelines):
+    row = Pipeline.objects.get(name="t-single")
+    response = op_client.post(
+        f"/dashboard/pipelines/{row.id}/enabled/", {"enabled": "0"}, follow=True
+    )
+    row.refresh_from_db()
+    assert not row.enabled
+    assert "Pipeline t-single disabled." in [str(m) for m in response.context["messages"]]
+    response = op_client.post(
+        f"/dashboard/pipelines/{row.id}/enabled/", {"enabled": "0"}, follow=True
+    )
+    assert "Pipeline t-single was already disabled." in [
+        str(m) for m in response.context["messages"]
+    ]

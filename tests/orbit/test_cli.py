@@ -1,0 +1,124 @@
+"""The `orbit` command line, run as a user runs it: a real process, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from runs.models import Run, RunStatus, StepAttempt
+from tests.processes import ROOT, database_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def orbit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = database_env()
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "orbit.cli", *args],
+        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_run_prints_steps_and_exits_zero(test_pipelines):
+    done = orbit("run", "t-flaky", "--metadata", json.dumps({"fail_times": 2}))
+    assert done.returncode == 0, done.stderr
+    assert "▶ flaky (attempt 1)" in done.stdout
+    assert "✖ flaky attempt 1 failed: flaky failure on attempt 1" in done.stdout
+    assert "↻ flaky retries in" in done.stdout
+    assert "✔ after" in done.stdout
+    run = Run.objects.get()
+    assert run.status == RunStatus.SUCCEEDED
+    assert StepAttempt.objects.filter(run=run, step__name="flaky").count() == 3
+
+
+def test_run_failure_exits_one(test_pipelines):
+    done = orbit("run", "t-failing")
+    assert done.returncode == 1
+    assert "Step 'fails' failed after 2 attempts: this step always fails" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "nope"), "Unknown pipeline 'nope'. Known pipelines:"),  # lists the known ones
+        (("run", "t-single", "--metadata", "{not json"), "Invalid --metadata JSON"),
+        (("run", "t-single", "--metadata", "[1]"), "Run metadata must be a JSON object, not list"),
+        (("frobnicate",), "orbit: unknown command 'frobnicate'"),
+    ],
+)
+def test_bad_usage_exits_two_and_writes_nothing(test_pipelines, args, message):
+    done = orbit(*args)
+    assert done.returncode == 2
+    assert message in " ".join((done.stdout + done.stderr).split())
+    assert not Run.objects.exists()
+
+
+def test_outside_module_pipeline_is_listed_and_runs(test_pipelines, tmp_path):
+    (tmp_path / "teampipes.py").write_text(
+        "from pipelines import Pipeline, step\n"
+        "def hello(ctx):\n    return {'greeting': 'hi ' + ctx.metadata.get('name', '?')}\n"
+        "team = Pipeline('team-hello', steps=[step('hello', hello)])\n"
+    )
+    env = {"ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,teampipes", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    listed = orbit("list", env=env)
+    assert listed.returncode == 0
+    assert "team-hello" in listed.stdout
+    ran = orbit("run", "team-hello", "--metadata", '{"name": "ada"}', env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert '"greeting": "hi ada"' in ran.stdout
+
+
+def test_a_broken_pipeline_module_is_named_and_the_rest_still_load(test_pipelines, tmp_path):
+    (tmp_path / "brokenpipes.py").write_text("raise RuntimeError('oops in module')\n")
+    env = {"ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,brokenpipes", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    listed = orbit("list", env=env)
+    assert listed.returncode == 0
+    output = " ".join(listed.stdout.split())
+    assert "Pipeline module brokenpipes failed to import: RuntimeError: oops in module" in output
+    assert "t-single" in output
+
+
+def test_check_interrupted_and_recover(test_pipelines):
+    from tests.runs.test_recovery import interrupt
+    from runs import enqueue
+
+    run = interrupt(enqueue("t-three"))
+    checked = orbit("check-interrupted")
+    assert checked.returncode == 0
+    assert str(run.id) in checked.stdout and "lease expired" in checked.stdout
+    report = orbit("recover")
+    assert "Nothing changed" in report.stdout
+    assert Run.objects.get(id=run.id).status == RunStatus.RUNNING
+    done = orbit("recover", "--auto-resume")
+    assert "Re-queued 1 interrupted run(s)." in done.stdout
+    assert Run.objects.get(id=run.id).status == RunStatus.PENDING
+    resumed = orbit("resume", str(run.id))
+    assert resumed.returncode == 0, resumed.stdout
+    assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
+    again = orbit("resume", str(run.id))
+    assert again.returncode == 2
+    assert "already finished: it succeeded" in again.stdout
+
+
+def test_auto_recover_then_run(test_pipelines):
+    from tests.runs.test_recovery import interrupt
+    from runs import enqueue
+
+    stuck = interrupt(enqueue("t-three"))
+    done = orbit("--auto-recover", "run", "t-single")
+    assert done.returncode == 0
+    assert "Recovered 1 interrupted run(s)" in done.stdout
+    assert Run.objects.get(id=stuck.id).status == RunStatus.PENDING
+
+
+def test_manage_py_orbit_is_the_same_cli(test_pipelines):
+    done = subprocess.run(
+        [sys.executable, "manage.py", "orbit", "run", "t-single"],
+        cwd=ROOT, env=database_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "✔ noop" in done.stdout

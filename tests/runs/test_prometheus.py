@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db.models.functions import Now
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from runs import enqueue
+from runs.models import Run, RunStatus
+from tests.factories import StepAttemptFactory, WorkerFactory
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "prometheus-scrape-token"
+
+
+@pytest.fixture
+def scrape(settings):
+    settings.ORBIT_METRICS_TOKEN = TOKEN
+
+    def get(**headers):
+        return Client().get("/metrics", headers=headers or {"Authorization": f"Bearer {TOKEN}"})
+
+    return get
+
+
+def samples(response) -> dict[tuple[str, tuple], float]:
+    found = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_from_the_database(scrape, test_pipelines):
+    enqueue("t-single")
+    done = enqueue("t-three")
+    Run.objects.filter(id=done.id).update(
+        status=RunStatus.SUCCEEDED,
+        started_at=timezone.now() - timedelta(seconds=3),
+        finished_at=Now(),
+    )
+    StepAttemptFactory(step=done.steps.get(name="one"), number=1, outcome="failed", duration=0.2)
+    StepAttemptFactory(step=done.steps.get(name="one"), number=2, outcome="succeeded", duration=0.3)
+    WorkerFactory(state="running")
+    response = scrape()
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")
+    found = samples(response)
+    assert found[("orbit_runs", (("status", "pending"),))] == 1
+    assert found[("orbit_queue_depth", ())] == 1
+    assert found[("orbit_workers", (("state", "alive"),))] == 1
+    assert found[("orbit_runs_finished_total", (("status", "succeeded"),))] == 1
+    assert found[("orbit_step_attempts_total", (("outcome", "failed"),))] == 1
+    assert found[("orbit_step_retries_total", ())] == 1
+    assert found[("orbit_run_duration_seconds_bucket", (("le", "5.0"),))] == 1
+    assert found[("orbit_run_duration_seconds_bucket", (("le", "2.5"),))] == 0
+    assert found[("orbit_run_duration_seconds_count", ())] == 1
+    assert found[("orbit_step_attempt_duration_seconds_count", ())] == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),  # anonymous
+        ({"Authorization": "Bearer wrong"}, 401),  # wrong token
+        ({"Authorization": "Basic dTpw"}, 401),  # another scheme
+    ],
+)
+def test_metrics_refuse_without_the_token(scrape, headers, status):
+    response = Client().get("/metrics", headers=headers)
+    assert response.status_code == status
+    assert b"orbit_runs" not in response.content
+
+
+def test_no_token_configured_means_no_bearer_access(settings):
+    settings.ORBIT_METRICS_TOKEN = ""
+    assert Client().get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_staff_session_may_read_metrics(db):
+    client = Client()
+    client.force_login(User.objects.create_user("ops", is_staff=True))
+    assert client.get("/metrics").status_code == 200
+    plain = Client()
+    plain.force_login(User.objects.create_user("someone"))
+    assert plain.get("/metrics").status_code == 403
