@@ -13,7 +13,7 @@ QUICK = Backoff(base=1.5, factor=2, cap=4, jitter=False)
 
 
 def _work(ctx: StepContext, low: float, high: float) -> float:
-    seconds = random.uniform(low, high) * ctx.metadata.get("speed", 1.0)
+    seconds = random.uniform(low, high) * float(ctx.metadata.get("speed", 1.0))
     time.sleep(seconds)
     return round(seconds, 3)
 

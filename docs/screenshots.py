@@ -208,7 +208,7 @@ def shoot(base: str, out: Path, ids: dict[str, str]) -> list[Path]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         for suffix, options, only in variants:
-            context = browser.new_context(**options)
+            context = browser.new_context(**options)  # type: ignore[arg-type]
             page = context.new_page()
             page.goto(base + "/admin/login/?next=/dashboard/")
             page.fill("#id_username", "admin")

@@ -111,7 +111,7 @@ def cmd_list(rest: list[str]) -> int:
             _escape(row.schedule or "-"),
             _next_fire(row),
             "yes" if row.enabled else "[yellow]no[/yellow]",
-            row.last_run_status or "-",
+            getattr(row, "last_run_status", None) or "-",
         )
     out.print(table)
     for module, error in registry.errors.items():

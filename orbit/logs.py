@@ -17,7 +17,9 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The structured fields a caller attached with `extra=`."""
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -114,7 +114,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "orbit" / "static"] if (BASE_DIR / "orbit" / "static").exists() else []
+STATICFILES_DIRS = (
+    [BASE_DIR / "orbit" / "static"] if (BASE_DIR / "orbit" / "static").exists() else []
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -86,7 +86,9 @@ def _build_step(pipeline: str, pending: Any) -> StepDefinition:
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
-        raise DefinitionError(f"{where}: timeout must be a positive number of seconds, not {timeout!r}")
+        raise DefinitionError(
+            f"{where}: timeout must be a positive number of seconds, not {timeout!r}"
+        )
     return StepDefinition(
         name=pending.name,
         fn=pending.fn,

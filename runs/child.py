@@ -11,6 +11,7 @@ import ctypes
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import time
@@ -18,7 +19,6 @@ import traceback as tb
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-import multiprocessing.connection
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -120,7 +120,8 @@ class StepProcess:
                     logs.append(payload)
                     continue
                 if kind == "done":
-                    return replace(payload, logs=logs) if not payload.logs else payload
+                    done: AttemptReport = payload
+                    return replace(done, logs=logs) if not done.logs else done
             if self.sentinel in ready or not self.is_alive():
                 return crash_report(self, task, time.monotonic() - started, logs)
             now = time.monotonic()
@@ -155,7 +156,9 @@ class StepProcess:
         return f"exited with code {code}"
 
 
-def crash_report(process: StepProcess, task: StepTask, duration: float, logs: list[dict[str, Any]]) -> AttemptReport:
+def crash_report(
+    process: StepProcess, task: StepTask, duration: float, logs: list[dict[str, Any]]
+) -> AttemptReport:
     return AttemptReport(
         outcome=AttemptOutcome.CRASHED,
         duration=duration,
@@ -331,7 +334,7 @@ def run_task(task: StepTask, conn: Connection | None) -> AttemptReport:
             retryable=retryable,
             logs=logs,
         )
-    except BaseException as exc:  # noqa: BLE001 - a step's SystemExit is its failure, not ours
+    except BaseException as exc:
         if isinstance(exc, SystemExit):
             error = f"Step {task.step!r} raised SystemExit({exc.code!r})"
         else:

@@ -96,9 +96,11 @@ def _mark_claimed(ids: list[uuid.UUID], worker_id: int | None, lease_seconds: fl
         lease_expires_at=db_now_plus(lease_seconds),
         started_at=Coalesce(F("started_at"), Now()),
     )
-    rows = Run.objects.filter(id__in=ids, status=RunStatus.RUNNING, worker_id=worker_id).values_list(
-        "id", "attempt", "pipeline__name", "pipeline__definition", "metadata"
-    )
+    rows = Run.objects.filter(
+        id__in=ids,
+        status=RunStatus.RUNNING,
+        worker_id=worker_id,  # type: ignore[misc]
+    ).values_list("id", "attempt", "pipeline__name", "pipeline__definition", "metadata")
     return [Claim(r[0], r[1], worker_id, r[2], r[3], r[4]) for r in rows]
 
 

@@ -21,7 +21,6 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from orbit.conf import orbit_settings
-from orbit.exceptions import LeaseLost
 from pipelines.definition import Pipeline as Definition
 from pipelines.definition import StepDefinition
 from pipelines.registry import registry
@@ -115,7 +114,7 @@ def begin(claim: Claim, *, lease_seconds: float) -> Decision:
         definition = _definition(claim)
     except Exception as exc:
         return _fail_run(claim, f"Pipeline definition {claim.definition!r} is not available: {exc}")
-    rows = {
+    rows: dict[str, Any] = {
         row["name"]: row
         for row in Step.objects.filter(run_id=claim.run_id).values(
             "id", "name", "position", "status", "result", "attempts", "failures"
@@ -129,7 +128,9 @@ def begin(claim: Claim, *, lease_seconds: float) -> Decision:
         if row is not None and row["status"] == StepStatus.SUCCEEDED:
             continue
         if row is None:  # the definition gained a step since the run was created
-            created = Step.objects.create(run_id=claim.run_id, name=step.name, position=1000 + position)
+            created = Step.objects.create(
+                run_id=claim.run_id, name=step.name, position=1000 + position
+            )
             row = {"id": created.id, "attempts": 0, "failures": 0}
         task = StepTask(
             run_id=str(claim.run_id),
@@ -181,7 +182,9 @@ def record(
     except IntegrityError:
         # The same attempt was committed already (a commit whose acknowledgement was
         # lost with the connection): nothing to add; carry on from the database's state.
-        logger.warning("Attempt already recorded", extra={"event": "attempt_duplicate", "run_id": task.run_id})
+        logger.warning(
+            "Attempt already recorded", extra={"event": "attempt_duplicate", "run_id": task.run_id}
+        )
         return begin(claim, lease_seconds=lease_seconds)
     if decision.next in (Next.LOST, Next.CANCELLED):
         return settle_lost(claim, task, report)
@@ -225,7 +228,10 @@ def _record_success(
         updated = fenced.update(current_step=following, lease_expires_at=db_now_plus(lease_seconds))
     elif following is not None or not continue_run:
         updated = fenced.update(
-            status=RunStatus.PENDING, worker=None, lease_expires_at=None, current_step="",
+            status=RunStatus.PENDING,
+            worker=None,
+            lease_expires_at=None,
+            current_step="",
             available_at=Now(),
         )
     else:
@@ -247,7 +253,9 @@ def _record_success(
         **_logs_update(task, report),
     )
     if next_task is not None:
-        Step.objects.filter(id=next_task.step_id).update(status=StepStatus.RUNNING, started_at=Now())
+        Step.objects.filter(id=next_task.step_id).update(
+            status=StepStatus.RUNNING, started_at=Now()
+        )
         return Decision(Next.STEP, task=next_task)
     if following is not None or not continue_run:
         notify_runnable()
@@ -269,7 +277,10 @@ def _record_failure(
     if delay is None:
         error = _run_error(task, report, failures)
         updated = fenced.update(
-            status=RunStatus.FAILED, finished_at=Now(), lease_expires_at=None, error=error,
+            status=RunStatus.FAILED,
+            finished_at=Now(),
+            lease_expires_at=None,
+            error=error,
             current_step="",
         )
         step_status = StepStatus.FAILED
@@ -290,7 +301,9 @@ def _record_failure(
         decision = Decision(Next.RETRY, delay=delay)
     if not updated:
         return Decision(Next.LOST)
-    _write_attempt(claim, task, report, outcome=report.outcome, delay=delay if delay is not None else None)
+    _write_attempt(
+        claim, task, report, outcome=report.outcome, delay=delay if delay is not None else None
+    )
     Step.objects.filter(id=task.step_id).update(
         status=step_status,
         finished_at=Now(),
@@ -351,7 +364,10 @@ def hand_back(claim: Claim, task: StepTask | None, report: AttemptReport | None)
     (graceful shutdown, or the supervisor stopping a step that was not at fault)."""
     with transaction.atomic():
         updated = _fenced(claim).update(
-            status=RunStatus.PENDING, worker=None, lease_expires_at=None, current_step="",
+            status=RunStatus.PENDING,
+            worker=None,
+            lease_expires_at=None,
+            current_step="",
             available_at=Now(),
         )
         if not updated:
@@ -375,7 +391,11 @@ def settle_lost(
     claim: Claim, task: StepTask | None = None, report: AttemptReport | None = None
 ) -> Decision:
     """The fence refused a write: tell a cancellation (record it) from a lost lease."""
-    status = Run.objects.filter(id=claim.run_id, attempt=claim.attempt).values_list("status", flat=True).first()
+    status = (
+        Run.objects.filter(id=claim.run_id, attempt=claim.attempt)
+        .values_list("status", flat=True)
+        .first()
+    )
     if status == RunStatus.CANCELLED:
         if task is not None:
             record_cancelled(claim, task, report)
@@ -409,7 +429,9 @@ def record_cancelled(claim: Claim, task: StepTask, report: AttemptReport | None)
             status=StepStatus.PENDING, attempts=F("attempts") + 1
         )
     logger.info(
-        "Run %s cancelled during step %s", claim.run_id, task.step,
+        "Run %s cancelled during step %s",
+        claim.run_id,
+        task.step,
         extra={"event": "step_cancelled", "run_id": str(claim.run_id), "step": task.step},
     )
 
@@ -419,16 +441,29 @@ def _succeed_run(claim: Claim) -> Decision:
         status=RunStatus.SUCCEEDED, finished_at=Now(), lease_expires_at=None, current_step=""
     ):
         return settle_lost(claim)
-    logger.info("Run %s succeeded", claim.run_id, extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "succeeded"})
+    logger.info(
+        "Run %s succeeded",
+        claim.run_id,
+        extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "succeeded"},
+    )
     return Decision(Next.SUCCEEDED)
 
 
 def _fail_run(claim: Claim, error: str) -> Decision:
     if not _fenced(claim).update(
-        status=RunStatus.FAILED, finished_at=Now(), lease_expires_at=None, error=error, current_step=""
+        status=RunStatus.FAILED,
+        finished_at=Now(),
+        lease_expires_at=None,
+        error=error,
+        current_step="",
     ):
         return settle_lost(claim)
-    logger.error("Run %s failed: %s", claim.run_id, error, extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "failed"})
+    logger.error(
+        "Run %s failed: %s",
+        claim.run_id,
+        error,
+        extra={"event": "run_finished", "run_id": str(claim.run_id), "status": "failed"},
+    )
     return Decision(Next.FAILED, error=error)
 
 
@@ -438,23 +473,49 @@ def _log_step_started(task: StepTask) -> None:
         task.step,
         task.run_id,
         task.attempt,
-        extra={"event": "step_started", "run_id": task.run_id, "step": task.step, "attempt": task.attempt},
+        extra={
+            "event": "step_started",
+            "run_id": task.run_id,
+            "step": task.step,
+            "attempt": task.attempt,
+        },
     )
 
 
 def _log_recorded(task: StepTask, report: AttemptReport, decision: Decision) -> None:
     ids = {"run_id": task.run_id, "step": task.step, "attempt": task.attempt}
     if report.outcome == AttemptOutcome.SUCCEEDED:
-        logger.info("Step %s of run %s succeeded in %.3fs", task.step, task.run_id, report.duration,
-                    extra={"event": "step_succeeded", **ids, "duration": report.duration})
+        logger.info(
+            "Step %s of run %s succeeded in %.3fs",
+            task.step,
+            task.run_id,
+            report.duration,
+            extra={"event": "step_succeeded", **ids, "duration": report.duration},
+        )
     else:
-        logger.warning("Step %s of run %s: attempt %s %s: %s", task.step, task.run_id, task.attempt,
-                       report.outcome, report.error,
-                       extra={"event": "attempt_failed", **ids, "outcome": str(report.outcome)})
+        logger.warning(
+            "Step %s of run %s: attempt %s %s: %s",
+            task.step,
+            task.run_id,
+            task.attempt,
+            report.outcome,
+            report.error,
+            extra={"event": "attempt_failed", **ids, "outcome": str(report.outcome)},
+        )
     if decision.next is Next.RETRY and report.outcome != AttemptOutcome.SUCCEEDED:
-        logger.info("Step %s of run %s retries in %.2fs", task.step, task.run_id, decision.delay or 0,
-                    extra={"event": "retry_scheduled", **ids, "delay": decision.delay})
+        logger.info(
+            "Step %s of run %s retries in %.2fs",
+            task.step,
+            task.run_id,
+            decision.delay or 0,
+            extra={"event": "retry_scheduled", **ids, "delay": decision.delay},
+        )
     if decision.next in (Next.SUCCEEDED, Next.FAILED):
         level = logging.INFO if decision.next is Next.SUCCEEDED else logging.ERROR
-        logger.log(level, "Run %s %s", task.run_id, decision.next.value,
-                   extra={"event": "run_finished", "run_id": task.run_id, "status": decision.next.value})
+        logger.log(
+            level,
+            "Run %s %s",
+            task.run_id,
+            decision.next.value,
+            extra={"event": "run_finished", "run_id": task.run_id, "status": decision.next.value},
+        )

@@ -65,7 +65,9 @@ class PipelineExecutor:
         name = self.pipeline.name if isinstance(self.pipeline, Definition) else self.pipeline
         return get_pipeline(name)
 
-    def execute(self, metadata: dict[str, Any] | None = None, *, priority: int = 0) -> ExecutionResult:
+    def execute(
+        self, metadata: dict[str, Any] | None = None, *, priority: int = 0
+    ) -> ExecutionResult:
         row = self._row()
         if not row.enabled:
             raise PipelineDisabled(f"Pipeline {row.name!r} is disabled; enable it to run it")
@@ -98,14 +100,20 @@ class PipelineExecutor:
                 assert task is not None
                 if process is None or not process.is_alive():
                     process = StepProcess()
-                self.on_event("step_started", step=task.step, attempt=task.attempt, run_id=task.run_id)
-                report = process.run(task, tick=lambda: self._renew(claim), tick_every=self.lease_seconds / 3)
+                self.on_event(
+                    "step_started", step=task.step, attempt=task.attempt, run_id=task.run_id
+                )
+                report = process.run(
+                    task, tick=lambda: self._renew(claim), tick_every=self.lease_seconds / 3
+                )
                 if report is None:
                     decision = Decision(Next.LOST)
                     break
                 if report.outcome != "succeeded":
                     process = None if not process.is_alive() else process
-                decision = record(claim, task, report, lease_seconds=self.lease_seconds, release_retries=False)
+                decision = record(
+                    claim, task, report, lease_seconds=self.lease_seconds, release_retries=False
+                )
                 self._announce(task, report, decision)
                 if decision.next is Next.RETRY:
                     self._wait(claim, decision.delay or 0.0)
@@ -132,11 +140,17 @@ class PipelineExecutor:
 
     def _announce(self, task: StepTask, report: Any, decision: Decision) -> None:
         if report.outcome == "succeeded":
-            self.on_event("step_succeeded", step=task.step, attempt=task.attempt, duration=report.duration)
+            self.on_event(
+                "step_succeeded", step=task.step, attempt=task.attempt, duration=report.duration
+            )
         else:
             self.on_event(
-                "attempt_failed", step=task.step, attempt=task.attempt, outcome=str(report.outcome),
-                error=report.error, duration=report.duration,
+                "attempt_failed",
+                step=task.step,
+                attempt=task.attempt,
+                outcome=str(report.outcome),
+                error=report.error,
+                duration=report.duration,
             )
             if decision.next is Next.RETRY:
                 self.on_event("retry_scheduled", step=task.step, delay=decision.delay or 0.0)

@@ -61,9 +61,7 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status=RunStatus.RUNNING)
 
     def finished(self) -> RunQuerySet:
-        return self.filter(
-            status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED]
-        )
+        return self.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
 
     def claimable(self) -> RunQuerySet:
         """Pending, due, and of an enabled pipeline: what a worker may claim now."""
@@ -81,9 +79,7 @@ class Run(models.Model):
     pipeline = models.ForeignKey(
         "pipelines.Pipeline", on_delete=models.PROTECT, related_name="runs"
     )
-    status = models.CharField(
-        max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING
-    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     metadata = models.JSONField(default=dict, blank=True)
     priority = models.IntegerField(default=0, help_text="Higher runs first.")
     queue = models.CharField(max_length=64, default="default")
@@ -174,9 +170,7 @@ class Step(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
     name = models.CharField(max_length=100)
     position = models.PositiveIntegerField()
-    status = models.CharField(
-        max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING
-    )
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts recorded, all outcomes.")
     failures = models.PositiveIntegerField(
         default=0, help_text="Failed attempts since the last retry: the spent retry budget."

@@ -27,7 +27,9 @@ def notify_runnable(delay_seconds: float = 0.0) -> None:
     if not is_postgres():
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(int(max(delay_seconds, 0) * 1000))])
+        cursor.execute(
+            "SELECT pg_notify(%s, %s)", [CHANNEL, str(int(max(delay_seconds, 0) * 1000))]
+        )
 
 
 class Listener:

@@ -50,7 +50,7 @@ def _db_now() -> datetime:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT now()")
-            return cursor.fetchone()[0]  # type: ignore[index,no-any-return]
+            return cursor.fetchone()[0]  # type: ignore[no-any-return]
     from django.utils import timezone
 
     # SQLite's clock is the host's clock: Now() there is strftime('now') too.
@@ -62,9 +62,7 @@ def find_interrupted() -> list[InterruptedRun]:
     now = _db_now()
     dead = set(Worker.objects.dead().values_list("id", flat=True))
     rows = (
-        Run.objects.interrupted()
-        .select_related("pipeline", "worker")
-        .order_by("lease_expires_at")
+        Run.objects.interrupted().select_related("pipeline", "worker").order_by("lease_expires_at")
     )
     found = []
     for run in rows:
@@ -129,11 +127,13 @@ RETURNING r.id, r.current_step, expired.worker_id, r.interruptions
 """
 
 
-def _take_interrupted(run_id: uuid.UUID | None = None) -> list[tuple[uuid.UUID, str, int | None, int]]:
+def _take_interrupted(
+    run_id: uuid.UUID | None = None,
+) -> list[tuple[uuid.UUID, str, int | None, int]]:
     if connection.vendor == "postgresql" and run_id is None:
         with connection.cursor() as cursor:
             cursor.execute(_PG_TAKE)
-            return [tuple(row) for row in cursor.fetchall()]  # type: ignore[misc]
+            return [tuple(row) for row in cursor.fetchall()]
     candidates = Run.objects.interrupted().select_for_update(skip_locked=True)
     if run_id is not None:
         candidates = candidates.filter(id=run_id)
@@ -150,7 +150,11 @@ def _take_interrupted(run_id: uuid.UUID | None = None) -> list[tuple[uuid.UUID, 
 
 
 def _record_interruption(
-    run_id: uuid.UUID, step_name: str, worker_id: int | None, interruptions: int, report: RecoveryReport
+    run_id: uuid.UUID,
+    step_name: str,
+    worker_id: int | None,
+    interruptions: int,
+    report: RecoveryReport,
 ) -> None:
     """The interrupted step's attempt is recorded as interrupted, not as its failure."""
     step = Step.objects.filter(run_id=run_id, name=step_name).first() if step_name else None
@@ -165,7 +169,9 @@ def _record_interruption(
             started_at=step.started_at,
             worker_id=worker_id,
         )
-        Step.objects.filter(id=step.id).update(status=StepStatus.PENDING, attempts=F("attempts") + 1)
+        Step.objects.filter(id=step.id).update(
+            status=StepStatus.PENDING, attempts=F("attempts") + 1
+        )
     limit = orbit_settings.max_interruptions
     if interruptions > limit:
         where = f"in step {step_name!r}" if step_name else "before its first step"
@@ -173,11 +179,18 @@ def _record_interruption(
             f"Quarantined: the run interrupted its worker {interruptions} times, last {where} "
             f"(ORBIT_MAX_INTERRUPTIONS={limit})"
         )
-        Run.objects.filter(id=run_id).update(status=RunStatus.FAILED, finished_at=Now(), error=error)
+        Run.objects.filter(id=run_id).update(
+            status=RunStatus.FAILED, finished_at=Now(), error=error
+        )
         if step is not None:
             Step.objects.filter(id=step.id).update(status=StepStatus.FAILED, error=error)
         report.quarantined.append(run_id)
-        logger.error("Run %s quarantined: %s", run_id, error, extra={"event": "run_quarantined", "run_id": str(run_id)})
+        logger.error(
+            "Run %s quarantined: %s",
+            run_id,
+            error,
+            extra={"event": "run_quarantined", "run_id": str(run_id)},
+        )
     else:
         report.recovered.append(run_id)
 
@@ -187,7 +200,7 @@ def next_lease_expiry_in() -> float | None:
     earliest = Run.objects.running().aggregate(at=Min("lease_expires_at"))["at"]
     if earliest is None:
         return None
-    return (earliest - _db_now()).total_seconds()
+    return float((earliest - _db_now()).total_seconds())
 
 
 def recover_run(run_id: uuid.UUID | str) -> Run:
@@ -223,7 +236,11 @@ def _refuse_unless_resumable(run: Run) -> None:
     if run.status == RunStatus.PENDING:
         return
     if run.is_finished:
-        hint = " (use retry for a failed or cancelled run)" if run.status != RunStatus.SUCCEEDED else ""
+        hint = (
+            " (use retry for a failed or cancelled run)"
+            if run.status != RunStatus.SUCCEEDED
+            else ""
+        )
         raise InvalidTransition(f"Run {run.id} already finished: it {run.status}{hint}")
     if not Run.objects.interrupted().filter(id=run.id).exists():
         holder = run.worker.name if run.worker else "a foreground process"

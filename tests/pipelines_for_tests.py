@@ -14,7 +14,8 @@ dataflow = Pipeline(
     "t-dataflow", steps=[step("add", steps.add), step("double", steps.double_previous)]
 )
 flaky = Pipeline(
-    "t-flaky", steps=[step("flaky", steps.flaky, max_retries=3, backoff=FAST), step("after", steps.noop)]
+    "t-flaky",
+    steps=[step("flaky", steps.flaky, max_retries=3, backoff=FAST), step("after", steps.noop)],
 )
 failing = Pipeline("t-failing", steps=[step("fails", steps.fails, max_retries=1, backoff=FAST)])
 permanent = Pipeline(
@@ -25,7 +26,10 @@ failed_result = Pipeline(
 )
 slow = Pipeline(
     "t-slow",
-    steps=[step("sleeps", steps.sleeps, timeout=1, max_retries=1, backoff=FAST), step("after", steps.noop)],
+    steps=[
+        step("sleeps", steps.sleeps, timeout=1, max_retries=1, backoff=FAST),
+        step("after", steps.noop),
+    ],
 )
 slow_once = Pipeline(
     "t-slow-once",
@@ -33,9 +37,15 @@ slow_once = Pipeline(
 )
 long_step = Pipeline(
     "t-long",
-    steps=[step("one", steps.noop), step("sleeps", steps.sleeps, timeout=120), step("three", steps.noop)],
+    steps=[
+        step("one", steps.noop),
+        step("sleeps", steps.sleeps, timeout=120),
+        step("three", steps.noop),
+    ],
 )
-crash = Pipeline("t-crash", steps=[step("crashes", steps.crashes_process, max_retries=1, backoff=FAST)])
+crash = Pipeline(
+    "t-crash", steps=[step("crashes", steps.crashes_process, max_retries=1, backoff=FAST)]
+)
 poison = Pipeline("t-poison", steps=[step("kills-worker", steps.kills_worker)])
 system_exit = Pipeline("t-system-exit", steps=[step("exits", steps.raises_system_exit)])
 unserialisable = Pipeline("t-unserialisable", steps=[step("bad", steps.returns_unserialisable)])
@@ -54,10 +64,20 @@ recorded_three = Pipeline(
 )
 recorded_backoff = Pipeline(
     "t-recorded-backoff",
-    steps=[step("flaky", steps.recorded_flaky, max_retries=2, backoff=Backoff(base=4, factor=1, cap=4, jitter=False))],
+    steps=[
+        step(
+            "flaky",
+            steps.recorded_flaky,
+            max_retries=2,
+            backoff=Backoff(base=4, factor=1, cap=4, jitter=False),
+        )
+    ],
 )
 
 # The dashboard's browser tests: a run that fails until the test fixes it, and one that
 # echoes whatever it is given into its logs and result.
-fails_until_fixed = Pipeline("t-fails-until-fixed", steps=[step("fragile", steps.fails_until_fixed), step("after", steps.noop)])
+fails_until_fixed = Pipeline(
+    "t-fails-until-fixed",
+    steps=[step("fragile", steps.fails_until_fixed), step("after", steps.noop)],
+)
 echo = Pipeline("t-echo", steps=[step("echo", steps.logs_what_it_is_given)])

@@ -33,7 +33,9 @@ def database_env() -> dict[str, str]:
     return env
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, message: str = ""
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -48,7 +50,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
 class WorkerProcess:
     """`python manage.py runworker ...` as a child of the test, with its log kept."""
 
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "worker") -> None:
+    def __init__(
+        self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "worker"
+    ) -> None:
         self.log_path = tmp_path / f"{name}-{time.monotonic_ns()}.log"
         full_env = database_env()
         full_env.update(env or {})

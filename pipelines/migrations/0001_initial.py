@@ -4,29 +4,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Pipeline',
+            name="Pipeline",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('definition', models.CharField(help_text='Name of the pipeline definition in code that this runs.', max_length=100)),
-                ('description', models.TextField(blank=True)),
-                ('default_metadata', models.JSONField(blank=True, default=dict)),
-                ('schedule', models.CharField(blank=True, help_text='Cron expression (five fields or @hourly, @daily...).', max_length=100)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "definition",
+                    models.CharField(
+                        help_text="Name of the pipeline definition in code that this runs.",
+                        max_length=100,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("default_metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "schedule",
+                    models.CharField(
+                        blank=True,
+                        help_text="Cron expression (five fields or @hourly, @daily...).",
+                        max_length=100,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'indexes': [models.Index(fields=['definition'], name='pipeline_definition_idx')],
+                "ordering": ["name"],
+                "indexes": [models.Index(fields=["definition"], name="pipeline_definition_idx")],
             },
         ),
     ]

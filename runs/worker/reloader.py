@@ -35,7 +35,12 @@ def run_with_reloader() -> int:
     # Same options, without --reload, as `manage.py runworker` (whether we were started
     # as `orbit worker` or through manage.py, sys.argv holds "runworker" and its options).
     options = sys.argv[sys.argv.index("runworker") + 1 :] if "runworker" in sys.argv else []
-    argv = [sys.executable, str(root / "manage.py"), "runworker", *[a for a in options if a != "--reload"]]
+    argv = [
+        sys.executable,
+        str(root / "manage.py"),
+        "runworker",
+        *[a for a in options if a != "--reload"],
+    ]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -51,11 +56,15 @@ def run_with_reloader() -> int:
             time.sleep(POLL_SECONDS)
             now = _snapshot(root)
             if now != before:
-                changed = sorted(str(p.relative_to(root)) for p in set(now) ^ set(before) | {
-                    p for p in now if before.get(p) != now[p]
-                })
-                logger.info("Code changed (%s); restarting the worker gracefully", ", ".join(changed[:3]),
-                            extra={"event": "worker_reload"})
+                changed = sorted(
+                    str(p.relative_to(root))
+                    for p in set(now) ^ set(before) | {p for p in now if before.get(p) != now[p]}
+                )
+                logger.info(
+                    "Code changed (%s); restarting the worker gracefully",
+                    ", ".join(changed[:3]),
+                    extra={"event": "worker_reload"},
+                )
                 child.send_signal(signal.SIGTERM)
                 child.wait()
                 break

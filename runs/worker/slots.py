@@ -69,7 +69,10 @@ class Slot:
         self.process.signal(signal.SIGTERM)
 
     def overdue(self) -> bool:
-        return self.term_sent_at is not None and time.monotonic() - self.term_sent_at > KILL_AFTER_SECONDS
+        return (
+            self.term_sent_at is not None
+            and time.monotonic() - self.term_sent_at > KILL_AFTER_SECONDS
+        )
 
     def kill_child(self) -> None:
         if self.process is not None:

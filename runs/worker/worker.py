@@ -29,7 +29,8 @@ from runs import leases
 from runs.child import crash_report, timeout_report
 from runs.claiming import claim_runs
 from runs.execution import AttemptReport, Next, begin, hand_back, record, settle_lost
-from runs.models import AttemptOutcome, Run, Worker as WorkerRow, WorkerState
+from runs.models import AttemptOutcome, Run, WorkerState
+from runs.models import Worker as WorkerRow
 from runs.notify import Listener, is_postgres
 from runs.recovery import next_lease_expiry_in, recover_interrupted
 from runs.worker.slots import Slot
@@ -163,7 +164,9 @@ class Worker:
         if self.stopping and not busy:
             return True
         if self.burst and not busy and not claimed and not self.stopping and self._burst_done():
-            logger.info("Nothing left to run; burst worker exits", extra={"event": "worker_burst_done"})
+            logger.info(
+                "Nothing left to run; burst worker exits", extra={"event": "worker_burst_done"}
+            )
             return True
         if self.stopping and time.monotonic() >= self.stop_deadline:
             for slot in self.slots:
@@ -185,11 +188,16 @@ class Worker:
 
     def _claim(self, free: list[Slot]) -> int:
         claims = claim_runs(
-            worker_id=self.row_id, limit=len(free), queues=self.queues, lease_seconds=self.lease_seconds
+            worker_id=self.row_id,
+            limit=len(free),
+            queues=self.queues,
+            lease_seconds=self.lease_seconds,
         )
         listening = self._listener is not None and self._listener.connected
         # With LISTEN, polling is only a safety net; without it, it is how work is found.
-        self._next_poll = time.monotonic() + (self.poll_interval * 10 if listening else self.poll_interval)
+        self._next_poll = time.monotonic() + (
+            self.poll_interval * 10 if listening else self.poll_interval
+        )
         # A full batch means more may be waiting: claim again on the next turn.
         self._wake = len(claims) == len(free)
         for slot, claim in zip(free, claims, strict=False):
@@ -198,7 +206,11 @@ class Worker:
                 claim.run_id,
                 claim.pipeline,
                 claim.attempt,
-                extra={"event": "run_claimed", "run_id": str(claim.run_id), "attempt": claim.attempt},
+                extra={
+                    "event": "run_claimed",
+                    "run_id": str(claim.run_id),
+                    "attempt": claim.attempt,
+                },
             )
             slot.claim = claim
             slot.task = None
@@ -250,7 +262,11 @@ class Worker:
         self.runs_done += 1
         self._wake = True
         if self.max_runs is not None and self.runs_done >= self.max_runs and not self.stopping:
-            logger.info("Processed %d runs (--max-runs); stopping", self.runs_done, extra={"event": "worker_max_runs"})
+            logger.info(
+                "Processed %d runs (--max-runs); stopping",
+                self.runs_done,
+                extra={"event": "worker_max_runs"},
+            )
             self.shutdown()
 
     # ------------------------------------------------------------------ waiting
@@ -268,7 +284,9 @@ class Worker:
                 timers.append(self._wake_at)
         for slot in self.slots:
             if slot.busy and slot.task is not None:
-                timers.append(slot.deadline if slot.term_sent_at is None else slot.term_sent_at + 1.0)
+                timers.append(
+                    slot.deadline if slot.term_sent_at is None else slot.term_sent_at + 1.0
+                )
             if slot.busy and (slot.task is None or slot.report is not None):
                 timers.append(now)  # work to finish on the next turn
         if self.stopping:
@@ -290,13 +308,17 @@ class Worker:
         ready = wait(waitables, timeout) if timeout > 0 else wait(waitables, 0)
         # Pipes before sentinels: a child that reported and then exited did finish.
         for handle in ready:
-            slot = by_handle.get(handle)
-            if slot is not None and slot.process is not None and handle is slot.process.conn:
-                self._read_child(slot)
+            reader = by_handle.get(handle)
+            if reader is not None and reader.process is not None and handle is reader.process.conn:
+                self._read_child(reader)
         for handle in ready:
-            slot = by_handle.get(handle)
-            if slot is not None and slot.process is not None and handle == slot.process.sentinel:
-                self._child_exited(slot)
+            exited = by_handle.get(handle)
+            if (
+                exited is not None
+                and exited.process is not None
+                and handle == exited.process.sentinel
+            ):
+                self._child_exited(exited)
         if self._listener is not None and self._listener.connected and self._listener_fd_in(ready):
             self._read_notifications()
         if self._signal_pipe is not None and self._signal_pipe[0] in ready:
@@ -337,7 +359,11 @@ class Worker:
             if slot.stopping_for == "timeout":
                 report = timeout_report(task, duration, logs)
             elif slot.stopping_for in ("shutdown", "lost"):
-                outcome = AttemptOutcome.INTERRUPTED if slot.stopping_for == "shutdown" else AttemptOutcome.CANCELLED
+                outcome = (
+                    AttemptOutcome.INTERRUPTED
+                    if slot.stopping_for == "shutdown"
+                    else AttemptOutcome.CANCELLED
+                )
                 report = AttemptReport(
                     outcome=outcome,
                     duration=duration,
@@ -349,7 +375,10 @@ class Worker:
             else:
                 report = crash_report(process, task, duration, logs)
                 logger.error(
-                    "Step %s of run %s: its process %s", task.step, task.run_id, process.exit_description(),
+                    "Step %s of run %s: its process %s",
+                    task.step,
+                    task.run_id,
+                    process.exit_description(),
                     extra={"event": "step_crashed", "run_id": task.run_id, "step": task.step},
                 )
             slot.discard_process()
@@ -366,8 +395,14 @@ class Worker:
             if slot.term_sent_at is None and now >= slot.deadline:
                 logger.warning(
                     "Step %s of run %s passed its %.0f s timeout; stopping it",
-                    slot.task.step, slot.task.run_id, slot.task.timeout,
-                    extra={"event": "step_timeout", "run_id": slot.task.run_id, "step": slot.task.step},
+                    slot.task.step,
+                    slot.task.run_id,
+                    slot.task.timeout,
+                    extra={
+                        "event": "step_timeout",
+                        "run_id": slot.task.run_id,
+                        "step": slot.task.step,
+                    },
                 )
                 slot.stop_child("timeout")
             elif slot.overdue():
@@ -424,7 +459,9 @@ class Worker:
         except DB_ERRORS:
             raise
         except Exception:
-            logger.exception("Firing schedules failed; will try again", extra={"event": "schedule_error"})
+            logger.exception(
+                "Firing schedules failed; will try again", extra={"event": "schedule_error"}
+            )
 
     def _burst_done(self) -> bool:
         """Nothing claimable now, and nothing due soon (a retry waiting for its backoff)."""
@@ -454,7 +491,11 @@ class Worker:
         try:
             listener.connect()
         except Exception as exc:
-            logger.warning("LISTEN connection failed (%s); polling meanwhile", exc, extra={"event": "listen_failed"})
+            logger.warning(
+                "LISTEN connection failed (%s); polling meanwhile",
+                exc,
+                extra={"event": "listen_failed"},
+            )
             self._listener_retry_at = time.monotonic() + 5.0
             return
         self._listener = listener
@@ -465,7 +506,11 @@ class Worker:
         try:
             delays = self._listener.drain()
         except Exception as exc:
-            logger.warning("LISTEN connection lost (%s); polling until it is back", exc, extra={"event": "listen_lost"})
+            logger.warning(
+                "LISTEN connection lost (%s); polling until it is back",
+                exc,
+                extra={"event": "listen_lost"},
+            )
             self._listener.close()
             self._listener = None
             self._listener_retry_at = time.monotonic() + 1.0
@@ -504,7 +549,9 @@ class Worker:
             self.row.name,
             self.concurrency,
             ",".join(self.queues),
-            "LISTEN/NOTIFY" if is_postgres() and self.listen else f"polling every {self.poll_interval:g} s",
+            "LISTEN/NOTIFY"
+            if is_postgres() and self.listen
+            else f"polling every {self.poll_interval:g} s",
             extra={"event": "worker_started", "worker": self.row.name},
         )
 
@@ -543,7 +590,9 @@ class Worker:
                 self._final_heartbeat()
             except DatabaseError:
                 logger.warning("Could not mark the worker stopped", exc_info=True)
-        logger.info("Worker stopped after %d run(s)", self.runs_done, extra={"event": "worker_stopped"})
+        logger.info(
+            "Worker stopped after %d run(s)", self.runs_done, extra={"event": "worker_stopped"}
+        )
         if self._signal_pipe is not None:
             signal.set_wakeup_fd(-1)
             for fd in self._signal_pipe:

@@ -19,7 +19,11 @@ def orbit(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "orbit.cli", *args],
-        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -63,7 +67,10 @@ def test_outside_module_pipeline_is_listed_and_runs(test_pipelines, tmp_path):
         "def hello(ctx):\n    return {'greeting': 'hi ' + ctx.metadata.get('name', '?')}\n"
         "team = Pipeline('team-hello', steps=[step('hello', hello)])\n"
     )
-    env = {"ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,teampipes", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    env = {
+        "ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,teampipes",
+        "PYTHONPATH": f"{ROOT}:{tmp_path}",
+    }
     listed = orbit("list", env=env)
     assert listed.returncode == 0
     assert "team-hello" in listed.stdout
@@ -74,7 +81,10 @@ def test_outside_module_pipeline_is_listed_and_runs(test_pipelines, tmp_path):
 
 def test_a_broken_pipeline_module_is_named_and_the_rest_still_load(test_pipelines, tmp_path):
     (tmp_path / "brokenpipes.py").write_text("raise RuntimeError('oops in module')\n")
-    env = {"ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,brokenpipes", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    env = {
+        "ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,brokenpipes",
+        "PYTHONPATH": f"{ROOT}:{tmp_path}",
+    }
     listed = orbit("list", env=env)
     assert listed.returncode == 0
     output = " ".join(listed.stdout.split())
@@ -83,8 +93,8 @@ def test_a_broken_pipeline_module_is_named_and_the_rest_still_load(test_pipeline
 
 
 def test_check_interrupted_and_recover(test_pipelines):
-    from tests.runs.test_recovery import interrupt
     from runs import enqueue
+    from tests.runs.test_recovery import interrupt
 
     run = interrupt(enqueue("t-three"))
     checked = orbit("check-interrupted")
@@ -105,8 +115,8 @@ def test_check_interrupted_and_recover(test_pipelines):
 
 
 def test_auto_recover_then_run(test_pipelines):
-    from tests.runs.test_recovery import interrupt
     from runs import enqueue
+    from tests.runs.test_recovery import interrupt
 
     stuck = interrupt(enqueue("t-three"))
     done = orbit("--auto-recover", "run", "t-single")
@@ -118,7 +128,11 @@ def test_auto_recover_then_run(test_pipelines):
 def test_manage_py_orbit_is_the_same_cli(test_pipelines):
     done = subprocess.run(
         [sys.executable, "manage.py", "orbit", "run", "t-single"],
-        cwd=ROOT, env=database_env(), capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=database_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "✔ noop" in done.stdout

@@ -35,7 +35,9 @@ def test_sigkill_mid_step_two_resumes_at_step_two(test_pipelines, workers, effec
     doomed.send(signal.SIGKILL)
     doomed.wait(10)
     rescuer = workers("--no-schedules", env=LEASE)
-    wait_until(lambda: status_of(run) == RunStatus.SUCCEEDED, timeout=30, message="the run to finish")
+    wait_until(
+        lambda: status_of(run) == RunStatus.SUCCEEDED, timeout=30, message="the run to finish"
+    )
     counts = effects(run.id)
     assert counts[(str(run.id), "one")] == 1
     assert counts[(str(run.id), "two")] <= 2
@@ -74,23 +76,31 @@ def test_sigkill_every_worker_then_new_ones_finish_everything(test_pipelines, wo
         proc.send(signal.SIGKILL)
     for proc in first:
         proc.wait(10)
-    wait_until(lambda: Run.objects.interrupted().exists() or not Run.objects.running().exists(), timeout=10)
+    wait_until(
+        lambda: Run.objects.interrupted().exists() or not Run.objects.running().exists(), timeout=10
+    )
     for _ in range(2):
         workers("--no-schedules", "--concurrency", "2", env=LEASE)
     wait_until(
-        lambda: Run.objects.filter(status="succeeded").count() == 20, timeout=60, message="all runs to finish"
+        lambda: Run.objects.filter(status="succeeded").count() == 20,
+        timeout=60,
+        message="all runs to finish",
     )
     counts = effects()
     for run in runs:
-        assert counts[(str(run.id), "one")] == 1 or StepAttempt.objects.filter(
-            run=run, step__name="one", outcome="interrupted"
-        ).exists()
+        assert (
+            counts[(str(run.id), "one")] == 1
+            or StepAttempt.objects.filter(run=run, step__name="one", outcome="interrupted").exists()
+        )
         assert counts[(str(run.id), "three")] <= 2
     # a step whose result was committed has exactly one succeeded attempt
     from django.db.models import Count
 
     doubles = (
-        StepAttempt.objects.filter(outcome="succeeded").values("step").annotate(n=Count("id")).filter(n__gt=1)
+        StepAttempt.objects.filter(outcome="succeeded")
+        .values("step")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
     )
     assert not doubles.exists()
 
@@ -104,13 +114,19 @@ def test_frozen_worker_past_its_lease_commits_nothing(test_pipelines, workers, e
     wait_until(lambda: status_of(run) == RunStatus.SUCCEEDED, timeout=30, message="the takeover")
     frozen.send(signal.SIGCONT)
     # The old worker wakes up, finds its fence gone, and writes nothing for the run.
-    wait_until(lambda: "Lost run" in frozen.log() or "no longer ours" in frozen.log(), timeout=15,
-               message="the old worker to notice")
+    wait_until(
+        lambda: "Lost run" in frozen.log() or "no longer ours" in frozen.log(),
+        timeout=15,
+        message="the old worker to notice",
+    )
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     frozen_row = frozen_worker_id(frozen.pid)
     two = StepAttempt.objects.filter(run=run, step__name="two")
-    assert [a.outcome for a in two.order_by("number")] == [AttemptOutcome.INTERRUPTED, AttemptOutcome.SUCCEEDED]
+    assert [a.outcome for a in two.order_by("number")] == [
+        AttemptOutcome.INTERRUPTED,
+        AttemptOutcome.SUCCEEDED,
+    ]
     assert not two.filter(worker_id=frozen_row, outcome="succeeded").exists()
     assert effects(run.id)[(str(run.id), "three")] == 1
     rescuer.send(signal.SIGTERM)
@@ -154,7 +170,9 @@ def test_racing_sweeps_recover_each_run_exactly_once(test_pipelines):
     everything = [run_id for batch in recovered for run_id in batch]
     assert sorted(map(str, everything)) == sorted(str(r.id) for r in runs)
     assert set(Run.objects.values_list("interruptions", flat=True)) == {1}
-    per_run = StepAttempt.objects.filter(outcome="interrupted").values("run").annotate(n=Count("id"))
+    per_run = (
+        StepAttempt.objects.filter(outcome="interrupted").values("run").annotate(n=Count("id"))
+    )
     assert {row["n"] for row in per_run} == {1} and len(per_run) == 30
 
 
@@ -178,7 +196,9 @@ def test_poison_run_is_quarantined_and_workers_carry_on(test_pipelines, workers)
     )
     healthy = enqueue("t-single")
     wait_until(restart_dead, timeout=1)
-    wait_until(lambda: status_of(healthy) == RunStatus.SUCCEEDED, timeout=30, message="a healthy run")
+    wait_until(
+        lambda: status_of(healthy) == RunStatus.SUCCEEDED, timeout=30, message="a healthy run"
+    )
 
 
 @pytest.mark.postgres
@@ -192,11 +212,17 @@ def test_killed_database_connections_are_reopened(test_pipelines, workers, effec
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND application_name NOT LIKE 'pytest%%'"
         )
-    wait_until(lambda: status_of(run) == RunStatus.SUCCEEDED, timeout=30, message="the run to finish")
+    wait_until(
+        lambda: status_of(run) == RunStatus.SUCCEEDED, timeout=30, message="the run to finish"
+    )
     assert "Database unavailable" in worker.log() or "LISTEN connection lost" in worker.log()
     assert effects(run.id)[(str(run.id), "three")] == 1
     later = enqueue("t-single")
-    wait_until(lambda: status_of(later) == RunStatus.SUCCEEDED, timeout=15, message="a run after the reconnect")
+    wait_until(
+        lambda: status_of(later) == RunStatus.SUCCEEDED,
+        timeout=15,
+        message="a run after the reconnect",
+    )
 
 
 @pytest.mark.postgres
@@ -210,17 +236,28 @@ def test_postgres_restart_under_load(test_pipelines, workers, effects):
         workers("--no-schedules", "--concurrency", "2", env=LEASE)
     wait_until(lambda: Run.objects.filter(status="succeeded").count() >= 2, message="some progress")
     connections.close_all()
-    cluster = subprocess.run(["bash", "-c", "ls /etc/postgresql"], capture_output=True, text=True).stdout.strip()
+    cluster = subprocess.run(
+        ["bash", "-c", "ls /etc/postgresql"], capture_output=True, text=True
+    ).stdout.strip()
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart", "-m", "fast"],
-        check=True, timeout=60,
+        check=True,
+        timeout=60,
     )
     wait_until(
-        lambda: _count_succeeded() == 30, timeout=90, interval=0.5, message="every run to finish after the restart"
+        lambda: _count_succeeded() == 30,
+        timeout=90,
+        interval=0.5,
+        message="every run to finish after the restart",
     )
     from django.db.models import Count
 
-    doubles = StepAttempt.objects.filter(outcome="succeeded").values("step").annotate(n=Count("id")).filter(n__gt=1)
+    doubles = (
+        StepAttempt.objects.filter(outcome="succeeded")
+        .values("step")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
     assert not doubles.exists()
     assert len(runs) == 30
 

@@ -48,12 +48,24 @@ def test_timeout_stops_the_step_within_a_second_and_retries(test_pipelines):
     ("pipeline", "error"),
     [
         # a child that exits hard is a crashed attempt
-        ("t-crash", "Step 'crashes' failed after 2 attempts: The process running step 'crashes' exited with code 13"),
+        (
+            "t-crash",
+            "Step 'crashes' failed after 2 attempts: The process running step 'crashes' exited with code 13",
+        ),
         # SystemExit raised by step code is the step's failure, not the caller's
         ("t-system-exit", "Step 'exits' failed after 1 attempt: Step 'exits' raised SystemExit(3)"),
-        ("t-unserialisable", "Step 'bad' failed after 1 attempt: Step 'bad' returned a result that is not JSON-serialisable: Object of type object is not JSON serializable"),
-        ("t-oversized", "Step 'big' failed after 1 attempt: Step 'big' returned a result of 2097164 bytes; the limit is 1048576 bytes (ORBIT_MAX_RESULT_BYTES)"),
-        ("t-permanent", "Step 'permanent' failed and cannot be retried: bad input: nothing to retry"),
+        (
+            "t-unserialisable",
+            "Step 'bad' failed after 1 attempt: Step 'bad' returned a result that is not JSON-serialisable: Object of type object is not JSON serializable",
+        ),
+        (
+            "t-oversized",
+            "Step 'big' failed after 1 attempt: Step 'big' returned a result of 2097164 bytes; the limit is 1048576 bytes (ORBIT_MAX_RESULT_BYTES)",
+        ),
+        (
+            "t-permanent",
+            "Step 'permanent' failed and cannot be retried: bad input: nothing to retry",
+        ),
         ("t-failed-result", "Step 'says-no' failed after 1 attempt: the service said no"),
     ],
 )

@@ -22,7 +22,9 @@ def test_enqueue_lays_out_the_steps_in_order(test_pipelines):
 
 
 def test_enqueue_unknown_pipeline_lists_the_known_ones(test_pipelines):
-    with pytest.raises(UnknownPipeline, match=r"Unknown pipeline 'nope'\. Known pipelines: .*t-single"):
+    with pytest.raises(
+        UnknownPipeline, match=r"Unknown pipeline 'nope'\. Known pipelines: .*t-single"
+    ):
         enqueue("nope")
     assert not Run.objects.exists()
 
@@ -43,7 +45,9 @@ def test_enqueue_rejects_bad_metadata_and_writes_nothing(test_pipelines, metadat
 
 def test_retry_refuses_a_pending_run(test_pipelines):
     run = enqueue("t-single")
-    with pytest.raises(InvalidTransition, match="is pending; only failed or cancelled runs can be retried"):
+    with pytest.raises(
+        InvalidTransition, match="is pending; only failed or cancelled runs can be retried"
+    ):
         run_retry(run.id)
 
 

@@ -19,8 +19,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def interrupt(run: Run, step: str = "two", worker=None) -> Run:
     """Make `run` look like its worker died in the middle of `step`."""
     Run.objects.filter(id=run.id).update(
-        status=RunStatus.RUNNING, attempt=1, current_step=step, worker=worker,
-        lease_expires_at="2000-01-01T00:00:00Z", started_at=Now(),
+        status=RunStatus.RUNNING,
+        attempt=1,
+        current_step=step,
+        worker=worker,
+        lease_expires_at="2000-01-01T00:00:00Z",
+        started_at=Now(),
     )
     Step.objects.filter(run=run, position__lt=Step.objects.get(run=run, name=step).position).update(
         status=StepStatus.SUCCEEDED, result={"done": True}
@@ -31,10 +35,17 @@ def interrupt(run: Run, step: str = "two", worker=None) -> Run:
 
 
 def test_find_interrupted_says_why(test_pipelines):
-    worker = WorkerFactory(name="host-a:42:beef", last_heartbeat="2000-01-01T00:00:00Z", state="running")
+    worker = WorkerFactory(
+        name="host-a:42:beef", last_heartbeat="2000-01-01T00:00:00Z", state="running"
+    )
     run = interrupt(enqueue("t-three"), worker=worker)
     [found] = find_interrupted()
-    assert (found.run_id, found.pipeline, found.step, found.worker) == (run.id, "t-three", "two", "host-a:42:beef")
+    assert (found.run_id, found.pipeline, found.step, found.worker) == (
+        run.id,
+        "t-three",
+        "two",
+        "host-a:42:beef",
+    )
     assert found.reason.endswith("worker host-a:42:beef stopped sending heartbeats (dead)")
     assert found.expired_seconds_ago > 3600
 
@@ -58,7 +69,12 @@ def test_recovery_requeues_and_records_the_interrupted_attempt(test_pipelines):
     report = recover_interrupted(auto_resume=True)
     assert report.recovered == [run.id]
     run.refresh_from_db()
-    assert (run.status, run.interruptions, run.worker_id, run.lease_expires_at) == ("pending", 1, None, None)
+    assert (run.status, run.interruptions, run.worker_id, run.lease_expires_at) == (
+        "pending",
+        1,
+        None,
+        None,
+    )
     two = run.steps.get(name="two")
     assert (two.status, two.attempts, two.failures) == ("pending", 1, 0)
     assert two.attempt_records.get().outcome == AttemptOutcome.INTERRUPTED
@@ -93,10 +109,15 @@ def test_too_many_interruptions_quarantine_the_run(test_pipelines, settings):
     ("prepare", "message"),
     [
         # a live lease: some worker is on it
-        (lambda run: claim_runs(worker_id=None, limit=1, queues=["default"], lease_seconds=30),
-         "is running on a foreground process and its lease is live"),
+        (
+            lambda run: claim_runs(worker_id=None, limit=1, queues=["default"], lease_seconds=30),
+            "is running on a foreground process and its lease is live",
+        ),
         # finished runs cannot be resumed
-        (lambda run: run_cancel(run.id), "already finished: it cancelled (use retry for a failed or cancelled run)"),
+        (
+            lambda run: run_cancel(run.id),
+            "already finished: it cancelled (use retry for a failed or cancelled run)",
+        ),
     ],
 )
 def test_resume_refuses_with_a_reason(test_pipelines, prepare, message):

@@ -11,7 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from runs import enqueue
-from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt, Worker as WorkerRow
+from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt
+from runs.models import Worker as WorkerRow
 from runs.worker import Worker
 from tests.processes import wait_until
 
@@ -63,7 +64,11 @@ def test_priority_then_age_decides_the_order(test_pipelines, effects):
     high = enqueue("t-recorded", priority=5)
     burst()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT run_id FROM orbit_test_effects ORDER BY rowid" if connection.vendor == "sqlite" else "SELECT run_id FROM orbit_test_effects ORDER BY ctid")
+        cursor.execute(
+            "SELECT run_id FROM orbit_test_effects ORDER BY rowid"
+            if connection.vendor == "sqlite"
+            else "SELECT run_id FROM orbit_test_effects ORDER BY ctid"
+        )
         order = [row[0] for row in cursor.fetchall()]
     assert order == [str(high.id), str(low.id)]
 
@@ -82,7 +87,9 @@ def test_timeout_kills_the_child_and_the_next_attempt_runs(test_pipelines):
     run = enqueue("t-slow-once", metadata={"seconds": 60})
     burst()
     assert time.monotonic() - started < 10
-    outcomes = list(StepAttempt.objects.filter(run=run).order_by("number").values_list("outcome", flat=True))
+    outcomes = list(
+        StepAttempt.objects.filter(run=run).order_by("number").values_list("outcome", flat=True)
+    )
     assert outcomes == [AttemptOutcome.TIMED_OUT, AttemptOutcome.SUCCEEDED]
     assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
 
@@ -120,10 +127,14 @@ def test_cancel_stops_a_running_step_within_a_heartbeat(test_pipelines, workers)
 
     run = enqueue("t-long", metadata={"seconds": 60})
     worker = workers("--no-schedules", env={"ORBIT_LEASE_SECONDS": "1.5"})
-    wait_until(lambda: Run.objects.filter(id=run.id, current_step="sleeps").exists(), message="step 2 to start")
+    wait_until(
+        lambda: Run.objects.filter(id=run.id, current_step="sleeps").exists(),
+        message="step 2 to start",
+    )
     run_cancel(run.id)
     attempt = wait_until(
-        lambda: StepAttempt.objects.filter(run=run, step__name="sleeps").first(), timeout=10,
+        lambda: StepAttempt.objects.filter(run=run, step__name="sleeps").first(),
+        timeout=10,
         message="the cancelled attempt",
     )
     assert attempt.outcome == AttemptOutcome.CANCELLED
@@ -151,13 +162,15 @@ def test_several_processes_execute_every_step_exactly_once(test_pipelines, worke
 @pytest.mark.postgres
 def test_notify_wakes_an_idle_worker_at_once(test_pipelines, workers):
     worker = workers("--no-schedules", env={"ORBIT_POLL_INTERVAL": "30"})
-    wait_until(lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start")
+    wait_until(
+        lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start"
+    )
     time.sleep(0.5)  # let it settle into its idle wait; polling would take 30 s
     latencies = []
     for _ in range(5):
         started = time.monotonic()
         run = enqueue("t-single")
-        wait_until(lambda: Run.objects.filter(id=run.id, status="succeeded").exists(), timeout=10)
+        wait_until(lambda run=run: Run.objects.filter(id=run.id, status="succeeded").exists(), timeout=10)
         latencies.append(time.monotonic() - started)
     assert max(latencies) < 2.0, latencies
     worker.send(signal.SIGTERM)
@@ -177,7 +190,11 @@ def test_sigterm_lets_the_step_finish_and_hands_the_run_on(test_pipelines, worke
     second = workers("--no-schedules", "--burst")
     assert second.wait(30) == 0
     assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
-    assert effects(run.id) == {(str(run.id), "one"): 1, (str(run.id), "two"): 1, (str(run.id), "three"): 1}
+    assert effects(run.id) == {
+        (str(run.id), "one"): 1,
+        (str(run.id), "two"): 1,
+        (str(run.id), "three"): 1,
+    }
 
 
 def test_grace_expiry_hands_the_run_back_without_spending_a_retry(test_pipelines, workers, effects):
@@ -192,12 +209,16 @@ def test_grace_expiry_hands_the_run_back_without_spending_a_retry(test_pipelines
     assert run.status == RunStatus.PENDING
     step = run.steps.get(name="two")
     assert (step.status, step.failures) == ("pending", 0)
-    assert list(step.attempt_records.values_list("outcome", flat=True)) == [AttemptOutcome.INTERRUPTED]
+    assert list(step.attempt_records.values_list("outcome", flat=True)) == [
+        AttemptOutcome.INTERRUPTED
+    ]
 
 
 def test_idle_worker_exits_within_a_second(test_pipelines, workers):
     worker = workers("--no-schedules")
-    wait_until(lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start")
+    wait_until(
+        lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start"
+    )
     started = time.monotonic()
     worker.send(signal.SIGTERM)
     assert worker.wait(5) == 0

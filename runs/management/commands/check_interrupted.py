@@ -7,7 +7,6 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from orbit.cli import console
-
 from runs.recovery import InterruptedRun, find_interrupted
 
 

@@ -25,7 +25,9 @@ class Command(BaseCommand):
         saved = Path(settings.BASE_DIR) / PASSWORD_FILE
         if User.objects.filter(is_superuser=True).exists():
             if User.objects.filter(username=username).exists() and saved.exists() and not password:
-                self.stdout.write(f"Log in at http://127.0.0.1:8000/admin/ as {username} / {saved.read_text().strip()}")
+                self.stdout.write(
+                    f"Log in at http://127.0.0.1:8000/admin/ as {username} / {saved.read_text().strip()}"
+                )
             else:
                 self.stdout.write("A superuser exists; log in at http://127.0.0.1:8000/admin/")
             return
@@ -34,4 +36,6 @@ class Command(BaseCommand):
             saved.write_text(password + "\n")
             saved.chmod(0o600)
         User.objects.create_superuser(username=username, email=email, password=password)
-        self.stdout.write(f"Created superuser. Log in at http://127.0.0.1:8000/admin/ as {username} / {password}")
+        self.stdout.write(
+            f"Created superuser. Log in at http://127.0.0.1:8000/admin/ as {username} / {password}"
+        )

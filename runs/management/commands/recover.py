@@ -7,7 +7,6 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from orbit.cli import console
-
 from runs.management.commands.check_interrupted import interrupted_table
 from runs.recovery import recover_interrupted
 
@@ -16,8 +15,11 @@ class Command(BaseCommand):
     help = "Report interrupted runs; with --auto-resume, put them back in the queue."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--auto-resume", action="store_true",
-                            help="Queue every interrupted run again (at its first unfinished step).")
+        parser.add_argument(
+            "--auto-resume",
+            action="store_true",
+            help="Queue every interrupted run again (at its first unfinished step).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
 
@@ -27,7 +29,11 @@ class Command(BaseCommand):
             if not report.interrupted:
                 out.print("No interrupted runs.")
                 return
-            out.print(interrupted_table(report.interrupted, f"{len(report.interrupted)} interrupted run(s)"))
+            out.print(
+                interrupted_table(
+                    report.interrupted, f"{len(report.interrupted)} interrupted run(s)"
+                )
+            )
             out.print("Nothing changed. Run `orbit recover --auto-resume` to queue them again.")
             return
         report = recover_interrupted(auto_resume=True)

@@ -9,7 +9,6 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from orbit.cli import console
-
 from orbit.exceptions import OrbitError
 from runs.recovery import resume
 

@@ -32,24 +32,57 @@ class Command(BaseCommand):
     help = "Run a worker that claims and executes pending runs until SIGTERM/SIGINT."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--concurrency", type=positive_int, default=1,
-                            help="Steps executed at once, each in its own child process (default 1).")
-        parser.add_argument("--grace", type=non_negative_float, default=30.0,
-                            help="Seconds running steps get to finish after SIGTERM (default 30).")
-        parser.add_argument("--burst", action="store_true",
-                            help="Drain what is runnable (or due within a minute) and exit.")
-        parser.add_argument("--max-runs", type=positive_int, default=None,
-                            help="Exit gracefully after this many runs.")
-        parser.add_argument("--max-runs-per-child", type=positive_int, default=1000,
-                            help="Replace a child process after this many steps (default 1000).")
-        parser.add_argument("--queue", dest="queues", action="append", default=None,
-                            help="Queue to serve; repeat for several (default: default).")
-        parser.add_argument("--no-listen", action="store_true",
-                            help="Poll only, even on PostgreSQL (for PgBouncer transaction pooling).")
-        parser.add_argument("--no-schedules", action="store_true",
-                            help="Do not fire cron schedules from this worker.")
-        parser.add_argument("--reload", action="store_true",
-                            help="Restart the worker gracefully when Python files change (development).")
+        parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=1,
+            help="Steps executed at once, each in its own child process (default 1).",
+        )
+        parser.add_argument(
+            "--grace",
+            type=non_negative_float,
+            default=30.0,
+            help="Seconds running steps get to finish after SIGTERM (default 30).",
+        )
+        parser.add_argument(
+            "--burst",
+            action="store_true",
+            help="Drain what is runnable (or due within a minute) and exit.",
+        )
+        parser.add_argument(
+            "--max-runs",
+            type=positive_int,
+            default=None,
+            help="Exit gracefully after this many runs.",
+        )
+        parser.add_argument(
+            "--max-runs-per-child",
+            type=positive_int,
+            default=1000,
+            help="Replace a child process after this many steps (default 1000).",
+        )
+        parser.add_argument(
+            "--queue",
+            dest="queues",
+            action="append",
+            default=None,
+            help="Queue to serve; repeat for several (default: default).",
+        )
+        parser.add_argument(
+            "--no-listen",
+            action="store_true",
+            help="Poll only, even on PostgreSQL (for PgBouncer transaction pooling).",
+        )
+        parser.add_argument(
+            "--no-schedules",
+            action="store_true",
+            help="Do not fire cron schedules from this worker.",
+        )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart the worker gracefully when Python files change (development).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["reload"]:
