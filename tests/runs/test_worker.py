@@ -170,7 +170,9 @@ def test_notify_wakes_an_idle_worker_at_once(test_pipelines, workers):
     for _ in range(5):
         started = time.monotonic()
         run = enqueue("t-single")
-        wait_until(lambda run=run: Run.objects.filter(id=run.id, status="succeeded").exists(), timeout=10)
+        wait_until(
+            lambda run=run: Run.objects.filter(id=run.id, status="succeeded").exists(), timeout=10
+        )
         latencies.append(time.monotonic() - started)
     assert max(latencies) < 2.0, latencies
     worker.send(signal.SIGTERM)
