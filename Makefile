@@ -55,5 +55,15 @@ bench: install
 chaos: install
 	$(BIN)/python bench/chaos.py
 
+## The document pipeline end to end against local S3 (moto) and Veryfi stand-ins
+demo: migrate
+	$(BIN)/python manage.py document_demo
+
+bench-api: install
+	$(BIN)/python bench/bench_api.py
+
+screenshots: install
+	$(BIN)/python docs/screenshots.py
+
 clean:
 	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 DB_ERRORS = (OperationalError, InterfaceError)
 BURST_HORIZON_SECONDS = 60.0
-SCHEDULE_INTERVAL_SECONDS = 1.0
 
 
 class Worker:
@@ -447,7 +446,7 @@ class Worker:
         self._next_sweep = time.monotonic() + soon
 
     def _fire_schedules(self) -> None:
-        self._next_schedule = time.monotonic() + SCHEDULE_INTERVAL_SECONDS
+        self._next_schedule = time.monotonic() + orbit_settings.schedule_interval
         try:
             from runs.scheduler import fire_due_schedules
         except ImportError:
