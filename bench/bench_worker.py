@@ -1,0 +1,157 @@
+"""Worker benchmark (not a test): enqueue rate, drain throughput, pickup latency.
+
+    make bench                      # PostgreSQL (BENCH_DATABASE_URL) and SQLite
+    python bench/bench_worker.py --n 2000 --lat-n 50 --db postgres
+
+Each figure runs against a fresh database with real `manage.py runworker` processes.
+Prints a table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orbit_bench")
+SQLITE = "/tmp/orbit-bench.sqlite3"
+
+
+def env_for(db: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ORBIT_SQLITE_PATH")}
+    env["ORBIT_PIPELINE_MODULES"] = "bench.bench_pipelines"
+    env["ORBIT_LOG_LEVEL"] = "WARNING"
+    env["PYTHONPATH"] = str(ROOT)
+    if db == "postgres":
+        env["DATABASE_URL"] = PG_URL
+    else:
+        env["ORBIT_SQLITE_PATH"] = SQLITE
+    return env
+
+
+def setup(db: str) -> None:
+    os.environ.update(env_for(db))
+    if db == "postgres":
+        import psycopg
+
+        name = PG_URL.rsplit("/", 1)[1]
+        with psycopg.connect(PG_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(SQLITE + suffix).unlink(missing_ok=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env_for(db), check=True)
+
+
+def django_ready(db: str) -> None:
+    os.environ.update(env_for(db))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "orbit.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def start_workers(db: str, k: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "runworker", "--concurrency", str(concurrency), "--no-schedules"],
+            cwd=ROOT, env=env_for(db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(k)
+    ]
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def drain(db: str, pipeline: str, n: int, k: int, steps: int) -> dict[str, float]:
+    from runs import enqueue
+    from runs.models import Run
+
+    Run.objects.all().delete()
+    started = time.perf_counter()
+    for _ in range(n):
+        enqueue(pipeline)
+    enqueue_rate = n / (time.perf_counter() - started)
+    procs = start_workers(db, k, 4)
+    first_seen = None
+    while True:
+        done = Run.objects.filter(status="succeeded").count()
+        now = time.perf_counter()
+        if done and first_seen is None:
+            first_seen, first_done = now, done
+        if done >= n:
+            break
+        time.sleep(0.02)
+    stop(procs)
+    rate = (n - first_done) / (now - first_seen) if now > first_seen else float("nan")
+    return {"enqueue_per_s": enqueue_rate, "runs_per_s": rate, "steps_per_s": rate * steps}
+
+
+def pickup(db: str, n: int) -> dict[str, float]:
+    from runs import enqueue
+    from runs.models import Run, Step
+
+    procs = start_workers(db, 1, 1)
+    time.sleep(3)
+    latencies = []
+    for _ in range(n):
+        t0 = time.time()
+        run = enqueue("bench-noop")
+        while not Run.objects.filter(id=run.id, status="succeeded").exists():
+            time.sleep(0.002)
+        started = Step.objects.get(run=run).started_at.timestamp()
+        latencies.append((started - t0) * 1000)
+        time.sleep(0.05)
+    stop(procs)
+    latencies.sort()
+    return {"p50_ms": statistics.median(latencies), "p95_ms": latencies[int(len(latencies) * 0.95) - 1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--lat-n", type=int, default=50)
+    parser.add_argument("--db", choices=["postgres", "sqlite", "both"], default="both")
+    args = parser.parse_args()
+    dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
+    results = []
+    for db in dbs:
+        setup(db)
+        if db == dbs[0]:
+            django_ready(db)
+        else:  # a second database in one process: re-run ourselves
+            subprocess.run([sys.executable, __file__, "--n", str(args.n), "--lat-n", str(args.lat_n), "--db", db], check=True)
+            continue
+        for pipeline, steps in (("bench-noop", 1), ("bench-three", 3)):
+            for k in (1, 2):
+                row = {"db": db, "pipeline": pipeline, "workers": k, **drain(db, pipeline, args.n, k, steps)}
+                results.append(row)
+                print(f"{db:8} {pipeline:12} workers={k}  enqueue {row['enqueue_per_s']:7.0f}/s  "
+                      f"drain {row['runs_per_s']:7.0f} runs/s  {row['steps_per_s']:7.0f} steps/s", flush=True)
+        lat = {"db": db, "pickup": pickup(db, args.lat_n)}
+        results.append(lat)
+        print(f"{db:8} pickup p50 {lat['pickup']['p50_ms']:.1f} ms  p95 {lat['pickup']['p95_ms']:.1f} ms", flush=True)
+    out = ROOT / "bench" / "results" / f"bench_worker-{dbs[0]}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
