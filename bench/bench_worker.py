@@ -48,7 +48,9 @@ def setup(db: str) -> None:
     else:
         for suffix in ("", "-wal", "-shm"):
             Path(SQLITE + suffix).unlink(missing_ok=True)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env_for(db), check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env_for(db), check=True
+    )
 
 
 def django_ready(db: str) -> None:
@@ -63,8 +65,18 @@ def django_ready(db: str) -> None:
 def start_workers(db: str, k: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
     return [
         subprocess.Popen(
-            [sys.executable, "manage.py", "runworker", "--concurrency", str(concurrency), "--no-schedules"],
-            cwd=ROOT, env=env_for(db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "manage.py",
+                "runworker",
+                "--concurrency",
+                str(concurrency),
+                "--no-schedules",
+            ],
+            cwd=ROOT,
+            env=env_for(db),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(k)
     ]
@@ -121,7 +133,10 @@ def pickup(db: str, n: int) -> dict[str, float]:
         time.sleep(0.05)
     stop(procs)
     latencies.sort()
-    return {"p50_ms": statistics.median(latencies), "p95_ms": latencies[int(len(latencies) * 0.95) - 1]}
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": latencies[int(len(latencies) * 0.95) - 1],
+    }
 
 
 def main() -> None:
@@ -137,18 +152,43 @@ def main() -> None:
         if db == dbs[0]:
             django_ready(db)
         else:  # a second database in one process: re-run ourselves
-            subprocess.run([sys.executable, __file__, "--n", str(args.n), "--lat-n", str(args.lat_n), "--db", db], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--n",
+                    str(args.n),
+                    "--lat-n",
+                    str(args.lat_n),
+                    "--db",
+                    db,
+                ],
+                check=True,
+            )
             continue
         for pipeline, steps in (("bench-noop", 1), ("bench-three", 3)):
             for k in (1, 2):
-                row = {"db": db, "pipeline": pipeline, "workers": k, **drain(db, pipeline, args.n, k, steps)}
+                row = {
+                    "db": db,
+                    "pipeline": pipeline,
+                    "workers": k,
+                    **drain(db, pipeline, args.n, k, steps),
+                }
                 results.append(row)
-                print(f"{db:8} {pipeline:12} workers={k}  enqueue {row['enqueue_per_s']:7.0f}/s  "
-                      f"drain {row['runs_per_s']:7.0f} runs/s  {row['steps_per_s']:7.0f} steps/s", flush=True)
+                print(
+                    f"{db:8} {pipeline:12} workers={k}  enqueue {row['enqueue_per_s']:7.0f}/s  "
+                    f"drain {row['runs_per_s']:7.0f} runs/s  {row['steps_per_s']:7.0f} steps/s",
+                    flush=True,
+                )
         lat = {"db": db, "pickup": pickup(db, args.lat_n)}
         results.append(lat)
-        print(f"{db:8} pickup p50 {lat['pickup']['p50_ms']:.1f} ms  p95 {lat['pickup']['p95_ms']:.1f} ms", flush=True)
-    out = ROOT / "bench" / "results" / f"bench_worker-{dbs[0]}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        print(
+            f"{db:8} pickup p50 {lat['pickup']['p50_ms']:.1f} ms  p95 {lat['pickup']['p95_ms']:.1f} ms",
+            flush=True,
+        )
+    out = (
+        ROOT / "bench" / "results" / f"bench_worker-{dbs[0]}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    )
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
 
