@@ -46,7 +46,7 @@ class RecoveryReport:
     quarantined: list[uuid.UUID] = field(default_factory=list)
 
 
-def _db_now() -> datetime:
+def db_now() -> datetime:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT now()")
@@ -59,7 +59,7 @@ def _db_now() -> datetime:
 
 def find_interrupted() -> list[InterruptedRun]:
     """Running runs whose lease has expired by the database clock, and why they count."""
-    now = _db_now()
+    now = db_now()
     dead = set(Worker.objects.dead().values_list("id", flat=True))
     rows = (
         Run.objects.interrupted().select_related("pipeline", "worker").order_by("lease_expires_at")
@@ -200,7 +200,7 @@ def next_lease_expiry_in() -> float | None:
     earliest = Run.objects.running().aggregate(at=Min("lease_expires_at"))["at"]
     if earliest is None:
         return None
-    return float((earliest - _db_now()).total_seconds())
+    return float((earliest - db_now()).total_seconds())
 
 
 def recover_run(run_id: uuid.UUID | str) -> Run:

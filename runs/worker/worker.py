@@ -32,7 +32,7 @@ from runs.execution import AttemptReport, Next, begin, hand_back, record, settle
 from runs.models import AttemptOutcome, Run, WorkerState
 from runs.models import Worker as WorkerRow
 from runs.notify import Listener, is_postgres
-from runs.recovery import next_lease_expiry_in, recover_interrupted
+from runs.recovery import db_now, next_lease_expiry_in, recover_interrupted
 from runs.worker.slots import Slot
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,6 @@ class Worker:
         decision = begin(slot.claim, lease_seconds=self.lease_seconds)
         if decision.next is Next.STEP and decision.task is not None:
             slot.start(slot.claim, decision.task, max_tasks_per_child=self.max_runs_per_child)
-            slot.report = None
         else:
             self._run_done(slot, decision.next)
 
@@ -245,11 +244,9 @@ class Worker:
                 continue_run=not self.stopping,
             )
             if decision.next is Next.STEP and decision.task is not None:
-                slot.report = None
                 slot.start(claim, decision.task, max_tasks_per_child=self.max_runs_per_child)
                 return
             self._run_done(slot, decision.next)
-        slot.report = None
 
     def _run_done(self, slot: Slot, outcome: Next) -> None:
         if outcome is Next.SUCCEEDED:
@@ -257,7 +254,6 @@ class Worker:
         elif outcome is Next.FAILED:
             self._counts["failed"] += 1
         slot.free()
-        slot.report = None
         self.runs_done += 1
         self._wake = True
         if self.max_runs is not None and self.runs_done >= self.max_runs and not self.stopping:
@@ -471,9 +467,7 @@ class Worker:
         )
         if due is None:
             return True
-        from runs.recovery import _db_now
-
-        wait_for = (due - _db_now()).total_seconds()
+        wait_for = (due - db_now()).total_seconds()
         if wait_for > BURST_HORIZON_SECONDS:
             return True
         self._wake_at = time.monotonic() + max(wait_for, 0.0)
