@@ -28,6 +28,8 @@ def env_for(db: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ORBIT_SQLITE_PATH")}
     env["ORBIT_PIPELINE_MODULES"] = "bench.bench_pipelines"
     env["ORBIT_LOG_LEVEL"] = "WARNING"
+    env["DEBUG"] = "false"  # as in production: no per-query bookkeeping
+    env.setdefault("SECRET_KEY", "bench-" + "x" * 40)
     env["PYTHONPATH"] = str(ROOT)
     if db == "postgres":
         env["DATABASE_URL"] = PG_URL
@@ -189,6 +191,7 @@ def main() -> None:
     out = (
         ROOT / "bench" / "results" / f"bench_worker-{dbs[0]}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     )
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
 

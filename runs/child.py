@@ -159,6 +159,8 @@ class StepProcess:
 def crash_report(
     process: StepProcess, task: StepTask, duration: float, logs: list[dict[str, Any]]
 ) -> AttemptReport:
+    # Its pipes close a moment before the kernel can report its exit status: wait for it.
+    process.process.join(KILL_AFTER_SECONDS)
     return AttemptReport(
         outcome=AttemptOutcome.CRASHED,
         duration=duration,

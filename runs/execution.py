@@ -12,11 +12,12 @@ from __future__ import annotations
 import enum
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
@@ -24,7 +25,8 @@ from orbit.conf import orbit_settings
 from pipelines.definition import Pipeline as Definition
 from pipelines.definition import StepDefinition
 from pipelines.registry import registry
-from runs.claiming import Claim
+from runs.batch_commit import Success, commit_successes
+from runs.claiming import Claim, StepRow
 from runs.models import (
     FAILED_OUTCOMES,
     AttemptOutcome,
@@ -114,12 +116,17 @@ def begin(claim: Claim, *, lease_seconds: float) -> Decision:
         definition = _definition(claim)
     except Exception as exc:
         return _fail_run(claim, f"Pipeline definition {claim.definition!r} is not available: {exc}")
-    rows: dict[str, Any] = {
-        row["name"]: row
-        for row in Step.objects.filter(run_id=claim.run_id).values(
-            "id", "name", "position", "status", "result", "attempts", "failures"
-        )
-    }
+    rows: dict[str, Any]
+    if claim.steps is not None:
+        rows = {row.name: vars(row) for row in claim.steps}
+    else:
+        rows = {
+            row["name"]: row
+            for row in Step.objects.filter(run_id=claim.run_id).values(
+                "id", "name", "status", "result", "attempts", "failures"
+            )
+        }
+    started = claim.started_step
     prev_results = {
         name: row["result"] for name, row in rows.items() if row["status"] == StepStatus.SUCCEEDED
     }
@@ -145,15 +152,29 @@ def begin(claim: Claim, *, lease_seconds: float) -> Decision:
             failures=row["failures"],
             timeout=_timeout(step),
         )
-        with transaction.atomic():
-            if not _fenced(claim).update(
-                current_step=step.name, lease_expires_at=db_now_plus(lease_seconds)
-            ):
-                return settle_lost(claim)
-            Step.objects.filter(id=task.step_id).update(status=StepStatus.RUNNING, started_at=Now())
+        if started is None or started.id != task.step_id:  # the claim did not start it
+            with transaction.atomic():
+                if not _fenced(claim).update(
+                    current_step=step.name, lease_expires_at=db_now_plus(lease_seconds)
+                ):
+                    return settle_lost(claim)
+                _unstart(claim, started)
+                Step.objects.filter(id=task.step_id).update(
+                    status=StepStatus.RUNNING, started_at=Now()
+                )
         _log_step_started(task)
         return Decision(Next.STEP, task=task)
+    _unstart(claim, started)
     return _succeed_run(claim)
+
+
+def _unstart(claim: Claim, started: StepRow | None) -> None:
+    """Undo the claim's guess of the step to start, when the definition says otherwise
+    (steps added or reordered since the run was created)."""
+    if started is not None:
+        Step.objects.filter(id=started.id, run_id=claim.run_id).update(
+            status=started.status, started_at=None
+        )
 
 
 def record(
@@ -194,6 +215,103 @@ def record(
     if decision.next is Next.STEP and decision.task is not None:
         _log_step_started(decision.task)
     return decision
+
+
+def record_many(
+    items: Sequence[tuple[Claim, StepTask, AttemptReport]],
+    *,
+    lease_seconds: float,
+    continue_run: bool = True,
+) -> list[Decision]:
+    """`record` for several attempts at once, in order; on PostgreSQL the plain successes
+    among them are committed together in one statement (runs/batch_commit.py)."""
+    decisions: list[Decision | None] = [None] * len(items)
+    fast: list[tuple[int, Success, StepTask | None]] = []
+    for index, (claim, task, report) in enumerate(items):
+        plan = _plain_success(claim, task, report, continue_run)
+        if plan is None:
+            decisions[index] = record(
+                claim, task, report, lease_seconds=lease_seconds, continue_run=continue_run
+            )
+        else:
+            fast.append((index, *plan))
+    if fast:
+        try:
+            held = commit_successes(
+                [success for _, success, _ in fast],
+                worker_id=items[fast[0][0]][0].worker_id,
+                lease_seconds=lease_seconds,
+            )
+        except IntegrityError:
+            # Some of these were committed already (the acknowledgement was lost with
+            # the connection): record them one by one, which sorts that out per run.
+            held = None
+        for index, success, next_task in fast:
+            claim, task, report = items[index]
+            if held is None:
+                decision = record(
+                    claim, task, report, lease_seconds=lease_seconds, continue_run=continue_run
+                )
+            elif success.run_id not in held:
+                decision = settle_lost(claim, task, report)
+            else:
+                decision = (
+                    Decision(Next.STEP, task=next_task) if next_task else Decision(Next.SUCCEEDED)
+                )
+                _log_recorded(task, report, decision)
+                if next_task is not None:
+                    _log_step_started(next_task)
+            decisions[index] = decision
+    return [d for d in decisions if d is not None]
+
+
+def _plain_success(
+    claim: Claim, task: StepTask, report: AttemptReport, continue_run: bool
+) -> tuple[Success, StepTask | None] | None:
+    """The batch commit of a success and the step that follows it, when nothing about it
+    needs the general path: PostgreSQL, no log records, the next step known from the claim."""
+    if (
+        report.outcome != AttemptOutcome.SUCCEEDED
+        or report.logs
+        or claim.steps is None
+        or connection.vendor != "postgresql"
+    ):
+        return None
+    try:
+        definition = _definition(claim)
+    except Exception:
+        return None
+    steps = definition.steps
+    if task.position >= len(steps) or steps[task.position].name != task.step:
+        return None
+    next_task: StepTask | None = None
+    if task.position + 1 < len(steps):
+        following = steps[task.position + 1]
+        row = next((s for s in claim.steps if s.name == following.name), None)
+        if row is None or row.status == StepStatus.SUCCEEDED or not continue_run:
+            return None
+        result = json.loads(report.result_json) if report.result_json is not None else None
+        next_task = replace(
+            task,
+            step=following.name,
+            step_id=row.id,
+            position=task.position + 1,
+            prev_results={**task.prev_results, task.step: result},
+            attempt=row.attempts + 1,
+            failures=row.failures,
+            timeout=_timeout(following),
+        )
+    success = Success(
+        run_id=claim.run_id,
+        fence=claim.attempt,
+        step_id=task.step_id,
+        number=task.attempt,
+        result_json=report.result_json,
+        duration=report.duration,
+        next_step_id=next_task.step_id if next_task else None,
+        next_step=next_task.step if next_task else "",
+    )
+    return success, next_task
 
 
 def _record_success(

@@ -28,7 +28,7 @@ from orbit.conf import orbit_settings
 from runs import leases
 from runs.child import crash_report, timeout_report
 from runs.claiming import claim_runs
-from runs.execution import AttemptReport, Next, begin, hand_back, record, settle_lost
+from runs.execution import AttemptReport, Next, begin, hand_back, record_many, settle_lost
 from runs.models import AttemptOutcome, Run, WorkerState
 from runs.models import Worker as WorkerRow
 from runs.notify import Listener, is_postgres
@@ -143,11 +143,10 @@ class Worker:
     def _pass(self) -> bool:
         """One turn of the loop; True when the worker should exit."""
         now = time.monotonic()
+        self._commit_reports()
         for slot in self.slots:
             if slot.busy and slot.task is None:
                 self._begin(slot)
-            elif slot.busy and slot.report is not None:
-                self._commit(slot)
         if now >= self._next_heartbeat:
             self._heartbeat()
         if now >= self._next_sweep:
@@ -224,29 +223,36 @@ class Worker:
         else:
             self._run_done(slot, decision.next)
 
-    def _commit(self, slot: Slot) -> None:
-        """Record what the slot's attempt reported (kept on the slot until it is written,
-        so a database outage delays the write instead of losing it)."""
-        claim, task, report = slot.claim, slot.task, slot.report
-        assert claim is not None and task is not None and report is not None
-        if slot.stopping_for == "lost":
-            settle_lost(claim, task, report)
-            self._run_done(slot, Next.LOST)
-        elif slot.stopping_for == "shutdown" and report.outcome != AttemptOutcome.SUCCEEDED:
-            hand_back(claim, task, report)
-            self._run_done(slot, Next.RETRY)
-        else:
-            decision = record(
-                claim,
-                task,
-                report,
-                lease_seconds=self.lease_seconds,
-                continue_run=not self.stopping,
-            )
+    def _commit_reports(self) -> None:
+        """Record what the slots' attempts reported, together (each report stays on its
+        slot until it is written, so a database outage delays the write, never loses it)."""
+        batch: list[Slot] = []
+        for slot in self.slots:
+            if not slot.busy or slot.task is None or slot.report is None:
+                continue
+            claim, task, report = slot.claim, slot.task, slot.report
+            assert claim is not None
+            if slot.stopping_for == "lost":
+                settle_lost(claim, task, report)
+                self._run_done(slot, Next.LOST)
+            elif slot.stopping_for == "shutdown" and report.outcome != AttemptOutcome.SUCCEEDED:
+                hand_back(claim, task, report)
+                self._run_done(slot, Next.RETRY)
+            else:
+                batch.append(slot)
+        if not batch:
+            return
+        decisions = record_many(
+            [(s.claim, s.task, s.report) for s in batch],  # type: ignore[misc]
+            lease_seconds=self.lease_seconds,
+            continue_run=not self.stopping,
+        )
+        for slot, decision in zip(batch, decisions, strict=True):
             if decision.next is Next.STEP and decision.task is not None:
-                slot.start(claim, decision.task, max_tasks_per_child=self.max_runs_per_child)
-                return
-            self._run_done(slot, decision.next)
+                assert slot.claim is not None
+                slot.start(slot.claim, decision.task, max_tasks_per_child=self.max_runs_per_child)
+            else:
+                self._run_done(slot, decision.next)
 
     def _run_done(self, slot: Slot, outcome: Next) -> None:
         if outcome is Next.SUCCEEDED:
@@ -339,8 +345,7 @@ class Worker:
                 slot.logs.append(payload)
             elif kind == "done" and slot.busy and slot.task is not None:
                 report: AttemptReport = payload
-                slot.report = replace(report, logs=slot.logs)
-                self._commit(slot)
+                slot.report = replace(report, logs=slot.logs)  # committed on the next turn
 
     def _child_exited(self, slot: Slot) -> None:
         process = slot.process
@@ -377,16 +382,15 @@ class Worker:
                     extra={"event": "step_crashed", "run_id": task.run_id, "step": task.step},
                 )
             slot.discard_process()
-            slot.report = report
-            self._commit(slot)
+            slot.report = report  # committed on the next turn
         else:
             slot.discard_process()
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for slot in self.slots:
-            if not slot.busy or slot.task is None or slot.process is None:
-                continue
+            if not slot.busy or slot.task is None or slot.process is None or slot.report:
+                continue  # idle, or finished and waiting to be committed
             if slot.term_sent_at is None and now >= slot.deadline:
                 logger.warning(
                     "Step %s of run %s passed its %.0f s timeout; stopping it",
