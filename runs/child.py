@@ -8,6 +8,7 @@ a final `AttemptReport` back over a pipe; the supervisor commits them (fenced).
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import logging
 import multiprocessing
@@ -44,6 +45,9 @@ class StepProcess:
 
     def __init__(self) -> None:
         parent_end, child_end = _FORK.Pipe(duplex=True)
+        # Objects the child inherits stay out of its garbage collector, so collections
+        # there do not write to (and copy) every shared page.
+        gc.freeze()
         self.process = _FORK.Process(
             target=_child_main, args=(child_end, parent_end, os.getpid()), name="orbit-step"
         )
@@ -271,7 +275,8 @@ def log_entry(record: logging.LogRecord) -> dict[str, Any]:
 def step_logger(task: StepTask, handler: logging.Handler) -> logging.Logger:
     log = logging.getLogger(f"orbit.step.{task.pipeline}.{task.step}")
     log.handlers = [handler]
-    log.setLevel(logging.DEBUG)
+    if log.level != logging.DEBUG:  # setLevel clears every logger's cache: only once
+        log.setLevel(logging.DEBUG)
     log.propagate = False
     return log
 
