@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/orbit_ci
 export ORBIT_PIPELINE_MODULES ?=
 
-.PHONY: run test test-sqlite test-postgres lint install migrate admin worker worker-dev bench chaos bench-api demo screenshots clean
+.PHONY: run test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-memory chaos bench-api demo screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,17 @@ test-sqlite: install
 test-postgres: install
 	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Orbit beside its peers in one table (~10 min; BENCH_QUICK=1 for a smoke run, BENCH_PEERS=0 for Orbit alone)
 bench: install
-	$(BIN)/python bench/bench_worker.py
+	$(BIN)/python bench/bench_compare.py
+
+## Drain throughput on an empty database, then beside 1,000,000 finished runs (PostgreSQL)
+bench-history: install
+	$(BIN)/python bench/bench_history.py
+
+## One worker's memory (parent and step children) over 50,000 runs (PostgreSQL)
+bench-memory: install
+	$(BIN)/python bench/bench_memory.py
 
 chaos: install
 	$(BIN)/python bench/chaos.py

@@ -39,6 +39,7 @@ def configure(url: str) -> None:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
     os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
     os.environ["ORBIT_METRICS_TOKEN"] = METRICS_TOKEN
+    os.environ["ORBIT_API_RATE_LIMIT"] = "off"  # measuring the endpoints, not the limiter
     os.environ.setdefault("ORBIT_PIPELINE_MODULES", "")
     os.environ["DJANGO_SETTINGS_MODULE"] = "orbit.settings"
 

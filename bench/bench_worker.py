@@ -1,10 +1,14 @@
 """Worker benchmark (not a test): enqueue rate, drain throughput, pickup latency.
 
-    make bench                      # PostgreSQL (BENCH_DATABASE_URL) and SQLite
-    python bench/bench_worker.py --n 2000 --lat-n 50 --db postgres
+    python bench/bench_worker.py --n 2000 --lat-n 50 --db postgres [--concurrency 16]
+    make bench                      # this, for PostgreSQL and SQLite, beside the peers
 
 Each figure runs against a fresh database with real `manage.py runworker` processes.
-Prints a table and writes JSON to bench/results/.
+Prints a table and writes JSON to bench/results/ (or --out).
+
+Pickup is timed two ways on the same samples: by the database clock, from the run's
+INSERT to its first step's claim; and as the peer benchmarks time it, by the wall clock
+from just before the enqueue call to the moment the step function starts in its child.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -21,7 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orbit_bench")
-SQLITE = "/tmp/orbit-bench.sqlite3"
+SQLITE = os.environ.get("BENCH_SQLITE_PATH", "/tmp/orbit-bench.sqlite3")
+# Where the bench-stamp step writes when it started (pickup as the peers time it).
+LAT_FILE = os.environ.get("BENCH_LAT_FILE", "/tmp/orbit-bench-pickup.txt")
 
 
 def env_for(db: str) -> dict[str, str]:
@@ -31,6 +38,7 @@ def env_for(db: str) -> dict[str, str]:
     env["DEBUG"] = "false"  # as in production: no per-query bookkeeping
     env.setdefault("SECRET_KEY", "bench-" + "x" * 40)
     env["PYTHONPATH"] = str(ROOT)
+    env["ORBIT_BENCH_LAT_FILE"] = LAT_FILE
     if db == "postgres":
         env["DATABASE_URL"] = PG_URL
     else:
@@ -94,19 +102,38 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-def drain(db: str, pipeline: str, n: int, k: int, steps: int) -> dict[str, float]:
+def drain(
+    db: str,
+    pipeline: str,
+    n: int,
+    k: int,
+    steps: int,
+    concurrency: int = 16,
+    *,
+    clear: bool = True,
+) -> dict[str, float]:
+    """Enqueue n runs, then time k workers draining them (worker start-up excluded).
+
+    With clear=False the runs already in the database stay (bench_history.py), and only
+    runs created from now on are counted.
+    """
     from runs import enqueue
     from runs.models import Run
+    from runs.recovery import db_now
 
-    Run.objects.all().delete()
+    counted = Run.objects.filter(status="succeeded")
+    if clear:
+        Run.objects.all().delete()
+    else:
+        counted = counted.filter(created_at__gte=db_now())
     started = time.perf_counter()
     for _ in range(n):
         enqueue(pipeline)
     enqueue_rate = n / (time.perf_counter() - started)
-    procs = start_workers(db, k, 4)
+    procs = start_workers(db, k, concurrency)
     first_seen = None
     while True:
-        done = Run.objects.filter(status="succeeded").count()
+        done = counted.count()
         now = time.perf_counter()
         if done and first_seen is None:
             first_seen, first_done = now, done
@@ -119,14 +146,20 @@ def drain(db: str, pipeline: str, n: int, k: int, steps: int) -> dict[str, float
 
 
 def pickup(db: str, n: int) -> dict[str, float]:
+    from orbit.conf import orbit_settings
     from runs import enqueue
     from runs.models import Run, Step
 
+    # Random gaps, as the peers take them: a worker that polls (SQLite) is then caught at
+    # every phase of its poll interval, not always just after its last poll.
+    gap = 0.1 if db == "postgres" else orbit_settings.poll_interval
+    Path(LAT_FILE).write_text("")
     procs = start_workers(db, 1, 1)
     time.sleep(3)
-    latencies = []
-    for _ in range(n):
-        run = enqueue("bench-noop")
+    latencies, wall = [], []
+    for i in range(n):
+        before = time.time()
+        run = enqueue("bench-stamp", metadata={"i": i})
         while not Run.objects.filter(id=run.id, status="succeeded").exists():
             time.sleep(0.002)
         # Both times from the database clock: the run's creation (its INSERT, inside the
@@ -134,12 +167,20 @@ def pickup(db: str, n: int) -> dict[str, float]:
         created = Run.objects.get(id=run.id).created_at
         started = Step.objects.get(run=run).started_at
         latencies.append((started - created).total_seconds() * 1000)
-        time.sleep(0.05)
+        # As the peers time it: the enqueue call to the step function's first line.
+        index, stamped = Path(LAT_FILE).read_text().splitlines()[-1].split()
+        assert int(index) == i, f"pickup sample {i} read the stamp of run {index}"
+        wall.append((float(stamped) - before) * 1000)
+        time.sleep(random.uniform(0, gap))
     stop(procs)
     latencies.sort()
+    wall.sort()
     return {
         "p50_ms": statistics.median(latencies),
         "p95_ms": latencies[int(len(latencies) * 0.95) - 1],
+        "wall_p50_ms": statistics.median(wall),
+        "wall_p95_ms": wall[int(len(wall) * 0.95) - 1],
+        "n": n,
     }
 
 
@@ -148,6 +189,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--lat-n", type=int, default=50)
     parser.add_argument("--db", choices=["postgres", "sqlite", "both"], default="both")
+    parser.add_argument("--concurrency", type=int, default=16, help="slots per worker process")
+    parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/)")
     args = parser.parse_args()
     dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
     results = []
@@ -166,7 +209,10 @@ def main() -> None:
                     str(args.lat_n),
                     "--db",
                     db,
+                    "--concurrency",
+                    str(args.concurrency),
                 ],
+                env=env_for(db),  # without the DATABASE_URL this process set for PostgreSQL
                 check=True,
             )
             continue
@@ -176,7 +222,9 @@ def main() -> None:
                     "db": db,
                     "pipeline": pipeline,
                     "workers": k,
-                    **drain(db, pipeline, args.n, k, steps),
+                    "concurrency": args.concurrency,
+                    "n": args.n,
+                    **drain(db, pipeline, args.n, k, steps, args.concurrency),
                 }
                 results.append(row)
                 print(
@@ -187,10 +235,12 @@ def main() -> None:
         lat = {"db": db, "pickup": pickup(db, args.lat_n)}
         results.append(lat)
         print(
-            f"{db:8} pickup p50 {lat['pickup']['p50_ms']:.1f} ms  p95 {lat['pickup']['p95_ms']:.1f} ms",
+            f"{db:8} pickup p50 {lat['pickup']['p50_ms']:.1f} ms  p95 {lat['pickup']['p95_ms']:.1f} ms"
+            f"  (enqueue call to step start: p50 {lat['pickup']['wall_p50_ms']:.1f} ms"
+            f"  p95 {lat['pickup']['wall_p95_ms']:.1f} ms)",
             flush=True,
         )
-    out = (
+    out = args.out or (
         ROOT / "bench" / "results" / f"bench_worker-{dbs[0]}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -144,6 +144,7 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     out = ROOT / "bench" / "results" / f"chaos-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
 
 

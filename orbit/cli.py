@@ -49,6 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0 if args else 2
     setup_django()
+    from orbit.audit import Actor, acting
+
+    # What runs through code that names no actor (the executor behind `orbit run`) is
+    # audited as the CLI's user.
+    with acting(Actor.cli()):
+        return _dispatch(args, auto_recover)
+
+
+def _dispatch(args: list[str], auto_recover: bool) -> int:
     if auto_recover:
         from runs.recovery import recover_interrupted
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,9 +25,31 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE_CATCHUP_MAX": 100,
     "SCHEDULE_GRACE": 60.0,
     "SCHEDULE_INTERVAL": 5.0,
+    "REDACT_KEYS": [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "private_key",
+    ],
+    "API_RATE_LIMIT": "600/minute",
+    "LOGIN_RATE_LIMIT": "10/minute",
+    "TRUSTED_PROXIES": 0,
+    "MAX_JSON_DEPTH": 32,
+    "CONTENT_SECURITY_POLICY": "",  # empty: DEFAULT_CONTENT_SECURITY_POLICY
 }
 
 SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
+
+# Strict: only this origin's own files; no inline script or style, no eval, no framing.
+DEFAULT_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 
 
 class OrbitSettings:
@@ -108,6 +132,67 @@ class OrbitSettings:
     @property
     def schedule_interval(self) -> float:
         return float(self._get("SCHEDULE_INTERVAL"))
+
+    @property
+    def redact_keys(self) -> tuple[str, ...]:
+        """Lower-case fragments of key names whose values are masked on output."""
+        value = self._get("REDACT_KEYS")
+        names = value.split(",") if isinstance(value, str) else value
+        return tuple(n.strip().lower().replace("-", "_") for n in names if n.strip())
+
+    @property
+    def api_rate_limit(self) -> Rate | None:
+        return parse_rate("ORBIT_API_RATE_LIMIT", self._get("API_RATE_LIMIT"))
+
+    @property
+    def login_rate_limit(self) -> Rate | None:
+        return parse_rate("ORBIT_LOGIN_RATE_LIMIT", self._get("LOGIN_RATE_LIMIT"))
+
+    @property
+    def trusted_proxies(self) -> int:
+        value = int(self._get("TRUSTED_PROXIES"))
+        if value < 0:
+            raise ImproperlyConfigured(f"ORBIT_TRUSTED_PROXIES must be 0 or more, not {value}")
+        return value
+
+    @property
+    def max_json_depth(self) -> int:
+        return int(self._get("MAX_JSON_DEPTH"))
+
+    @property
+    def content_security_policy(self) -> str:
+        return str(self._get("CONTENT_SECURITY_POLICY") or DEFAULT_CONTENT_SECURITY_POLICY)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `limit` requests in each fixed window of `seconds`."""
+
+    limit: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.seconds}s"
+
+
+RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)s?\s*$", re.I)
+
+
+def parse_rate(name: str, value: Any) -> Rate | None:
+    """`600/minute`, `10/5minutes` or `100/30s` as a Rate; empty or `off`: no limit."""
+    text = str(value or "").strip()
+    if not text or text.lower() in ("off", "none", "0"):
+        return None
+    match = _RATE.match(text)
+    if not match or int(match[1]) < 1:
+        raise ImproperlyConfigured(
+            f"{name} is {text!r}; write it as requests/period, such as '600/minute', "
+            "'10/5minutes' or '100/30s' (periods: second, minute, hour, day), or 'off'"
+        )
+    unit = match[3].lower()
+    period = next(s for p, s in RATE_PERIODS.items() if p.startswith(unit))
+    return Rate(limit=int(match[1]), seconds=int(match[2] or 1) * period)
 
 
 orbit_settings = OrbitSettings()

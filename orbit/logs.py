@@ -1,7 +1,9 @@
 """Log formatting: readable lines by default, JSON lines with ORBIT_LOG_FORMAT=json.
 
 Lifecycle events carry `extra={"event": ..., "run_id": ..., "step": ...}`; both formats
-show those fields so logs can be searched by event name and run id.
+show those fields so logs can be searched by event name and run id. Both mask secrets
+(orbit/redaction.py) in the fields and the message, so metadata or results that reach a log
+line do not leak through it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from orbit.redaction import redact, redact_text
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -33,12 +37,12 @@ def _jsonable(value: Any) -> Any:
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        line = f"{when} {record.levelname:<7} {record.name}: {record.getMessage()}"
-        fields = record_fields(record)
+        line = f"{when} {record.levelname:<7} {record.name}: {redact_text(record.getMessage())}"
+        fields = redact(record_fields(record))
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + redact_text(self.formatException(record.exc_info))
         return line
 
 
@@ -48,9 +52,9 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
         }
-        data.update({k: _jsonable(v) for k, v in record_fields(record).items()})
+        data.update({k: _jsonable(v) for k, v in redact(record_fields(record)).items()})
         if record.exc_info:
-            data["exc_info"] = self.formatException(record.exc_info)
+            data["exc_info"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(data)

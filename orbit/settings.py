@@ -38,18 +38,45 @@ INSTALLED_APPS = [
     "runs",
     "services",
     "orbit",
+    "orbit.ratelimit",
+    "ninja",  # serves /api/docs from local static files, which the CSP allows
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "orbit.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "orbit.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "orbit.middleware.RateLimitMiddleware",
+    "orbit.middleware.JsonDepthLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- HTTPS and headers (docs/SECURITY.md, "Production checklist") -------------------------
+# Off by default so `make run` works on plain http; production sets each (check --deploy).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # probes and scrapers inside the network
+# Behind a proxy that ends TLS: the header it sets, such as X-Forwarded-Proto (it must
+# overwrite what clients send). Requests it marks "https" count as secure.
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Larger bodies are refused with 413 before they are read (orbit/middleware.py).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 
 ROOT_URLCONF = "orbit.urls"
 WSGI_APPLICATION = "orbit.wsgi.application"
@@ -150,6 +177,28 @@ ORBIT_SCHEDULE_CATCHUP = env.str("ORBIT_SCHEDULE_CATCHUP", default="latest")
 ORBIT_SCHEDULE_CATCHUP_MAX = env.int("ORBIT_SCHEDULE_CATCHUP_MAX", default=100)
 ORBIT_SCHEDULE_GRACE = env.float("ORBIT_SCHEDULE_GRACE", default=60.0)
 ORBIT_SCHEDULE_INTERVAL = env.float("ORBIT_SCHEDULE_INTERVAL", default=5.0)
+# Security (docs/SECURITY.md): key names whose values are masked wherever data is shown,
+# rate limits ("600/minute", "10/5minutes", "off"), proxies in front of Orbit whose
+# X-Forwarded-For entries are trusted for the client address, and the JSON depth limit.
+ORBIT_REDACT_KEYS = env.list(
+    "ORBIT_REDACT_KEYS",
+    default=[
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "private_key",
+    ],
+)
+ORBIT_API_RATE_LIMIT = env.str("ORBIT_API_RATE_LIMIT", default="600/minute")
+ORBIT_LOGIN_RATE_LIMIT = env.str("ORBIT_LOGIN_RATE_LIMIT", default="10/minute")
+ORBIT_TRUSTED_PROXIES = env.int("ORBIT_TRUSTED_PROXIES", default=0)
+ORBIT_MAX_JSON_DEPTH = env.int("ORBIT_MAX_JSON_DEPTH", default=32)
+# Empty: the strict default in orbit/conf.py (only this origin's files, nothing inline).
+ORBIT_CONTENT_SECURITY_POLICY = env.str("ORBIT_CONTENT_SECURITY_POLICY", default="")
 
 LOGGING = {
     "version": 1,

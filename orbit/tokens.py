@@ -14,11 +14,13 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from orbit.models import ApiToken
+from orbit.audit import Actor, record
+from orbit.models import ApiToken, AuditAction
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -34,7 +36,7 @@ class TokenRefused(Exception):
     """The bearer key is not a valid, active API token."""
 
 
-def create_token(user: User, name: str) -> tuple[ApiToken, str]:
+def create_token(user: User, name: str, *, actor: Actor | None = None) -> tuple[ApiToken, str]:
     """Make a token for `user`; returns the row and the key, which is never shown again."""
     name = name.strip()
     if not name:
@@ -43,7 +45,9 @@ def create_token(user: User, name: str) -> tuple[ApiToken, str]:
         raise ValueError("A token name is at most 100 characters")
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    token = ApiToken.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(key))
+    with transaction.atomic():
+        token = ApiToken.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(key))
+        _record(AuditAction.TOKEN_CREATED, token, actor)
     logger.info(
         "API token %s created for %s",
         prefix,
@@ -67,13 +71,25 @@ def user_for_key(key: str) -> User:
     return token.user
 
 
-def revoke_token(token: ApiToken) -> None:
-    token.revoke()
+def revoke_token(token: ApiToken, *, actor: Actor | None = None) -> bool:
+    """Refuse the token's key from now on; False when it was already revoked."""
+    if token.revoked_at is not None:
+        return False
+    with transaction.atomic():
+        token.revoke()
+        _record(AuditAction.TOKEN_REVOKED, token, actor)
     logger.info(
         "API token %s revoked",
         token.prefix,
         extra={"event": "api_token_revoked", "token": token.prefix},
     )
+    return True
+
+
+def _record(action: AuditAction, token: ApiToken, actor: Actor | None) -> None:
+    """The token by name, prefix and user; never its key or hash."""
+    changes = {"name": token.name, "prefix": token.prefix, "user": token.user.get_username()}
+    record(action, token, actor=actor, changes=changes)
 
 
 def _prefix_of(key: str) -> str:

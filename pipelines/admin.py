@@ -1,5 +1,6 @@
-"""The admin for pipelines: edit what operators own (description, schedule, default
-metadata, enabled), and act: run now (with metadata), enable, disable."""
+"""The admin for pipelines: edit what admins own (description, schedule, default
+metadata, enabled), and act: run now (with metadata), enable, disable. Every save,
+deletion and action is recorded in the audit trail (pipelines.lifecycle)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from orbit.audit import Actor
 from orbit.exceptions import OrbitError
+from orbit.models import AuditSource
+from pipelines.lifecycle import record_deleted, record_saved, snapshot
 from pipelines.models import Pipeline
 from pipelines.registry import registry
 from pipelines.schedules import describe_schedule, next_fire_time
@@ -62,7 +67,14 @@ class PipelineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ("enabled",)
     search_fields = ("name", "definition", "description")
     actions = ["run_now_action", "enable_selected", "disable_selected"]
-    readonly_fields = ("steps_table", "schedule_explained", "next_fire", "created_at", "updated_at")
+    readonly_fields = (
+        "steps_table",
+        "schedule_explained",
+        "next_fire",
+        "default_metadata_masked",
+        "created_at",
+        "updated_at",
+    )
 
     class Media:
         css = {"all": ["orbit/dashboard.css"]}
@@ -76,10 +88,14 @@ class PipelineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 ("Schedule", {"fields": ("schedule",)}),
                 ("Runs", {"fields": ("default_metadata",)}),
             )
+        # Only an editor gets the field itself (its form must hold the real values); a
+        # viewer sees it read-only with secrets masked.
+        editable = self.has_change_permission(request, obj)
+        metadata = "default_metadata" if editable else "default_metadata_masked"
         return (
             (None, {"fields": main}),
             ("Schedule", {"fields": schedule}),
-            ("Runs", {"fields": ("default_metadata",)}),
+            ("Runs", {"fields": (metadata,)}),
             ("Steps (from code)", {"fields": ("steps_table",)}),
             ("History", {"fields": ("created_at", "updated_at")}),
         )
@@ -89,9 +105,35 @@ class PipelineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return ()
         return ("name", "definition", *self.readonly_fields)
 
+    @admin.display(description="Default metadata")
+    def default_metadata_masked(self, pipeline: Pipeline) -> SafeString:
+        return format_html('<pre class="code">{}</pre>', pretty_json(pipeline.default_metadata))
+
     def has_run_permission(self, request: HttpRequest) -> bool:
-        """Starting runs changes runs: the same permission as retry and cancel."""
-        return bool(request.user.has_perm("runs.change_run"))
+        """Starting runs is operating runs: the same permission as retry and cancel."""
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Enabling and disabling is an operator's; editing needs change_pipeline."""
+        return bool(request.user.has_perm("pipelines.operate_pipeline"))
+
+    # The admin runs these in its own transaction, so each event commits with its change.
+    def save_model(
+        self, request: HttpRequest, obj: Pipeline, form: ModelForm[Pipeline], change: bool
+    ) -> None:
+        before = snapshot(Pipeline.objects.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+        record_saved(obj, before, actor=_actor(request))
+
+    def delete_model(self, request: HttpRequest, obj: Pipeline) -> None:
+        record_deleted(obj, actor=_actor(request))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
+        actor = _actor(request)
+        for row in queryset:
+            record_deleted(row, actor=actor)
+        super().delete_queryset(request, queryset)
 
     @admin.display(description="Next fire")
     def next_fire(self, row: Pipeline) -> str:
@@ -137,7 +179,7 @@ class PipelineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             except OrbitError as exc:
                 error = str(exc)
             else:
-                report = run_now(list(queryset), metadata)
+                report = run_now(list(queryset), metadata, actor=_actor(request))
                 self.message_user(
                     request,
                     report.message() + ".",
@@ -160,12 +202,16 @@ class PipelineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             request, "admin/pipelines/pipeline/run_now.html", context, status=400 if error else 200
         )
 
-    @admin.action(description="Enable the selected pipelines", permissions=["change"])
+    @admin.action(description="Enable the selected pipelines", permissions=["operate"])
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
-        report = set_pipelines_enabled(list(queryset), True)
+        report = set_pipelines_enabled(list(queryset), True, actor=_actor(request))
         self.message_user(request, report.message() + ".", messages.SUCCESS)
 
-    @admin.action(description="Disable the selected pipelines", permissions=["change"])
+    @admin.action(description="Disable the selected pipelines", permissions=["operate"])
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
-        report = set_pipelines_enabled(list(queryset), False)
+        report = set_pipelines_enabled(list(queryset), False, actor=_actor(request))
         self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, AuditSource.ADMIN)

@@ -1,4 +1,5 @@
-"""/api/pipelines: list, read, create, change and delete pipelines, and start their runs."""
+"""/api/pipelines: list, read, create, change, enable, disable and delete pipelines, and
+start their runs. Enabling and disabling is an operator's; the rest of editing an admin's."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ from django.http import Http404, HttpRequest
 from ninja import Router, Status
 from ninja.params import functions as params
 
-from orbit.auth import allow
+from orbit.auth import allow, require_permissions
 from orbit.pagination import by_created
-from pipelines.lifecycle import pipeline_create, pipeline_delete, pipeline_update
+from orbit.redaction import unmask
+from pipelines.lifecycle import (
+    pipeline_create,
+    pipeline_delete,
+    pipeline_set_enabled,
+    pipeline_update,
+)
 from pipelines.models import Pipeline
 from pipelines.schedules import next_fire_time
 from pipelines.schemas import PipelineDetailOut, PipelineIn, PipelineOut, PipelinePatch
-from runs.api import CURSOR, LIMIT, run_with_steps
+from runs.api import CURSOR, LIMIT, api_actor, run_with_steps
 from runs.lifecycle import run_create
 from runs.metrics import pipeline_success_rate
 from runs.models import Run
@@ -23,6 +30,7 @@ from runs.schemas import ErrorOut, RunDetailOut, RunIn, RunPageOut, ValidationEr
 router = Router(tags=["pipelines"])
 
 READ = allow("pipelines.view_pipeline")
+OPERATE = allow("pipelines.operate_pipeline")
 IDEMPOTENCY_KEY: Any = params.Header(
     None,
     alias="Idempotency-Key",
@@ -48,7 +56,7 @@ def list_pipelines(request: HttpRequest) -> Any:
 )
 def create_pipeline(request: HttpRequest, payload: PipelineIn) -> Any:
     """A pipeline running a code definition; 409 if the name is taken."""
-    return Status(201, _detail(pipeline_create(**payload.model_dump())))
+    return Status(201, _detail(pipeline_create(**payload.model_dump(), actor=api_actor(request))))
 
 
 @router.get("/{pipeline_id}", response={200: PipelineDetailOut, **ERRORS}, auth=READ)
@@ -63,8 +71,33 @@ def get_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
     auth=allow("pipelines.change_pipeline"),
 )
 def update_pipeline(request: HttpRequest, pipeline_id: int, payload: PipelinePatch) -> Any:
-    """Change the name, description, schedule, default metadata or enabled flag."""
-    return _detail(pipeline_update(_get(pipeline_id), **payload.model_dump(exclude_unset=True)))
+    """Change the name, description, schedule, default metadata or enabled flag.
+
+    Secrets in default metadata are masked when read; a masked value sent back keeps the
+    stored secret, so reading, editing and sending a pipeline loses nothing."""
+    pipeline = _get(pipeline_id)
+    changes = payload.model_dump(exclude_unset=True)
+    if "enabled" in changes:  # switching a pipeline on or off is also an operator's act
+        require_permissions(request.user, ("pipelines.operate_pipeline",))
+    if changes.get("default_metadata") is not None:
+        changes["default_metadata"] = unmask(changes["default_metadata"], pipeline.default_metadata)
+    return _detail(pipeline_update(pipeline, actor=api_actor(request), **changes))
+
+
+@router.post("/{pipeline_id}/enable", response={200: PipelineDetailOut, **ERRORS}, auth=OPERATE)
+def enable_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Let the pipeline start runs again; its schedule resumes from the next slot."""
+    row = _get(pipeline_id)
+    pipeline_set_enabled(row, True, actor=api_actor(request))
+    return _detail(row)
+
+
+@router.post("/{pipeline_id}/disable", response={200: PipelineDetailOut, **ERRORS}, auth=OPERATE)
+def disable_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Stop the pipeline starting runs and firing its schedule; queued runs still run."""
+    row = _get(pipeline_id)
+    pipeline_set_enabled(row, False, actor=api_actor(request))
+    return _detail(row)
 
 
 @router.delete(
@@ -74,14 +107,14 @@ def update_pipeline(request: HttpRequest, pipeline_id: int, payload: PipelinePat
 )
 def delete_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
     """Delete a pipeline that has no runs; 409 otherwise (disable it to keep its history)."""
-    pipeline_delete(_get(pipeline_id))
+    pipeline_delete(_get(pipeline_id), actor=api_actor(request))
     return Status(204, None)
 
 
 @router.post(
     "/{pipeline_id}/runs",
     response={201: RunDetailOut, **BODY_ERRORS},
-    auth=allow("runs.add_run"),
+    auth=allow("runs.operate_run"),
 )
 def create_run(
     request: HttpRequest,
@@ -96,6 +129,7 @@ def create_run(
         metadata=payload.metadata,
         priority=payload.priority,
         idempotency_key=idempotency_key,
+        actor=api_actor(request),
     )
     return Status(201, _run_detail(run.id))
 

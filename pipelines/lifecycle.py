@@ -2,7 +2,8 @@
 
 Rows are operators' handles on code definitions: a row may be created for any definition
 that exists in code, renamed, rescheduled, enabled or disabled, and deleted only while no
-run refers to it (disable it instead, so no history is lost).
+run refers to it (disable it instead, so no history is lost). Each function takes the
+`actor` it acts for (orbit.audit) and records it in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
+from orbit.audit import Actor, diff, record
 from orbit.exceptions import DefinitionError, OrbitError
+from orbit.models import AuditAction
 from pipelines.definition import NAME_PATTERN
 from pipelines.models import Pipeline
 from pipelines.registry import registry
@@ -38,6 +41,7 @@ def pipeline_create(
     schedule: str = "",
     default_metadata: dict[str, Any] | None = None,
     enabled: bool = True,
+    actor: Actor | None = None,
 ) -> Pipeline:
     """A new row running the code definition `definition`; the schedule must parse."""
     _check_name(name)
@@ -61,6 +65,7 @@ def pipeline_create(
     try:
         with transaction.atomic():
             row.save()
+            record_saved(row, None, actor=actor)
     except IntegrityError:
         raise PipelineConflict(f"A pipeline named {name!r} already exists", field="name") from None
     logger.info(
@@ -71,7 +76,7 @@ def pipeline_create(
     return row
 
 
-def pipeline_update(pipeline: Pipeline, **changes: Any) -> Pipeline:
+def pipeline_update(pipeline: Pipeline, *, actor: Actor | None = None, **changes: Any) -> Pipeline:
     """Change the given fields of a row (see CHANGEABLE); unknown fields are refused."""
     unknown = sorted(set(changes) - set(CHANGEABLE))
     if unknown:
@@ -91,11 +96,13 @@ def pipeline_update(pipeline: Pipeline, **changes: Any) -> Pipeline:
         changes["description"] = ""
     if not changes:
         return pipeline
+    before = snapshot(pipeline)
     for name, value in changes.items():
         setattr(pipeline, name, value)
     try:
         with transaction.atomic():
             pipeline.save(update_fields=[*changes, "updated_at"])
+            record_saved(pipeline, before, actor=actor)
     except IntegrityError:
         pipeline.refresh_from_db()
         raise PipelineConflict(
@@ -110,13 +117,26 @@ def pipeline_update(pipeline: Pipeline, **changes: Any) -> Pipeline:
     return pipeline
 
 
-def pipeline_delete(pipeline: Pipeline) -> None:
+def pipeline_set_enabled(pipeline: Pipeline, enabled: bool, *, actor: Actor | None = None) -> bool:
+    """Enable or disable a row; False when it already was. Enabling resumes its schedule
+    from the next slot: the slots missed while disabled are not caught up."""
+    if pipeline.enabled == enabled:
+        return False
+    before = snapshot(pipeline)
+    with transaction.atomic():
+        pipeline.set_enabled(enabled)
+        record_saved(pipeline, before, actor=actor)
+    return True
+
+
+def pipeline_delete(pipeline: Pipeline, *, actor: Actor | None = None) -> None:
     """Delete a row that has no runs; one with runs is refused (disable it instead)."""
     runs = pipeline.runs.count()
     try:
         if runs:
             raise ProtectedError("has runs", set())
         with transaction.atomic():
+            record_deleted(pipeline, actor=actor)
             pipeline.delete()  # a run created meanwhile still protects it (PROTECT)
     except ProtectedError:
         runs = runs or pipeline.runs.count()
@@ -128,6 +148,48 @@ def pipeline_delete(pipeline: Pipeline) -> None:
         "Pipeline %s deleted",
         pipeline.name,
         extra={"event": "pipeline_deleted", "pipeline": pipeline.name},
+    )
+
+
+def snapshot(pipeline: Pipeline) -> dict[str, Any]:
+    """The fields operators change, as the audit trail compares them."""
+    return {
+        "name": pipeline.name,
+        "definition": pipeline.definition,
+        "description": pipeline.description,
+        "schedule": pipeline.schedule,
+        "default_metadata": pipeline.default_metadata,
+        "enabled": pipeline.enabled,
+    }
+
+
+def record_saved(
+    pipeline: Pipeline, before: dict[str, Any] | None, *, actor: Actor | None = None
+) -> None:
+    """Audit a saved row: created (before is None), enabled, disabled, or changed.
+
+    Call it in the save's transaction; the admin, whose forms save rows themselves, does too.
+    """
+    after = snapshot(pipeline)
+    if before is None:
+        record(AuditAction.PIPELINE_CREATED, pipeline, actor=actor, changes=diff({}, after))
+        return
+    changes = diff(before, after)
+    if not changes:
+        return
+    action = AuditAction.PIPELINE_CHANGED
+    if set(changes) == {"enabled"}:
+        action = AuditAction.PIPELINE_ENABLED if pipeline.enabled else AuditAction.PIPELINE_DISABLED
+    record(action, pipeline, actor=actor, changes=changes)
+
+
+def record_deleted(pipeline: Pipeline, *, actor: Actor | None = None) -> None:
+    """Audit a row about to be deleted, in the deletion's transaction."""
+    record(
+        AuditAction.PIPELINE_DELETED,
+        pipeline,
+        actor=actor,
+        changes={"name": [pipeline.name, None], "definition": [pipeline.definition, None]},
     )
 
 

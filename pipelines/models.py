@@ -70,6 +70,8 @@ class Pipeline(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Enabling is an operator's switch; editing (change_pipeline) is an admin's: orbit/roles.py.
+        permissions = [("operate_pipeline", "Can enable or disable pipelines")]
         indexes = [models.Index(fields=["definition"], name="pipeline_definition_idx")]
 
     def __str__(self) -> str:

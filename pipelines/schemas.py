@@ -9,6 +9,7 @@ from ninja import Field, Schema
 from pydantic import ConfigDict
 
 from orbit.conf import orbit_settings
+from orbit.redaction import redact
 from pipelines.definition import NAME_PATTERN
 from pipelines.models import Pipeline
 from pipelines.schedules import describe_schedule
@@ -33,6 +34,10 @@ class PipelineOut(Schema):
     steps: list[StepDefinitionOut]
     created_at: datetime
     updated_at: datetime
+
+    @staticmethod
+    def resolve_default_metadata(obj: Pipeline) -> Any:
+        return redact(obj.default_metadata)
 
     @staticmethod
     def resolve_schedule_description(obj: Pipeline) -> str:

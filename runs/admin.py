@@ -1,8 +1,8 @@
 """The admin for runs, steps, attempts and workers: search, inspect, act; never edit history.
 
 Recorded runs, steps and attempts are read-only (no add, change or delete); runs change
-only through the actions, which call runs.lifecycle and runs.recovery like every other
-entry point. Lists never COUNT(*) a large table (runs.dashboard.paging).
+only through the actions, which need runs.operate_run and call runs.lifecycle like every
+other entry point. Lists never COUNT(*) a large table (runs.dashboard.paging).
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from orbit.audit import Actor
 from orbit.conf import orbit_settings
+from orbit.models import AuditEvent, AuditSource
+from orbit.redaction import redact_logs
 from runs.dashboard.bulk import MAX_RUNS_PER_ACTION, cancel_runs, resume_runs, retry_runs
 from runs.dashboard.paging import EstimatedCountPaginator
 from runs.dashboard.present import format_age, format_duration, pretty_json, short_id, span_seconds
 from runs.models import Run, Step, StepAttempt, Worker, WorkerState
 
 ORBIT_CSS = {"all": ["orbit/dashboard.css"]}
+AUDIT_SHOWN = 100
 
 admin.site.site_header = "Orbit"
 admin.site.site_title = "Orbit"
@@ -39,11 +43,8 @@ def badge(status: str, label: str | None = None) -> SafeString:
 
 
 class ReadOnlyHistory(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Recorded history: viewable, never added, edited or deleted by hand.
-
-    `has_change_permission` still answers for the list (obj None) so the change
-    permission gates the actions; the page of one record is always view-only.
-    """
+    """Recorded history: viewable, never added, edited or deleted by hand; actions are
+    gated by their own permissions (runs.operate_run), not by a change permission."""
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -58,7 +59,7 @@ class ReadOnlyHistory(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None and super().has_change_permission(request)
+        return False
 
 
 def _search_run_id(queryset: QuerySet[Any], term: str, field: str) -> QuerySet[Any] | None:
@@ -120,6 +121,7 @@ class RunAdmin(ReadOnlyHistory):
         ),
         ("Metadata", {"fields": ("metadata_json",)}),
         ("Steps", {"fields": ("steps_history",)}),
+        ("Audit trail", {"fields": ("audit_trail",)}),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
@@ -201,13 +203,41 @@ class RunAdmin(ReadOnlyHistory):
                     }
                     for a in step.attempt_records.all()
                 ],
-                "logs": [entry for entry in (step.logs or []) if isinstance(entry, dict)],
+                "logs": [entry for entry in redact_logs(step.logs) if isinstance(entry, dict)],
                 "result": pretty_json(step.result),
             }
             for step in steps
         ]
         # A template with autoescaping: what steps wrote stays text.
         return render_to_string("admin/runs/run/steps_history.html", {"items": items})
+
+    @admin.display(description="Who did what to this run")
+    def audit_trail(self, run: Run) -> SafeString | str:
+        events = AuditEvent.objects.for_target(run)[:AUDIT_SHOWN]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                    e.get_action_display(),
+                    e.actor,
+                    e.get_source_display(),
+                    e.ip_address or "—",
+                )
+                for e in events
+            ),
+        )
+        if not rows:
+            return "—"
+        return format_html(
+            '<table class="orbit-table"><thead><tr><th>When</th><th>Action</th><th>Who</th>'
+            "<th>From</th><th>IP address</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
 
     def _act(self, request: HttpRequest, queryset: QuerySet[Run], act: Any) -> None:
         runs = list(queryset.select_related("pipeline")[: MAX_RUNS_PER_ACTION + 1])
@@ -218,20 +248,20 @@ class RunAdmin(ReadOnlyHistory):
                 messages.ERROR,
             )
             return
-        report = act(runs)
+        report = act(runs, actor=Actor.from_request(request, AuditSource.ADMIN))
         self.message_user(
             request, report.message() + ".", messages.SUCCESS if report.done else messages.WARNING
         )
 
-    @admin.action(description="Retry the selected runs", permissions=["change"])
+    @admin.action(description="Retry the selected runs", permissions=["operate"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         self._act(request, queryset, retry_runs)
 
-    @admin.action(description="Cancel the selected runs", permissions=["change"])
+    @admin.action(description="Cancel the selected runs", permissions=["operate"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         self._act(request, queryset, cancel_runs)
 
-    @admin.action(description="Resume the selected interrupted runs", permissions=["change"])
+    @admin.action(description="Resume the selected interrupted runs", permissions=["operate"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         self._act(request, queryset, resume_runs)
 
@@ -307,7 +337,7 @@ class StepAdmin(ReadOnlyHistory):
 
     @admin.display(description="Logs")
     def logs_json(self, step: Step) -> SafeString:
-        return format_html('<pre class="code">{}</pre>', pretty_json(step.logs))
+        return format_html('<pre class="code">{}</pre>', pretty_json(redact_logs(step.logs)))
 
 
 @admin.register(StepAttempt)

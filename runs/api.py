@@ -10,12 +10,13 @@ from django.http import Http404, HttpRequest
 from ninja import Router
 from ninja.params import functions as params
 
+from orbit.audit import Actor
 from orbit.auth import allow
+from orbit.models import AuditSource
 from orbit.pagination import by_created, by_id
 from runs import metrics
-from runs.lifecycle import get_run, run_cancel, run_retry
+from runs.lifecycle import get_run, run_cancel, run_resume, run_retry
 from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
-from runs.recovery import recover_run
 from runs.schemas import (
     ErrorOut,
     MetricsOut,
@@ -36,12 +37,17 @@ steps_router = Router(tags=["steps"])
 worker_router = Router(tags=["worker"])
 
 VIEW_RUNS = allow("runs.view_run")
-ACT_ON_RUNS = allow("runs.change_run")
+ACT_ON_RUNS = allow("runs.operate_run")
 ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut}
 LIMIT: Any = params.Query(50, ge=1, le=200, description="Items per page, 1 to 200")
 CURSOR: Any = params.Query(None, max_length=200, description="`next_cursor` of the previous page")
 RECENT_LIMIT: Any = params.Query(20, ge=1, le=200, description="How many, 1 to 200")
 PIPELINE_NAME: Any = params.Query(None, max_length=100, description="Pipeline name")
+
+
+def api_actor(request: HttpRequest) -> Actor:
+    """The token's or session's user, for the audit trail."""
+    return Actor.from_request(request, AuditSource.API)
 
 
 def run_with_steps(run_id: uuid.UUID | str) -> Run:
@@ -97,7 +103,7 @@ def list_run_steps(request: HttpRequest, run_id: uuid.UUID) -> Any:
 )
 def retry_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
     """Queue a failed or cancelled run again from its first unfinished step."""
-    return run_with_steps(run_retry(run_id).id)
+    return run_with_steps(run_retry(run_id, actor=api_actor(request)).id)
 
 
 @runs_router.post(
@@ -105,7 +111,7 @@ def retry_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
 )
 def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
     """Cancel a pending or running run."""
-    return run_with_steps(run_cancel(run_id).id)
+    return run_with_steps(run_cancel(run_id, actor=api_actor(request)).id)
 
 
 @runs_router.post(
@@ -113,7 +119,7 @@ def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
 )
 def resume_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
     """Put an interrupted run (its worker died) back in the queue now."""
-    return run_with_steps(recover_run(run_id).id)
+    return run_with_steps(run_resume(run_id, actor=api_actor(request)).id)
 
 
 # --- Steps ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from orbit.conf import orbit_settings
+from orbit.redaction import redact_text
 from pipelines.definition import Pipeline as Definition
 from pipelines.definition import StepDefinition
 from pipelines.registry import registry
@@ -192,6 +193,7 @@ def record(
     starting its next step; `release_retries=False` (foreground) keeps holding the run
     through the backoff wait instead of releasing it to the queue.
     """
+    report = _without_secrets(report)
     try:
         with transaction.atomic():
             if report.outcome == AttemptOutcome.SUCCEEDED:
@@ -206,7 +208,8 @@ def record(
         logger.warning(
             "Attempt already recorded", extra={"event": "attempt_duplicate", "run_id": task.run_id}
         )
-        return begin(claim, lease_seconds=lease_seconds)
+        # The claim's snapshot of the steps predates that commit: read them afresh.
+        return begin(replace(claim, steps=None), lease_seconds=lease_seconds)
     if decision.next in (Next.LOST, Next.CANCELLED):
         return settle_lost(claim, task, report)
     _log_recorded(task, report, decision)
@@ -314,6 +317,14 @@ def _plain_success(
     return success, next_task
 
 
+def _without_secrets(report: AttemptReport) -> AttemptReport:
+    """Errors and tracebacks are stored with secret-looking values masked
+    (ORBIT_REDACT_KEYS): no step needs them, and every page and endpoint shows them."""
+    if not report.error and not report.traceback:
+        return report
+    return replace(report, error=redact_text(report.error), traceback=redact_text(report.traceback))
+
+
 def _record_success(
     claim: Claim, task: StepTask, report: AttemptReport, lease_seconds: float, continue_run: bool
 ) -> Decision:
@@ -350,7 +361,6 @@ def _record_success(
             worker=None,
             lease_expires_at=None,
             current_step="",
-            available_at=Now(),
         )
     else:
         updated = fenced.update(
@@ -486,7 +496,6 @@ def hand_back(claim: Claim, task: StepTask | None, report: AttemptReport | None)
             worker=None,
             lease_expires_at=None,
             current_step="",
-            available_at=Now(),
         )
         if not updated:
             return False

@@ -1,4 +1,7 @@
-"""Changes to runs that the admin, dashboard, API, CLI and schedules all make the same way."""
+"""Changes to runs that the admin, dashboard, API, CLI and schedules all make the same way.
+
+Each takes the `actor` it acts for (orbit.audit) and records it in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 
+from orbit.audit import Actor, record
 from orbit.conf import orbit_settings
 from orbit.exceptions import (
     InvalidMetadata,
@@ -20,6 +24,8 @@ from orbit.exceptions import (
     RunNotFound,
     UnknownPipeline,
 )
+from orbit.json_depth import nested_deeper_than
+from orbit.models import AuditAction
 from pipelines.models import Pipeline
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.notify import notify_runnable
@@ -39,6 +45,11 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
         encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidMetadata(f"Run metadata is not JSON-serialisable: {exc}") from None
+    depth = orbit_settings.max_json_depth
+    if nested_deeper_than(metadata, depth):
+        raise InvalidMetadata(
+            f"Run metadata is nested deeper than {depth} levels (ORBIT_MAX_JSON_DEPTH)"
+        )
     limit = orbit_settings.max_metadata_bytes
     if len(encoded.encode()) > limit:
         raise MetadataTooLarge(
@@ -71,6 +82,7 @@ def run_create(
     queue: str = "default",
     idempotency_key: str | None = None,
     scheduled_for: datetime | None = None,
+    actor: Actor | None = None,
 ) -> Run:
     """Queue a run: validated, its steps laid out, committed, and announced to workers.
 
@@ -106,6 +118,10 @@ def run_create(
             Step.objects.bulk_create(
                 Step(run=run, name=s.name, position=i) for i, s in enumerate(definition.steps)
             )
+            changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
+            if scheduled_for is not None:
+                changes["scheduled_for"] = scheduled_for.isoformat()
+            record(AuditAction.RUN_CREATED, run, actor=actor, changes=changes, label=run_label(run))
             notify_runnable()
     except IntegrityError:
         if idempotency_key is not None:
@@ -131,7 +147,12 @@ def get_run(run_id: uuid.UUID | str) -> Run:
         raise
 
 
-def run_retry(run_id: uuid.UUID | str) -> Run:
+def run_label(run: Run) -> str:
+    """How the audit trail names a run: its pipeline and its id."""
+    return f"{run.pipeline.name} run {run.id}"
+
+
+def run_retry(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:
     """Queue a failed or cancelled run again at its first unfinished step.
 
     Succeeded steps keep their results; unfinished ones get a fresh retry budget; the
@@ -159,6 +180,13 @@ def run_retry(run_id: uuid.UUID | str) -> Run:
         Step.objects.filter(run=run).exclude(status=StepStatus.SUCCEEDED).update(
             status=StepStatus.PENDING, failures=0, error="", error_type="", traceback=""
         )
+        record(
+            AuditAction.RUN_RETRIED,
+            run,
+            actor=actor,
+            changes={"status": [run.status, RunStatus.PENDING.value]},
+            label=run_label(run),
+        )
         notify_runnable()
     logger.info(
         "Run %s queued for retry",
@@ -169,13 +197,27 @@ def run_retry(run_id: uuid.UUID | str) -> Run:
     return run
 
 
-def run_cancel(run_id: uuid.UUID | str, reason: str = "Cancelled by an operator") -> Run:
+def run_cancel(
+    run_id: uuid.UUID | str,
+    reason: str = "Cancelled by an operator",
+    *,
+    actor: Actor | None = None,
+) -> Run:
     """Cancel a pending or running run. A running run's worker notices at its next lease
     renewal (a third of the lease at most), kills the step and records the attempt."""
     run = get_run(run_id)
-    updated = Run.objects.filter(
-        id=run.id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
-    ).update(status=RunStatus.CANCELLED, finished_at=Now(), error=reason, lease_expires_at=None)
+    with transaction.atomic():
+        updated = Run.objects.filter(
+            id=run.id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+        ).update(status=RunStatus.CANCELLED, finished_at=Now(), error=reason, lease_expires_at=None)
+        if updated:
+            record(
+                AuditAction.RUN_CANCELLED,
+                run,
+                actor=actor,
+                changes={"status": [run.status, RunStatus.CANCELLED.value]},
+                label=run_label(run),
+            )
     if not updated:
         run.refresh_from_db()
         raise InvalidTransition(
@@ -188,3 +230,39 @@ def run_cancel(run_id: uuid.UUID | str, reason: str = "Cancelled by an operator"
     )
     run.refresh_from_db()
     return run
+
+
+def run_resume(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:
+    """Put an interrupted run (its worker died) back in the queue now; a pending run stays
+    queued. runs.recovery holds the rules; this adds the audit event to its transaction."""
+    from runs.recovery import recover_run  # recovery imports this module
+
+    with transaction.atomic():
+        before = get_run(run_id)
+        run = recover_run(before.id)
+        record(
+            AuditAction.RUN_RESUMED,
+            run,
+            actor=actor,
+            changes={"status": [before.status, run.status]},
+            label=run_label(run),
+        )
+    logger.info(
+        "Run %s resumed",
+        run.id,
+        extra={"event": "run_resumed", "run_id": str(run.id), "pipeline": run.pipeline.name},
+    )
+    return run
+
+
+def record_recovered(run_ids: list[uuid.UUID], *, actor: Actor | None = None) -> None:
+    """Audit interrupted runs put back in the queue by a recovery sweep (a worker's, or
+    `orbit recover --auto-resume`); call it in the sweep's transaction."""
+    for run in Run.objects.filter(id__in=run_ids).select_related("pipeline"):
+        record(
+            AuditAction.RUN_RESUMED,
+            run,
+            actor=actor,
+            changes={"status": [RunStatus.RUNNING.value, run.status], "interrupted": True},
+            label=run_label(run),
+        )

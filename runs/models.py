@@ -108,6 +108,8 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Operating runs is not editing them (runs are never edited): see orbit/roles.py.
+        permissions = [("operate_run", "Can run, retry, cancel and resume runs")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="run_status_valid"

@@ -19,7 +19,7 @@ from django.db.models.functions import Now
 
 from orbit.conf import orbit_settings
 from orbit.exceptions import InvalidTransition
-from runs.lifecycle import get_run
+from runs.lifecycle import get_run, record_recovered
 from runs.models import AttemptOutcome, Run, RunStatus, Step, StepAttempt, StepStatus, Worker
 from runs.notify import notify_runnable
 
@@ -101,6 +101,7 @@ def recover_interrupted(*, auto_resume: bool = False) -> RecoveryReport:
         rows = _take_interrupted()
         for run_id, step_name, worker_id, interruptions in rows:
             _record_interruption(run_id, step_name, worker_id, interruptions, report)
+        record_recovered(report.recovered)  # the audit trail, in the sweep's transaction
         if rows:
             notify_runnable()
     for run_id in report.recovered:
@@ -119,7 +120,7 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {Run._meta.db_table} AS r
-SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, available_at = now(),
+SET status = 'pending', worker_id = NULL, lease_expires_at = NULL,
     interruptions = r.interruptions + 1
 FROM expired
 WHERE r.id = expired.id
@@ -127,6 +128,8 @@ RETURNING r.id, r.current_step, expired.worker_id, r.interruptions
 """
 
 
+# A recovered run keeps its `available_at` (it was due when it was claimed), so it resumes
+# ahead of the runs queued after it instead of waiting behind the whole queue.
 def _take_interrupted(
     run_id: uuid.UUID | None = None,
 ) -> list[tuple[uuid.UUID, str, int | None, int]]:
@@ -143,7 +146,6 @@ def _take_interrupted(
             status=RunStatus.PENDING,
             worker=None,
             lease_expires_at=None,
-            available_at=Now(),
             interruptions=F("interruptions") + 1,
         )
     return [(r[0], r[1], r[2], r[3] + 1) for r in rows]

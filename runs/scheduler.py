@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection, transaction
 
+from orbit.audit import Actor
 from orbit.conf import orbit_settings
 from orbit.exceptions import InvalidSchedule, OrbitError
+from orbit.models import AuditSource
 from pipelines.models import Pipeline
 from pipelines.schedules import next_slot, schedule_start, slots_between, with_last_slot
 from runs.lifecycle import run_create
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: pg_try_advisory_xact_lock key held while one worker fires schedules ("orbitsch").
 ADVISORY_LOCK_ID = 0x6F72626974736368
+#: Who fired a slot, for the audit trail: the schedule itself, whichever process ran it.
+SCHEDULE_ACTOR = Actor.system(AuditSource.SCHEDULE, "schedule")
 
 # Invalid schedules already reported by this process, so a bad row is logged once.
 _reported: set[tuple[int, str]] = set()
@@ -113,7 +117,12 @@ def _fire_pipeline(row: Pipeline, now: datetime) -> list[Run]:
 def fire_slot(row: Pipeline, slot: datetime) -> Run | None:
     """Create the run for one slot; None when another worker already did."""
     try:
-        run = run_create(row, metadata={"scheduled_for": slot.isoformat()}, scheduled_for=slot)
+        run = run_create(
+            row,
+            metadata={"scheduled_for": slot.isoformat()},
+            scheduled_for=slot,
+            actor=SCHEDULE_ACTOR,
+        )
     except IntegrityError:
         if Run.objects.filter(pipeline=row, scheduled_for=slot).exists():
             return None  # another worker fired this slot first: the constraint did its job

@@ -9,6 +9,7 @@ from typing import Any
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
+from orbit.redaction import redact, redact_logs
 from runs.lifecycle import PRIORITY_RANGE
 from runs.models import RunStatus, StepStatus
 
@@ -73,6 +74,10 @@ class StepOut(Schema):
     finished_at: datetime | None
     duration: float | None
 
+    @staticmethod
+    def resolve_result(obj: Any) -> Any:
+        return redact(obj.result)
+
 
 class StepWithAttemptsOut(StepOut):
     traceback: str
@@ -120,6 +125,10 @@ class RunOut(Schema):
     def resolve_worker(obj: Any) -> str | None:
         return obj.worker.name if obj.worker_id else None
 
+    @staticmethod
+    def resolve_metadata(obj: Any) -> Any:
+        return redact(obj.metadata)
+
 
 class RunDetailOut(RunOut):
     steps: list[StepWithAttemptsOut]
@@ -150,6 +159,10 @@ class LogRecordOut(Schema):
 class StepLogsOut(Schema):
     step_id: int
     records: list[LogRecordOut]
+
+    @staticmethod
+    def resolve_records(obj: Any) -> list[Any]:
+        return redact_logs(obj["records"])
 
 
 # --- Workers and metrics ----------------------------------------------------------------------

@@ -15,6 +15,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from orbit.links import http_url
+from orbit.redaction import redact
 from services.models import VeryfiDocument
 
 
@@ -72,6 +74,9 @@ class VeryfiDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ("Veryfi's answer", {"fields": ("response_json",)}),
     )
 
+    class Media:
+        css = {"all": ["orbit/dashboard.css"]}
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [str(name) for _, options in self.fieldsets for name in options["fields"]]
 
@@ -99,7 +104,7 @@ class VeryfiDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Image")
     def image_link(self, document: VeryfiDocument) -> SafeString | str:
-        url = document.image_url
+        url = http_url(document.image_url)
         if not url:
             return "—"
         return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">image</a>', url)
@@ -114,7 +119,8 @@ class VeryfiDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 def _pretty(value: Any) -> SafeString:
+    # A class, not a style attribute: the Content-Security-Policy allows no inline style.
     return format_html(
-        '<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}</pre>',
-        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+        '<pre class="code">{}</pre>',
+        json.dumps(redact(value), indent=2, sort_keys=True, ensure_ascii=False),
     )

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F
 
+from orbit.links import http_url
+
 
 class VeryfiDocumentQuerySet(models.QuerySet["VeryfiDocument"]):
     def for_run(self, run_id: uuid.UUID | str) -> VeryfiDocumentQuerySet:
@@ -71,5 +73,4 @@ class VeryfiDocument(models.Model):
     @property
     def image_url(self) -> str:
         """Veryfi's link to the document image, when it is an http(s) URL."""
-        url = str((self.response or {}).get("img_url") or "")
-        return url if url.startswith(("https://", "http://")) else ""
+        return http_url((self.response or {}).get("img_url"))

@@ -62,6 +62,22 @@ recorded_three = Pipeline(
         step("three", steps.recorded),
     ],
 )
+# The same, with retries: its steps write to the database, so during a database restart
+# they fail like any real step would, and are retried.
+recorded_three_retrying = Pipeline(
+    "t-recorded-three-retrying",
+    steps=[
+        step("one", steps.recorded, max_retries=5, backoff=Backoff(base=0.5, jitter=False)),
+        step(
+            "two",
+            steps.recorded_sleep,
+            timeout=120,
+            max_retries=5,
+            backoff=Backoff(base=0.5, jitter=False),
+        ),
+        step("three", steps.recorded, max_retries=5, backoff=Backoff(base=0.5, jitter=False)),
+    ],
+)
 recorded_backoff = Pipeline(
     "t-recorded-backoff",
     steps=[
@@ -81,3 +97,7 @@ fails_until_fixed = Pipeline(
     steps=[step("fragile", steps.fails_until_fixed), step("after", steps.noop)],
 )
 echo = Pipeline("t-echo", steps=[step("echo", steps.logs_what_it_is_given)])
+
+# Secret redaction (tests/orbit/test_redaction.py): a step that needs and leaks secrets.
+secrets = Pipeline("t-secrets", steps=[step("connect", steps.uses_secrets)])
+leaky_error = Pipeline("t-leaky-error", steps=[step("leaks", steps.fails_revealing_secrets)])

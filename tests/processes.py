@@ -47,22 +47,40 @@ def wait_until(
         time.sleep(interval)
 
 
+def stays_true(predicate: Callable[[], Any], seconds: float, message: str = "") -> None:
+    """Check `predicate` throughout `seconds`: for what must *not* happen within a window."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            raise AssertionError(f"stopped being true within {seconds} s: {message or predicate}")
+        time.sleep(0.05)
+
+
 class WorkerProcess:
     """`python manage.py runworker ...` as a child of the test, with its log kept."""
 
     def __init__(
-        self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "worker"
+        self,
+        tmp_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        name: str = "worker",
+        project: Path = ROOT,
+        session: bool = False,
     ) -> None:
+        """`project`: the project to run (a copy, for tests that break its code);
+        `session`: its own session and process group, to signal it like a terminal's Ctrl-C."""
         self.log_path = tmp_path / f"{name}-{time.monotonic_ns()}.log"
         full_env = database_env()
         full_env.update(env or {})
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "runworker", *args],
+            [sys.executable, str(project / "manage.py"), "runworker", *args],
             env=full_env,
-            cwd=ROOT,
+            cwd=project,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=session,
         )
 
     @property

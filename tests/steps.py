@@ -153,3 +153,17 @@ def logs_what_it_is_given(ctx: StepContext) -> dict[str, Any]:
     for key, value in ctx.metadata.items():
         ctx.log.info("%s", value, extra={"key": key, "value": value})
     return dict(ctx.metadata)
+
+
+def uses_secrets(ctx: StepContext) -> dict[str, Any]:
+    """Reads secrets from nested metadata, logs them the careless ways, and returns them:
+    the stored data keeps them, every output masks them (docs/SECURITY.md)."""
+    db = ctx.metadata["db"]
+    ctx.log.info("connecting as %s with password=%s", db["user"], db["password"])
+    ctx.log.info("headers %s", ctx.metadata["headers"], extra={"request": ctx.metadata["headers"]})
+    return {"connected": True, "echo": ctx.metadata, "seen": [{"db_password": db["password"]}]}
+
+
+def fails_revealing_secrets(ctx: StepContext) -> None:
+    """Fails the careless way: the secret ends up in the exception's message."""
+    raise ValueError(f"login refused: password={ctx.metadata['password']} (Bearer abc.def)")

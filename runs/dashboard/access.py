@@ -1,8 +1,8 @@
 """Who may see and do what on the dashboard: Django's own permissions, checked per view.
 
 Pages need a staff login (anonymous visitors go to the admin login) and the model's view
-permission; actions need the change permission of what they change. The admin asks the
-same permissions, so one role grants the same things in both places.
+permission; actions need the operate permission of what they act on. The admin and the
+API ask the same permissions, so a role (orbit/roles.py) grants the same things everywhere.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ View = Callable[..., HttpResponse]
 VIEW_RUNS = "runs.view_run"
 VIEW_WORKERS = "runs.view_worker"
 VIEW_PIPELINES = "pipelines.view_pipeline"
-CHANGE_RUNS = "runs.change_run"  # retry, cancel, resume, run now
-CHANGE_PIPELINES = "pipelines.change_pipeline"  # enable, disable
+VIEW_AUDIT = "orbit.view_auditevent"
+OPERATE_RUNS = "runs.operate_run"  # run now, retry, cancel, resume
+OPERATE_PIPELINES = "pipelines.operate_pipeline"  # enable, disable
 
 
 def requires(permission: str) -> Callable[[View], View]:

@@ -2,7 +2,8 @@
 happened ("3 runs queued for retry; 1 skipped because it is still running").
 
 The admin's actions and the dashboard's buttons both call these, so they behave and read
-the same; each run goes through runs.lifecycle / runs.recovery, which hold the rules.
+the same; each row goes through runs.lifecycle / pipelines.lifecycle, which hold the rules
+and record each change in the audit trail for `actor`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orbit.audit import Actor
 from orbit.exceptions import InvalidMetadata, OrbitError
+from pipelines.lifecycle import pipeline_set_enabled
 from pipelines.models import Pipeline
-from runs.lifecycle import run_cancel, run_create, run_retry, validate_metadata
+from runs.lifecycle import run_cancel, run_create, run_resume, run_retry, validate_metadata
 from runs.models import Run, RunStatus
-from runs.recovery import recover_run
 
 logger = logging.getLogger(__name__)
 
@@ -77,29 +79,32 @@ def _each_run(
     return report
 
 
-def retry_runs(runs: Iterable[Run]) -> ActionReport:
+def retry_runs(runs: Iterable[Run], *, actor: Actor | None = None) -> ActionReport:
     """Queue failed and cancelled runs again at their first unfinished step."""
     return _each_run(
         runs,
         ActionReport(verb="queued for retry"),
-        lambda run: run_retry(run.id),
+        lambda run: run_retry(run.id, actor=actor),
         _why_not_retry,
     )
 
 
-def cancel_runs(runs: Iterable[Run]) -> ActionReport:
+def cancel_runs(runs: Iterable[Run], *, actor: Actor | None = None) -> ActionReport:
     """Cancel pending and running runs (a running step is stopped at its next lease renewal)."""
     return _each_run(
-        runs, ActionReport(verb="cancelled"), lambda run: run_cancel(run.id), _why_not_cancel
+        runs,
+        ActionReport(verb="cancelled"),
+        lambda run: run_cancel(run.id, actor=actor),
+        _why_not_cancel,
     )
 
 
-def resume_runs(runs: Iterable[Run]) -> ActionReport:
+def resume_runs(runs: Iterable[Run], *, actor: Actor | None = None) -> ActionReport:
     """Put interrupted runs (lease expired: their worker died) back in the queue now."""
     return _each_run(
         runs,
         ActionReport(verb="queued to resume"),
-        lambda run: recover_run(run.id),
+        lambda run: run_resume(run.id, actor=actor),
         _why_not_resume,
     )
 
@@ -130,16 +135,17 @@ def _finished_verb(status: str) -> str:
     )
 
 
-def set_pipelines_enabled(pipelines: Iterable[Pipeline], enabled: bool) -> ActionReport:
+def set_pipelines_enabled(
+    pipelines: Iterable[Pipeline], enabled: bool, *, actor: Actor | None = None
+) -> ActionReport:
     """Enable or disable pipelines; enabling resumes a schedule from its next slot."""
     state = "enabled" if enabled else "disabled"
     report = ActionReport(noun="pipeline", verb=state)
     for row in pipelines:
-        if row.enabled == enabled:
+        if pipeline_set_enabled(row, enabled, actor=actor):
+            report.done += 1
+        else:
             report.skipped[f"it was already {state}"] += 1
-            continue
-        row.set_enabled(enabled)
-        report.done += 1
     return report
 
 
@@ -162,7 +168,9 @@ class RunNowReport(ActionReport):
     created: list[Run] = field(default_factory=list)
 
 
-def run_now(pipelines: Iterable[Pipeline], metadata: dict[str, Any]) -> RunNowReport:
+def run_now(
+    pipelines: Iterable[Pipeline], metadata: dict[str, Any], *, actor: Actor | None = None
+) -> RunNowReport:
     """Queue one run of each pipeline with `metadata` (merged over its default metadata)."""
     report = RunNowReport(verb="queued")
     for row in pipelines:
@@ -173,7 +181,7 @@ def run_now(pipelines: Iterable[Pipeline], metadata: dict[str, Any]) -> RunNowRe
             report.skipped["its definition is no longer in code"] += 1
             continue
         try:
-            report.created.append(run_create(row, metadata=metadata))
+            report.created.append(run_create(row, metadata=metadata, actor=actor))
         except OrbitError as exc:
             # Per row: the metadata merged over this pipeline's defaults may be too large.
             report.skipped[f"it refused the run: {exc}"] += 1

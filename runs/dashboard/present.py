@@ -1,7 +1,8 @@
 """How stored values read on a page: durations, ages, JSON. Shared by the admin and the dashboard.
 
 Everything here returns plain text; templates escape it, so what a step or a user wrote
-(metadata, results, logs, errors) is always shown as text and never as markup.
+(metadata, results, logs, errors) is always shown as text and never as markup. JSON is
+shown with secrets masked (orbit/redaction.py): whatever a page shows goes through here.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from orbit.redaction import redact
+
 
 def pretty_json(value: Any) -> str:
-    """Indented JSON for a <pre> block; anything JSON cannot encode is shown with repr()."""
+    """Indented JSON for a <pre> block, secrets masked; what JSON cannot encode shows as repr()."""
     if value is None:
         return ""
+    value = redact(value)
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=repr)
     except (TypeError, ValueError):

@@ -16,22 +16,25 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from orbit.audit import Actor
 from orbit.exceptions import OrbitError
+from orbit.models import AuditEvent, AuditSource
+from orbit.redaction import redact_text
 from pipelines.models import Pipeline
 from pipelines.schedules import describe_schedule, last_scheduled_run, next_fire_time
 from runs.dashboard import access, overview
-from runs.dashboard.access import CHANGE_PIPELINES, CHANGE_RUNS, requires
+from runs.dashboard.access import OPERATE_PIPELINES, OPERATE_RUNS, requires
 from runs.dashboard.bulk import parse_metadata, run_now, set_pipelines_enabled
 from runs.dashboard.paging import Cursor, keyset_page
 from runs.dashboard.present import format_duration, pretty_json, span_seconds
 from runs.dashboard.timeline import build_timeline
-from runs.lifecycle import run_cancel, run_retry
+from runs.lifecycle import run_cancel, run_resume, run_retry
 from runs.metrics import db_now, worker_health
 from runs.models import Run, RunStatus, Step, StepStatus
-from runs.recovery import recover_run
 
 RUNS_PER_PAGE = 50
 WORKERS_SHOWN = 200
+AUDIT_SHOWN = 100
 
 
 def _page(request: HttpRequest, title: str, section: str, **context: Any) -> dict[str, Any]:
@@ -40,10 +43,14 @@ def _page(request: HttpRequest, title: str, section: str, **context: Any) -> dic
         "is_nav_sidebar_enabled": False,
         "title": title,
         "section": section,
-        "can_change_runs": access.can(request, CHANGE_RUNS),
-        "can_change_pipelines": access.can(request, CHANGE_PIPELINES),
+        "can_operate_runs": access.can(request, OPERATE_RUNS),
+        "can_operate_pipelines": access.can(request, OPERATE_PIPELINES),
         **context,
     }
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, AuditSource.DASHBOARD)
 
 
 def _is_htmx(request: HttpRequest) -> bool:
@@ -187,6 +194,9 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),
         "can_cancel": run.status in (RunStatus.PENDING, RunStatus.RUNNING),
         "can_resume": interrupted,
+        "audit": list(AuditEvent.objects.for_target(run)[:AUDIT_SHOWN])
+        if access.can(request, access.VIEW_AUDIT)
+        else None,
         "now": now,
     }
 
@@ -197,7 +207,7 @@ def _log_line(entry: dict[str, Any]) -> dict[str, Any]:
         "time": str(entry.get("time", "")),
         "level": str(entry.get("level", "")),
         "attempt": entry.get("attempt", ""),
-        "message": str(entry.get("message", "")),
+        "message": redact_text(str(entry.get("message", ""))),
         "fields": pretty_json(fields) if fields else "",
     }
 
@@ -218,19 +228,19 @@ def run_page(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
 RUN_ACTIONS = {
     "retry": (run_retry, "Run {id} queued for retry: it resumes at its first unfinished step."),
     "cancel": (run_cancel, "Run {id} cancelled."),
-    "resume": (recover_run, "Run {id} queued to resume at its first unfinished step."),
+    "resume": (run_resume, "Run {id} queued to resume at its first unfinished step."),
 }
 
 
 @require_POST
-@requires(CHANGE_RUNS)
+@requires(OPERATE_RUNS)
 def run_action(request: HttpRequest, run_id: uuid.UUID, action: str) -> HttpResponse:
     if action not in RUN_ACTIONS:
         raise Http404("No such action")
     run = _get_run(run_id)
     act, done = RUN_ACTIONS[action]
     try:
-        act(run.id)
+        act(run.id, actor=_actor(request))
     except OrbitError as exc:
         messages.error(request, str(exc))
     else:
@@ -303,13 +313,13 @@ def pipelines_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@requires(CHANGE_RUNS)
+@requires(OPERATE_RUNS)
 def pipeline_run_now(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     row = get_object_or_404(Pipeline, id=pipeline_id)
     text = request.POST.get("metadata", "")
     try:
         metadata = parse_metadata(text)
-        report = run_now([row], metadata)
+        report = run_now([row], metadata, actor=_actor(request))
     except OrbitError as exc:
         context = _pipelines_context(request, errors={row.id: str(exc)}, typed={row.id: text})
         return render(request, "dashboard/pipelines.html", context, status=400)
@@ -324,11 +334,11 @@ def pipeline_run_now(request: HttpRequest, pipeline_id: int) -> HttpResponse:
 
 
 @require_POST
-@requires(CHANGE_PIPELINES)
+@requires(OPERATE_PIPELINES)
 def pipeline_enabled(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     row = get_object_or_404(Pipeline, id=pipeline_id)
     enabled = request.POST.get("enabled") == "1"
-    report = set_pipelines_enabled([row], enabled)
+    report = set_pipelines_enabled([row], enabled, actor=_actor(request))
     state = "enabled" if enabled else "disabled"
     if report.done:
         messages.success(request, f"Pipeline {row.name} {state}.")

@@ -12,7 +12,7 @@ from django.test import Client
 from orbit.tokens import create_token
 
 VIEWER = ("runs.view_run", "runs.view_worker", "pipelines.view_pipeline")
-OPERATOR = (*VIEWER, "runs.add_run", "runs.change_run")
+OPERATOR = (*VIEWER, "runs.operate_run")
 
 
 class Api:

@@ -140,7 +140,7 @@ def test_viewer_cannot_create_runs(viewer_api):
     response = viewer_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs", {})
     assert response.status_code == 403
     assert response.json() == {
-        "detail": "You do not have permission to do this (needs runs.add_run)"
+        "detail": "You do not have permission to do this (needs runs.operate_run)"
     }
     assert not Run.objects.exists()
 
@@ -341,7 +341,7 @@ def test_viewer_cannot_act_on_runs(viewer_api, action):
     response = viewer_api.post(f"/api/runs/{run.id}/{action}")
     assert response.status_code == 403
     assert response.json() == {
-        "detail": "You do not have permission to do this (needs runs.change_run)"
+        "detail": "You do not have permission to do this (needs runs.operate_run)"
     }
     assert Run.objects.get(id=run.id).status == RunStatus.FAILED
 

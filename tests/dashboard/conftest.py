@@ -24,12 +24,12 @@ def make_user(db):
 def operator(make_user):
     return make_user(
         "runs.view_run",
-        "runs.change_run",
+        "runs.operate_run",
         "runs.view_worker",
         "runs.view_step",
         "runs.view_stepattempt",
         "pipelines.view_pipeline",
-        "pipelines.change_pipeline",
+        "pipelines.operate_pipeline",
     )
 
 

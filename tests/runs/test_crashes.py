@@ -231,9 +231,8 @@ def test_killed_database_connections_are_reopened(test_pipelines, workers, effec
     reason="restarts the machine's PostgreSQL: set ORBIT_TEST_RESTART_POSTGRES=1 (CI does)",
 )
 def test_postgres_restart_under_load(test_pipelines, workers, effects):
-    runs = [enqueue("t-recorded-three", metadata={"seconds": 0.2}) for _ in range(30)]
-    for _ in range(2):
-        workers("--no-schedules", "--concurrency", "2", env=LEASE)
+    runs = [enqueue("t-recorded-three-retrying", metadata={"seconds": 0.2}) for _ in range(30)]
+    started = [workers("--no-schedules", "--concurrency", "2", env=LEASE) for _ in range(2)]
     wait_until(lambda: Run.objects.filter(status="succeeded").count() >= 2, message="some progress")
     connections.close_all()
     cluster = subprocess.run(
@@ -244,12 +243,21 @@ def test_postgres_restart_under_load(test_pipelines, workers, effects):
         check=True,
         timeout=60,
     )
-    wait_until(
-        lambda: _count_succeeded() == 30,
-        timeout=90,
-        interval=0.5,
-        message="every run to finish after the restart",
-    )
+    try:
+        wait_until(
+            lambda: _count_succeeded() == 30,
+            timeout=90,
+            interval=0.5,
+            message="every run to finish after the restart",
+        )
+    except AssertionError:
+        states = list(Run.objects.exclude(status="succeeded").values_list("status", "error"))
+        attempts = list(
+            StepAttempt.objects.exclude(outcome="succeeded").values_list("outcome", "error")
+        )
+        tails = "\n".join(w.log()[-3000:] for w in started)
+        states += attempts
+        raise AssertionError(f"runs: {states}\nworker logs:\n{tails}") from None
     from django.db.models import Count
 
     doubles = (

@@ -29,12 +29,24 @@ def test_enqueue_unknown_pipeline_lists_the_known_ones(test_pipelines):
     assert not Run.objects.exists()
 
 
+def _nested(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_metadata_nested_to_the_limit_is_accepted(test_pipelines):
+    assert enqueue("t-single", metadata=_nested(32)).metadata == _nested(32)
+
+
 @pytest.mark.parametrize(
     ("metadata", "error", "message"),
     [
         ([1, 2], InvalidMetadata, "Run metadata must be a JSON object, not list"),  # not an object
         ({"x": object()}, InvalidMetadata, "Run metadata is not JSON-serialisable"),  # not JSON
         ({"x": "y" * 300_000}, MetadataTooLarge, "the limit is 262144 bytes"),  # too big
+        (_nested(33), InvalidMetadata, "nested deeper than 32 levels"),  # too deep
     ],
 )
 def test_enqueue_rejects_bad_metadata_and_writes_nothing(test_pipelines, metadata, error, message):

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from orbit.audit import Actor
 from orbit.tokens import create_token
 
 
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         if not user.is_active:
             raise CommandError(f"User {options['username']!r} is inactive")
         try:
-            token, key = create_token(user, options["name"])
+            token, key = create_token(user, options["name"], actor=Actor.cli())
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stderr.write(

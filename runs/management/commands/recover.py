@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from orbit.audit import Actor, acting
 from orbit.cli import console
 from runs.management.commands.check_interrupted import interrupted_table
 from runs.recovery import recover_interrupted
@@ -36,7 +37,8 @@ class Command(BaseCommand):
             )
             out.print("Nothing changed. Run `orbit recover --auto-resume` to queue them again.")
             return
-        report = recover_interrupted(auto_resume=True)
+        with acting(Actor.cli()):
+            report = recover_interrupted(auto_resume=True)
         out.print(f"Re-queued {len(report.recovered)} interrupted run(s).")
         if report.quarantined:
             out.print(

@@ -8,8 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from orbit.audit import Actor
 from orbit.cli import console
 from orbit.exceptions import OrbitError
+from runs.lifecycle import run_resume
 from runs.recovery import resume
 
 
@@ -27,6 +29,7 @@ class Command(BaseCommand):
         out = console()
         logging.getLogger("runs").setLevel(logging.CRITICAL)
         try:
+            run_resume(options["run_id"], actor=Actor.cli())  # queued and audited first
             result = resume(options["run_id"], on_event=ProgressPrinter(out))
         except OrbitError as exc:
             out.print(f"[red]{escape(str(exc))}[/red]")

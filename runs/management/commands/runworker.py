@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+
+from orbit.audit import Actor, acting
+from orbit.models import AuditSource
 
 
 def positive_int(value: str) -> int:
@@ -105,4 +110,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         worker.install_signal_handlers()
-        worker.run()
+        # What the worker does on its own (resuming interrupted runs) is audited as it.
+        name = f"worker {socket.gethostname()}:{os.getpid()}"
+        with acting(Actor.system(AuditSource.WORKER, name)):
+            worker.run()

@@ -31,6 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.markup import escape
 
+        from orbit.audit import Actor
         from orbit.cli import ProgressPrinter, console
         from runs.executor import PipelineExecutor
         from runs.lifecycle import run_create
@@ -41,7 +42,7 @@ class Command(BaseCommand):
                 options["path"], user_id=options["user_id"], max_bytes=conf.max_upload_bytes()
             )
             if options["enqueue"]:
-                run = run_create(PIPELINE, metadata=metadata)
+                run = run_create(PIPELINE, metadata=metadata, actor=Actor.cli())
                 out.print(
                     f"Queued run {run.id} for {escape(metadata['filePath'])}; a worker "
                     "(`orbit worker`) will process it."
