@@ -45,9 +45,13 @@ class StepProcess:
 
     def __init__(self) -> None:
         parent_end, child_end = _FORK.Pipe(duplex=True)
-        # Objects the child inherits stay out of its garbage collector, so collections
-        # there do not write to (and copy) every shared page.
-        gc.freeze()
+        # What the worker had loaded when its first child forked (Django, the pipelines)
+        # stays out of the children's garbage collector, so their collections do not
+        # write to (and copy) every shared page. Once: freezing again would also pin any
+        # garbage the worker made since.
+        if gc.get_freeze_count() == 0:
+            gc.collect()
+            gc.freeze()
         self.process = _FORK.Process(
             target=_child_main, args=(child_end, parent_end, os.getpid()), name="orbit-step"
         )

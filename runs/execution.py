@@ -330,39 +330,47 @@ def _record_success(
 ) -> Decision:
     definition = _definition(claim)
     result = json.loads(report.result_json) if report.result_json is not None else None
-    names = [s.name for s in definition.steps]
-    following = names[task.position + 1] if task.position + 1 < len(names) else None
+    steps = definition.steps
+    following = steps[task.position + 1] if task.position + 1 < len(steps) else None
     next_task: StepTask | None = None
+    # The next step by the definition already succeeded (steps reordered since the run
+    # was created): commit this one, then let begin() find the first unfinished step.
+    reroute = False
     if following is not None:
         row = (
-            Step.objects.filter(run_id=claim.run_id, name=following)
+            Step.objects.filter(run_id=claim.run_id, name=following.name)
             .values("id", "status", "attempts", "failures")
             .first()
         )
-        if row is None or row["status"] == StepStatus.SUCCEEDED:
-            following = None  # unusual layout: let begin() work it out below
+        if row is None:  # the definition gained this step after the run was created
+            created = Step.objects.create(
+                run_id=claim.run_id, name=following.name, position=1000 + task.position + 1
+            )
+            row = {"id": created.id, "status": StepStatus.PENDING, "attempts": 0, "failures": 0}
+        if row["status"] == StepStatus.SUCCEEDED:
+            reroute = True
         elif continue_run:
             next_task = replace(
                 task,
-                step=following,
+                step=following.name,
                 step_id=row["id"],
                 position=task.position + 1,
                 prev_results={**task.prev_results, task.step: result},
                 attempt=row["attempts"] + 1,
                 failures=row["failures"],
-                timeout=_timeout(definition.steps[task.position + 1]),
+                timeout=_timeout(following),
             )
     fenced = _fenced(claim)
-    if next_task is not None:
-        updated = fenced.update(current_step=following, lease_expires_at=db_now_plus(lease_seconds))
-    elif following is not None or not continue_run:
+    if next_task is not None or (reroute and continue_run):
         updated = fenced.update(
-            status=RunStatus.PENDING,
-            worker=None,
-            lease_expires_at=None,
-            current_step="",
+            current_step=next_task.step if next_task else "",
+            lease_expires_at=db_now_plus(lease_seconds),
         )
-    else:
+    elif following is not None:  # shutting down: hand the run back at its next step
+        updated = fenced.update(
+            status=RunStatus.PENDING, worker=None, lease_expires_at=None, current_step=""
+        )
+    else:  # that was the last step: the run is done, shutting down or not
         updated = fenced.update(
             status=RunStatus.SUCCEEDED, finished_at=Now(), lease_expires_at=None, current_step=""
         )
@@ -385,7 +393,9 @@ def _record_success(
             status=StepStatus.RUNNING, started_at=Now()
         )
         return Decision(Next.STEP, task=next_task)
-    if following is not None or not continue_run:
+    if reroute and continue_run:
+        return begin(replace(claim, steps=None), lease_seconds=lease_seconds)
+    if following is not None:
         notify_runnable()
         return Decision(Next.RETRY, delay=0.0)  # handed back: resumes at its next step
     return Decision(Next.SUCCEEDED)

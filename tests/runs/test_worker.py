@@ -60,6 +60,21 @@ def test_queries_per_run_are_pinned(test_pipelines):
     assert per_run == expected, [q["sql"][:80] for q in six.captured_queries]
 
 
+@pytest.mark.parametrize("missing", ["two", "three"])
+def test_steps_added_to_a_pipeline_run_for_runs_created_before(test_pipelines, missing):
+    """A run created before its pipeline gained a step (here: the step's row removed)
+    runs that step too, wherever it falls, instead of finishing without it."""
+    from runs.models import Step
+
+    run = enqueue("t-three")
+    Step.objects.filter(run=run, name=missing).delete()
+    burst()
+    assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
+    ran = dict(Step.objects.filter(run=run).values_list("name", "status"))
+    assert ran == {"one": "succeeded", "two": "succeeded", "three": "succeeded"}
+    assert StepAttempt.objects.filter(run=run, step__name=missing, outcome="succeeded").count() == 1
+
+
 def test_priority_then_age_decides_the_order(test_pipelines, effects):
     low = enqueue("t-recorded", priority=0)
     high = enqueue("t-recorded", priority=5)
