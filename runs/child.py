@@ -197,7 +197,7 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
     # Its own process group: a Ctrl-C or a group SIGTERM meant for the worker does not
     # kill a step mid-way; the worker decides when steps stop (grace period, timeouts).
     os.setpgid(0, 0)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
@@ -229,13 +229,14 @@ def _forget_inherited_connections() -> None:
         conn.needs_rollback = False
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: the kernel SIGKILLs this child when its worker dies, even by SIGKILL, so
-    a dead worker's step never keeps running unsupervised."""
+def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> None:
+    """Linux: the kernel sends `signum` to this process when its parent dies, even by
+    SIGKILL, so a dead worker's step never keeps running unsupervised (and a worker under
+    `--reload` stops with its reloader)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
     except OSError:
         pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect

@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 
 from orbit.conf import orbit_settings
+from runs.child import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,13 @@ def run_with_reloader() -> int:
         before = _snapshot(roots)
         # Its own process group, so a Ctrl-C reaches the worker once, through us: the
         # first signal stops it gracefully, a second stops it now, as without --reload.
-        child = subprocess.Popen(argv, env=os.environ.copy(), process_group=0)
+        # It stops (gracefully) if we are killed outright, instead of running on unwatched.
+        child = subprocess.Popen(
+            argv,
+            env=os.environ.copy(),
+            process_group=0,
+            preexec_fn=partial(die_with_parent, os.getpid(), signal.SIGTERM),
+        )
         changed: list[str] = []
         while child.poll() is None and not received and not changed:
             time.sleep(POLL_SECONDS)

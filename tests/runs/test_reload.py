@@ -276,4 +276,20 @@ def test_ctrl_c_stops_the_worker_gracefully(pipeline, reloader):
     assert list(answer.attempt_records.values_list("outcome", flat=True)) == [
         AttemptOutcome.SUCCEEDED
     ]
+    # Its last step finished while the worker was stopping: the run is done, not re-queued.
+    assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
     assert WorkerRow.objects.get().state == "stopped"
+
+
+def test_a_killed_reloader_takes_its_worker_down_gracefully(pipeline, reloader):
+    process = reloader()
+    wait_until(
+        lambda: WorkerRow.objects.filter(state="running").exists(),
+        message="the worker to start",
+    )
+    process.send(signal.SIGKILL)
+    wait_until(
+        lambda: not WorkerRow.objects.exclude(state="stopped").exists(),
+        timeout=30,
+        message="the worker to stop with its reloader (and mark itself stopped)",
+    )
