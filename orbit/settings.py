@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from orbit.conf import DEFAULTS as ORBIT_DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "orbit-development-key-not-for-production"
@@ -157,48 +160,30 @@ STORAGES = {
 
 LOGIN_URL = "admin:login"
 
+
 # --- Orbit --------------------------------------------------------------------------------
-# Read through orbit.conf, which gives each a type and a default.
-ORBIT_PIPELINE_MODULES = env.list("ORBIT_PIPELINE_MODULES", default=[])
-ORBIT_POLL_INTERVAL = env.float("ORBIT_POLL_INTERVAL", default=1.0)
-ORBIT_LEASE_SECONDS = env.float("ORBIT_LEASE_SECONDS", default=30.0)
-ORBIT_MAX_INTERRUPTIONS = env.int("ORBIT_MAX_INTERRUPTIONS", default=3)
-ORBIT_MAX_RESULT_BYTES = env.int("ORBIT_MAX_RESULT_BYTES", default=1024 * 1024)
-ORBIT_MAX_METADATA_BYTES = env.int("ORBIT_MAX_METADATA_BYTES", default=256 * 1024)
-ORBIT_DEFAULT_STEP_TIMEOUT = env.float("ORBIT_DEFAULT_STEP_TIMEOUT", default=300.0)
+# Each ORBIT_* setting that orbit/conf.py reads comes from the environment, parsed by the
+# type of its default there; the defaults (and what each means) live in that one place.
+def _orbit_setting(name: str, default: Any) -> Any:
+    key = f"ORBIT_{name}"
+    if isinstance(default, list):
+        return env.list(key, default=default)
+    if isinstance(default, bool):
+        return env.bool(key, default=default)
+    if isinstance(default, float):
+        return env.float(key, default=default)
+    if isinstance(default, int):
+        return env.int(key, default=default)
+    return env.str(key, default=default)
+
+
+for _name, _default in ORBIT_DEFAULTS.items():
+    globals()[f"ORBIT_{_name}"] = _orbit_setting(_name, _default)
+
 ORBIT_LOG_FORMAT = env.str("ORBIT_LOG_FORMAT", default="text")
 ORBIT_LOG_LEVEL = env.str("ORBIT_LOG_LEVEL", default="INFO")
 # Bearer token Prometheus sends to scrape /metrics (unset: staff session only).
 ORBIT_METRICS_TOKEN = env.str("ORBIT_METRICS_TOKEN", default="")
-# Cron schedules (docs/SCHEDULES.md): the zone cron expressions are read in, what happens
-# to slots missed while no worker ran (latest, skip or all), and how late a slot may fire.
-ORBIT_SCHEDULE_TIMEZONE = env.str("ORBIT_SCHEDULE_TIMEZONE", default=TIME_ZONE)
-ORBIT_SCHEDULE_CATCHUP = env.str("ORBIT_SCHEDULE_CATCHUP", default="latest")
-ORBIT_SCHEDULE_CATCHUP_MAX = env.int("ORBIT_SCHEDULE_CATCHUP_MAX", default=100)
-ORBIT_SCHEDULE_GRACE = env.float("ORBIT_SCHEDULE_GRACE", default=60.0)
-ORBIT_SCHEDULE_INTERVAL = env.float("ORBIT_SCHEDULE_INTERVAL", default=5.0)
-# Security (docs/SECURITY.md): key names whose values are masked wherever data is shown,
-# rate limits ("600/minute", "10/5minutes", "off"), proxies in front of Orbit whose
-# X-Forwarded-For entries are trusted for the client address, and the JSON depth limit.
-ORBIT_REDACT_KEYS = env.list(
-    "ORBIT_REDACT_KEYS",
-    default=[
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "authorization",
-        "private_key",
-    ],
-)
-ORBIT_API_RATE_LIMIT = env.str("ORBIT_API_RATE_LIMIT", default="600/minute")
-ORBIT_LOGIN_RATE_LIMIT = env.str("ORBIT_LOGIN_RATE_LIMIT", default="10/minute")
-ORBIT_TRUSTED_PROXIES = env.int("ORBIT_TRUSTED_PROXIES", default=0)
-ORBIT_MAX_JSON_DEPTH = env.int("ORBIT_MAX_JSON_DEPTH", default=32)
-# Empty: the strict default in orbit/conf.py (only this origin's files, nothing inline).
-ORBIT_CONTENT_SECURITY_POLICY = env.str("ORBIT_CONTENT_SECURITY_POLICY", default="")
 
 LOGGING = {
     "version": 1,
