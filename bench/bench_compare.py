@@ -1,0 +1,316 @@
+"""`make bench`: Orbit and its peers on this machine, side by side in one table.
+
+    make bench                    # about 10 min: Orbit on PostgreSQL and SQLite, then the peers
+    BENCH_QUICK=1 make bench      # smoke run: 200 jobs per drain, 10 pickup samples, short pgbench
+    BENCH_PEERS=0 make bench      # Orbit alone
+    PEERS_SCRIPT=/path/to/run_all.sh make bench
+
+The peers (procrastinate, django-tasks, DBOS, and pgbench for PostgreSQL's own limit) come
+from the shared peer benchmark, ../shared/bench/peers/run_all.sh from the repository root;
+it builds its own venv under /tmp/peerbench and needs root. When it is missing or fails,
+the table shows Orbit alone and says why. Both sides drain the same N no-op jobs per
+measurement and take the same number of pickup samples, timed the same way (wall clock
+from just before the enqueue call to the job function's start).
+
+Writes everything (Orbit's rows, the peers' raw results, the machine) to
+bench/results/bench-<time>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PEERS_SCRIPT = Path(os.environ.get("PEERS_SCRIPT", ROOT.parent / "shared/bench/peers/run_all.sh"))
+PEERS_TMP = Path(os.environ.get("PEERBENCH_TMP", "/tmp/peerbench"))
+PEERS_RESULTS = Path(os.environ.get("PEERBENCH_RESULTS", PEERS_TMP / "results"))
+ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+N = int(os.environ.get("BENCH_N", 200 if QUICK else 2000))
+LAT_N = int(os.environ.get("BENCH_LAT_N", 10 if QUICK else 50))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 16))
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "postgres": postgres_version(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def postgres_version() -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(ADMIN_URL, connect_timeout=5) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def run_orbit(db: str, stamp: str) -> list[dict[str, Any]]:
+    """Orbit's rows for one database; none (and a message) when the run failed."""
+    out = RESULTS / f"orbit-{db}-{stamp}.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_worker.py"),
+            "--db",
+            db,
+            "--n",
+            str(N),
+            "--lat-n",
+            str(LAT_N),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        print(f"orbit ({db}): bench_worker.py exited with {proc.returncode}", flush=True)
+        return []
+    rows: list[dict[str, Any]] = json.loads(out.read_text())
+    out.unlink()  # folded into the combined file
+    return rows
+
+
+def run_peers(stamp: str) -> tuple[dict[str, Any], str | None]:
+    """The peers' raw results, and why they are missing if they are."""
+    if os.environ.get("BENCH_PEERS", "1") == "0":
+        return {}, "skipped (BENCH_PEERS=0)"
+    if not PEERS_SCRIPT.is_file():
+        return {}, f"{PEERS_SCRIPT} not found (set PEERS_SCRIPT)"
+    if os.geteuid() != 0:
+        return {}, f"{PEERS_SCRIPT.name} needs root (it runs `su postgres`)"
+    if shutil.which("pgbench") is None and not Path("/usr/lib/postgresql/15/bin/pgbench").exists():
+        return {}, "pgbench (PostgreSQL 15) is not installed"
+    env = dict(os.environ, PEERBENCH_N=str(N), PEERBENCH_LAT_N=str(LAT_N))
+    if QUICK:
+        env.setdefault("PGBENCH_SECS", "2")
+        env.setdefault("PGBENCH_SCRIPTS", "claim_complete")
+    env.setdefault("PGBENCH_CLIENTS", "1 2")
+    prepare_peer_database(env)
+    for name in ("systems.jsonl", "pgbench.jsonl"):  # never show a previous run's figures
+        (PEERS_RESULTS / name).unlink(missing_ok=True)
+    PEERS_TMP.mkdir(parents=True, exist_ok=True)
+    log = PEERS_TMP / f"run_all-{stamp}.log"
+    print(f"peers: running {PEERS_SCRIPT} (log: {log})", flush=True)
+    with log.open("w") as f:
+        proc = subprocess.run(
+            ["bash", str(PEERS_SCRIPT)], env=env, stdout=f, stderr=subprocess.STDOUT
+        )
+    peers = {"systems": read_jsonl("systems.jsonl"), "pgbench": read_jsonl("pgbench.jsonl")}
+    if proc.returncode != 0:
+        tail = [line for line in log.read_text().splitlines() if line.strip()][-1:]
+        reason = f"{PEERS_SCRIPT.name} exited with {proc.returncode}: {' '.join(tail)[:200]}"
+        return peers, reason
+    if not peers["systems"]:
+        return peers, f"{PEERS_SCRIPT.name} wrote no results (see {log})"
+    return peers, None
+
+
+def prepare_peer_database(env: dict[str, str]) -> None:
+    """Create the peers' role and database if missing.
+
+    run_all.sh creates them with `su postgres -c psql`, but that psql inherits PGUSER and
+    PGHOST from common.sh and so connects as the role it is about to create, and fails.
+    """
+    import psycopg
+
+    user = env.get("PGUSER", "peerbench")
+    password = env.get("PGPASSWORD", "peerbench")
+    database = env.get("PGDATABASE", "peerbench")
+    try:
+        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user]).fetchone():
+                conn.execute(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}' CREATEDB")
+                conn.execute(f'GRANT pg_checkpoint TO "{user}"')
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [database]
+            ).fetchone():
+                conn.execute(f'CREATE DATABASE "{database}" OWNER "{user}"')
+    except psycopg.Error as exc:
+        print(f"peers: could not prepare role/database ({exc}); run_all.sh will try", flush=True)
+
+
+def read_jsonl(name: str) -> list[dict[str, Any]]:
+    path = PEERS_RESULTS / name
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rate(
+    rows: list[dict[str, Any]], pipeline: str, workers: int, key: str = "runs_per_s"
+) -> float | None:
+    for r in rows:
+        if r.get("pipeline") == pipeline and r.get("workers") == workers:
+            return float(r[key])
+    return None
+
+
+def orbit_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for db, label in (("postgres", "PostgreSQL"), ("sqlite", "SQLite")):
+        mine = [r for r in results if r.get("db") == db]
+        if not mine:
+            continue
+        pickup = next((r["pickup"] for r in mine if "pickup" in r), {})
+        rows.append(
+            {
+                "system": f"Orbit ({label})",
+                "config": f"runworker --concurrency {CONCURRENCY}",
+                "enqueue_s": statistics.mean(
+                    r["enqueue_per_s"] for r in mine if "enqueue_per_s" in r
+                ),
+                "drain_1p": rate(mine, "bench-noop", 1),
+                "drain_2p": rate(mine, "bench-noop", 2),
+                "steps_2p": rate(mine, "bench-three", 2, "steps_per_s"),
+                "lat_p50": pickup.get("wall_p50_ms"),
+                "lat_p95": pickup.get("wall_p95_ms"),
+                "db_lat_p50": pickup.get("p50_ms"),
+                "db_lat_p95": pickup.get("p95_ms"),
+            }
+        )
+    return rows
+
+
+def peer_rows(peers: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for r in peers.get("systems", []):
+        latency = r.get("latency") or {}
+        rows.append(
+            {
+                "system": r["system"],
+                "config": r["config"],
+                "enqueue_s": statistics.mean(r["enqueue_s"]) if r.get("enqueue_s") else None,
+                "drain_1p": (r.get("drain_1p") or {}).get("drain_jobs_s"),
+                "drain_2p": (r.get("drain_2p") or {}).get("drain_jobs_s"),
+                "steps_2p": None,
+                "lat_p50": latency.get("lat_p50_ms"),
+                "lat_p95": latency.get("lat_p95_ms"),
+            }
+        )
+    pg = {(r["script"], r["clients"]): r for r in peers.get("pgbench", [])}
+    one, two = pg.get(("claim_complete", 1)), pg.get(("claim_complete", 2))
+    if one or two:
+        rows.append(
+            {
+                "system": "PostgreSQL (pgbench)",
+                "config": "claim + complete: 2 transactions per job",
+                "enqueue_s": (pg.get(("insert", 1)) or {}).get("tps"),
+                "drain_1p": (one or {}).get("tps"),
+                "drain_2p": (two or {}).get("tps"),
+                "steps_2p": None,
+                "lat_p50": None,
+                "lat_p95": None,
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    def cell(value: float | None, unit: str = "") -> str:
+        return (
+            "-" if value is None else f"{value:.0f}{unit}" if value >= 10 else f"{value:.1f}{unit}"
+        )
+
+    header = (
+        f"{'system':<22} {'configuration':<42} {'enqueue/s':>9} {'drain 1p':>9} {'drain 2p':>9} "
+        f"{'3-step 2p':>10} {'pickup p50':>10} {'p95':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['system'][:22]:<22} {r['config'][:42]:<42} {cell(r['enqueue_s']):>9} "
+            f"{cell(r['drain_1p']):>9} {cell(r['drain_2p']):>9} {cell(r['steps_2p']):>10} "
+            f"{cell(r['lat_p50'], ' ms'):>10} {cell(r['lat_p95'], ' ms'):>8}"
+        )
+
+
+def main() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    started = time.time()
+    host = machine()
+    orbit: list[dict[str, Any]] = []
+    for db in ("postgres", "sqlite"):
+        orbit += run_orbit(db, stamp)
+    peers, missing = run_peers(stamp)
+    rows = orbit_rows(orbit) + peer_rows(peers)
+    host["load_average_after"] = os.getloadavg()
+
+    print()
+    print(
+        f"{N} no-op jobs per drain, {LAT_N} pickup samples{' (BENCH_QUICK)' if QUICK else ''}; "
+        f"{host['cores']} cores, {host['cpu']}, PostgreSQL {host['postgres']}"
+    )
+    print(
+        "drain = jobs/s by 1 or 2 worker processes (start-up excluded); 3-step 2p = steps/s of a "
+        "3-step no-op pipeline;\npickup = enqueue call to the job function's start (wall clock); "
+        "pgbench: transactions/s with 1 or 2 clients"
+    )
+    print()
+    print_table(rows)
+    for r in rows:
+        if r.get("db_lat_p50") is not None:
+            print(
+                f"{r['system']}: pickup by the database clock (run INSERT to claim) "
+                f"p50 {r['db_lat_p50']:.1f} ms, p95 {r['db_lat_p95']:.1f} ms"
+            )
+    if missing:
+        print(f"peers: not available ({missing})")
+    versions = dict.fromkeys(f"{r['system']} {r['version']}" for r in peers.get("systems", []))
+    if versions:
+        print("peer versions: " + "; ".join(versions))
+
+    out = RESULTS / f"bench-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "quick": QUICK,
+                "n": N,
+                "lat_n": LAT_N,
+                "concurrency": CONCURRENCY,
+                "machine": host,
+                "seconds": round(time.time() - started),
+                "table": rows,
+                "orbit": orbit,
+                "peers": peers,
+                "peers_missing": missing,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
