@@ -38,7 +38,7 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:543
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 N = int(os.environ.get("BENCH_N", 200 if QUICK else 2000))
 LAT_N = int(os.environ.get("BENCH_LAT_N", 10 if QUICK else 50))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 16))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 32))
 
 
 def machine() -> dict[str, Any]:

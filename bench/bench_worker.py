@@ -1,6 +1,6 @@
 """Worker benchmark (not a test): enqueue rate, drain throughput, pickup latency.
 
-    python bench/bench_worker.py --n 2000 --lat-n 50 --db postgres [--concurrency 16]
+    python bench/bench_worker.py --n 2000 --lat-n 50 --db postgres [--concurrency 32]
     make bench                      # this, for PostgreSQL and SQLite, beside the peers
 
 Each figure runs against a fresh database with real `manage.py runworker` processes.
@@ -108,7 +108,7 @@ def drain(
     n: int,
     k: int,
     steps: int,
-    concurrency: int = 16,
+    concurrency: int = 32,
     *,
     clear: bool = True,
 ) -> dict[str, float]:
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--lat-n", type=int, default=50)
     parser.add_argument("--db", choices=["postgres", "sqlite", "both"], default="both")
-    parser.add_argument("--concurrency", type=int, default=16, help="slots per worker process")
+    parser.add_argument("--concurrency", type=int, default=32, help="slots per worker process")
     parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/)")
     args = parser.parse_args()
     dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]

@@ -27,6 +27,7 @@ from orbit.exceptions import (
 from orbit.json_depth import nested_deeper_than
 from orbit.models import AuditAction
 from pipelines.models import Pipeline
+from runs.ids import uuid7
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.notify import notify_runnable
 
@@ -107,7 +108,7 @@ def run_create(
     try:
         with transaction.atomic():
             run = Run.objects.create(
-                id=uuid.uuid4(),
+                id=uuid7(),
                 pipeline=row,
                 metadata=metadata,
                 priority=priority,

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -9,6 +8,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from orbit.conf import orbit_settings
+from runs.ids import uuid7
 
 
 def db_now_plus(seconds: float) -> Any:
@@ -75,7 +75,7 @@ class RunQuerySet(models.QuerySet["Run"]):
 
 
 class Run(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     pipeline = models.ForeignKey(
         "pipelines.Pipeline", on_delete=models.PROTECT, related_name="runs"
     )
@@ -169,7 +169,8 @@ class Run(models.Model):
 
 
 class Step(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    # No index of its own: both unique constraints below start with the run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
     name = models.CharField(max_length=100)
     position = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
@@ -206,7 +207,10 @@ class Step(models.Model):
 class StepAttempt(models.Model):
     """One try at a step, kept forever: the retry history operators read."""
 
-    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="attempt_records")
+    # No index of its own: attempt_unique_number starts with the step.
+    step = models.ForeignKey(
+        Step, on_delete=models.CASCADE, related_name="attempt_records", db_index=False
+    )
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
     number = models.PositiveIntegerField()
     outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
@@ -233,7 +237,6 @@ class StepAttempt(models.Model):
         ]
         indexes = [
             models.Index(fields=["finished_at"], name="attempt_finished_idx"),
-            models.Index(fields=["run"], name="attempt_run_idx"),
         ]
 
     def __str__(self) -> str:
