@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/orbit_ci
 export ORBIT_PIPELINE_MODULES ?=
 
@@ -23,9 +24,9 @@ migrate: install
 admin: migrate
 	$(BIN)/python manage.py ensure_admin
 
-## Orbit on http://127.0.0.1:8000 (web + worker through honcho; SQLite unless DATABASE_URL)
+## Orbit on http://127.0.0.1:$(PORT) (web + worker through honcho; SQLite unless DATABASE_URL)
 run: admin
-	ORBIT_BIND=127.0.0.1 $(BIN)/honcho start -p 8000 web worker
+	PATH="$(CURDIR)/$(BIN):$$PATH" ORBIT_BIND=127.0.0.1 $(BIN)/honcho start -p $(PORT) web worker
 
 worker: migrate
 	$(BIN)/python manage.py runworker
