@@ -114,18 +114,36 @@ def record(
     `label` names the target for people (default `str(target)`); `target_id` is for a
     row already deleted, whose pk is gone.
     """
-    actor = actor or current_actor()
     return AuditEvent.objects.create(
-        action=action,
-        source=actor.source,
-        user_id=actor.user.pk if actor.user is not None else None,
-        actor=actor.name[:150],
-        ip_address=actor.ip_address,
-        target_type=target._meta.label_lower,
-        target_id=str(target.pk if target_id is None else target_id),
-        target_repr=(label or str(target))[:200],
-        changes=dict(changes or {}),
+        **event_values(
+            action, target, actor=actor, changes=changes, label=label, target_id=target_id
+        )
     )
+
+
+def event_values(
+    action: AuditAction,
+    target: models.Model,
+    *,
+    actor: Actor | None = None,
+    changes: Mapping[str, Any] | None = None,
+    label: str | None = None,
+    target_id: Any = None,
+) -> dict[str, Any]:
+    """The columns of one event (`record`'s, and the one-statement enqueue's in
+    runs/creating.py), `created_at` aside: the database stamps it."""
+    actor = actor or current_actor()
+    return {
+        "action": action,
+        "source": actor.source,
+        "user_id": actor.user.pk if actor.user is not None else None,
+        "actor": actor.name[:150],
+        "ip_address": actor.ip_address,
+        "target_type": target._meta.label_lower,
+        "target_id": str(target.pk if target_id is None else target_id),
+        "target_repr": (label or str(target))[:200],
+        "changes": dict(changes or {}),
+    }
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:

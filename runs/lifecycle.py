@@ -11,10 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Now
 
-from orbit.audit import Actor, record
+from orbit.audit import Actor, event_values, record
 from orbit.conf import orbit_settings
 from orbit.exceptions import (
     InvalidMetadata,
@@ -25,8 +25,9 @@ from orbit.exceptions import (
     UnknownPipeline,
 )
 from orbit.json_depth import nested_deeper_than
-from orbit.models import AuditAction
+from orbit.models import AuditAction, AuditEvent
 from pipelines.models import Pipeline
+from runs.creating import insert_run
 from runs.ids import uuid7
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.notify import notify_runnable
@@ -105,25 +106,32 @@ def run_create(
         existing = Run.objects.filter(pipeline=row, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing
+    run = Run(
+        id=uuid7(),
+        pipeline=row,
+        metadata=metadata,
+        priority=priority,
+        queue=queue,
+        idempotency_key=idempotency_key,
+        scheduled_for=scheduled_for,
+    )
+    changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
+    if scheduled_for is not None:
+        changes["scheduled_for"] = scheduled_for.isoformat()
+    audit = event_values(
+        AuditAction.RUN_CREATED, run, actor=actor, changes=changes, label=run_label(run)
+    )
     try:
-        with transaction.atomic():
-            run = Run.objects.create(
-                id=uuid7(),
-                pipeline=row,
-                metadata=metadata,
-                priority=priority,
-                queue=queue,
-                idempotency_key=idempotency_key,
-                scheduled_for=scheduled_for,
-            )
-            Step.objects.bulk_create(
-                Step(run=run, name=s.name, position=i) for i, s in enumerate(definition.steps)
-            )
-            changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
-            if scheduled_for is not None:
-                changes["scheduled_for"] = scheduled_for.isoformat()
-            record(AuditAction.RUN_CREATED, run, actor=actor, changes=changes, label=run_label(run))
-            notify_runnable()
+        if connection.vendor == "postgresql":  # one statement: runs/creating.py
+            insert_run(run, [s.name for s in definition.steps], audit)
+        else:
+            with transaction.atomic():
+                run.save(force_insert=True)
+                Step.objects.bulk_create(
+                    Step(run=run, name=s.name, position=i) for i, s in enumerate(definition.steps)
+                )
+                AuditEvent.objects.create(**audit)
+                notify_runnable()
     except IntegrityError:
         if idempotency_key is not None:
             return Run.objects.get(pipeline=row, idempotency_key=idempotency_key)
