@@ -294,16 +294,7 @@ def _plain_success(
         if row is None or row.status == StepStatus.SUCCEEDED or not continue_run:
             return None
         result = json.loads(report.result_json) if report.result_json is not None else None
-        next_task = replace(
-            task,
-            step=following.name,
-            step_id=row.id,
-            position=task.position + 1,
-            prev_results={**task.prev_results, task.step: result},
-            attempt=row.attempts + 1,
-            failures=row.failures,
-            timeout=_timeout(following),
-        )
+        next_task = _following_task(task, result, following, row.id, row.attempts, row.failures)
     success = Success(
         run_id=claim.run_id,
         fence=claim.attempt,
@@ -315,6 +306,27 @@ def _plain_success(
         next_step=next_task.step if next_task else "",
     )
     return success, next_task
+
+
+def _following_task(
+    task: StepTask,
+    result: Any,
+    following: StepDefinition,
+    step_id: int,
+    attempts: int,
+    failures: int,
+) -> StepTask:
+    """The task for the step after `task`, which succeeded with `result`."""
+    return replace(
+        task,
+        step=following.name,
+        step_id=step_id,
+        position=task.position + 1,
+        prev_results={**task.prev_results, task.step: result},
+        attempt=attempts + 1,
+        failures=failures,
+        timeout=_timeout(following),
+    )
 
 
 def _without_secrets(report: AttemptReport) -> AttemptReport:
@@ -350,15 +362,8 @@ def _record_success(
         if row["status"] == StepStatus.SUCCEEDED:
             reroute = True
         elif continue_run:
-            next_task = replace(
-                task,
-                step=following.name,
-                step_id=row["id"],
-                position=task.position + 1,
-                prev_results={**task.prev_results, task.step: result},
-                attempt=row["attempts"] + 1,
-                failures=row["failures"],
-                timeout=_timeout(following),
+            next_task = _following_task(
+                task, result, following, row["id"], row["attempts"], row["failures"]
             )
     fenced = _fenced(claim)
     if next_task is not None or (reroute and continue_run):
