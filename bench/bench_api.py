@@ -173,8 +173,8 @@ def measure(requests: int) -> list[dict[str, object]]:
     from django.db import connection
     from django.test import Client
 
-    from orbit.pagination import _encode
-    from orbit.tokens import create_token
+    from orbit.api.pagination import _encode
+    from orbit.core.tokens import create_token
     from pipelines.models import Pipeline
     from runs.models import Run
 

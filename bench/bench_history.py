@@ -42,7 +42,7 @@ runs AS (
                        attempt, lease_expires_at, current_step, interruptions, started_at,
                        finished_at, error, idempotency_key, scheduled_for, created_at,
                        worker_id)
-    -- Time-ordered ids, as runs.ids.uuid7 makes them: 48 bits of milliseconds, version 7.
+    -- Time-ordered ids, as orbit.core.ids.uuid7 makes them: 48 bits of milliseconds, version 7.
     SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
             || substr(md5(random()::text), 1, 3) || '8'
             || substr(md5(random()::text), 1, 15))::uuid,

@@ -146,7 +146,7 @@ def drain(
 
 
 def pickup(db: str, n: int) -> dict[str, float]:
-    from orbit.conf import orbit_settings
+    from orbit.core.conf import orbit_settings
     from runs import enqueue
     from runs.models import Run, Step
 

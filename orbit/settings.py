@@ -12,7 +12,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from orbit.conf import DEFAULTS as ORBIT_DEFAULTS
+from orbit.core.conf import DEFAULTS as ORBIT_DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "orbit-development-key-not-for-production"
@@ -37,25 +37,27 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "orbit.core",  # app label "orbit": API tokens and the audit trail
+    "orbit.web.ratelimit",
     "pipelines",
     "runs",
     "services",
-    "orbit",
-    "orbit.ratelimit",
+    "orbit.console",  # the dashboard, and the admin of every app
+    "orbit.cli",  # the management commands
     "ninja",  # serves /api/docs from local static files, which the CSP allows
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "orbit.middleware.ContentSecurityPolicyMiddleware",
+    "orbit.web.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "orbit.middleware.RequestSizeLimitMiddleware",
+    "orbit.web.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "orbit.middleware.RateLimitMiddleware",
-    "orbit.middleware.JsonDepthLimitMiddleware",
+    "orbit.web.middleware.RateLimitMiddleware",
+    "orbit.web.middleware.JsonDepthLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -78,7 +80,7 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-# Larger bodies are refused with 413 before they are read (orbit/middleware.py).
+# Larger bodies are refused with 413 before they are read (orbit/web/middleware.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 
 ROOT_URLCONF = "orbit.urls"
@@ -144,9 +146,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = (
-    [BASE_DIR / "orbit" / "static"] if (BASE_DIR / "orbit" / "static").exists() else []
-)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -162,7 +161,7 @@ LOGIN_URL = "admin:login"
 
 
 # --- Orbit --------------------------------------------------------------------------------
-# Each ORBIT_* setting that orbit/conf.py reads comes from the environment, parsed by the
+# Each ORBIT_* setting that orbit/core/conf.py reads comes from the environment, parsed by the
 # type of its default there; the defaults (and what each means) live in that one place.
 def _orbit_setting(name: str, default: Any) -> Any:
     key = f"ORBIT_{name}"
@@ -189,8 +188,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"()": "orbit.logs.TextFormatter"},
-        "json": {"()": "orbit.logs.JsonFormatter"},
+        "text": {"()": "orbit.core.logs.TextFormatter"},
+        "json": {"()": "orbit.core.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {

@@ -9,7 +9,7 @@ class PipelinesConfig(AppConfig):
     verbose_name = "Pipelines"
 
     def ready(self) -> None:
-        from pipelines.registry import registry
+        from pipelines.definition import registry
         from pipelines.sync import sync_after_migrate
 
         registry.autodiscover()

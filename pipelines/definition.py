@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orbit.exceptions import DefinitionError, InvalidSchedule
+from orbit.core.exceptions import DefinitionError, InvalidSchedule
+from pipelines.registry import Registry
+from pipelines.retry import Backoff, RetryPolicy
 from pipelines.schedules import validate_schedule
-from runs.retry import Backoff, RetryPolicy
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 StepFunction = Callable[..., Any]
@@ -136,8 +137,6 @@ class Pipeline:
         self.steps: tuple[StepDefinition, ...] = tuple(built)
         self.module = _caller_module()
         if register:
-            from pipelines.registry import registry
-
             registry.register(self)
 
     def step_named(self, name: str) -> StepDefinition:
@@ -160,3 +159,7 @@ def _caller_module() -> str:
         return str(caller.f_globals.get("__name__", "?")) if caller else "?"
     finally:
         del frame
+
+
+#: Every definition built with `register=True` (the default), by name.
+registry: Registry[Pipeline] = Registry()

@@ -3,7 +3,7 @@
 Rows are operators' handles on code definitions: a row may be created for any definition
 that exists in code, renamed, rescheduled, enabled or disabled, and deleted only while no
 run refers to it (disable it instead, so no history is lost). Each function takes the
-`actor` it acts for (orbit.audit) and records it in the same transaction.
+`actor` it acts for (orbit.core.audit) and records it in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
-from orbit.audit import Actor, diff, record
-from orbit.exceptions import DefinitionError, OrbitError
-from orbit.models import AuditAction
-from pipelines.definition import NAME_PATTERN
+from orbit.core.audit import Actor, diff, record
+from orbit.core.exceptions import DefinitionError, OrbitError
+from orbit.core.limits import validate_metadata
+from orbit.core.models import AuditAction
+from pipelines.definition import NAME_PATTERN, registry
 from pipelines.models import Pipeline
-from pipelines.registry import registry
 from pipelines.schedules import validate_schedule
-from runs.lifecycle import validate_metadata
 
 logger = logging.getLogger(__name__)
 

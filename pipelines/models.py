@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import models
 from django.db.models import Case, F, Q, When
 from django.db.models.functions import Now
 
+from pipelines.definition import Pipeline as Definition
+from pipelines.definition import registry
 from pipelines.schedules import schedule_validator, validate_schedule
-
-if TYPE_CHECKING:
-    from pipelines.definition import Pipeline as Definition
 
 
 class PipelineQuerySet(models.QuerySet["Pipeline"]):
@@ -19,16 +18,6 @@ class PipelineQuerySet(models.QuerySet["Pipeline"]):
 
     def scheduled(self) -> PipelineQuerySet:
         return self.enabled().exclude(schedule="")
-
-    def with_last_run(self) -> PipelineQuerySet:
-        """Annotate `last_run_status` and `last_run_at` (one subquery each, indexed)."""
-        from runs.models import Run
-
-        latest = Run.objects.filter(pipeline=models.OuterRef("pk")).order_by("-created_at", "-id")
-        return self.annotate(
-            last_run_status=models.Subquery(latest.values("status")[:1]),
-            last_run_at=models.Subquery(latest.values("created_at")[:1]),
-        )
 
     def set_enabled(self, enabled: bool) -> int:
         """Enable or disable many rows; enabling resumes each schedule from its next slot."""
@@ -70,7 +59,7 @@ class Pipeline(models.Model):
 
     class Meta:
         ordering = ["name"]
-        # Enabling is an operator's switch; editing (change_pipeline) is an admin's: orbit/roles.py.
+        # Enabling is an operator's switch; editing (change_pipeline) is an admin's: orbit/core/roles.py.
         permissions = [("operate_pipeline", "Can enable or disable pipelines")]
         indexes = [models.Index(fields=["definition"], name="pipeline_definition_idx")]
 
@@ -96,8 +85,6 @@ class Pipeline(models.Model):
     @property
     def code(self) -> Definition | None:
         """The definition in code, or None when it is gone (the row then cannot start runs)."""
-        from pipelines.registry import registry
-
         return registry.find(self.definition)
 
     def set_enabled(self, enabled: bool) -> None:

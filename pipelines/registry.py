@@ -1,5 +1,9 @@
 """Where pipeline definitions are found: every installed app's `pipelines.py`, plus the
 modules named in ORBIT_PIPELINE_MODULES, so users add pipelines without editing Orbit.
+
+The registry knows of a definition only its name and the module that built it, so this
+module sits below `pipelines.definition`, which registers each definition as it is built
+into the one registry, `pipelines.definition.registry`.
 """
 
 from __future__ import annotations
@@ -7,24 +11,39 @@ from __future__ import annotations
 import importlib
 import logging
 import traceback
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-from orbit.exceptions import DefinitionError, UnknownPipeline
+from django.apps import apps
 
-if TYPE_CHECKING:
-    from pipelines.definition import Pipeline
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import DefinitionError, UnknownPipeline
 
 logger = logging.getLogger(__name__)
 
 
-class Registry:
+class Registrable(Protocol):
+    """What the registry reads of a definition."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def module(self) -> str: ...
+
+
+D = TypeVar("D", bound=Registrable)
+
+
+class Registry(Generic[D]):
+    """Definitions by name, loaded from the pipeline modules on first use."""
+
     def __init__(self) -> None:
-        self._pipelines: dict[str, Pipeline] = {}
+        self._pipelines: dict[str, D] = {}
         # module path -> why it failed to import; the other modules still load.
         self.errors: dict[str, str] = {}
         self.discovered = False
 
-    def register(self, pipeline: Pipeline) -> None:
+    def register(self, pipeline: D) -> None:
         existing = self._pipelines.get(pipeline.name)
         if existing is not None and existing.module != pipeline.module:
             raise DefinitionError(
@@ -36,7 +55,7 @@ class Registry:
     def unregister(self, name: str) -> None:
         self._pipelines.pop(name, None)
 
-    def get(self, name: str) -> Pipeline:
+    def get(self, name: str) -> D:
         self.autodiscover()
         try:
             return self._pipelines[name]
@@ -46,11 +65,11 @@ class Registry:
                 f"No pipeline definition named {name!r}. Known definitions: {known}"
             ) from None
 
-    def find(self, name: str) -> Pipeline | None:
+    def find(self, name: str) -> D | None:
         self.autodiscover()
         return self._pipelines.get(name)
 
-    def all(self) -> list[Pipeline]:
+    def all(self) -> list[D]:
         self.autodiscover()
         return sorted(self._pipelines.values(), key=lambda p: p.name)
 
@@ -58,10 +77,6 @@ class Registry:
         if self.discovered and not force:
             return
         self.discovered = True
-        from django.apps import apps
-
-        from orbit.conf import orbit_settings
-
         modules = [f"{config.name}.pipelines" for config in apps.get_app_configs()]
         for module in modules:
             try:
@@ -87,6 +102,3 @@ class Registry:
             extra={"event": "pipeline_module_failed", "pipeline_module": module},
         )
         logger.debug("%s", "".join(traceback.format_exception(exc)))
-
-
-registry = Registry()

@@ -1,4 +1,4 @@
-"""Cron schedules: which expressions are valid, and when a pipeline's slots fall.
+"""Cron schedules: which expressions are valid, and when their slots fall.
 
 Expressions are read by `cronsim` in ORBIT_SCHEDULE_TIMEZONE, which follows Debian cron
 across daylight-saving changes: a fixed-time job whose time is skipped in spring runs
@@ -11,20 +11,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
-from django.db.models import OuterRef, Subquery
 
-from orbit.conf import orbit_settings
-from orbit.exceptions import InvalidSchedule
-
-if TYPE_CHECKING:
-    from django.db.models import QuerySet
-
-    from pipelines.models import Pipeline
-    from runs.models import Run
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -153,66 +146,6 @@ def next_slot(expression: str, after: datetime, zone: ZoneInfo | None = None) ->
     except StopIteration:
         return None
     return None
-
-
-def schedule_start(pipeline_row: Pipeline, last_slot: datetime | None) -> datetime:
-    """Slots at or before this time never fire: the anchor, or the last slot fired."""
-    anchor = pipeline_row.schedule_anchor
-    if not isinstance(anchor, datetime):  # not read back from the database yet
-        pipeline_row.refresh_from_db(fields=["schedule_anchor"])
-        anchor = pipeline_row.schedule_anchor
-    return max(anchor, last_slot) if last_slot is not None else anchor
-
-
-def next_fire_time(pipeline_row: Pipeline, after: datetime | None = None) -> datetime | None:
-    """When the pipeline's schedule next fires; None when it is disabled or has no schedule.
-
-    `after` defaults to now. The time is in ORBIT_SCHEDULE_TIMEZONE.
-    """
-    if not pipeline_row.enabled or not pipeline_row.schedule:
-        return None
-    if after is None:
-        from django.utils import timezone
-
-        after = timezone.now()
-    last_slot: datetime | None
-    if hasattr(pipeline_row, "last_slot"):  # annotated by with_last_slot()
-        last_slot = pipeline_row.last_slot
-    else:
-        last = last_scheduled_run(pipeline_row)
-        last_slot = last.scheduled_for if last else None
-    start = max(after, schedule_start(pipeline_row, last_slot))
-    try:
-        return next_slot(pipeline_row.schedule, start)
-    except InvalidSchedule:
-        return None  # only rows written around Pipeline.save() can hold one
-
-
-def with_last_slot(pipelines: QuerySet[Pipeline]) -> QuerySet[Pipeline]:
-    """Annotate each row with `last_slot`, its latest fired slot, in the same query.
-
-    `next_fire_time` uses the annotation when present, so a page listing many pipelines
-    does not query once per row.
-    """
-    from runs.models import Run
-
-    latest = (
-        Run.objects.filter(pipeline=OuterRef("pk"), scheduled_for__isnull=False)
-        .order_by("-scheduled_for")
-        .values("scheduled_for")[:1]
-    )
-    return pipelines.annotate(last_slot=Subquery(latest))
-
-
-def last_scheduled_run(pipeline_row: Pipeline) -> Run | None:
-    """The run created for the pipeline's latest schedule slot, if any."""
-    from runs.models import Run
-
-    return (
-        Run.objects.filter(pipeline=pipeline_row, scheduled_for__isnull=False)
-        .order_by("-scheduled_for")
-        .first()
-    )
 
 
 def describe_schedule(expression: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 
-from pipelines.registry import registry
+from pipelines.definition import registry
 
 
 def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:

@@ -25,9 +25,9 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from orbit.conf import orbit_settings
-from orbit.exceptions import InvalidResult, PermanentFailure
-from orbit.logs import record_fields
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidResult, PermanentFailure
+from orbit.core.logs import record_fields
 from pipelines.context import StepContext, StepResult
 from runs.execution import AttemptReport, StepTask
 from runs.models import AttemptOutcome
@@ -173,7 +173,7 @@ def crash_report(
         outcome=AttemptOutcome.CRASHED,
         duration=duration,
         error=f"The process running step {task.step!r} {process.exit_description()}",
-        error_type="orbit.exceptions.StepCrashed",
+        error_type="orbit.core.exceptions.StepCrashed",
         logs=logs,
     )
 
@@ -183,7 +183,7 @@ def timeout_report(task: StepTask, duration: float, logs: list[dict[str, Any]]) 
         outcome=AttemptOutcome.TIMED_OUT,
         duration=duration,
         error=f"Step {task.step!r} ran past its {task.timeout:g} s timeout and was stopped",
-        error_type="orbit.exceptions.StepTimeout",
+        error_type="orbit.core.exceptions.StepTimeout",
         logs=logs,
     )
 
@@ -306,7 +306,7 @@ def encode_result(step: str, value: Any) -> str:
 
 def run_task(task: StepTask, conn: Connection | None) -> AttemptReport:
     """Run one attempt of a step and describe how it went. Never raises."""
-    from pipelines.registry import registry
+    from pipelines.definition import registry
 
     logs: list[dict[str, Any]] = []
     # Through a pipe the supervisor collects the records itself (and keeps them even if

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
-from orbit.models import AuditEvent
+from orbit.core.models import AuditEvent
 from runs.models import Run, Step
 from runs.notify import CHANNEL
 
@@ -53,7 +53,7 @@ SELECT available_at, created_at, pg_notify(%(channel)s, '0') FROM run
 
 def insert_run(run: Run, steps: Sequence[str], audit: dict[str, Any]) -> Run:
     """Insert `run` (an unsaved instance with its id set), its steps in order and its audit
-    event (`orbit.audit.event_values`), and announce it; returns `run`, now saved."""
+    event (`orbit.core.audit.event_values`), and announce it; returns `run`, now saved."""
     params = {
         "id": run.id,
         "pipeline": run.pipeline_id,

@@ -21,11 +21,10 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
-from orbit.conf import orbit_settings
-from orbit.redaction import redact_text
+from orbit.core.conf import orbit_settings
+from orbit.core.redaction import redact_text
 from pipelines.definition import Pipeline as Definition
-from pipelines.definition import StepDefinition
-from pipelines.registry import registry
+from pipelines.definition import StepDefinition, registry
 from runs.batch_commit import Success, commit_successes
 from runs.claiming import Claim, StepRow
 from runs.models import (

@@ -17,8 +17,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models.functions import Now
 
-from orbit.conf import orbit_settings
-from orbit.exceptions import InvalidTransition, PipelineDisabled
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidTransition, PipelineDisabled
 from pipelines.definition import Pipeline as Definition
 from pipelines.models import Pipeline
 from runs import leases

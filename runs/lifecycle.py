@@ -1,11 +1,10 @@
 """Changes to runs that the admin, dashboard, API, CLI and schedules all make the same way.
 
-Each takes the `actor` it acts for (orbit.audit) and records it in the same transaction.
+Each takes the `actor` it acts for (orbit.core.audit) and records it in the same transaction.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import datetime
@@ -14,51 +13,24 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Now
 
-from orbit.audit import Actor, event_values, record
-from orbit.conf import orbit_settings
-from orbit.exceptions import (
-    InvalidMetadata,
+from orbit.core.audit import Actor, event_values, record
+from orbit.core.exceptions import (
     InvalidTransition,
-    MetadataTooLarge,
     OrbitError,
     RunNotFound,
     UnknownPipeline,
 )
-from orbit.json_depth import nested_deeper_than
-from orbit.models import AuditAction, AuditEvent
+from orbit.core.ids import uuid7
+from orbit.core.limits import validate_metadata
+from orbit.core.models import AuditAction, AuditEvent
 from pipelines.models import Pipeline
 from runs.creating import insert_run
-from runs.ids import uuid7
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.notify import notify_runnable
 
 logger = logging.getLogger(__name__)
 
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
-
-
-def validate_metadata(metadata: Any) -> dict[str, Any]:
-    """A JSON object within ORBIT_MAX_METADATA_BYTES, or a clear error."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise InvalidMetadata(f"Run metadata must be a JSON object, not {type(metadata).__name__}")
-    try:
-        encoded = json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMetadata(f"Run metadata is not JSON-serialisable: {exc}") from None
-    depth = orbit_settings.max_json_depth
-    if nested_deeper_than(metadata, depth):
-        raise InvalidMetadata(
-            f"Run metadata is nested deeper than {depth} levels (ORBIT_MAX_JSON_DEPTH)"
-        )
-    limit = orbit_settings.max_metadata_bytes
-    if len(encoded.encode()) > limit:
-        raise MetadataTooLarge(
-            f"Run metadata is {len(encoded.encode())} bytes; the limit is {limit} bytes "
-            "(ORBIT_MAX_METADATA_BYTES)"
-        )
-    return metadata
 
 
 def get_pipeline(name: str) -> Pipeline:

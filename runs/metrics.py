@@ -24,13 +24,16 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     Min,
+    OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
 )
 from django.db.models.functions import TruncMinute
 
-from orbit.conf import orbit_settings
+from orbit.core.conf import orbit_settings
+from pipelines.models import Pipeline
 from runs.models import (
     FAILED_OUTCOMES,
     AttemptOutcome,
@@ -482,6 +485,15 @@ def pipeline_success_rate(
     return _ratio(counts["succeeded"], counts["succeeded"] + counts["failed"])
 
 
+def with_last_run(pipelines: QuerySet[Pipeline]) -> QuerySet[Pipeline]:
+    """Annotate `last_run_status` and `last_run_at` (one subquery each, indexed)."""
+    latest = Run.objects.filter(pipeline=OuterRef("pk")).order_by("-created_at", "-id")
+    return pipelines.annotate(
+        last_run_status=Subquery(latest.values("status")[:1]),
+        last_run_at=Subquery(latest.values("created_at")[:1]),
+    )
+
+
 def worker_health(now: datetime | None = None, limit: int = 100) -> WorkerHealth:
     """Each worker not stopped (and those stopped in the last day), and an overall verdict.
 
@@ -708,6 +720,7 @@ __all__ = [
     "step_duration_histogram",
     "step_failure_rates",
     "window_stats",
+    "with_last_run",
     "worker_counts",
     "worker_health",
 ]

@@ -7,8 +7,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
-from orbit.conf import orbit_settings
-from runs.ids import uuid7
+from orbit.core.conf import orbit_settings
+from orbit.core.ids import uuid7
 
 
 def db_now_plus(seconds: float) -> Any:
@@ -108,7 +108,7 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        # Operating runs is not editing them (runs are never edited): see orbit/roles.py.
+        # Operating runs is not editing them (runs are never edited): see orbit/core/roles.py.
         permissions = [("operate_run", "Can run, retry, cancel and resume runs")]
         constraints = [
             models.CheckConstraint(

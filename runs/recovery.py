@@ -17,8 +17,8 @@ from django.db import connection, transaction
 from django.db.models import F, Min
 from django.db.models.functions import Now
 
-from orbit.conf import orbit_settings
-from orbit.exceptions import InvalidTransition
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidTransition
 from runs.lifecycle import get_run, record_recovered
 from runs.models import AttemptOutcome, Run, RunStatus, Step, StepAttempt, StepStatus, Worker
 from runs.notify import notify_runnable
@@ -167,7 +167,7 @@ def _record_interruption(
             number=step.attempts + 1,
             outcome=AttemptOutcome.INTERRUPTED,
             error="The worker running this step stopped renewing its lease (it died, froze or lost the database)",
-            error_type="orbit.exceptions.LeaseLost",
+            error_type="orbit.core.exceptions.LeaseLost",
             started_at=step.started_at,
             worker_id=worker_id,
         )

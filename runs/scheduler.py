@@ -5,6 +5,10 @@ guarantee is the database's: `run_unique_schedule_slot` allows one run per pipel
 slot, so a worker that loses a race gets an IntegrityError and moves on. On PostgreSQL an
 advisory lock also lets one worker at a time do the work, so the others do not queue on
 that unique index.
+
+Where a pipeline's slots fall is cron arithmetic (pipelines/schedules.py); which slot
+fired last is a question about runs, so it is answered here (`with_last_slot`,
+`last_scheduled_run`, `next_fire_time`) for the worker and for listings alike.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
-from orbit.audit import Actor
-from orbit.conf import orbit_settings
-from orbit.exceptions import InvalidSchedule, OrbitError
-from orbit.models import AuditSource
+from orbit.core.audit import Actor
+from orbit.core.clock import db_now
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidSchedule, OrbitError
+from orbit.core.models import AuditSource
 from pipelines.models import Pipeline
-from pipelines.schedules import next_slot, schedule_start, slots_between, with_last_slot
+from pipelines.schedules import next_slot, slots_between
 from runs.lifecycle import run_create
 from runs.models import Run
 
@@ -49,7 +56,7 @@ def fire_due_schedules(now: datetime | None = None, *, exclusive: bool = True) -
     with _one_worker_at_a_time(exclusive) as acquired:
         if not acquired:
             return []
-        now = now or _database_now()
+        now = now or db_now()  # workers on several hosts agree on it, not on their own
         created: list[Run] = []
         for row in _scheduled_pipelines():
             created.extend(_fire_pipeline(row, now))
@@ -85,6 +92,60 @@ def due_slots(row: Pipeline, now: datetime, last_slot: datetime | None) -> list[
         grace = timedelta(seconds=orbit_settings.schedule_grace)
         return [slot for slot in slots if now - slot <= grace]
     return slots
+
+
+def schedule_start(pipeline_row: Pipeline, last_slot: datetime | None) -> datetime:
+    """Slots at or before this time never fire: the anchor, or the last slot fired."""
+    anchor = pipeline_row.schedule_anchor
+    if not isinstance(anchor, datetime):  # not read back from the database yet
+        pipeline_row.refresh_from_db(fields=["schedule_anchor"])
+        anchor = pipeline_row.schedule_anchor
+    return max(anchor, last_slot) if last_slot is not None else anchor
+
+
+def next_fire_time(pipeline_row: Pipeline, after: datetime | None = None) -> datetime | None:
+    """When the pipeline's schedule next fires; None when it is disabled or has no schedule.
+
+    `after` defaults to now. The time is in ORBIT_SCHEDULE_TIMEZONE.
+    """
+    if not pipeline_row.enabled or not pipeline_row.schedule:
+        return None
+    if after is None:
+        after = timezone.now()
+    last_slot: datetime | None
+    if hasattr(pipeline_row, "last_slot"):  # annotated by with_last_slot()
+        last_slot = pipeline_row.last_slot
+    else:
+        last = last_scheduled_run(pipeline_row)
+        last_slot = last.scheduled_for if last else None
+    start = max(after, schedule_start(pipeline_row, last_slot))
+    try:
+        return next_slot(pipeline_row.schedule, start)
+    except InvalidSchedule:
+        return None  # only rows written around Pipeline.save() can hold one
+
+
+def with_last_slot(pipelines: QuerySet[Pipeline]) -> QuerySet[Pipeline]:
+    """Annotate each row with `last_slot`, its latest fired slot, in the same query.
+
+    `next_fire_time` uses the annotation when present, so a page listing many pipelines
+    does not query once per row.
+    """
+    latest = (
+        Run.objects.filter(pipeline=OuterRef("pk"), scheduled_for__isnull=False)
+        .order_by("-scheduled_for")
+        .values("scheduled_for")[:1]
+    )
+    return pipelines.annotate(last_slot=Subquery(latest))
+
+
+def last_scheduled_run(pipeline_row: Pipeline) -> Run | None:
+    """The run created for the pipeline's latest schedule slot, if any."""
+    return (
+        Run.objects.filter(pipeline=pipeline_row, scheduled_for__isnull=False)
+        .order_by("-scheduled_for")
+        .first()
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -173,14 +234,3 @@ def _one_worker_at_a_time(exclusive: bool) -> Iterator[bool]:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
             acquired = bool(cursor.fetchone()[0])
         yield acquired
-
-
-def _database_now() -> datetime:
-    """Workers on several hosts agree on the database clock, not on their own."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SELECT statement_timestamp()")
-            return cursor.fetchone()[0]  # type: ignore[no-any-return]
-    from django.utils import timezone
-
-    return timezone.now()  # SQLite's clock is the host's clock

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from orbit.exceptions import OrbitError, PermanentFailure
+from orbit.core.exceptions import OrbitError, PermanentFailure
 
 
 class NotConfigured(PermanentFailure, ImproperlyConfigured):

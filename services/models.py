@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F
 
-from orbit.links import http_url
+from orbit.core.links import http_url
 
 
 class VeryfiDocumentQuerySet(models.QuerySet["VeryfiDocument"]):

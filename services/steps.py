@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from orbit.exceptions import PermanentFailure
+from orbit.core.exceptions import PermanentFailure
 from pipelines import StepContext
 from services import conf, s3
 from services.documents import local_document

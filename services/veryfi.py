@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import backoff
 import requests
 
-from runs.retry import Backoff
+from pipelines.retry import Backoff
 from services import conf
 from services.exceptions import NotConfigured, VeryfiBadResponse, VeryfiRejected, VeryfiUnavailable
 

@@ -98,6 +98,6 @@ fails_until_fixed = Pipeline(
 )
 echo = Pipeline("t-echo", steps=[step("echo", steps.logs_what_it_is_given)])
 
-# Secret redaction (tests/orbit/test_redaction.py): a step that needs and leaks secrets.
+# Secret redaction (tests/core/test_redaction.py): a step that needs and leaks secrets.
 secrets = Pipeline("t-secrets", steps=[step("connect", steps.uses_secrets)])
 leaky_error = Pipeline("t-leaky-error", steps=[step("leaks", steps.fails_revealing_secrets)])

@@ -3,7 +3,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-import runs.ids
+import orbit.core.ids
 
 
 class Migration(migrations.Migration):
@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
             model_name="run",
             name="id",
             field=models.UUIDField(
-                default=runs.ids.uuid7, editable=False, primary_key=True, serialize=False
+                default=orbit.core.ids.uuid7, editable=False, primary_key=True, serialize=False
             ),
         ),
         migrations.AlterField(

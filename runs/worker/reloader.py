@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from orbit.conf import orbit_settings
+from orbit.core.conf import orbit_settings
 from runs.child import die_with_parent
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import F, Min
 from django.db.models.functions import Now
 
-from orbit.conf import orbit_settings
+from orbit.core.conf import orbit_settings
 from runs import leases
 from runs.child import crash_report, timeout_report
 from runs.claiming import claim_runs

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from orbit.tokens import create_token
+from orbit.core.tokens import create_token
 
 VIEWER = ("runs.view_run", "runs.view_worker", "pipelines.view_pipeline")
 OPERATOR = (*VIEWER, "runs.operate_run")

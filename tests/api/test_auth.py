@@ -7,9 +7,9 @@ import re
 import pytest
 from django.test import Client
 
-from orbit.api import api
-from orbit.models import ApiToken
-from orbit.tokens import create_token, revoke_token
+from orbit.api.site import api
+from orbit.core.models import ApiToken
+from orbit.core.tokens import create_token, revoke_token
 from runs import enqueue
 from runs.models import Run, RunStatus
 from tests.api.conftest import OPERATOR, Api, make_user, pipeline_id

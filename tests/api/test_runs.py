@@ -353,7 +353,7 @@ def test_an_unexpected_error_is_a_json_500_without_details(viewer_api, monkeypat
     def broken(run_id):
         raise RuntimeError("password=hunter2 in a traceback")
 
-    monkeypatch.setattr("runs.api.run_with_steps", broken)
+    monkeypatch.setattr("orbit.api.runs.run_with_steps", broken)
     response = viewer_api.get(f"/api/runs/{uuid.uuid4()}")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error; it has been logged"}

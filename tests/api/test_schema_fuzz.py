@@ -11,7 +11,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from orbit.tokens import create_token
+from orbit.core.tokens import create_token
 from runs import enqueue
 from tests.api.conftest import make_user
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from orbit.conf import DEFAULT_CONTENT_SECURITY_POLICY
+from orbit.core.conf import DEFAULT_CONTENT_SECURITY_POLICY
 from runs import enqueue
 from runs.models import Run, RunStatus
 

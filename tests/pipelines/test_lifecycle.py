@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from orbit.exceptions import DefinitionError, InvalidSchedule, OrbitError
+from orbit.core.exceptions import DefinitionError, InvalidSchedule, OrbitError
 from pipelines.lifecycle import PipelineConflict, pipeline_create, pipeline_delete, pipeline_update
 from pipelines.models import Pipeline
 from runs import enqueue

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from orbit.exceptions import InvalidMetadata, InvalidTransition, MetadataTooLarge, UnknownPipeline
+from orbit.core.exceptions import (
+    InvalidMetadata,
+    InvalidTransition,
+    MetadataTooLarge,
+    UnknownPipeline,
+)
 from runs import enqueue
 from runs.lifecycle import run_cancel, run_retry
 from runs.models import Run, RunStatus, StepStatus
@@ -79,7 +84,7 @@ def test_enqueue_is_one_statement_after_the_pipeline_lookup_on_postgresql(test_p
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from orbit.models import AuditEvent
+    from orbit.core.models import AuditEvent
     from runs.models import Step
 
     enqueue("t-three")  # warm up: the pipeline rows exist

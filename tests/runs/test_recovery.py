@@ -5,7 +5,7 @@ import re
 import pytest
 from django.db.models.functions import Now
 
-from orbit.exceptions import InvalidTransition
+from orbit.core.exceptions import InvalidTransition
 from runs import enqueue
 from runs.claiming import claim_runs
 from runs.lifecycle import run_cancel

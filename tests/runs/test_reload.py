@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import Pipeline, step
-from pipelines.registry import registry
+from pipelines.definition import registry
 from pipelines.sync import sync_pipelines
 from runs import enqueue
 from runs.models import AttemptOutcome, Run, RunStatus, Step

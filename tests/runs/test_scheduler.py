@@ -16,9 +16,14 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 
 from pipelines.models import Pipeline
-from pipelines.schedules import next_fire_time
 from runs.models import Run, RunStatus
-from runs.scheduler import fire_due_schedules, fire_slot
+from runs.scheduler import (
+    fire_due_schedules,
+    fire_slot,
+    last_scheduled_run,
+    next_fire_time,
+    with_last_slot,
+)
 from tests.factories import PipelineFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -311,6 +316,73 @@ def test_the_command_refuses_a_bad_time():
         "--now 'tomorrow' is not an ISO 8601 time such as 2026-03-29T03:00:00+02:00"
     )
     assert not Run.objects.exists()
+
+
+# --- next fire time and last scheduled run -------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"schedule": "0 3 * * *"}, datetime(2026, 1, 11, 3, tzinfo=UTC)),  # tomorrow 03:00
+        ({"schedule": "@hourly"}, datetime(2026, 1, 10, 13, tzinfo=UTC)),  # next hour
+        ({"schedule": "0 3 * * *", "enabled": False}, None),  # disabled: never
+        ({"schedule": ""}, None),  # no schedule
+    ],
+)
+def test_next_fire_time(fields, expected):
+    row = scheduled(**fields)
+    assert next_fire_time(row, after=datetime(2026, 1, 10, 12, 30, tzinfo=UTC)) == expected
+
+
+@pytest.mark.django_db
+def test_next_fire_time_is_in_the_schedule_time_zone(settings):
+    settings.ORBIT_SCHEDULE_TIMEZONE = "Europe/Berlin"
+    row = scheduled()
+    fires = next_fire_time(row, after=datetime(2026, 1, 10, 12, tzinfo=UTC))
+    assert fires is not None
+    assert fires.isoformat() == "2026-01-11T03:00:00+01:00"
+
+
+@pytest.mark.django_db
+def test_next_fire_time_defaults_to_after_now():
+    row = PipelineFactory(name="nightly", schedule="* * * * *")
+    fires = next_fire_time(row)
+    assert fires is not None
+    assert timedelta(0) < fires - row.schedule_anchor <= timedelta(minutes=1, seconds=5)
+
+
+@pytest.mark.django_db
+def test_a_slot_already_fired_is_not_the_next_one():
+    row = scheduled()
+    RunFactory(pipeline=row, scheduled_for=datetime(2026, 1, 11, 3, tzinfo=UTC))
+    after = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    assert next_fire_time(row, after=after) == datetime(2026, 1, 12, 3, tzinfo=UTC)
+
+
+@pytest.mark.django_db
+def test_a_listing_gets_next_fire_times_in_one_query(django_assert_num_queries):
+    for n in range(3):
+        row = scheduled(f"nightly-{n}")
+        RunFactory(pipeline=row, scheduled_for=datetime(2026, 1, 11, 3, tzinfo=UTC))
+    after = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    with django_assert_num_queries(1):
+        fires = [
+            next_fire_time(row, after=after)
+            for row in with_last_slot(Pipeline.objects.filter(schedule="0 3 * * *"))
+        ]
+    assert fires == [datetime(2026, 1, 12, 3, tzinfo=UTC)] * 3
+
+
+@pytest.mark.django_db
+def test_last_scheduled_run_is_the_latest_slot_not_the_latest_run():
+    row = scheduled()
+    RunFactory(pipeline=row, scheduled_for=None)  # started by hand: not a schedule's run
+    latest = RunFactory(pipeline=row, scheduled_for=datetime(2026, 1, 3, 3, tzinfo=UTC))
+    RunFactory(pipeline=row, scheduled_for=datetime(2026, 1, 2, 3, tzinfo=UTC))
+    assert last_scheduled_run(row) == latest
+    assert last_scheduled_run(scheduled("other")) is None
 
 
 # --- several real workers at once on PostgreSQL -----------------------------------------------

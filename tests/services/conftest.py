@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from pipelines import StepContext
-from runs.retry import Backoff
+from pipelines.retry import Backoff
 from services import s3
 from services import veryfi as veryfi_module
 from services.veryfi import RetryRules

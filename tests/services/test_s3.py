@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from orbit.exceptions import PermanentFailure
+from orbit.core.exceptions import PermanentFailure
 from services import s3
 from services.exceptions import InvalidDocument, NotConfigured, S3Refused
 from services.steps import s3_upload

@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from orbit.exceptions import PermanentFailure
+from orbit.core.exceptions import PermanentFailure
 from runs.models import Step
 from services.exceptions import NotConfigured, VeryfiRejected
 from services.models import VeryfiDocument

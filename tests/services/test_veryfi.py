@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from orbit.exceptions import PermanentFailure
+from orbit.core.exceptions import PermanentFailure
 from services.exceptions import NotConfigured, VeryfiBadResponse, VeryfiRejected, VeryfiUnavailable
 from services.veryfi import RetryRules, VeryfiClient, VeryfiConfig, retry_after_seconds, sign
 from tests.services.conftest import FAST_RULES, RECEIPT, VERYFI_API_KEY, VERYFI_CLIENT_SECRET

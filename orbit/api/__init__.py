@@ -1,0 +1,1 @@
+"""The REST API at /api/ (built in `orbit.api.site`), plus /metrics and /healthz."""

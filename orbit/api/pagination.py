@@ -1,0 +1,117 @@
+"""Keyset (cursor) pagination, newest first, stable while rows are inserted.
+
+A cursor names the last row of a page, and the next page is everything strictly after
+it in the order, so new rows never shift pages and deep pages cost as little as the
+first: the position is found through the index instead of skipping OFFSET rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from django.db import connection
+from django.db.models import CharField, DateTimeField, F, Model, Q, QuerySet, Value
+from django.db.models.functions import Cast
+from django.db.models.lookups import Exact, LessThan, LessThanOrEqual
+
+from orbit.core.exceptions import OrbitError
+
+M = TypeVar("M", bound=Model)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+class InvalidCursor(OrbitError):
+    """The cursor is not one this API returned: pass `next_cursor` from the previous page."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[M]):
+    items: list[M]
+    next_cursor: str | None
+
+
+def by_created(queryset: QuerySet[M], *, limit: int, cursor: str | None) -> Page[M]:
+    """Order by (created_at, id) descending: the run_*_idx indexes serve this order."""
+    queryset = queryset.order_by("-created_at", "-id")
+    if connection.vendor == "sqlite":
+        # SQLite stores timestamps as text in more than one format (the database's Now()
+        # keeps milliseconds, Python values microseconds), and compares them as text. The
+        # cursor therefore keeps the stored text itself, so it compares exactly like ORDER BY.
+        queryset = queryset.annotate(_cursor_at=Cast("created_at", CharField()))  # type: ignore[assignment]
+    if cursor:
+        at, last_id = _decode(cursor, 2)
+        bound = (
+            Value(at, output_field=CharField())
+            if connection.vendor == "sqlite"
+            else Value(_datetime(at), output_field=DateTimeField())
+        )
+        # The first condition is the index range; the second breaks ties on created_at.
+        queryset = queryset.filter(LessThanOrEqual(F("created_at"), bound)).filter(
+            Q(LessThan(F("created_at"), bound))
+            | (Q(Exact(F("created_at"), bound)) & Q(id__lt=last_id))
+        )
+    rows = list(queryset[: limit + 1])
+    if len(rows) <= limit:
+        return Page(rows, None)
+    last = rows[limit - 1]
+    at_text = getattr(last, "_cursor_at", None) or last.created_at.isoformat()  # type: ignore[attr-defined]
+    return Page(rows[:limit], _encode([at_text, str(last.pk)]))
+
+
+def by_id(queryset: QuerySet[M], *, limit: int, cursor: str | None) -> Page[M]:
+    """Order by id descending, for tables whose ids only grow (steps)."""
+    queryset = queryset.order_by("-id")
+    if cursor:
+        (last_id,) = _decode(cursor, 1)
+        if not isinstance(last_id, int) or isinstance(last_id, bool):
+            raise _invalid()
+        queryset = queryset.filter(id__lt=last_id)
+    rows = list(queryset[: limit + 1])
+    if len(rows) <= limit:
+        return Page(rows, None)
+    return Page(rows[:limit], _encode([rows[limit - 1].pk]))
+
+
+def _encode(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, size: int) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = json.loads(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _invalid() from None
+    if not isinstance(parts, list) or len(parts) != size:
+        raise _invalid()
+    if size == 2:
+        at, last_id = parts
+        if not isinstance(at, str) or not isinstance(last_id, str) or len(at) > 40:
+            raise _invalid()
+        try:
+            uuid.UUID(last_id)
+        except ValueError:
+            raise _invalid() from None
+    return parts
+
+
+def _datetime(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _invalid() from None
+    if moment.tzinfo is None:
+        raise _invalid()
+    return moment
+
+
+def _invalid() -> InvalidCursor:
+    return InvalidCursor(field="cursor")

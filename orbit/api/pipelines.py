@@ -1,0 +1,167 @@
+"""/api/pipelines: list, read, create, change, enable, disable and delete pipelines, and
+start their runs. Enabling and disabling is an operator's; the rest of editing an admin's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest
+from ninja import Router, Status
+from ninja.params import functions as params
+
+from orbit.api.pagination import by_created
+from orbit.api.runs import CURSOR, LIMIT, api_actor, run_with_steps
+from orbit.api.schemas.pipelines import PipelineDetailOut, PipelineIn, PipelineOut, PipelinePatch
+from orbit.api.schemas.runs import ErrorOut, RunDetailOut, RunIn, RunPageOut, ValidationErrorOut
+from orbit.core.redaction import unmask
+from orbit.web.auth import allow, require_permissions
+from pipelines.lifecycle import (
+    pipeline_create,
+    pipeline_delete,
+    pipeline_set_enabled,
+    pipeline_update,
+)
+from pipelines.models import Pipeline
+from runs.lifecycle import run_create
+from runs.metrics import pipeline_success_rate
+from runs.models import Run
+from runs.scheduler import next_fire_time
+
+router = Router(tags=["pipelines"])
+
+READ = allow("pipelines.view_pipeline")
+OPERATE = allow("pipelines.operate_pipeline")
+IDEMPOTENCY_KEY: Any = params.Header(
+    None,
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=255,
+    description="Repeating a request with the same key returns the first run",
+)
+ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut}
+#: Requests with a JSON body may also be malformed (400) or too large (413).
+BODY_ERRORS: dict[int, Any] = {**ERRORS, 400: ErrorOut, 413: ErrorOut}
+
+
+@router.get("", response={200: list[PipelineOut], **ERRORS}, auth=READ)
+def list_pipelines(request: HttpRequest) -> Any:
+    """Every pipeline, by name, with its steps as defined in code."""
+    return Pipeline.objects.all()
+
+
+@router.post(
+    "",
+    response={201: PipelineDetailOut, 409: ErrorOut, **BODY_ERRORS},
+    auth=allow("pipelines.add_pipeline"),
+)
+def create_pipeline(request: HttpRequest, payload: PipelineIn) -> Any:
+    """A pipeline running a code definition; 409 if the name is taken."""
+    return Status(201, _detail(pipeline_create(**payload.model_dump(), actor=api_actor(request))))
+
+
+@router.get("/{pipeline_id}", response={200: PipelineDetailOut, **ERRORS}, auth=READ)
+def get_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """One pipeline, with its next fire time and its success rate over the last 24 hours."""
+    return _detail(_get(pipeline_id))
+
+
+@router.patch(
+    "/{pipeline_id}",
+    response={200: PipelineDetailOut, 409: ErrorOut, **BODY_ERRORS},
+    auth=allow("pipelines.change_pipeline"),
+)
+def update_pipeline(request: HttpRequest, pipeline_id: int, payload: PipelinePatch) -> Any:
+    """Change the name, description, schedule, default metadata or enabled flag.
+
+    Secrets in default metadata are masked when read; a masked value sent back keeps the
+    stored secret, so reading, editing and sending a pipeline loses nothing."""
+    pipeline = _get(pipeline_id)
+    changes = payload.model_dump(exclude_unset=True)
+    if "enabled" in changes:  # switching a pipeline on or off is also an operator's act
+        require_permissions(request.user, ("pipelines.operate_pipeline",))
+    if changes.get("default_metadata") is not None:
+        changes["default_metadata"] = unmask(changes["default_metadata"], pipeline.default_metadata)
+    return _detail(pipeline_update(pipeline, actor=api_actor(request), **changes))
+
+
+@router.post("/{pipeline_id}/enable", response={200: PipelineDetailOut, **ERRORS}, auth=OPERATE)
+def enable_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Let the pipeline start runs again; its schedule resumes from the next slot."""
+    row = _get(pipeline_id)
+    pipeline_set_enabled(row, True, actor=api_actor(request))
+    return _detail(row)
+
+
+@router.post("/{pipeline_id}/disable", response={200: PipelineDetailOut, **ERRORS}, auth=OPERATE)
+def disable_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Stop the pipeline starting runs and firing its schedule; queued runs still run."""
+    row = _get(pipeline_id)
+    pipeline_set_enabled(row, False, actor=api_actor(request))
+    return _detail(row)
+
+
+@router.delete(
+    "/{pipeline_id}",
+    response={204: None, 409: ErrorOut, **ERRORS},
+    auth=allow("pipelines.delete_pipeline"),
+)
+def delete_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Delete a pipeline that has no runs; 409 otherwise (disable it to keep its history)."""
+    pipeline_delete(_get(pipeline_id), actor=api_actor(request))
+    return Status(204, None)
+
+
+@router.post(
+    "/{pipeline_id}/runs",
+    response={201: RunDetailOut, **BODY_ERRORS},
+    auth=allow("runs.operate_run"),
+)
+def create_run(
+    request: HttpRequest,
+    pipeline_id: int,
+    payload: RunIn | None = None,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Any:
+    """Queue a run; with an Idempotency-Key header a repeated request returns the same run."""
+    payload = payload or RunIn(metadata=None, priority=0)
+    run = run_create(
+        _get(pipeline_id),
+        metadata=payload.metadata,
+        priority=payload.priority,
+        idempotency_key=idempotency_key,
+        actor=api_actor(request),
+    )
+    return Status(201, _run_detail(run.id))
+
+
+@router.get(
+    "/{pipeline_id}/runs",
+    response={200: RunPageOut, **ERRORS},
+    auth=allow("runs.view_run"),
+)
+def list_pipeline_runs(
+    request: HttpRequest,
+    pipeline_id: int,
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
+) -> Any:
+    """The pipeline's runs, newest first, a page at a time (pass `next_cursor` back)."""
+    runs = Run.objects.filter(pipeline=_get(pipeline_id)).select_related("pipeline", "worker")
+    return by_created(runs, limit=limit, cursor=cursor)
+
+
+def _get(pipeline_id: int) -> Pipeline:
+    try:
+        return Pipeline.objects.get(id=pipeline_id)
+    except Pipeline.DoesNotExist:
+        raise Http404(f"No pipeline with id {pipeline_id}") from None
+
+
+def _detail(pipeline: Pipeline) -> Pipeline:
+    pipeline.next_fire_time = next_fire_time(pipeline)  # type: ignore[attr-defined]
+    pipeline.success_rate = pipeline_success_rate(pipeline.id)  # type: ignore[attr-defined]
+    return pipeline
+
+
+def _run_detail(run_id: Any) -> Run:
+    return run_with_steps(run_id)

@@ -1,0 +1,202 @@
+"""/api/runs, /api/steps and /api/worker: read runs and steps, act on runs, see workers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import Prefetch
+from django.http import Http404, HttpRequest
+from ninja import Router
+from ninja.params import functions as params
+
+from orbit.api.pagination import by_created, by_id
+from orbit.api.schemas.runs import (
+    ErrorOut,
+    MetricsOut,
+    RunDetailOut,
+    RunOut,
+    RunPageOut,
+    StatsOut,
+    StepDetailOut,
+    StepLogsOut,
+    StepPageOut,
+    StepWithAttemptsOut,
+    ValidationErrorOut,
+    WorkerHealthOut,
+)
+from orbit.core.audit import Actor
+from orbit.core.models import AuditSource
+from orbit.web.auth import allow
+from runs import metrics
+from runs.lifecycle import get_run, run_cancel, run_resume, run_retry
+from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
+
+runs_router = Router(tags=["runs"])
+steps_router = Router(tags=["steps"])
+worker_router = Router(tags=["worker"])
+
+VIEW_RUNS = allow("runs.view_run")
+ACT_ON_RUNS = allow("runs.operate_run")
+ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut}
+LIMIT: Any = params.Query(50, ge=1, le=200, description="Items per page, 1 to 200")
+CURSOR: Any = params.Query(None, max_length=200, description="`next_cursor` of the previous page")
+RECENT_LIMIT: Any = params.Query(20, ge=1, le=200, description="How many, 1 to 200")
+PIPELINE_NAME: Any = params.Query(None, max_length=100, description="Pipeline name")
+
+
+def api_actor(request: HttpRequest) -> Actor:
+    """The token's or session's user, for the audit trail."""
+    return Actor.from_request(request, AuditSource.API)
+
+
+def run_with_steps(run_id: uuid.UUID | str) -> Run:
+    """One run with its steps and each step's attempts, in three queries."""
+    attempts = StepAttempt.objects.select_related("worker").order_by("number")
+    steps = Step.objects.order_by("position").prefetch_related(
+        Prefetch("attempt_records", queryset=attempts)
+    )
+    run = get_run(run_id)
+    return (
+        Run.objects.select_related("pipeline", "worker")
+        .prefetch_related(Prefetch("steps", queryset=steps))
+        .get(id=run.id)
+    )
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+
+@runs_router.get("", response={200: RunPageOut, **ERRORS}, auth=VIEW_RUNS)
+def list_runs(
+    request: HttpRequest,
+    status: RunStatus | None = None,
+    pipeline: str | None = PIPELINE_NAME,
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
+) -> Any:
+    """Runs, newest first, a page at a time; stable while new runs arrive."""
+    runs = Run.objects.select_related("pipeline", "worker")
+    if status:
+        runs = runs.filter(status=status)
+    if pipeline:
+        runs = runs.filter(pipeline__name=pipeline)
+    return by_created(runs, limit=limit, cursor=cursor)
+
+
+@runs_router.get("/{run_id}", response={200: RunDetailOut, **ERRORS}, auth=VIEW_RUNS)
+def get_run_detail(request: HttpRequest, run_id: uuid.UUID) -> Any:
+    """One run with its steps and every attempt of each."""
+    return run_with_steps(run_id)
+
+
+@runs_router.get(
+    "/{run_id}/steps", response={200: list[StepWithAttemptsOut], **ERRORS}, auth=VIEW_RUNS
+)
+def list_run_steps(request: HttpRequest, run_id: uuid.UUID) -> Any:
+    """The run's steps in order, with their attempts."""
+    return list(run_with_steps(run_id).steps.all())
+
+
+@runs_router.post(
+    "/{run_id}/retry", response={200: RunDetailOut, 409: ErrorOut, **ERRORS}, auth=ACT_ON_RUNS
+)
+def retry_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
+    """Queue a failed or cancelled run again from its first unfinished step."""
+    return run_with_steps(run_retry(run_id, actor=api_actor(request)).id)
+
+
+@runs_router.post(
+    "/{run_id}/cancel", response={200: RunDetailOut, 409: ErrorOut, **ERRORS}, auth=ACT_ON_RUNS
+)
+def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
+    """Cancel a pending or running run."""
+    return run_with_steps(run_cancel(run_id, actor=api_actor(request)).id)
+
+
+@runs_router.post(
+    "/{run_id}/resume", response={200: RunDetailOut, 409: ErrorOut, **ERRORS}, auth=ACT_ON_RUNS
+)
+def resume_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
+    """Put an interrupted run (its worker died) back in the queue now."""
+    return run_with_steps(run_resume(run_id, actor=api_actor(request)).id)
+
+
+# --- Steps ----------------------------------------------------------------------------------
+
+
+@steps_router.get("", response={200: StepPageOut, **ERRORS}, auth=VIEW_RUNS)
+def list_steps(
+    request: HttpRequest,
+    status: StepStatus | None = None,
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
+) -> Any:
+    """Steps of all runs, newest first, a page at a time."""
+    steps = Step.objects.defer("logs", "traceback")
+    if status:
+        steps = steps.filter(status=status)
+    return by_id(steps, limit=limit, cursor=cursor)
+
+
+@steps_router.get("/{step_id}", response={200: StepDetailOut, **ERRORS}, auth=VIEW_RUNS)
+def get_step(request: HttpRequest, step_id: int) -> Any:
+    """One step with its attempts."""
+    return _step(step_id, Step.objects.select_related("run__pipeline").defer("logs"))
+
+
+@steps_router.get("/{step_id}/logs", response={200: StepLogsOut, **ERRORS}, auth=VIEW_RUNS)
+def get_step_logs(request: HttpRequest, step_id: int) -> Any:
+    """The step's log records: time, level, message, structured fields and attempt."""
+    step = _step(step_id, Step.objects.only("id", "logs"))
+    return {"step_id": step.id, "records": step.logs or []}
+
+
+def _step(step_id: int, steps: Any) -> Step:
+    try:
+        return steps.get(id=step_id)  # type: ignore[no-any-return]
+    except Step.DoesNotExist:
+        raise Http404(f"No step with id {step_id}") from None
+
+
+# --- Workers and metrics --------------------------------------------------------------------
+
+
+@worker_router.get("/stats", response={200: StatsOut, **ERRORS}, auth=VIEW_RUNS)
+def worker_stats(request: HttpRequest) -> Any:
+    """Queue and outcome figures: see docs/METRICS.md."""
+    return metrics.stats()
+
+
+@worker_router.get("/recent-runs", response={200: list[RunOut], **ERRORS}, auth=VIEW_RUNS)
+def recent_runs(
+    request: HttpRequest,
+    status: RunStatus | None = None,
+    limit: int = RECENT_LIMIT,
+) -> Any:
+    """The latest runs, newest first (for paging through all of them use /api/runs)."""
+    runs = Run.objects.select_related("pipeline", "worker")
+    if status:
+        runs = runs.filter(status=status)
+    return list(runs.order_by("-created_at", "-id")[:limit])
+
+
+@worker_router.get(
+    "/health", response={200: WorkerHealthOut, **ERRORS}, auth=allow("runs.view_worker")
+)
+def worker_health(request: HttpRequest) -> Any:
+    """Each worker's state and heartbeat age, and healthy / degraded / down with the reason."""
+    return metrics.worker_health()
+
+
+@worker_router.get("/metrics", response={200: MetricsOut, **ERRORS}, auth=VIEW_RUNS)
+def worker_metrics(request: HttpRequest) -> Any:
+    """Runs finished per minute (last hour), step failure rates, per-pipeline figures."""
+    now = metrics.db_now()
+    return {
+        "at": now,
+        "runs_per_minute": metrics.runs_per_minute(metrics.HOUR, now),
+        "step_failure_rates": metrics.step_failure_rates(metrics.HOUR, now),
+        "most_failing_steps": metrics.most_failing_steps(metrics.HOUR, now),
+        "pipelines": metrics.pipeline_figures(metrics.DAY, now),
+    }

@@ -1,0 +1,93 @@
+"""What the API reads and returns for pipelines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ninja import Field, Schema
+from pydantic import ConfigDict
+
+from orbit.core.conf import orbit_settings
+from orbit.core.redaction import redact
+from pipelines.definition import NAME_PATTERN
+from pipelines.models import Pipeline
+from pipelines.schedules import describe_schedule
+
+
+class StepDefinitionOut(Schema):
+    name: str
+    max_retries: int
+    timeout: float = Field(description="Seconds per attempt (ORBIT_DEFAULT_STEP_TIMEOUT if unset)")
+
+
+class PipelineOut(Schema):
+    id: int
+    name: str
+    definition: str
+    description: str
+    schedule: str
+    schedule_description: str
+    enabled: bool
+    default_metadata: dict[str, Any]
+    in_code: bool = Field(description="False when the code definition is gone: no runs start")
+    steps: list[StepDefinitionOut]
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_default_metadata(obj: Pipeline) -> Any:
+        return redact(obj.default_metadata)
+
+    @staticmethod
+    def resolve_schedule_description(obj: Pipeline) -> str:
+        return describe_schedule(obj.schedule)
+
+    @staticmethod
+    def resolve_in_code(obj: Pipeline) -> bool:
+        return obj.code is not None
+
+    @staticmethod
+    def resolve_steps(obj: Pipeline) -> list[dict[str, Any]]:
+        code = obj.code
+        if code is None:
+            return []
+        default = orbit_settings.default_step_timeout
+        return [
+            {"name": s.name, "max_retries": s.max_retries, "timeout": s.timeout or default}
+            for s in code.steps
+        ]
+
+
+class PipelineDetailOut(PipelineOut):
+    next_fire_time: datetime | None = Field(
+        description="When the schedule next fires (None: no schedule, or disabled)"
+    )
+    success_rate: float | None = Field(
+        description="Succeeded / (succeeded + failed) among runs finished in the last 24 hours"
+    )
+
+
+class PipelineIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1, max_length=100, pattern=NAME_PATTERN.pattern, examples=["nightly-report"]
+    )
+    definition: str = Field(
+        min_length=1, max_length=100, description="Name of a pipeline definition in code"
+    )
+    description: str | None = Field(None, max_length=10_000)
+    schedule: str = Field("", max_length=100, description="Cron expression; empty: none")
+    default_metadata: dict[str, Any] | None = None
+    enabled: bool = True
+
+
+class PipelinePatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(None, min_length=1, max_length=100, pattern=NAME_PATTERN.pattern)  # type: ignore[assignment]
+    description: str = Field(None, max_length=10_000)  # type: ignore[assignment]
+    schedule: str = Field(None, max_length=100, description="Cron expression; empty: none")  # type: ignore[assignment]
+    default_metadata: dict[str, Any] = None  # type: ignore[assignment]
+    enabled: bool = None  # type: ignore[assignment]

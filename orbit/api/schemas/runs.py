@@ -1,0 +1,255 @@
+"""What the API reads and returns for runs, steps, workers and metrics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from ninja import Field, Schema
+from pydantic import ConfigDict
+
+from orbit.core.redaction import redact, redact_logs
+from runs.lifecycle import PRIORITY_RANGE
+from runs.models import RunStatus, StepStatus
+
+# --- Errors -----------------------------------------------------------------------------------
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class FieldErrorOut(Schema):
+    field: str
+    message: str
+
+
+class ValidationErrorOut(Schema):
+    detail: str
+    errors: list[FieldErrorOut] = []
+
+
+# --- Runs and steps ---------------------------------------------------------------------------
+
+
+class RunIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, Any] | None = Field(
+        None, description="The run's input, merged over the pipeline's default_metadata"
+    )
+    priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher first")
+
+
+class AttemptOut(Schema):
+    number: int
+    outcome: str
+    error: str
+    error_type: str
+    traceback: str
+    started_at: datetime | None
+    finished_at: datetime
+    duration: float | None
+    backoff_delay: float | None
+    worker: str | None
+
+    @staticmethod
+    def resolve_worker(obj: Any) -> str | None:
+        return obj.worker.name if obj.worker_id else None
+
+
+class StepOut(Schema):
+    id: int
+    run_id: uuid.UUID
+    name: str
+    position: int
+    status: StepStatus
+    attempts: int
+    failures: int
+    result: Any = None
+    error: str
+    error_type: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None
+
+    @staticmethod
+    def resolve_result(obj: Any) -> Any:
+        return redact(obj.result)
+
+
+class StepWithAttemptsOut(StepOut):
+    traceback: str
+    attempt_records: list[AttemptOut]
+
+    @staticmethod
+    def resolve_attempt_records(obj: Any) -> list[Any]:
+        return list(obj.attempt_records.all())
+
+
+class StepDetailOut(StepWithAttemptsOut):
+    pipeline: str
+
+    @staticmethod
+    def resolve_pipeline(obj: Any) -> str:
+        return str(obj.run.pipeline.name)
+
+
+class RunOut(Schema):
+    id: uuid.UUID
+    pipeline: str
+    pipeline_id: int
+    status: RunStatus
+    metadata: dict[str, Any]
+    priority: int
+    queue: str
+    attempt: int = Field(description="Claims so far (the fencing token)")
+    worker: str | None
+    current_step: str
+    interruptions: int
+    error: str
+    idempotency_key: str | None
+    scheduled_for: datetime | None
+    available_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None = Field(description="Seconds from start to finish")
+
+    @staticmethod
+    def resolve_pipeline(obj: Any) -> str:
+        return str(obj.pipeline.name)
+
+    @staticmethod
+    def resolve_worker(obj: Any) -> str | None:
+        return obj.worker.name if obj.worker_id else None
+
+    @staticmethod
+    def resolve_metadata(obj: Any) -> Any:
+        return redact(obj.metadata)
+
+
+class RunDetailOut(RunOut):
+    steps: list[StepWithAttemptsOut]
+
+    @staticmethod
+    def resolve_steps(obj: Any) -> list[Any]:
+        return list(obj.steps.all())
+
+
+class RunPageOut(Schema):
+    items: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+class StepPageOut(Schema):
+    items: list[StepOut]
+    next_cursor: str | None
+
+
+class LogRecordOut(Schema):
+    time: str
+    level: str
+    message: str
+    fields: dict[str, Any] = {}
+    attempt: int | None = None
+
+
+class StepLogsOut(Schema):
+    step_id: int
+    records: list[LogRecordOut]
+
+    @staticmethod
+    def resolve_records(obj: Any) -> list[Any]:
+        return redact_logs(obj["records"])
+
+
+# --- Workers and metrics ----------------------------------------------------------------------
+
+
+class WindowStatsOut(Schema):
+    window: str
+    seconds: float
+    finished: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    success_rate: float | None
+    throughput_per_minute: float
+    duration_p50: float | None
+    duration_p95: float | None
+
+
+class StatsOut(Schema):
+    at: datetime
+    pending: int
+    running: int
+    interrupted: int
+    queue_depth: int
+    delayed: int
+    oldest_pending_age: float | None
+    last_hour: WindowStatsOut
+    last_day: WindowStatsOut
+
+
+class WorkerOut(Schema):
+    id: int
+    name: str
+    hostname: str
+    pid: int
+    state: str
+    alive: bool
+    concurrency: int
+    queues: list[str]
+    started_at: datetime
+    last_heartbeat: datetime
+    heartbeat_age: float
+    current_runs: int
+    succeeded_count: int
+    failed_count: int
+
+
+class WorkerHealthOut(Schema):
+    status: str = Field(description="healthy, degraded or down")
+    reason: str
+    alive: int
+    dead: int
+    interrupted_runs: int
+    workers: list[WorkerOut]
+
+
+class MinuteOut(Schema):
+    minute: datetime
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class StepFailureRateOut(Schema):
+    pipeline: str
+    step: str
+    attempts: int
+    failures: int
+    retries: int
+    failure_rate: float | None
+
+
+class PipelineFiguresOut(Schema):
+    pipeline: str
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    success_rate: float | None
+    duration_p50: float | None
+    duration_p95: float | None
+
+
+class MetricsOut(Schema):
+    at: datetime
+    runs_per_minute: list[MinuteOut] = Field(description="Last hour, by outcome")
+    step_failure_rates: list[StepFailureRateOut] = Field(description="Last hour")
+    most_failing_steps: list[StepFailureRateOut] = Field(description="Last hour")
+    pipelines: list[PipelineFiguresOut] = Field(description="Last 24 hours")

@@ -1,0 +1,210 @@
+"""The `orbit` command line (also `python manage.py orbit ...`).
+
+`orbit list` and `orbit run` live here; every other `orbit <name>` runs the management
+command `<name>` with dashes as underscores (`orbit worker` is `runworker`), so commands
+added by any app are reachable the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+USAGE = """usage: orbit [--auto-recover] COMMAND [options]
+
+Commands:
+  list                      pipelines: definition, steps, schedule, enabled, last run
+  run NAME [--metadata JSON]  run a pipeline now in the foreground (exit 0 ok, 1 failed, 2 usage)
+  worker [options]          run a worker (same options as `manage.py runworker`)
+  check-interrupted         runs whose worker died, and why they count as interrupted
+  recover [--auto-resume]   report interrupted runs, or put them back in the queue
+  resume RUN_ID             execute a pending or interrupted run now, in the foreground
+  process-document PATH     run the document-processing pipeline for one file
+  <command>                 any Django management command (migrate, createsuperuser, ...)
+
+  --auto-recover            recover interrupted runs first, then run COMMAND
+"""
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orbit.settings")
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if project not in sys.path:
+        sys.path.insert(0, project)
+    import django
+
+    django.setup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    auto_recover = False
+    if args and args[0] == "--auto-recover":
+        auto_recover, args = True, args[1:]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    setup_django()
+    from orbit.core.audit import Actor, acting
+
+    # What runs through code that names no actor (the executor behind `orbit run`) is
+    # audited as the CLI's user.
+    with acting(Actor.cli()):
+        return _dispatch(args, auto_recover)
+
+
+def _dispatch(args: list[str], auto_recover: bool) -> int:
+    if auto_recover:
+        from runs.recovery import recover_interrupted
+
+        report = recover_interrupted(auto_resume=True)
+        print(
+            f"Recovered {len(report.recovered)} interrupted run(s); quarantined {len(report.quarantined)}."
+        )
+    command, rest = args[0], args[1:]
+    if command == "list":
+        return cmd_list(rest)
+    if command == "run":
+        return cmd_run(rest)
+    return run_management_command(command, rest)
+
+
+def run_management_command(command: str, rest: list[str]) -> int:
+    from django.core.management import execute_from_command_line, get_commands
+
+    name = {"worker": "runworker"}.get(command, command.replace("-", "_"))
+    if name not in get_commands():
+        print(f"orbit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    sys.argv = ["orbit", name, *rest]
+    try:
+        execute_from_command_line(sys.argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    # Piped output (scripts, CI logs) gets wide lines instead of 80-column wrapping.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def cmd_list(rest: list[str]) -> int:
+    from rich.table import Table
+
+    from pipelines.definition import registry
+    from pipelines.models import Pipeline
+    from pipelines.sync import sync_pipelines
+    from runs.metrics import with_last_run
+
+    if rest:
+        print("usage: orbit list", file=sys.stderr)
+        return 2
+    sync_pipelines()
+    out = console()
+    table = Table(title="Pipelines")
+    for column in ("name", "definition", "steps", "schedule", "next run", "enabled", "last run"):
+        table.add_column(column)
+    for row in with_last_run(Pipeline.objects.all()):
+        code = row.code
+        steps = ", ".join(s.name for s in code.steps) if code else "[red]definition missing[/red]"
+        table.add_row(
+            _escape(row.name),
+            _escape(row.definition),
+            steps if not code else _escape(steps),
+            _escape(row.schedule or "-"),
+            _next_fire(row),
+            "yes" if row.enabled else "[yellow]no[/yellow]",
+            getattr(row, "last_run_status", None) or "-",
+        )
+    out.print(table)
+    for module, error in registry.errors.items():
+        out.print(
+            f"[red]Pipeline module {_escape(module)} failed to import:[/red] {_escape(error)}"
+        )
+    return 0
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _next_fire(row: Any) -> str:
+    try:
+        from runs.scheduler import next_fire_time
+    except ImportError:
+        return "-"
+    try:
+        when = next_fire_time(row)
+    except Exception:
+        return "[red]invalid schedule[/red]"
+    return when.strftime("%Y-%m-%d %H:%M %Z") if when else "-"
+
+
+def cmd_run(rest: list[str]) -> int:
+    import argparse
+
+    from orbit.core.exceptions import OrbitError
+    from runs.executor import PipelineExecutor
+
+    parser = argparse.ArgumentParser(
+        prog="orbit run", description="Run a pipeline in the foreground."
+    )
+    parser.add_argument("name")
+    parser.add_argument("--metadata", default="{}", help="the run's input, a JSON object")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show lifecycle log lines")
+    try:
+        options = parser.parse_args(rest)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    out = console()
+    try:
+        metadata = json.loads(options.metadata)
+    except json.JSONDecodeError as exc:
+        out.print(f"[red]Invalid --metadata JSON:[/red] {_escape(str(exc))}")
+        return 2
+    if not options.verbose:
+        logging.getLogger("runs").setLevel(logging.CRITICAL)
+    printer = ProgressPrinter(out)
+    try:
+        result = PipelineExecutor(options.name, on_event=printer).execute(metadata=metadata)
+    except OrbitError as exc:
+        out.print(f"[red]{_escape(str(exc))}[/red]")
+        return 2
+    except KeyboardInterrupt:
+        out.print("[yellow]Interrupted: the run was handed back to the workers' queue.[/yellow]")
+        return 130
+    if result.success:
+        out.print(f"[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
+        out.print_json(json.dumps(result.results))
+        return 0
+    out.print(f"[red]Run {result.run_id} {result.status}:[/red] {_escape(result.error)}")
+    return 1
+
+
+class ProgressPrinter:
+    """Prints executor events as they happen: steps, failed attempts, retry delays."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def __call__(self, event: str, **data: Any) -> None:
+        step = _escape(str(data.get("step", "")))
+        if event == "step_started":
+            self.console.print(f"[cyan]▶[/cyan] {step} [dim](attempt {data['attempt']})[/dim]")
+        elif event == "step_succeeded":
+            self.console.print(f"[green]✔[/green] {step} [dim]{data['duration']:.3f} s[/dim]")
+        elif event == "attempt_failed":
+            self.console.print(
+                f"[red]✖[/red] {step} attempt {data['attempt']} {data['outcome']}: {_escape(data['error'])}"
+            )
+        elif event == "retry_scheduled":
+            self.console.print(f"[yellow]↻[/yellow] {step} retries in {data['delay']:.2f} s")

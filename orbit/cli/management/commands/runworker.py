@@ -1,0 +1,116 @@
+"""`python manage.py runworker`: parse and validate options, then run a Worker."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from orbit.core.audit import Actor, acting
+from orbit.core.models import AuditSource
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be 1 or more")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
+    return number
+
+
+class Command(BaseCommand):
+    help = "Run a worker that claims and executes pending runs until SIGTERM/SIGINT."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=1,
+            help="Steps executed at once, each in its own child process (default 1).",
+        )
+        parser.add_argument(
+            "--grace",
+            type=non_negative_float,
+            default=30.0,
+            help="Seconds running steps get to finish after SIGTERM (default 30).",
+        )
+        parser.add_argument(
+            "--burst",
+            action="store_true",
+            help="Drain what is runnable (or due within a minute) and exit.",
+        )
+        parser.add_argument(
+            "--max-runs",
+            type=positive_int,
+            default=None,
+            help="Exit gracefully after this many runs.",
+        )
+        parser.add_argument(
+            "--max-runs-per-child",
+            type=positive_int,
+            default=1000,
+            help="Replace a child process after this many steps (default 1000).",
+        )
+        parser.add_argument(
+            "--queue",
+            dest="queues",
+            action="append",
+            default=None,
+            help="Queue to serve; repeat for several (default: default).",
+        )
+        parser.add_argument(
+            "--no-listen",
+            action="store_true",
+            help="Poll only, even on PostgreSQL (for PgBouncer transaction pooling).",
+        )
+        parser.add_argument(
+            "--no-schedules",
+            action="store_true",
+            help="Do not fire cron schedules from this worker.",
+        )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart the worker gracefully when Python files change (development).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["reload"]:
+            from runs.worker.reloader import run_with_reloader
+
+            raise SystemExit(run_with_reloader())
+        from runs.worker import Worker
+
+        try:
+            worker = Worker(
+                concurrency=options["concurrency"],
+                queues=options["queues"] or ["default"],
+                grace=options["grace"],
+                burst=options["burst"],
+                max_runs=options["max_runs"],
+                max_runs_per_child=options["max_runs_per_child"],
+                listen=not options["no_listen"],
+                schedules=not options["no_schedules"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        worker.install_signal_handlers()
+        # What the worker does on its own (resuming interrupted runs) is audited as it.
+        name = f"worker {socket.gethostname()}:{os.getpid()}"
+        with acting(Actor.system(AuditSource.WORKER, name)):
+            worker.run()

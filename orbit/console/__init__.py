@@ -1,0 +1,1 @@
+"""The operators' console: the dashboard at /dashboard/ and the admin at /admin/."""

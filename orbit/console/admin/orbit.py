@@ -1,0 +1,122 @@
+"""The admin for API tokens (create, revoke) and the audit trail (read only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from orbit.console.dashboard.present import pretty_json
+from orbit.core.audit import Actor
+from orbit.core.models import ApiToken, AuditEvent, AuditSource
+from orbit.core.tokens import create_token, revoke_token
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "prefix", "user__username")
+    list_select_related = ("user",)
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
+        if obj is None:
+            return ["user", "name"]
+        return ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
+        return ("user", *self.readonly_fields) if obj else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Tokens are revoked, not deleted, so who held which token stays on record."""
+        return False
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        # A token acts as its user: only a superuser may make one for someone else, or
+        # an admin could act as (and be audited as) any other user, superusers included.
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk or 0)
+            kwargs["initial"] = request.user.pk
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiToken, form: ModelForm[ApiToken], change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, key = create_token(
+            obj.user, obj.name, actor=Actor.from_request(request, AuditSource.ADMIN)
+        )
+        obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
+        obj._state.adding = False
+        messages.warning(
+            request,
+            f"The key of token {token.name!r} is {key} — copy it now; it is not shown again.",
+        )
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        actor = Actor.from_request(request, AuditSource.ADMIN)
+        revoked = sum(
+            revoke_token(token, actor=actor)
+            for token in queryset.filter(revoked_at__isnull=True).select_related("user")
+        )
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The audit trail, read only: events are added by the actions they record, never by hand."""
+
+    list_display = ("created_at", "action", "actor", "source", "ip_address", "target_link")
+    list_filter = ("action", "source", "created_at")
+    search_fields = ("=target_id", "target_repr", "actor")
+    search_help_text = "An exact run or row id, the target's name, or who acted."
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    fields = (
+        "created_at",
+        "action",
+        "actor",
+        "user",
+        "source",
+        "ip_address",
+        "target_type",
+        "target_id",
+        "target_link",
+        "changes_json",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Target")
+    def target_link(self, event: AuditEvent) -> SafeString | str:
+        app_label, _, model = event.target_type.partition(".")
+        try:
+            url = reverse(f"admin:{app_label}_{model}_change", args=[event.target_id])
+        except NoReverseMatch:
+            return event.target_repr
+        return format_html('<a href="{}">{}</a>', url, event.target_repr)
+
+    @admin.display(description="Changes")
+    def changes_json(self, event: AuditEvent) -> SafeString:
+        return format_html('<pre class="code">{}</pre>', pretty_json(event.changes))

@@ -1,0 +1,218 @@
+"""The admin for pipelines: edit what admins own (description, schedule, default
+metadata, enabled), and act: run now (with metadata), enable, disable. Every save,
+deletion and action is recorded in the audit trail (pipelines.lifecycle)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from orbit.console.dashboard.present import pretty_json
+from orbit.core.audit import Actor
+from orbit.core.exceptions import OrbitError
+from orbit.core.models import AuditSource
+from pipelines.definition import registry
+from pipelines.lifecycle import record_deleted, record_saved, snapshot
+from pipelines.models import Pipeline
+from pipelines.schedules import describe_schedule
+from runs.bulk import parse_metadata, run_now, set_pipelines_enabled
+from runs.scheduler import next_fire_time
+
+
+class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The definition is picked from the code definitions; the rest is the operator's."""
+
+    class Meta:
+        model = Pipeline
+        fields = ("name", "definition", "description", "default_metadata", "schedule", "enabled")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "definition" in self.fields:
+            names = [d.name for d in registry.all()]
+            self.fields["definition"] = forms.ChoiceField(
+                choices=[(n, n) for n in names],
+                help_text="The pipeline definition in code this row runs.",
+            )
+
+    def clean_default_metadata(self) -> Any:
+        value = self.cleaned_data.get("default_metadata")
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Default metadata must be a JSON object.")
+        return value
+
+
+class RunNowForm(forms.Form):
+    metadata = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 60, "spellcheck": "false"}),
+        help_text="A JSON object, merged over each pipeline's default metadata. Empty means {}.",
+    )
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = PipelineForm
+    list_display = ("name", "definition", "enabled", "schedule", "next_fire", "in_code")
+    list_filter = ("enabled",)
+    search_fields = ("name", "definition", "description")
+    actions = ["run_now_action", "enable_selected", "disable_selected"]
+    readonly_fields = (
+        "steps_table",
+        "schedule_explained",
+        "next_fire",
+        "default_metadata_masked",
+        "created_at",
+        "updated_at",
+    )
+
+    class Media:
+        css = {"all": ["orbit/dashboard.css"]}
+
+    def get_fieldsets(self, request: HttpRequest, obj: Pipeline | None = None) -> Any:
+        main = ("name", "definition", "description", "enabled")
+        schedule = ("schedule", "schedule_explained", "next_fire")
+        if obj is None:
+            return (
+                (None, {"fields": main}),
+                ("Schedule", {"fields": ("schedule",)}),
+                ("Runs", {"fields": ("default_metadata",)}),
+            )
+        # Only an editor gets the field itself (its form must hold the real values); a
+        # viewer sees it read-only with secrets masked.
+        editable = self.has_change_permission(request, obj)
+        metadata = "default_metadata" if editable else "default_metadata_masked"
+        return (
+            (None, {"fields": main}),
+            ("Schedule", {"fields": schedule}),
+            ("Runs", {"fields": (metadata,)}),
+            ("Steps (from code)", {"fields": ("steps_table",)}),
+            ("History", {"fields": ("created_at", "updated_at")}),
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Pipeline | None = None) -> Any:
+        if obj is None:
+            return ()
+        return ("name", "definition", *self.readonly_fields)
+
+    @admin.display(description="Default metadata")
+    def default_metadata_masked(self, pipeline: Pipeline) -> SafeString:
+        return format_html('<pre class="code">{}</pre>', pretty_json(pipeline.default_metadata))
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        """Starting runs is operating runs: the same permission as retry and cancel."""
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Enabling and disabling is an operator's; editing needs change_pipeline."""
+        return bool(request.user.has_perm("pipelines.operate_pipeline"))
+
+    # The admin runs these in its own transaction, so each event commits with its change.
+    def save_model(
+        self, request: HttpRequest, obj: Pipeline, form: ModelForm[Pipeline], change: bool
+    ) -> None:
+        before = snapshot(Pipeline.objects.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+        record_saved(obj, before, actor=_actor(request))
+
+    def delete_model(self, request: HttpRequest, obj: Pipeline) -> None:
+        record_deleted(obj, actor=_actor(request))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
+        actor = _actor(request)
+        for row in queryset:
+            record_deleted(row, actor=actor)
+        super().delete_queryset(request, queryset)
+
+    @admin.display(description="Next fire")
+    def next_fire(self, row: Pipeline) -> str:
+        when = next_fire_time(row)
+        return when.strftime("%Y-%m-%d %H:%M %Z") if when else "—"
+
+    @admin.display(description="In code", boolean=True)
+    def in_code(self, row: Pipeline) -> bool:
+        return row.code is not None
+
+    @admin.display(description="Schedule reads")
+    def schedule_explained(self, row: Pipeline) -> str:
+        return describe_schedule(row.schedule) or "—"
+
+    @admin.display(description="Steps")
+    def steps_table(self, row: Pipeline) -> SafeString | str:
+        definition = row.code
+        if definition is None:
+            return f"The definition {row.definition!r} is no longer in code: this pipeline cannot start runs."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (i + 1, s.name, s.max_retries, f"{s.timeout:g} s" if s.timeout else "default")
+                for i, s in enumerate(definition.steps)
+            ),
+        )
+        return format_html(
+            '<table class="orbit-table"><thead><tr><th>#</th><th>Step</th><th>Retries</th>'
+            "<th>Timeout</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.action(description="Run the selected pipelines now", permissions=["run"])
+    def run_now_action(
+        self, request: HttpRequest, queryset: QuerySet[Pipeline]
+    ) -> HttpResponse | None:
+        form = RunNowForm(request.POST if "apply" in request.POST else None)
+        error = ""
+        if form.is_valid():
+            try:
+                metadata = parse_metadata(form.cleaned_data["metadata"])
+            except OrbitError as exc:
+                error = str(exc)
+            else:
+                report = run_now(list(queryset), metadata, actor=_actor(request))
+                self.message_user(
+                    request,
+                    report.message() + ".",
+                    messages.SUCCESS if report.done else messages.WARNING,
+                )
+                return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Run pipelines now",
+            "opts": self.model._meta,
+            "pipelines": list(queryset),
+            "form": form,
+            "error": error,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "defaults": [
+                (p.name, pretty_json(p.default_metadata)) for p in queryset if p.default_metadata
+            ],
+        }
+        return TemplateResponse(
+            request, "admin/pipelines/pipeline/run_now.html", context, status=400 if error else 200
+        )
+
+    @admin.action(description="Enable the selected pipelines", permissions=["operate"])
+    def enable_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
+        report = set_pipelines_enabled(list(queryset), True, actor=_actor(request))
+        self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+    @admin.action(description="Disable the selected pipelines", permissions=["operate"])
+    def disable_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
+        report = set_pipelines_enabled(list(queryset), False, actor=_actor(request))
+        self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, AuditSource.ADMIN)

@@ -1,0 +1,20 @@
+"""The dashboard's URLs, mounted at /dashboard/ by orbit/urls.py."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from orbit.console.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview_page, name="overview"),
+    path("runs/", views.runs_page, name="runs"),
+    path("runs/<uuid:run_id>/", views.run_page, name="run"),
+    path("runs/<uuid:run_id>/<slug:action>/", views.run_action, name="run-action"),
+    path("workers/", views.workers_page, name="workers"),
+    path("pipelines/", views.pipelines_page, name="pipelines"),
+    path("pipelines/<int:pipeline_id>/run/", views.pipeline_run_now, name="pipeline-run"),
+    path("pipelines/<int:pipeline_id>/enabled/", views.pipeline_enabled, name="pipeline-enabled"),
+]

@@ -1,0 +1,348 @@
+"""Dashboard pages. Each view reads, calls one function, and renders; the rules live in
+runs.lifecycle, runs.recovery, runs.metrics and runs.bulk."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from orbit.console.dashboard import access, overview
+from orbit.console.dashboard.access import OPERATE_PIPELINES, OPERATE_RUNS, requires
+from orbit.console.dashboard.paging import Cursor, keyset_page
+from orbit.console.dashboard.present import format_duration, pretty_json, span_seconds
+from orbit.console.dashboard.timeline import build_timeline
+from orbit.core.audit import Actor
+from orbit.core.exceptions import OrbitError
+from orbit.core.models import AuditEvent, AuditSource
+from orbit.core.redaction import redact_text
+from pipelines.models import Pipeline
+from pipelines.schedules import describe_schedule
+from runs.bulk import parse_metadata, run_now, set_pipelines_enabled
+from runs.lifecycle import run_cancel, run_resume, run_retry
+from runs.metrics import db_now, worker_health
+from runs.models import Run, RunStatus, Step, StepStatus
+from runs.scheduler import last_scheduled_run, next_fire_time
+
+RUNS_PER_PAGE = 50
+WORKERS_SHOWN = 200
+AUDIT_SHOWN = 100
+
+
+def _page(request: HttpRequest, title: str, section: str, **context: Any) -> dict[str, Any]:
+    return {
+        **admin.site.each_context(request),
+        "is_nav_sidebar_enabled": False,
+        "title": title,
+        "section": section,
+        "can_operate_runs": access.can(request, OPERATE_RUNS),
+        "can_operate_pipelines": access.can(request, OPERATE_PIPELINES),
+        **context,
+    }
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, AuditSource.DASHBOARD)
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+# --- Overview ------------------------------------------------------------------------------
+
+
+@requires(access.VIEW_RUNS)
+@vary_on_headers("HX-Request")
+def overview_page(request: HttpRequest) -> HttpResponse:
+    context = _page(request, "Overview", "overview", figures=overview.figures(db_now()))
+    template = "dashboard/_overview_live.html" if _is_htmx(request) else "dashboard/overview.html"
+    return render(request, template, context)
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+
+def _run_filters(request: HttpRequest) -> tuple[dict[str, str], Q]:
+    """The filters in the query string, and the condition they make; unknown values are ignored."""
+    chosen: dict[str, str] = {}
+    condition = Q()
+    status = request.GET.get("status", "")
+    if status in RunStatus.values:
+        chosen["status"] = status
+        condition &= Q(status=status)
+    pipeline = request.GET.get("pipeline", "")
+    if pipeline:
+        chosen["pipeline"] = pipeline[:100]
+        condition &= Q(pipeline__name=pipeline[:100])
+    query = request.GET.get("q", "").strip()
+    if query:
+        chosen["q"] = query[:100]
+        try:
+            condition &= Q(id=uuid.UUID(query))
+        except ValueError:
+            condition &= Q(pk__in=[])  # only a whole run id is searchable here
+    return chosen, condition
+
+
+@requires(access.VIEW_RUNS)
+@vary_on_headers("HX-Request")
+def runs_page(request: HttpRequest) -> HttpResponse:
+    chosen, condition = _run_filters(request)
+    cursor = Cursor.decode(request.GET.get("before", ""))
+    page = keyset_page(
+        Run.objects.filter(condition).select_related("pipeline", "worker"), cursor, RUNS_PER_PAGE
+    )
+    now = db_now()
+    rows = _run_rows(page.rows, now)
+    next_url = (
+        f"{reverse('dashboard:runs')}?{urlencode({**chosen, 'before': page.next_cursor})}"
+        if page.next_cursor
+        else None
+    )
+    context = _page(
+        request,
+        "Runs",
+        "runs",
+        rows=rows,
+        chosen=chosen,
+        statuses=RunStatus.choices,
+        pipelines=list(Pipeline.objects.values_list("name", flat=True)),
+        next_url=next_url,
+        first_url=f"{reverse('dashboard:runs')}?{urlencode(chosen)}",
+        paged=cursor is not None,
+        poll_url=request.get_full_path(),
+        query_invalid="q" in chosen and not rows and cursor is None,
+    )
+    template = "dashboard/_runs_table.html" if _is_htmx(request) else "dashboard/runs.html"
+    return render(request, template, context)
+
+
+def _run_rows(runs: list[Run], now: datetime) -> list[dict[str, Any]]:
+    """The list's rows, with step progress for the page's runs from one grouped query."""
+    progress = {
+        row["run_id"]: row
+        for row in Step.objects.filter(run_id__in=[r.id for r in runs])
+        .values("run_id")
+        .annotate(total=Count("id"), done=Count("id", filter=Q(status=StepStatus.SUCCEEDED)))
+        .order_by()
+    }
+    rows = []
+    for run in runs:
+        counts = progress.get(run.id, {"total": 0, "done": 0})
+        end = run.finished_at or (now if run.status == RunStatus.RUNNING else None)
+        rows.append(
+            {
+                "run": run,
+                "duration": format_duration(span_seconds(run.started_at, end)),
+                "steps_done": counts["done"],
+                "steps_total": counts["total"],
+            }
+        )
+    return rows
+
+
+def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
+    now = db_now()
+    steps = list(run.steps.prefetch_related("attempt_records").order_by("position"))
+    definition = run.pipeline.code
+    step_rows = []
+    for step in steps:
+        try:
+            spec = definition.step_named(step.name) if definition else None
+        except KeyError:
+            spec = None
+        step_rows.append(
+            {
+                "step": step,
+                "spec": spec,
+                "attempts": [
+                    {
+                        "attempt": a,
+                        "duration": format_duration(a.duration),
+                        "backoff": format_duration(a.backoff_delay),
+                    }
+                    for a in step.attempt_records.all()
+                ],
+                "result": pretty_json(step.result),
+                "logs": [
+                    _log_line(entry) for entry in (step.logs or []) if isinstance(entry, dict)
+                ],
+                "duration": format_duration(step.duration),
+            }
+        )
+    end = run.finished_at or (now if run.status == RunStatus.RUNNING else None)
+    interrupted = (
+        run.status == RunStatus.RUNNING and Run.objects.interrupted().filter(id=run.id).exists()
+    )
+    return {
+        "run": run,
+        "steps": step_rows,
+        "timeline": build_timeline(run, steps, now),
+        "metadata": pretty_json(run.metadata),
+        "duration": format_duration(span_seconds(run.started_at, end)),
+        "interrupted": interrupted,
+        "live": not run.is_finished,
+        "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),
+        "can_cancel": run.status in (RunStatus.PENDING, RunStatus.RUNNING),
+        "can_resume": interrupted,
+        "audit": list(AuditEvent.objects.for_target(run)[:AUDIT_SHOWN])
+        if access.can(request, access.VIEW_AUDIT)
+        else None,
+        "now": now,
+    }
+
+
+def _log_line(entry: dict[str, Any]) -> dict[str, Any]:
+    fields = entry.get("fields")
+    return {
+        "time": str(entry.get("time", "")),
+        "level": str(entry.get("level", "")),
+        "attempt": entry.get("attempt", ""),
+        "message": redact_text(str(entry.get("message", ""))),
+        "fields": pretty_json(fields) if fields else "",
+    }
+
+
+def _get_run(run_id: uuid.UUID) -> Run:
+    return get_object_or_404(Run.objects.select_related("pipeline", "worker"), id=run_id)
+
+
+@requires(access.VIEW_RUNS)
+@vary_on_headers("HX-Request")
+def run_page(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    run = _get_run(run_id)
+    context = _page(request, f"Run {run.id}", "runs", **_run_context(request, run))
+    template = "dashboard/_run_live.html" if _is_htmx(request) else "dashboard/run.html"
+    return render(request, template, context)
+
+
+RUN_ACTIONS = {
+    "retry": (run_retry, "Run {id} queued for retry: it resumes at its first unfinished step."),
+    "cancel": (run_cancel, "Run {id} cancelled."),
+    "resume": (run_resume, "Run {id} queued to resume at its first unfinished step."),
+}
+
+
+@require_POST
+@requires(OPERATE_RUNS)
+def run_action(request: HttpRequest, run_id: uuid.UUID, action: str) -> HttpResponse:
+    if action not in RUN_ACTIONS:
+        raise Http404("No such action")
+    run = _get_run(run_id)
+    act, done = RUN_ACTIONS[action]
+    try:
+        act(run.id, actor=_actor(request))
+    except OrbitError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done.format(id=run.id))
+    return HttpResponseRedirect(reverse("dashboard:run", args=[run.id]))
+
+
+# --- Workers ----------------------------------------------------------------------------------
+
+
+@requires(access.VIEW_WORKERS)
+@vary_on_headers("HX-Request")
+def workers_page(request: HttpRequest) -> HttpResponse:
+    health = worker_health(db_now(), limit=WORKERS_SHOWN)
+    current: dict[int, list[Run]] = {}
+    for run in (
+        Run.objects.running()
+        .filter(worker_id__in=[w.id for w in health.workers])
+        .select_related("pipeline")
+        .order_by("started_at")
+    ):
+        current.setdefault(run.worker_id or 0, []).append(run)
+    rows = [
+        {
+            "worker": w,
+            "dead": not w.alive and w.state != "stopped",
+            "heartbeat_age": format_duration(w.heartbeat_age),
+            "current": current.get(w.id, []),
+        }
+        for w in health.workers
+    ]
+    stopped = sum(1 for w in health.workers if w.state == "stopped")
+    context = _page(request, "Workers", "workers", rows=rows, health=health, stopped=stopped)
+    template = "dashboard/_workers_table.html" if _is_htmx(request) else "dashboard/workers.html"
+    return render(request, template, context)
+
+
+# --- Pipelines --------------------------------------------------------------------------------
+
+
+def _pipelines_context(
+    request: HttpRequest, errors: dict[int, str] | None = None, typed: dict[int, str] | None = None
+) -> dict[str, Any]:
+    rows = list(Pipeline.objects.all())
+    rates = overview.success_rates()
+    items = []
+    for row in rows:
+        definition = row.code
+        items.append(
+            {
+                "pipeline": row,
+                "definition": definition,
+                "schedule_text": describe_schedule(row.schedule),
+                "next_fire": next_fire_time(row),
+                "last_scheduled": last_scheduled_run(row) if row.schedule else None,
+                "rate": rates.get(row.name),
+                "default_metadata": pretty_json(row.default_metadata)
+                if row.default_metadata
+                else "",
+                "error": (errors or {}).get(row.id, ""),
+                "typed": (typed or {}).get(row.id, ""),
+            }
+        )
+    return _page(request, "Pipelines", "pipelines", items=items)
+
+
+@requires(access.VIEW_PIPELINES)
+def pipelines_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/pipelines.html", _pipelines_context(request))
+
+
+@require_POST
+@requires(OPERATE_RUNS)
+def pipeline_run_now(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    row = get_object_or_404(Pipeline, id=pipeline_id)
+    text = request.POST.get("metadata", "")
+    try:
+        metadata = parse_metadata(text)
+        report = run_now([row], metadata, actor=_actor(request))
+    except OrbitError as exc:
+        context = _pipelines_context(request, errors={row.id: str(exc)}, typed={row.id: text})
+        return render(request, "dashboard/pipelines.html", context, status=400)
+    if not report.created:
+        context = _pipelines_context(
+            request, errors={row.id: f"Not queued: {report.message()}."}, typed={row.id: text}
+        )
+        return render(request, "dashboard/pipelines.html", context, status=400)
+    run = report.created[0]
+    messages.success(request, f"Run {run.id} of {row.name} queued.")
+    return HttpResponseRedirect(reverse("dashboard:run", args=[run.id]))
+
+
+@require_POST
+@requires(OPERATE_PIPELINES)
+def pipeline_enabled(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    row = get_object_or_404(Pipeline, id=pipeline_id)
+    enabled = request.POST.get("enabled") == "1"
+    report = set_pipelines_enabled([row], enabled, actor=_actor(request))
+    state = "enabled" if enabled else "disabled"
+    if report.done:
+        messages.success(request, f"Pipeline {row.name} {state}.")
+    else:
+        messages.info(request, f"Pipeline {row.name} was already {state}.")
+    return HttpResponseRedirect(reverse("dashboard:pipelines") + f"#pipeline-{row.id}")

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class OrbitConfig(AppConfig):
+    """Orbit's foundations as an app: API tokens and the audit trail.
+
+    Labelled "orbit", as when the project package was the app, so its tables
+    (`orbit_apitoken`, `orbit_auditevent`), permissions and migrations keep their names.
+    """
+
+    name = "orbit.core"
+    label = "orbit"
+    verbose_name = "Orbit"
+    default_auto_field = "django.db.models.BigAutoField"

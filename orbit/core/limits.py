@@ -1,0 +1,52 @@
+"""Limits on what callers send: how deeply JSON nests, and what run metadata may be.
+
+One depth limit (ORBIT_MAX_JSON_DEPTH) for every way in: the API refuses deep bodies
+before parsing them into schemas (orbit/web/middleware.py); run metadata from any other
+source (the dashboard's form, the CLI, code, a pipeline's default metadata) is checked by
+`validate_metadata` when the run or the pipeline row is written. The depth check is
+iterative, so a hostile document cannot exhaust the stack here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidMetadata, MetadataTooLarge
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in `value` nest more than `limit` levels deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def validate_metadata(metadata: Any) -> dict[str, Any]:
+    """A JSON object within ORBIT_MAX_METADATA_BYTES, or a clear error."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidMetadata(f"Run metadata must be a JSON object, not {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidMetadata(f"Run metadata is not JSON-serialisable: {exc}") from None
+    depth = orbit_settings.max_json_depth
+    if nested_deeper_than(metadata, depth):
+        raise InvalidMetadata(
+            f"Run metadata is nested deeper than {depth} levels (ORBIT_MAX_JSON_DEPTH)"
+        )
+    limit = orbit_settings.max_metadata_bytes
+    if len(encoded.encode()) > limit:
+        raise MetadataTooLarge(
+            f"Run metadata is {len(encoded.encode())} bytes; the limit is {limit} bytes "
+            "(ORBIT_MAX_METADATA_BYTES)"
+        )
+    return metadata

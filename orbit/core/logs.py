@@ -1,0 +1,60 @@
+"""Log formatting: readable lines by default, JSON lines with ORBIT_LOG_FORMAT=json.
+
+Lifecycle events carry `extra={"event": ..., "run_id": ..., "step": ...}`; both formats
+show those fields so logs can be searched by event name and run id. Both mask secrets
+(orbit/core/redaction.py) in the fields and the message, so metadata or results that reach a log
+line do not leak through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from orbit.core.redaction import redact, redact_text
+
+# Attributes every LogRecord has; anything else came in through `extra=`.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields a caller attached with `extra=`."""
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        line = f"{when} {record.levelname:<7} {record.name}: {redact_text(record.getMessage())}"
+        fields = redact(record_fields(record))
+        if fields:
+            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        if record.exc_info:
+            line += "\n" + redact_text(self.formatException(record.exc_info))
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact_text(record.getMessage()),
+        }
+        data.update({k: _jsonable(v) for k, v in redact(record_fields(record)).items()})
+        if record.exc_info:
+            data["exc_info"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(data)

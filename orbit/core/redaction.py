@@ -1,0 +1,94 @@
+"""Masking secrets on the way out: metadata, results and log records keep what steps need
+in the database, and every place that shows or returns them masks the values of secret keys.
+
+A key is secret when its name, lower-cased with `-` read as `_`, contains one of
+`ORBIT_REDACT_KEYS` (`db_password`, `X-Api-Key`, `Authorization`). The whole value under
+such a key is replaced, whatever its type, at any depth of dicts and lists. Free text (log
+messages) is masked where it reads `key=value` or `key: value`, and after `Bearer`/`Basic`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from orbit.core.conf import orbit_settings
+
+MASK = "[redacted]"
+TOO_DEEP = "[redacted: nested too deeply to show]"
+
+
+def is_secret_key(key: object, fragments: tuple[str, ...] | None = None) -> bool:
+    """Whether a key's value is masked: its name contains one of ORBIT_REDACT_KEYS."""
+    name = str(key).lower().replace("-", "_")
+    return any(fragment in name for fragment in fragments or orbit_settings.redact_keys)
+
+
+def redact(value: Any) -> Any:
+    """A copy of `value` with every secret key's value masked, at any depth."""
+    fragments = orbit_settings.redact_keys
+    try:
+        return _redact(value, fragments)
+    except RecursionError:
+        return TOO_DEEP  # fail closed: nothing of a structure we could not walk is shown
+
+
+def _redact(value: Any, fragments: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: MASK if is_secret_key(k, fragments) else _redact(v, fragments)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v, fragments) for v in value]
+    return value
+
+
+def redact_text(text: str) -> str:
+    """Free text with `password=...`, `"token": "..."` and `Bearer ...` values masked."""
+    pattern = _text_pattern(orbit_settings.redact_keys)
+    return pattern.sub(rf"\1\2{MASK}", _BEARER.sub(rf"\1 {MASK}", text))
+
+
+def redact_logs(records: Iterable[Any] | None) -> list[Any]:
+    """Step log records (`{"time", "level", "message", "fields", ...}`) with secrets masked."""
+    shown = []
+    for record in records or []:
+        if isinstance(record, dict):
+            record = redact(record)
+            if isinstance(record.get("message"), str):
+                record["message"] = redact_text(record["message"])
+        shown.append(record)
+    return shown
+
+
+_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=:-]+", re.IGNORECASE)
+
+
+@lru_cache(maxsize=8)
+def _text_pattern(fragments: tuple[str, ...]) -> re.Pattern[str]:
+    # A key (optionally quoted) that contains a fragment, `=` or `:`, then a quoted value
+    # or everything up to the next space, comma or closing bracket.
+    names = "|".join(re.escape(f).replace("_", "[_-]?") for f in fragments) or "(?!)"
+    return re.compile(
+        rf"""(["']?[\w-]*(?:{names})[\w-]*["']?)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&}}\]]+)""",
+        re.IGNORECASE,
+    )
+
+
+def unmask(incoming: Any, stored: Any) -> Any:
+    """`incoming` with each masked value under a secret key put back from `stored`.
+
+    Data read through the API comes back masked; when it is edited and sent back, the mask
+    must not overwrite the secret it stands for."""
+    if isinstance(incoming, dict):
+        old = stored if isinstance(stored, dict) else {}
+        return {
+            k: old[k] if v == MASK and k in old and is_secret_key(k) else unmask(v, old.get(k))
+            for k, v in incoming.items()
+        }
+    if isinstance(incoming, list) and isinstance(stored, list) and len(incoming) == len(stored):
+        return [unmask(v, s) for v, s in zip(incoming, stored, strict=True)]
+    return incoming

@@ -1,0 +1,176 @@
+"""Request and response guards for every page and the API: a strict Content-Security-Policy,
+413 for oversized bodies, 422 for JSON nested too deeply, and 429 over the rate limits.
+
+Each is a thin class over a function that decides; refusals on `/api/` are JSON in the
+API's error shape (`{"detail": ...}`, see orbit/api/site.py), elsewhere plain text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+from orbit.core.clients import client_address
+from orbit.core.conf import Rate, orbit_settings
+from orbit.core.limits import nested_deeper_than
+from orbit.web.ratelimit import limiter
+from orbit.web.ratelimit.limiter import Verdict, digest
+
+API_PREFIX = "/api/"
+#: The API's own description (no data, no authentication) is not rate-limited.
+API_DOCS = frozenset({"/api/docs", "/api/openapi.json"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+def is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def refuse(request: HttpRequest, detail: str, status: int, **extra: Any) -> HttpResponse:
+    """A refusal in the API's JSON error shape on `/api/`, plain text elsewhere."""
+    if is_api(request):
+        return JsonResponse({"detail": detail, **extra}, status=status)
+    return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
+
+
+class ContentSecurityPolicyMiddleware:
+    """Adds ORBIT_CONTENT_SECURITY_POLICY to every response that has none yet.
+
+    Orbit's pages carry no inline script or style (htmx is a static file configured by a
+    meta tag), so the default policy allows only this origin's files. A view, or Django 6's
+    own CSP middleware when configured, may set the header first; it is then left alone.
+    """
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.DEBUG and response.status_code in (404, 500):
+            return response  # Django's debug pages are styled and scripted inline
+        response.headers.setdefault(
+            "Content-Security-Policy", orbit_settings.content_security_policy
+        )
+        return response
+
+
+class RequestSizeLimitMiddleware:
+    """413 for a body declared larger than DATA_UPLOAD_MAX_MEMORY_SIZE, before anything
+    reads it: Django's own check answers 400, and files in a multipart body escape it."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            size = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            size = 0  # Django refuses a malformed length itself
+        if limit is not None and size > limit:
+            return refuse(request, "The request body is too large", 413)
+        return self.get_response(request)
+
+
+class JsonDepthLimitMiddleware:
+    """422 for an API body nested deeper than ORBIT_MAX_JSON_DEPTH: deep nesting costs
+    recursion everywhere the data goes later (validation, storage, pages)."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_api(request) and request.method in BODY_METHODS and _is_json(request):
+            depth = orbit_settings.max_json_depth
+            if too_deep(request.body, depth):
+                detail = f"The JSON body is nested deeper than {depth} levels"
+                errors = [{"field": "body", "message": detail}]
+                return refuse(request, detail, 422, errors=errors)
+        return self.get_response(request)
+
+
+def _is_json(request: HttpRequest) -> bool:
+    return (request.content_type or "").endswith("json") and bool(request.body)
+
+
+def too_deep(body: bytes, limit: int) -> bool:
+    """Whether a JSON document nests objects and arrays more than `limit` levels deep.
+    Text that is not JSON is not too deep: the API answers it with its own 400."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
+    return nested_deeper_than(value, limit)
+
+
+class RateLimitMiddleware:
+    """429 with Retry-After past ORBIT_API_RATE_LIMIT (each token or user, and each address,
+    on `/api/`) or ORBIT_LOGIN_RATE_LIMIT (each username, and each address, on login POSTs).
+
+    After the authentication middleware: a session's user is known; a token is counted by
+    a digest of the key, before it is checked, so a flood of bad keys is limited too."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        self._login_path: str | None = None
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        verdict = self._check(request)
+        if not verdict.allowed:
+            response = refuse(request, _refusal(request, verdict), 429)
+            response["Retry-After"] = str(verdict.retry_after)
+            return response
+        return self.get_response(request)
+
+    def _check(self, request: HttpRequest) -> Verdict:
+        if is_api(request) and request.path_info not in API_DOCS:
+            return _hit(api_keys(request), orbit_settings.api_rate_limit)
+        if request.method == "POST" and request.path == self.login_path:
+            return _hit(login_keys(request), orbit_settings.login_rate_limit)
+        return limiter.ALLOWED
+
+    @property
+    def login_path(self) -> str:
+        if self._login_path is None:
+            self._login_path = reverse("admin:login")
+        return self._login_path
+
+
+def _hit(keys: list[str], rate: Rate | None) -> Verdict:
+    return limiter.hit(keys, rate) if rate else limiter.ALLOWED
+
+
+def api_keys(request: HttpRequest) -> list[str]:
+    """The counters an API request spends: its address, and its token or session user."""
+    keys = [f"api:addr:{client_address(request)}"]
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        keys.append(f"api:token:{digest(credentials.strip())}")
+    elif getattr(request, "user", None) is not None and request.user.is_authenticated:
+        keys.append(f"api:user:{request.user.pk}")
+    return keys
+
+
+def login_keys(request: HttpRequest) -> list[str]:
+    """The counters a login attempt spends: its address, and the username it tries."""
+    keys = [f"login:addr:{client_address(request)}"]
+    username = str(request.POST.get("username", "")).strip().lower()
+    if username:
+        keys.append(f"login:user:{digest(username)}")
+    return keys
+
+
+def _refusal(request: HttpRequest, verdict: Verdict) -> str:
+    wait = f"{verdict.retry_after} second{'s' if verdict.retry_after != 1 else ''}"
+    if is_api(request):
+        return f"Too many requests; retry in {wait} (ORBIT_API_RATE_LIMIT)"
+    return f"Too many login attempts from this address or for this user; try again in {wait}."

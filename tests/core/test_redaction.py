@@ -1,0 +1,212 @@
+"""Secrets in metadata, results and logs: stored as the step needs them, masked on the way
+out through the API, the admin, the dashboard and the worker's log lines."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from orbit.core.logs import JsonFormatter, TextFormatter
+from orbit.core.redaction import MASK, redact, redact_logs, redact_text, unmask
+from orbit.core.tokens import create_token
+from pipelines.models import Pipeline
+from runs.executor import PipelineExecutor
+from runs.models import Run, Step
+from tests.api.conftest import Api, make_user
+
+PASSWORD = "pw-hunter2-db"
+API_KEY = "key-4b1d-nested"
+BEARER = "tok-9f8e7d"
+DEEP = "deep-secret-x7"
+
+METADATA = {
+    "db": {"user": "bob", "password": PASSWORD},
+    "headers": {"X-Api-Key": API_KEY, "Authorization": f"Bearer {BEARER}"},
+    "targets": [{"name": "eu", "auth": [{"client_secret": DEEP}]}],
+    "note": "nothing secret here",
+}
+SECRETS = (PASSWORD, API_KEY, BEARER, DEEP)
+
+
+# --- The masking itself -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        # a key containing a fragment, in any case, with - read as _
+        (
+            {"db_password": "x", "X-Api-Key": "y", "AUTHORIZATION": "z"},
+            dict.fromkeys(("db_password", "X-Api-Key", "AUTHORIZATION"), MASK),
+        ),
+        # the whole value under a secret key goes, whatever its type
+        ({"secrets": {"a": 1}, "tokens": [1, 2]}, {"secrets": MASK, "tokens": MASK}),
+        # dicts in lists in dicts, any depth
+        (
+            {"a": [{"b": {"c": [{"password": "x", "n": 1}]}}]},
+            {"a": [{"b": {"c": [{"password": MASK, "n": 1}]}}]},
+        ),
+        # other keys and scalars are untouched
+        ({"idempotency_key": "k", "count": 3}, {"idempotency_key": "k", "count": 3}),
+        ("password", "password"),
+        (None, None),
+    ],
+)
+def test_redact_masks_secret_keys_at_any_depth(value, shown):
+    assert redact(value) == shown
+
+
+def test_redact_leaves_the_original_alone():
+    value = {"db": {"password": "x"}}
+    redact(value)
+    assert value == {"db": {"password": "x"}}
+
+
+def test_the_keys_are_configurable(settings):
+    settings.ORBIT_REDACT_KEYS = ["pin"]
+    assert redact({"card_pin": 1234, "password": "x"}) == {"card_pin": MASK, "password": "x"}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("login with password=hunter2 now", f"login with password={MASK} now"),
+        ('{"api_key": "abc", "n": 1}', f'{{"api_key": {MASK}, "n": 1}}'),
+        ("{'client_secret': 'abc'}", f"{{'client_secret': {MASK}}}"),
+        ("GET /x?token=abc&page=2", f"GET /x?token={MASK}&page=2"),
+        ("sent Authorization: Bearer abc.def", f"sent Authorization: {MASK} {MASK}"),
+        ("retrying with Bearer abc.def", f"retrying with Bearer {MASK}"),
+        ("the token expired", "the token expired"),  # no value follows: nothing to mask
+    ],
+)
+def test_redact_text_masks_values_written_next_to_secret_keys(text, shown):
+    assert redact_text(text) == shown
+
+
+def test_redact_logs_masks_messages_and_fields():
+    records = [{"message": "password=x", "fields": {"token": "t", "n": 2}, "level": "INFO"}]
+    assert redact_logs(records) == [
+        {"message": f"password={MASK}", "fields": {"token": MASK, "n": 2}, "level": "INFO"}
+    ]
+
+
+def test_unmask_keeps_the_stored_secret_behind_a_mask():
+    stored = {"db": {"password": "real", "host": "a"}, "list": [{"token": "t"}]}
+    sent = {"db": {"password": MASK, "host": "b"}, "list": [{"token": MASK}], "new": MASK}
+    assert unmask(sent, stored) == {
+        "db": {"password": "real", "host": "b"},
+        "list": [{"token": "t"}],
+        "new": MASK,  # nothing stored under it: kept as sent
+    }
+
+
+# --- Through every output ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def secret_run(transactional_db, test_pipelines):
+    result = PipelineExecutor("t-secrets").execute(metadata=METADATA)
+    assert result.success, result
+    return Run.objects.get(id=result.run_id)
+
+
+def test_the_stored_data_keeps_what_the_step_needs(secret_run):
+    step = Step.objects.get(run=secret_run)
+    assert secret_run.metadata == METADATA
+    assert step.result["echo"] == METADATA
+    assert step.result["seen"] == [{"db_password": PASSWORD}]
+    assert f"password={PASSWORD}" in step.logs[0]["message"]
+
+
+@pytest.fixture
+def superuser_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "pw"))
+    return client
+
+
+OUTPUTS = [
+    # (where, path); {run} and {step} are filled in
+    ("api", "/api/runs"),
+    ("api", "/api/runs/{run}"),
+    ("api", "/api/runs/{run}/steps"),
+    ("api", "/api/steps/{step}"),
+    ("api", "/api/steps/{step}/logs"),
+    ("admin", "/admin/runs/run/{run}/change/"),
+    ("admin", "/admin/runs/step/{step}/change/"),
+    ("dashboard", "/dashboard/runs/{run}/"),
+]
+
+
+@pytest.mark.parametrize(("where", "path"), OUTPUTS)
+def test_secrets_are_masked_in_every_output(secret_run, superuser_client, where, path):
+    step = Step.objects.get(run=secret_run)
+    url = path.format(run=secret_run.id, step=step.id)
+    if where == "api":
+        _, key = create_token(make_user("api-user", is_superuser=True), "t")
+        response = Api(key).get(url)
+    else:
+        response = superuser_client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    for secret in SECRETS:
+        assert secret not in body, (url, secret)
+    assert MASK in body
+    assert "bob" in body  # what is not secret is still shown
+
+
+def test_the_api_masks_pipeline_default_metadata_and_keeps_it_on_a_round_trip(db, test_pipelines):
+    pipeline = Pipeline.objects.get(name="t-single")
+    pipeline.default_metadata = {"region": "eu", "auth": {"api_key": API_KEY}}
+    pipeline.save()
+    _, key = create_token(make_user("root", is_superuser=True), "t")
+    api = Api(key)
+    shown = api.get(f"/api/pipelines/{pipeline.id}").json()["default_metadata"]
+    assert shown == {"region": "eu", "auth": {"api_key": MASK}}
+    shown["region"] = "us"
+    response = api.patch(f"/api/pipelines/{pipeline.id}", {"default_metadata": shown})
+    assert response.status_code == 200
+    pipeline.refresh_from_db()
+    assert pipeline.default_metadata == {"region": "us", "auth": {"api_key": API_KEY}}
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+def test_worker_log_lines_mask_fields_and_messages(formatter):
+    record = logging.LogRecord(
+        "runs.execution", logging.INFO, __file__, 1, "metadata %s", (METADATA,), None
+    )
+    record.metadata = METADATA
+    line = formatter.format(record)
+    for secret in SECRETS:
+        assert secret not in line
+    assert "nothing secret here" in line
+
+
+def test_the_admin_shows_pipeline_defaults_masked_to_viewers_and_whole_to_editors(
+    db, test_pipelines, client
+):
+    pipeline = Pipeline.objects.get(name="t-single")
+    pipeline.default_metadata = {"region": "eu", "auth": {"api_key": API_KEY}}
+    pipeline.save()
+    url = f"/admin/pipelines/pipeline/{pipeline.id}/change/"
+    client.force_login(make_user("viewer", ("pipelines.view_pipeline",), is_staff=True))
+    page = client.get(url).content.decode()
+    assert API_KEY not in page
+    assert MASK in page
+    client.force_login(make_user("editor", is_superuser=True, is_staff=True))
+    form = client.get(url).content.decode()
+    assert API_KEY in form  # in the edit field, where saving must keep it
+
+
+def test_secrets_in_error_messages_and_tracebacks_are_never_stored(
+    transactional_db, test_pipelines
+):
+    result = PipelineExecutor("t-leaky-error").execute(metadata={"password": "hunter2-secret"})
+    assert not result.success
+    run = Run.objects.get(id=result.run_id)
+    step = Step.objects.get(run=run)
+    attempt = step.attempt_records.get()
+    for text in (run.error, step.error, step.traceback, attempt.error, attempt.traceback):
+        assert "hunter2-secret" not in text and "abc.def" not in text
+    assert f"password={MASK}" in attempt.error
+    assert "ValueError" in attempt.traceback  # the rest of the traceback is kept
