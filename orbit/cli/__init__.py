@@ -1,8 +1,9 @@
-"""The `orbit` command line (also `python manage.py orbit ...`).
+"""The `orbit` command line (also `python manage.py orbit ...` and `python -m orbit.cli`).
 
 `orbit list` and `orbit run` live here; every other `orbit <name>` runs the management
 command `<name>` with dashes as underscores (`orbit worker` is `runworker`), so commands
-added by any app are reachable the same way.
+added by any app are reachable the same way. Orbit's own commands are in
+management/commands/ beside this module (the app `orbit.cli`).
 """
 
 from __future__ import annotations
