@@ -39,7 +39,7 @@ WITH times AS (
 ),
 runs AS (
     INSERT INTO {run} (id, pipeline_id, status, metadata, priority, queue, available_at,
-                       attempt, lease_expires_at, current_step, interruptions, started_at,
+                       fence, lease_expires_at, current_step, interruptions, started_at,
                        finished_at, error, idempotency_key, scheduled_for, created_at,
                        worker_id)
     -- Time-ordered ids, as orbit.core.ids.uuid7 makes them: 48 bits of milliseconds, version 7.

@@ -139,6 +139,11 @@ class Pipeline:
         if register:
             registry.register(self)
 
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        """The steps' names, in order: what the planner and the claim go by."""
+        return tuple(s.name for s in self.steps)
+
     def step_named(self, name: str) -> StepDefinition:
         for definition in self.steps:
             if definition.name == name:

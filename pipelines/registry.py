@@ -30,6 +30,9 @@ class Registrable(Protocol):
     @property
     def module(self) -> str: ...
 
+    @property
+    def step_names(self) -> tuple[str, ...]: ...
+
 
 D = TypeVar("D", bound=Registrable)
 
@@ -68,6 +71,11 @@ class Registry(Generic[D]):
     def find(self, name: str) -> D | None:
         self.autodiscover()
         return self._pipelines.get(name)
+
+    def step_names(self) -> dict[str, tuple[str, ...]]:
+        """Each definition's step names, in order: what a claimant can run (runs/store)."""
+        self.autodiscover()
+        return {name: p.step_names for name, p in self._pipelines.items()}
 
     def all(self) -> list[D]:
         self.autodiscover()

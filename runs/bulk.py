@@ -21,8 +21,9 @@ from orbit.core.exceptions import InvalidMetadata, OrbitError
 from orbit.core.limits import validate_metadata
 from pipelines.lifecycle import pipeline_set_enabled
 from pipelines.models import Pipeline
-from runs.lifecycle import run_cancel, run_create, run_resume, run_retry
+from runs.lifecycle import run_cancel, run_create, run_retry
 from runs.models import Run, RunStatus
+from runs.recovery import run_resume
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,10 @@ import gc
 import json
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import time
 import traceback as tb
-from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any
@@ -26,16 +23,13 @@ from typing import Any
 from django.db import close_old_connections
 
 from orbit.core.conf import orbit_settings
-from orbit.core.exceptions import InvalidResult, PermanentFailure
+from orbit.core.exceptions import InvalidResult
 from orbit.core.logs import record_fields
 from pipelines.context import StepContext, StepResult
-from runs.execution import AttemptReport, StepTask
-from runs.models import AttemptOutcome
+from runs import attempts
+from runs.attempts import AttemptReport, StepTask
 
 logger = logging.getLogger(__name__)
-
-# Step code gets this long after SIGTERM to clean up before SIGKILL.
-KILL_AFTER_SECONDS = 1.0
 
 _FORK = multiprocessing.get_context("fork")
 
@@ -104,52 +98,6 @@ class StepProcess:
         if self.process.exitcode is not None:
             self.process.close()
 
-    def run(
-        self, task: StepTask, *, tick: Callable[[], bool] | None = None, tick_every: float = 10.0
-    ) -> AttemptReport | None:
-        """Run one attempt and wait for it, enforcing its timeout. `tick` runs every
-        `tick_every` seconds (lease renewal); when it returns False the step is killed
-        and None is returned: the caller no longer holds the run."""
-        started = time.monotonic()
-        deadline = started + task.timeout
-        next_tick = started + tick_every
-        logs: list[dict[str, Any]] = []
-        self.submit(task)
-        while True:
-            now = time.monotonic()
-            wait_for = max(0.0, min(deadline, next_tick) - now)
-            ready = multiprocessing.connection.wait([self.conn, self.sentinel], wait_for)
-            if self.conn in ready:
-                try:
-                    kind, payload = self.conn.recv()
-                except (EOFError, OSError):
-                    kind, payload = "eof", None
-                if kind == "log":
-                    logs.append(payload)
-                    continue
-                if kind == "done":
-                    done: AttemptReport = payload
-                    return replace(done, logs=logs) if not done.logs else done
-            if self.sentinel in ready or not self.is_alive():
-                return crash_report(self, task, time.monotonic() - started, logs)
-            now = time.monotonic()
-            if now >= deadline:
-                self.terminate_gracefully()
-                return timeout_report(task, time.monotonic() - started, logs)
-            if now >= next_tick:
-                next_tick = now + tick_every
-                if tick is not None and not tick():
-                    self.terminate_gracefully()
-                    return None
-
-    def terminate_gracefully(self) -> None:
-        """SIGTERM, then SIGKILL after KILL_AFTER_SECONDS."""
-        self.signal(signal.SIGTERM)
-        self.process.join(KILL_AFTER_SECONDS)
-        if self.process.exitcode is None:
-            self.signal(signal.SIGKILL)
-            self.process.join(5)
-
     def exit_description(self) -> str:
         code = self.process.exitcode
         if code is None:
@@ -162,30 +110,6 @@ class StepProcess:
             hint = " (out of memory, or killed from outside)" if -code == signal.SIGKILL else ""
             return f"was killed by {name}{hint}"
         return f"exited with code {code}"
-
-
-def crash_report(
-    process: StepProcess, task: StepTask, duration: float, logs: list[dict[str, Any]]
-) -> AttemptReport:
-    # Its pipes close a moment before the kernel can report its exit status: wait for it.
-    process.process.join(KILL_AFTER_SECONDS)
-    return AttemptReport(
-        outcome=AttemptOutcome.CRASHED,
-        duration=duration,
-        error=f"The process running step {task.step!r} {process.exit_description()}",
-        error_type="orbit.core.exceptions.StepCrashed",
-        logs=logs,
-    )
-
-
-def timeout_report(task: StepTask, duration: float, logs: list[dict[str, Any]]) -> AttemptReport:
-    return AttemptReport(
-        outcome=AttemptOutcome.TIMED_OUT,
-        duration=duration,
-        error=f"Step {task.step!r} ran past its {task.timeout:g} s timeout and was stopped",
-        error_type="orbit.core.exceptions.StepTimeout",
-        logs=logs,
-    )
 
 
 # --------------------------------------------------------------------------- the child
@@ -321,45 +245,19 @@ def run_task(task: StepTask, conn: Connection | None) -> AttemptReport:
             step=task.step,
             metadata=task.metadata,
             prev_results=task.prev_results,
-            attempt=task.attempt,
+            attempt=task.try_number,
             idempotency_key=task.idempotency_key,
             log=step_logger(task, handler),
             deadline=datetime.now(UTC) + timedelta(seconds=task.timeout),
         )
         value = definition.fn(ctx)
-        retryable = True
-        if isinstance(value, StepResult):
-            if not value.success:
-                return AttemptReport(
-                    outcome=AttemptOutcome.FAILED,
-                    duration=time.monotonic() - started,
-                    error=value.error or f"Step {task.step!r} reported failure",
-                    error_type="pipelines.StepResult",
-                    retryable=value.retryable,
-                    logs=logs,
-                )
-            value = value.data
-        return AttemptReport(
-            outcome=AttemptOutcome.SUCCEEDED,
-            duration=time.monotonic() - started,
-            result_json=encode_result(task.step, value),
-            retryable=retryable,
-            logs=logs,
-        )
+        if isinstance(value, StepResult) and not value.success:
+            return attempts.reported_failure(task, value, time.monotonic() - started, logs)
+        data = value.data if isinstance(value, StepResult) else value
+        encoded = encode_result(task.step, data)
+        return attempts.succeeded(encoded, time.monotonic() - started, logs)
     except BaseException as exc:
-        if isinstance(exc, SystemExit):
-            error = f"Step {task.step!r} raised SystemExit({exc.code!r})"
-        else:
-            error = str(exc) or type(exc).__name__
-        return AttemptReport(
-            outcome=AttemptOutcome.FAILED,
-            duration=time.monotonic() - started,
-            error=error,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            traceback="".join(tb.format_exception(exc)),
-            retryable=not isinstance(exc, PermanentFailure),
-            logs=logs,
-        )
+        return attempts.raised(task, exc, time.monotonic() - started, logs)
 
 
 class _ListHandler(logging.Handler):

@@ -1,6 +1,6 @@
 """Changes to runs that the admin, dashboard, API, CLI and schedules all make the same way.
 
-Each takes the `actor` it acts for (orbit.core.audit) and records it in the same transaction.
+Each takes the `actor` it acts for (orbit.audit) and records it in the same transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models.functions import Now
 
 from orbit.core.audit import Actor, event_values, record
 from orbit.core.exceptions import (
@@ -22,11 +21,12 @@ from orbit.core.exceptions import (
 )
 from orbit.core.ids import uuid7
 from orbit.core.limits import validate_metadata
-from orbit.core.models import AuditAction, AuditEvent
+from orbit.core.models import AuditAction
 from pipelines.models import Pipeline
-from runs.creating import insert_run
-from runs.models import Run, RunStatus, Step, StepStatus
-from runs.notify import notify_runnable
+from runs import planner
+from runs.models import Run, RunStatus, Step
+from runs.store import store
+from runs.store.records import NewRun
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,6 @@ def run_create(
         raise OrbitError(f"priority must be an integer, not {priority!r}")
     if not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
         raise OrbitError(f"priority must be between {PRIORITY_RANGE[0]} and {PRIORITY_RANGE[1]}")
-    if idempotency_key is not None:
-        existing = Run.objects.filter(pipeline=row, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
     run = Run(
         id=uuid7(),
         pipeline=row,
@@ -90,24 +86,35 @@ def run_create(
     changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
     if scheduled_for is not None:
         changes["scheduled_for"] = scheduled_for.isoformat()
-    audit = event_values(
-        AuditAction.RUN_CREATED, run, actor=actor, changes=changes, label=run_label(run)
+    steps = definition.step_names
+    first = planner.plan(steps, {})
+    run.current_step = first.name if isinstance(first, planner.NextStep) else ""
+    [inserted] = store().insert_runs(
+        [
+            NewRun(
+                id=run.id,
+                pipeline_id=row.pk,
+                steps=steps,
+                current_step=run.current_step,
+                metadata=metadata,
+                priority=priority,
+                queue=queue,
+                idempotency_key=idempotency_key,
+                scheduled_for=scheduled_for,
+                audit=event_values(
+                    AuditAction.RUN_CREATED, run, actor=actor, changes=changes, label=run_label(run)
+                ),
+            )
+        ]
     )
-    try:
-        if connection.vendor == "postgresql":  # one statement: runs/creating.py
-            insert_run(run, [s.name for s in definition.steps], audit)
-        else:
-            with transaction.atomic():
-                run.save(force_insert=True)
-                Step.objects.bulk_create(
-                    Step(run=run, name=s.name, position=i) for i, s in enumerate(definition.steps)
-                )
-                AuditEvent.objects.create(**audit)
-                notify_runnable()
-    except IntegrityError:
-        if idempotency_key is not None:
-            return Run.objects.get(pipeline=row, idempotency_key=idempotency_key)
-        raise
+    if not inserted.created:
+        if idempotency_key is None:  # a schedule slot another process fired first
+            raise IntegrityError(f"Pipeline {row.name!r} already has a run for {scheduled_for}")
+        return Run.objects.select_related("pipeline").get(id=inserted.id)
+    assert inserted.created_at is not None and inserted.available_at is not None
+    run.created_at, run.available_at = inserted.created_at, inserted.available_at
+    run._state.adding = False
+    run._state.db = connection.alias
     logger.info(
         "Run %s of %s created",
         run.id,
@@ -140,35 +147,26 @@ def run_retry(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:
     history of earlier attempts is kept.
     """
     run = get_run(run_id)
+    code = run.pipeline.code
     with transaction.atomic():
-        updated = Run.objects.filter(
-            id=run.id, status__in=[RunStatus.FAILED, RunStatus.CANCELLED]
-        ).update(
-            status=RunStatus.PENDING,
-            available_at=Now(),
-            finished_at=None,
-            error="",
-            worker=None,
-            lease_expires_at=None,
-            current_step="",
-            interruptions=0,
+        statuses = dict(Step.objects.filter(run=run).values_list("name", "status"))
+        resume_at = planner.plan(code.step_names, statuses) if code is not None else None
+        before = store().retry(
+            run.id,
+            current_step=resume_at.name if isinstance(resume_at, planner.NextStep) else "",
         )
-        if not updated:
+        if before is None:
             run.refresh_from_db()
             raise InvalidTransition(
                 f"Run {run.id} is {run.status}; only failed or cancelled runs can be retried"
             )
-        Step.objects.filter(run=run).exclude(status=StepStatus.SUCCEEDED).update(
-            status=StepStatus.PENDING, failures=0, error="", error_type="", traceback=""
-        )
         record(
             AuditAction.RUN_RETRIED,
             run,
             actor=actor,
-            changes={"status": [run.status, RunStatus.PENDING.value]},
+            changes={"status": [before, RunStatus.PENDING.value]},
             label=run_label(run),
         )
-        notify_runnable()
     logger.info(
         "Run %s queued for retry",
         run.id,
@@ -188,18 +186,18 @@ def run_cancel(
     renewal (a third of the lease at most), kills the step and records the attempt."""
     run = get_run(run_id)
     with transaction.atomic():
-        updated = Run.objects.filter(
-            id=run.id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
-        ).update(status=RunStatus.CANCELLED, finished_at=Now(), error=reason, lease_expires_at=None)
-        if updated:
+        before = store().cancel(run.id, reason=reason)
+        if before is not None:
             record(
                 AuditAction.RUN_CANCELLED,
                 run,
                 actor=actor,
-                changes={"status": [run.status, RunStatus.CANCELLED.value]},
+                changes={"status": [before, RunStatus.CANCELLED.value]},
                 label=run_label(run),
             )
-    if not updated:
+            if before == RunStatus.RUNNING:
+                store().announce_cancel(run.id)
+    if before is None:
         run.refresh_from_db()
         raise InvalidTransition(
             f"Run {run.id} is {run.status}; only pending or running runs can be cancelled"
@@ -211,39 +209,3 @@ def run_cancel(
     )
     run.refresh_from_db()
     return run
-
-
-def run_resume(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:
-    """Put an interrupted run (its worker died) back in the queue now; a pending run stays
-    queued. runs.recovery holds the rules; this adds the audit event to its transaction."""
-    from runs.recovery import recover_run  # recovery imports this module
-
-    with transaction.atomic():
-        before = get_run(run_id)
-        run = recover_run(before.id)
-        record(
-            AuditAction.RUN_RESUMED,
-            run,
-            actor=actor,
-            changes={"status": [before.status, run.status]},
-            label=run_label(run),
-        )
-    logger.info(
-        "Run %s resumed",
-        run.id,
-        extra={"event": "run_resumed", "run_id": str(run.id), "pipeline": run.pipeline.name},
-    )
-    return run
-
-
-def record_recovered(run_ids: list[uuid.UUID], *, actor: Actor | None = None) -> None:
-    """Audit interrupted runs put back in the queue by a recovery sweep (a worker's, or
-    `orbit recover --auto-resume`); call it in the sweep's transaction."""
-    for run in Run.objects.filter(id__in=run_ids).select_related("pipeline"):
-        record(
-            AuditAction.RUN_RESUMED,
-            run,
-            actor=actor,
-            changes={"status": [RunStatus.RUNNING.value, run.status], "interrupted": True},
-            label=run_label(run),
-        )

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import (
     Aggregate,
     Count,
@@ -32,6 +31,7 @@ from django.db.models import (
 )
 from django.db.models.functions import TruncMinute
 
+from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
 from pipelines.models import Pipeline
 from runs.models import (
@@ -43,6 +43,7 @@ from runs.models import (
     Worker,
     WorkerState,
 )
+from runs.store import store
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -178,21 +179,6 @@ class WorkerHealth:
 
 
 # --- Figures -------------------------------------------------------------------------------
-
-
-def db_now() -> datetime:
-    """The database clock (workers on several hosts agree on it); SQLite's is this host's.
-
-    statement_timestamp(), not now(): Django's Now() is the statement's time on
-    PostgreSQL, and now() would stand still inside a transaction.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement_timestamp()")
-            row = cursor.fetchone()
-            assert row is not None
-            return row[0]  # type: ignore[no-any-return]
-    return datetime.now(UTC)
 
 
 def live_figures(now: datetime | None = None) -> LiveFigures:
@@ -602,7 +588,7 @@ def percentiles(
     percentile, never loading the whole window.
     """
     also = dict(also or {})
-    if connection.vendor == "postgresql":
+    if store().features.percentiles:
         aggregates = {
             f"{name}|{i}": PercentileCont(
                 expression, fraction, filter=where, output_field=expression.output_field
@@ -706,7 +692,6 @@ __all__ = [
     "WorkerHealth",
     "WorkerInfo",
     "attempt_counts",
-    "db_now",
     "duration_histogram",
     "finished_counts",
     "live_figures",

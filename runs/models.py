@@ -11,13 +11,6 @@ from orbit.core.conf import orbit_settings
 from orbit.core.ids import uuid7
 
 
-def db_now_plus(seconds: float) -> Any:
-    """The database clock plus a delay: workers on other hosts may have drifting clocks."""
-    return models.ExpressionWrapper(
-        Now() + timedelta(seconds=seconds), output_field=models.DateTimeField()
-    )
-
-
 class RunStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # waiting for a worker, or for its retry time (available_at)
     RUNNING = "running", "Running"  # held by a worker under a lease
@@ -86,14 +79,20 @@ class Run(models.Model):
     available_at = models.DateTimeField(
         db_default=Now(), help_text="Not claimed before this time (retry backoff)."
     )
-    attempt = models.PositiveIntegerField(
-        default=0, help_text="Fencing token: incremented by every claim."
+    fence = models.PositiveIntegerField(
+        default=0,
+        help_text="Incremented by every claim; every write the claimant makes is conditional "
+        "on it, so one that lost the run writes nothing.",
     )
     worker = models.ForeignKey(
         "runs.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    current_step = models.CharField(max_length=100, blank=True)
+    current_step = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The step running, or to run next when the run is pending (runs/planner.py).",
+    )
     interruptions = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -14,13 +14,12 @@ fired last is a question about runs, so it is answered here (`with_last_slot`,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
@@ -33,6 +32,7 @@ from pipelines.models import Pipeline
 from pipelines.schedules import next_slot, slots_between
 from runs.lifecycle import run_create
 from runs.models import Run
+from runs.store import store
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def fire_due_schedules(now: datetime | None = None, *, exclusive: bool = True) -
     """
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):
         raise ValueError(f"now must be a timezone-aware datetime, not {now!r}")
-    with _one_worker_at_a_time(exclusive) as acquired:
+    with store().exclusive(ADVISORY_LOCK_ID) if exclusive else nullcontext(True) as acquired:
         if not acquired:
             return []
         now = now or db_now()  # workers on several hosts agree on it, not on their own
@@ -217,20 +217,3 @@ def _scheduled_pipelines() -> list[Pipeline]:
     rows = with_last_slot(Pipeline.objects.scheduled())
     # A row whose definition left the code cannot start runs; the dashboard shows why.
     return [row for row in rows if row.code is not None]
-
-
-@contextmanager
-def _one_worker_at_a_time(exclusive: bool) -> Iterator[bool]:
-    """On PostgreSQL, a transaction holding the scheduler's advisory lock, if it is free.
-
-    The lock only spares work: correctness comes from the unique slot constraint, which
-    also covers SQLite (where writers are serialised anyway) and a lock given up early.
-    """
-    if not exclusive or connection.vendor != "postgresql":
-        yield True
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
-            acquired = bool(cursor.fetchone()[0])
-        yield acquired

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from django.db import connection
 from django.db.models import CharField, DateTimeField, F, Model, Q, QuerySet, Value
 from django.db.models.functions import Cast
 from django.db.models.lookups import Exact, LessThan, LessThanOrEqual
 
 from orbit.core.exceptions import OrbitError
+from runs.store import store
 
 M = TypeVar("M", bound=Model)
 
@@ -41,7 +41,8 @@ class Page(Generic[M]):
 def by_created(queryset: QuerySet[M], *, limit: int, cursor: str | None) -> Page[M]:
     """Order by (created_at, id) descending: the run_*_idx indexes serve this order."""
     queryset = queryset.order_by("-created_at", "-id")
-    if connection.vendor == "sqlite":
+    text_timestamps = store().features.text_timestamps
+    if text_timestamps:
         # SQLite stores timestamps as text in more than one format (the database's Now()
         # keeps milliseconds, Python values microseconds), and compares them as text. The
         # cursor therefore keeps the stored text itself, so it compares exactly like ORDER BY.
@@ -50,7 +51,7 @@ def by_created(queryset: QuerySet[M], *, limit: int, cursor: str | None) -> Page
         at, last_id = _decode(cursor, 2)
         bound = (
             Value(at, output_field=CharField())
-            if connection.vendor == "sqlite"
+            if text_timestamps
             else Value(_datetime(at), output_field=DateTimeField())
         )
         # The first condition is the index range; the second breaks ties on created_at.

@@ -29,6 +29,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from orbit.core.clock import db_now
 from runs import metrics
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class OrbitCollector(Collector):
         return []  # no database access when registered
 
     def collect(self) -> Iterator[Metric]:
-        now = metrics.db_now()
+        now = db_now()
         since = metrics.start_of_day(now)
         created = since.timestamp()
         live = metrics.live_figures(now)

@@ -26,11 +26,13 @@ from orbit.api.schemas.runs import (
     WorkerHealthOut,
 )
 from orbit.core.audit import Actor
+from orbit.core.clock import db_now
 from orbit.core.models import AuditSource
 from orbit.web.auth import allow
 from runs import metrics
-from runs.lifecycle import get_run, run_cancel, run_resume, run_retry
+from runs.lifecycle import get_run, run_cancel, run_retry
 from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
+from runs.recovery import run_resume
 
 runs_router = Router(tags=["runs"])
 steps_router = Router(tags=["steps"])
@@ -192,7 +194,7 @@ def worker_health(request: HttpRequest) -> Any:
 @worker_router.get("/metrics", response={200: MetricsOut, **ERRORS}, auth=VIEW_RUNS)
 def worker_metrics(request: HttpRequest) -> Any:
     """Runs finished per minute (last hour), step failure rates, per-pipeline figures."""
-    now = metrics.db_now()
+    now = db_now()
     return {
         "at": now,
         "runs_per_minute": metrics.runs_per_minute(metrics.HOUR, now),

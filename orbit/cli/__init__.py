@@ -154,7 +154,7 @@ def cmd_run(rest: list[str]) -> int:
     import argparse
 
     from orbit.core.exceptions import OrbitError
-    from runs.executor import PipelineExecutor
+    from runs.foreground import ForegroundRunner
 
     parser = argparse.ArgumentParser(
         prog="orbit run", description="Run a pipeline in the foreground."
@@ -176,7 +176,7 @@ def cmd_run(rest: list[str]) -> int:
         logging.getLogger("runs").setLevel(logging.CRITICAL)
     printer = ProgressPrinter(out)
     try:
-        result = PipelineExecutor(options.name, on_event=printer).execute(metadata=metadata)
+        result = ForegroundRunner(options.name, on_event=printer).execute(metadata=metadata)
     except OrbitError as exc:
         out.print(f"[red]{_escape(str(exc))}[/red]")
         return 2

@@ -130,7 +130,7 @@ def event_values(
     target_id: Any = None,
 ) -> dict[str, Any]:
     """The columns of one event (`record`'s, and the one-statement enqueue's in
-    runs/creating.py), `created_at` aside: the database stamps it."""
+    the run store's inserts), `created_at` aside: the database stamps it."""
     actor = actor or current_actor()
     return {
         "action": action,

@@ -63,3 +63,17 @@ class StepCrashed(OrbitError):
 
 class PermanentFailure(OrbitError):
     """The step failed in a way retrying cannot fix; it fails now, without further attempts."""
+
+
+class StepInterrupted(OrbitError):
+    """The step was stopped because its worker shut down; it runs again, no retry spent."""
+
+
+class RunCancelled(OrbitError):
+    """An operator cancelled the run while the step was running."""
+
+
+def type_path(error: type) -> str:
+    """How an error's class is stored with an attempt: its dotted path, as for the
+    errors step code raises, so every error type in the history reads the same way."""
+    return f"{error.__module__}.{error.__qualname__}"

@@ -1,5 +1,5 @@
 """The background worker: `python manage.py runworker` / `orbit worker`."""
 
-from runs.worker.worker import Worker
+from runs.worker.loop import WorkerLoop
 
-__all__ = ["Worker"]
+__all__ = ["WorkerLoop"]

@@ -24,7 +24,7 @@ def interrupt(run: Run) -> Run:
     """As if its worker died while running the first step."""
     Run.objects.filter(id=run.id).update(
         status=RunStatus.RUNNING,
-        attempt=1,
+        fence=1,
         current_step="one",
         lease_expires_at="2000-01-01T00:00:00Z",
         started_at=Now(),

@@ -11,7 +11,7 @@ from orbit.core.logs import JsonFormatter, TextFormatter
 from orbit.core.redaction import MASK, redact, redact_logs, redact_text, unmask
 from orbit.core.tokens import create_token
 from pipelines.models import Pipeline
-from runs.executor import PipelineExecutor
+from runs.foreground import ForegroundRunner
 from runs.models import Run, Step
 from tests.api.conftest import Api, make_user
 
@@ -106,7 +106,7 @@ def test_unmask_keeps_the_stored_secret_behind_a_mask():
 
 @pytest.fixture
 def secret_run(transactional_db, test_pipelines):
-    result = PipelineExecutor("t-secrets").execute(metadata=METADATA)
+    result = ForegroundRunner("t-secrets").execute(metadata=METADATA)
     assert result.success, result
     return Run.objects.get(id=result.run_id)
 
@@ -201,7 +201,7 @@ def test_the_admin_shows_pipeline_defaults_masked_to_viewers_and_whole_to_editor
 def test_secrets_in_error_messages_and_tracebacks_are_never_stored(
     transactional_db, test_pipelines
 ):
-    result = PipelineExecutor("t-leaky-error").execute(metadata={"password": "hunter2-secret"})
+    result = ForegroundRunner("t-leaky-error").execute(metadata={"password": "hunter2-secret"})
     assert not result.success
     run = Run.objects.get(id=result.run_id)
     step = Step.objects.get(run=run)

@@ -147,7 +147,7 @@ def test_racing_sweeps_recover_each_run_exactly_once(test_pipelines):
 
     runs = [enqueue("t-three") for _ in range(30)]
     Run.objects.filter(id__in=[r.id for r in runs]).update(
-        status="running", current_step="one", attempt=1, lease_expires_at="2000-01-01T00:00:00Z"
+        status="running", current_step="one", fence=1, lease_expires_at="2000-01-01T00:00:00Z"
     )
     from runs.models import Step
 

@@ -4,14 +4,14 @@ import time
 
 import pytest
 
-from runs.executor import PipelineExecutor
+from runs.foreground import ForegroundRunner
 from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_dataflow_passes_results_to_later_steps(test_pipelines):
-    result = PipelineExecutor("t-dataflow").execute(metadata={"x": 2, "y": 3})
+    result = ForegroundRunner("t-dataflow").execute(metadata={"x": 2, "y": 3})
     assert result.success
     assert result.results == {"add": {"value": 5}, "double": {"value": 10}}
     run = Run.objects.get(id=result.run_id)
@@ -20,7 +20,7 @@ def test_dataflow_passes_results_to_later_steps(test_pipelines):
 
 
 def test_flaky_step_records_three_attempts_with_growing_delays(test_pipelines):
-    result = PipelineExecutor("t-flaky").execute(metadata={"fail_times": 2})
+    result = ForegroundRunner("t-flaky").execute(metadata={"fail_times": 2})
     assert result.success
     attempts = list(
         StepAttempt.objects.filter(run_id=result.run_id, step__name="flaky").order_by("number")
@@ -35,7 +35,7 @@ def test_flaky_step_records_three_attempts_with_growing_delays(test_pipelines):
 
 def test_timeout_stops_the_step_within_a_second_and_retries(test_pipelines):
     started = time.monotonic()
-    result = PipelineExecutor("t-slow-once").execute(metadata={"seconds": 30})
+    result = ForegroundRunner("t-slow-once").execute(metadata={"seconds": 30})
     assert time.monotonic() - started < 4
     assert result.success
     attempts = list(StepAttempt.objects.filter(run_id=result.run_id).order_by("number"))
@@ -70,14 +70,14 @@ def test_timeout_stops_the_step_within_a_second_and_retries(test_pipelines):
     ],
 )
 def test_failures_fail_the_run_with_a_clear_error(test_pipelines, pipeline, error):
-    result = PipelineExecutor(pipeline).execute()
+    result = ForegroundRunner(pipeline).execute()
     assert not result.success
     assert result.error == error
     assert Run.objects.get(id=result.run_id).status == RunStatus.FAILED
 
 
 def test_step_logs_are_kept_with_structured_fields(test_pipelines):
-    result = PipelineExecutor("t-logs").execute()
+    result = ForegroundRunner("t-logs").execute()
     step = Run.objects.get(id=result.run_id).steps.get()
     assert [(r["level"], r["message"], r["fields"]) for r in step.logs] == [
         ("INFO", "hello world", {"items": 3}),

@@ -80,7 +80,7 @@ def test_cancel_then_retry(test_pipelines):
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_is_one_statement_after_the_pipeline_lookup_on_postgresql(test_pipelines):
     """The run, its steps, its audit event and the NOTIFY go in one statement
-    (runs/creating.py); the query count is pinned so a change that adds round trips shows."""
+    (runs/store: insert_runs); the query count is pinned so a change that adds round trips shows."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

@@ -7,10 +7,12 @@ from django.db.models.functions import Now
 
 from orbit.core.exceptions import InvalidTransition
 from runs import enqueue
-from runs.claiming import claim_runs
+from runs.foreground import resume
 from runs.lifecycle import run_cancel
 from runs.models import AttemptOutcome, Run, RunStatus, Step, StepAttempt, StepStatus
-from runs.recovery import find_interrupted, recover_interrupted, recover_run, resume
+from runs.recovery import find_interrupted, recover_interrupted, recover_run
+from runs.store import store
+from runs.store.records import ClaimRequest
 from tests.factories import WorkerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,7 +22,7 @@ def interrupt(run: Run, step: str = "two", worker=None) -> Run:
     """Make `run` look like its worker died in the middle of `step`."""
     Run.objects.filter(id=run.id).update(
         status=RunStatus.RUNNING,
-        attempt=1,
+        fence=1,
         current_step=step,
         worker=worker,
         lease_expires_at="2000-01-01T00:00:00Z",
@@ -52,7 +54,7 @@ def test_find_interrupted_says_why(test_pipelines):
 
 def test_a_live_lease_is_not_interrupted(test_pipelines):
     enqueue("t-three")
-    claim_runs(worker_id=None, limit=1, queues=["default"], lease_seconds=30)
+    store().claim(ClaimRequest(worker_id=None, limit=1, queues=("default",), lease_seconds=30))
     assert find_interrupted() == []
     assert recover_interrupted(auto_resume=True).recovered == []
 
@@ -110,7 +112,9 @@ def test_too_many_interruptions_quarantine_the_run(test_pipelines, settings):
     [
         # a live lease: some worker is on it
         (
-            lambda run: claim_runs(worker_id=None, limit=1, queues=["default"], lease_seconds=30),
+            lambda run: store().claim(
+                ClaimRequest(worker_id=None, limit=1, queues=("default",), lease_seconds=30)
+            ),
             "is running on a foreground process and its lease is live",
         ),
         # finished runs cannot be resumed
@@ -130,10 +134,10 @@ def test_resume_refuses_with_a_reason(test_pipelines, prepare, message):
 
 
 def test_retry_resumes_at_the_failed_step_with_a_fresh_budget(test_pipelines):
-    from runs.executor import PipelineExecutor
+    from runs.foreground import ForegroundRunner
     from runs.lifecycle import run_retry
 
-    result = PipelineExecutor("t-failing").execute()
+    result = ForegroundRunner("t-failing").execute()
     assert not result.success
     run = run_retry(result.run_id)
     assert run.status == RunStatus.PENDING

@@ -1,4 +1,4 @@
-"""The document-processing pipeline end to end, in the foreground (PipelineExecutor: each
+"""The document-processing pipeline end to end, in the foreground (ForegroundRunner: each
 step in a forked child process), against moto and the Veryfi stand-in over real HTTP."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs.executor import PipelineExecutor
+from runs.foreground import ForegroundRunner, resume
 from runs.models import Run, RunStatus, Step, StepAttempt
-from runs.recovery import resume
 from services.models import VeryfiDocument
 from tests.services.conftest import BUCKET, SECRETS, s3_client
 from tests.veryfi_standin import Fail, Malformed, Slow
@@ -23,7 +22,7 @@ STEPS = ["s3-upload", "veryfi-process", "store-results", "summary"]
 
 
 def execute(receipt) -> object:
-    return PipelineExecutor("document-processing").execute(metadata={"filePath": str(receipt)})
+    return ForegroundRunner("document-processing").execute(metadata={"filePath": str(receipt)})
 
 
 def outcomes(run_id, step: str) -> list[str]:

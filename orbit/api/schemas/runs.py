@@ -104,7 +104,8 @@ class RunOut(Schema):
     metadata: dict[str, Any]
     priority: int
     queue: str
-    attempt: int = Field(description="Claims so far (the fencing token)")
+    fence: int = Field(description="Claims so far: the fence every write of the claimant holds to")
+    attempt: int = Field(description="Deprecated: the same as `fence`, its former name")
     worker: str | None
     current_step: str
     interruptions: int
@@ -120,6 +121,10 @@ class RunOut(Schema):
     @staticmethod
     def resolve_pipeline(obj: Any) -> str:
         return str(obj.pipeline.name)
+
+    @staticmethod
+    def resolve_attempt(obj: Any) -> int:
+        return int(obj.fence)
 
     @staticmethod
     def resolve_worker(obj: Any) -> str | None:

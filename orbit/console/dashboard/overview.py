@@ -10,6 +10,7 @@ from typing import Any
 
 from orbit.console.dashboard.charts import BarChart, histogram, stacked_bars
 from orbit.console.dashboard.present import format_duration, format_percent
+from orbit.core.clock import db_now
 from runs import metrics
 from runs.models import Run
 
@@ -130,7 +131,7 @@ def _short(seconds: float) -> str:
 
 
 def health(now: datetime | None = None) -> Health:
-    now = now or metrics.db_now()
+    now = now or db_now()
     stats = metrics.stats(now)
     workers = metrics.worker_health(now)
     return Health(

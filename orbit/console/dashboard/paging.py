@@ -14,8 +14,9 @@ from functools import cached_property
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.db import connections
-from django.db.models import Model, Q, QuerySet, Subquery
+from django.db.models import Q, QuerySet, Subquery
+
+from runs.store import store
 
 COUNT_LIMIT = 10_000
 
@@ -27,21 +28,11 @@ def estimated_count(queryset: QuerySet[Any]) -> int:
     and anything filtered, are counted, but never past `COUNT_LIMIT + 1` rows.
     """
     unfiltered = not queryset.query.where.children and not queryset.query.distinct
-    if unfiltered and connections[queryset.db].vendor == "postgresql":
-        estimate = _reltuples(queryset.model, queryset.db)
-        if estimate > COUNT_LIMIT:
+    if unfiltered:
+        estimate = store().estimated_rows(queryset.model)
+        if estimate is not None and estimate > COUNT_LIMIT:
             return estimate
     return queryset.order_by().values("pk")[: COUNT_LIMIT + 1].count()
-
-
-def _reltuples(model: type[Model], using: str) -> int:
-    with connections[using].cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-            [model._meta.db_table],
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None else -1
 
 
 def is_capped(count: int) -> bool:

@@ -22,15 +22,17 @@ from orbit.console.dashboard.paging import Cursor, keyset_page
 from orbit.console.dashboard.present import format_duration, pretty_json, span_seconds
 from orbit.console.dashboard.timeline import build_timeline
 from orbit.core.audit import Actor
+from orbit.core.clock import db_now
 from orbit.core.exceptions import OrbitError
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_text
 from pipelines.models import Pipeline
 from pipelines.schedules import describe_schedule
 from runs.bulk import parse_metadata, run_now, set_pipelines_enabled
-from runs.lifecycle import run_cancel, run_resume, run_retry
-from runs.metrics import db_now, worker_health
+from runs.lifecycle import run_cancel, run_retry
+from runs.metrics import worker_health
 from runs.models import Run, RunStatus, Step, StepStatus
+from runs.recovery import run_resume
 from runs.scheduler import last_scheduled_run, next_fire_time
 
 RUNS_PER_PAGE = 50

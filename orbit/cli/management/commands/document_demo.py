@@ -32,7 +32,7 @@ class Command(BaseCommand):
         from rich.markup import escape
 
         from orbit.cli import ProgressPrinter, console
-        from runs.executor import PipelineExecutor
+        from runs.foreground import ForegroundRunner
         from tests.veryfi_standin import Fail
 
         out = console()
@@ -48,7 +48,7 @@ class Command(BaseCommand):
                         Fail(429, retry_after=1), Fail(500), Fail(500), Fail(500)
                     )
                 metadata = run_metadata(options["path"], max_bytes=20 * 1024 * 1024)
-                result = PipelineExecutor(PIPELINE, on_event=ProgressPrinter(out)).execute(
+                result = ForegroundRunner(PIPELINE, on_event=ProgressPrinter(out)).execute(
                     metadata=metadata
                 )
         except (OrbitError, ImproperlyConfigured) as exc:

@@ -33,7 +33,7 @@ class Command(BaseCommand):
 
         from orbit.cli import ProgressPrinter, console
         from orbit.core.audit import Actor
-        from runs.executor import PipelineExecutor
+        from runs.foreground import ForegroundRunner
         from runs.lifecycle import run_create
 
         out = console()
@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 return
             if options["verbosity"] < 2:  # -v 2 shows the lifecycle log lines
                 logging.getLogger("runs").setLevel(logging.CRITICAL)
-            result = PipelineExecutor(PIPELINE, on_event=ProgressPrinter(out)).execute(
+            result = ForegroundRunner(PIPELINE, on_event=ProgressPrinter(out)).execute(
                 metadata=metadata
             )
         except OrbitError as exc:

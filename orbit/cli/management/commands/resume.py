@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand
 from orbit.cli import console
 from orbit.core.audit import Actor
 from orbit.core.exceptions import OrbitError
-from runs.lifecycle import run_resume
-from runs.recovery import resume
+from runs.foreground import resume
+from runs.recovery import run_resume
 
 
 class Command(BaseCommand):

@@ -94,10 +94,10 @@ class Command(BaseCommand):
             from runs.worker.reloader import run_with_reloader
 
             raise SystemExit(run_with_reloader())
-        from runs.worker import Worker
+        from runs.worker import WorkerLoop
 
         try:
-            worker = Worker(
+            worker = WorkerLoop(
                 concurrency=options["concurrency"],
                 queues=options["queues"] or ["default"],
                 grace=options["grace"],

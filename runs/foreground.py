@@ -1,9 +1,10 @@
 """Run a pipeline in the foreground (`orbit run`, `orbit resume`, programs), durably.
 
 The run is stored like any other and driven through the same calls the worker uses
-(runs/execution.py), one step attempt at a time in a child process. The difference: this
-process keeps holding the run through backoff waits (renewing its lease) instead of
-releasing it. If it dies, the lease runs out and a worker resumes the run.
+(runs/execution.py), one step attempt at a time in a supervised child process
+(runs/supervision.py). The difference: this process keeps holding the run through
+backoff waits (renewing its lease) instead of releasing it. If it dies, the lease runs
+out and a worker resumes the run.
 """
 
 from __future__ import annotations
@@ -15,24 +16,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models.functions import Now
 
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidTransition, PipelineDisabled
 from pipelines.definition import Pipeline as Definition
 from pipelines.models import Pipeline
-from runs import leases
+from runs.attempts import AttemptReport, StepTask
 from runs.child import StepProcess
-from runs.claiming import Claim, claim_run
-from runs.execution import Decision, Next, StepTask, begin, hand_back, record
+from runs.execution import Decision, HeldRun, Next, begin, hand_back, record
 from runs.lifecycle import get_pipeline, run_create
-from runs.models import Run, RunStatus, Step, StepStatus, db_now_plus
+from runs.models import Run, RunStatus, Step, StepStatus
+from runs.recovery import recover_run
+from runs.store import store
+from runs.supervision import SupervisedAttempt
 
 EventHandler = Callable[..., None]
 
 
 @dataclass
-class ExecutionResult:
+class ForegroundResult:
     success: bool
     run_id: uuid.UUID
     duration: float
@@ -41,8 +43,8 @@ class ExecutionResult:
     status: str = ""
 
 
-class PipelineExecutor:
-    """`PipelineExecutor(definition).execute(metadata=...)`: run now, wait, get results.
+class ForegroundRunner:
+    """`ForegroundRunner(definition).execute(metadata=...)`: run now, wait, get results.
 
     `on_event(name, **data)` hears `step_started`, `step_succeeded`, `attempt_failed`,
     `retry_scheduled`, `run_finished`; the CLI prints them.
@@ -67,7 +69,7 @@ class PipelineExecutor:
 
     def execute(
         self, metadata: dict[str, Any] | None = None, *, priority: int = 0
-    ) -> ExecutionResult:
+    ) -> ForegroundResult:
         row = self._row()
         if not row.enabled:
             raise PipelineDisabled(f"Pipeline {row.name!r} is disabled; enable it to run it")
@@ -75,25 +77,21 @@ class PipelineExecutor:
             run = run_create(row, metadata=metadata, priority=priority)
             # Held from the start (no worker sees it before this commits); if this
             # process dies, the lease expires and recovery hands the run to the workers.
-            Run.objects.filter(id=run.id).update(
-                status=RunStatus.RUNNING,
-                attempt=1,
-                lease_expires_at=db_now_plus(self.lease_seconds),
-                started_at=Now(),
-            )
-        claim = Claim(run.id, 1, None, row.name, row.definition, run.metadata)
-        return self._drive(claim)
+            claim = store().claim_run(run.id, worker_id=None, lease_seconds=self.lease_seconds)
+        assert claim is not None
+        return self._drive(HeldRun(claim))
 
-    def resume(self, run_id: uuid.UUID) -> ExecutionResult:
-        claim = claim_run(run_id, worker_id=None, lease_seconds=self.lease_seconds)
+    def resume(self, run_id: uuid.UUID) -> ForegroundResult:
+        claim = store().claim_run(run_id, worker_id=None, lease_seconds=self.lease_seconds)
         if claim is None:
             raise InvalidTransition(f"Run {run_id} could not be claimed: another process took it")
-        return self._drive(claim)
+        return self._drive(HeldRun(claim))
 
-    def _drive(self, claim: Claim) -> ExecutionResult:
+    def _drive(self, held: HeldRun) -> ForegroundResult:
         started = time.monotonic()
         process: StepProcess | None = None
-        decision = begin(claim, lease_seconds=self.lease_seconds)
+        task: StepTask | None = None
+        decision = begin(held, lease_seconds=self.lease_seconds)
         try:
             while decision.next is Next.STEP:
                 task = decision.task
@@ -101,69 +99,74 @@ class PipelineExecutor:
                 if process is None or not process.is_alive():
                     process = StepProcess()
                 self.on_event(
-                    "step_started", step=task.step, attempt=task.attempt, run_id=task.run_id
+                    "step_started", step=task.step, attempt=task.try_number, run_id=task.run_id
                 )
-                report = process.run(
-                    task, tick=lambda: self._renew(claim), tick_every=self.lease_seconds / 3
+                attempt = SupervisedAttempt(process, task)
+                report = attempt.wait(
+                    tick=lambda: self._renew(held), tick_every=self.lease_seconds / 3
                 )
+                if attempt.process_lost:
+                    process.close()
+                    process = None
                 if report is None:
                     decision = Decision(Next.LOST)
                     break
-                if report.outcome != "succeeded":
-                    process = None if not process.is_alive() else process
                 decision = record(
-                    claim, task, report, lease_seconds=self.lease_seconds, release_retries=False
+                    held, task, report, lease_seconds=self.lease_seconds, release_retries=False
                 )
                 self._announce(task, report, decision)
+                task = None
                 if decision.next is Next.RETRY:
-                    self._wait(claim, decision.delay or 0.0)
-                    decision = begin(claim, lease_seconds=self.lease_seconds)
+                    self._wait(held, decision.delay or 0.0)
+                    decision = begin(held, lease_seconds=self.lease_seconds)
         except BaseException:
             # Ctrl-C or a crash of this process: give the run back so workers resume it.
-            hand_back(claim, None, None)
+            hand_back(held, task, None)
             raise
         finally:
             if process is not None:
                 process.stop()
-        return self._result(claim, decision, time.monotonic() - started)
+        return self._result(held, time.monotonic() - started)
 
-    def _renew(self, claim: Claim) -> bool:
-        return claim.run_id in leases.renew([claim], lease_seconds=self.lease_seconds)
+    def _renew(self, held: HeldRun) -> bool:
+        return held.claim.run_id in store().renew(
+            [held.claim.held], lease_seconds=self.lease_seconds
+        )
 
-    def _wait(self, claim: Claim, delay: float) -> None:
+    def _wait(self, held: HeldRun, delay: float) -> None:
         """Sleep through a backoff delay while keeping the lease."""
         until = time.monotonic() + delay
         while (left := until - time.monotonic()) > 0:
             time.sleep(min(left, self.lease_seconds / 3))
-            if not self._renew(claim):
+            if not self._renew(held):
                 return
 
-    def _announce(self, task: StepTask, report: Any, decision: Decision) -> None:
-        if report.outcome == "succeeded":
+    def _announce(self, task: StepTask, report: AttemptReport, decision: Decision) -> None:
+        if report.succeeded:
             self.on_event(
-                "step_succeeded", step=task.step, attempt=task.attempt, duration=report.duration
+                "step_succeeded", step=task.step, attempt=task.try_number, duration=report.duration
             )
-        else:
-            self.on_event(
-                "attempt_failed",
-                step=task.step,
-                attempt=task.attempt,
-                outcome=str(report.outcome),
-                error=report.error,
-                duration=report.duration,
-            )
-            if decision.next is Next.RETRY:
-                self.on_event("retry_scheduled", step=task.step, delay=decision.delay or 0.0)
+            return
+        self.on_event(
+            "attempt_failed",
+            step=task.step,
+            attempt=task.try_number,
+            outcome=str(report.outcome),
+            error=report.error,
+            duration=report.duration,
+        )
+        if decision.next is Next.RETRY:
+            self.on_event("retry_scheduled", step=task.step, delay=decision.delay or 0.0)
 
-    def _result(self, claim: Claim, decision: Decision, duration: float) -> ExecutionResult:
-        run = Run.objects.get(id=claim.run_id)
+    def _result(self, held: HeldRun, duration: float) -> ForegroundResult:
+        run = Run.objects.get(id=held.claim.run_id)
         results = dict(
-            Step.objects.filter(run_id=claim.run_id, status=StepStatus.SUCCEEDED)
+            Step.objects.filter(run_id=run.id, status=StepStatus.SUCCEEDED)
             .order_by("position")
             .values_list("name", "result")
         )
         self.on_event("run_finished", status=run.status, error=run.error, run_id=str(run.id))
-        return ExecutionResult(
+        return ForegroundResult(
             success=run.status == RunStatus.SUCCEEDED,
             run_id=run.id,
             duration=duration,
@@ -171,3 +174,12 @@ class PipelineExecutor:
             error=run.error,
             status=run.status,
         )
+
+
+def resume(run_id: uuid.UUID | str, *, on_event: EventHandler | None = None) -> ForegroundResult:
+    """Execute a pending or interrupted run now, in this process, from its first
+    unfinished step (`orbit resume RUN_ID`)."""
+    run = recover_run(run_id)
+    if run.status != RunStatus.PENDING:
+        raise InvalidTransition(f"Run {run.id} is {run.status}: {run.error or 'nothing to resume'}")
+    return ForegroundRunner(run.pipeline.definition, on_event=on_event).resume(run.id)

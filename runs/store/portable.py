@@ -1,0 +1,492 @@
+"""The run store on Django's ORM: SQLite, and any database Django supports.
+
+Each operation is one transaction (IMMEDIATE on SQLite, so the write lock is taken at
+BEGIN and claims never deadlock); on PostgreSQL it also serves as the reference the named
+statements of runs/store/postgres.py are tested against. The PostgreSQL store inherits
+the operations that are neither hot nor contended from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import reduce
+from operator import or_
+from typing import Any
+
+from django.db import IntegrityError, models, transaction
+from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
+from django.db.models.functions import Now
+
+from orbit.core.clock import db_now
+from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import LeaseLost, type_path
+from orbit.core.models import AuditEvent
+from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus, Worker
+from runs.store import transitions as t
+from runs.store.protocol import Features, Wakeups
+from runs.store.records import (
+    AttemptRecord,
+    Claim,
+    ClaimRequest,
+    Fence,
+    InsertedRun,
+    Interrupted,
+    NewRun,
+    Outcome,
+    StepRow,
+    StepStart,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Why a recovered step's attempt ended, and the error type it is recorded with.
+INTERRUPTED_ERROR = (
+    "The worker running this step stopped renewing its lease (it died, froze or lost the database)"
+)
+INTERRUPTED_ERROR_TYPE = type_path(LeaseLost)
+#: Why a run was quarantined: count, where ("in step 'x'" / "before its first step"), limit.
+#: The same %s template serves Python's % and PostgreSQL's format().
+QUARANTINE_ERROR = (
+    "Quarantined: the run interrupted its worker %s times, last %s (ORBIT_MAX_INTERRUPTIONS=%s)"
+)
+_STEP_FIELDS = ("id", "name", "status", "result", "attempts", "failures")
+
+
+def quarantine_error(interruptions: int, step: str, limit: int) -> str:
+    where = f"in step '{step}'" if step else "before its first step"
+    return QUARANTINE_ERROR % (interruptions, where, limit)
+
+
+def held_by(fence: Fence) -> QuerySet[Run]:
+    """The run, only while `fence` still holds it: the condition of every fenced write."""
+    return Run.objects.filter(id=fence.run_id, fence=fence.fence, status=RunStatus.RUNNING)
+
+
+class PortableStore:
+    """`RunStore` on the ORM."""
+
+    name = "portable"
+    features = Features(percentiles=False, text_timestamps=True)
+
+    # -- creating ---------------------------------------------------------------------
+    def insert_runs(self, runs: Sequence[NewRun]) -> list[InsertedRun]:
+        results: list[InsertedRun] = []
+        with transaction.atomic():
+            for new in runs:
+                results.append(self._insert_one(new))
+            if any(r.created for r in results):
+                self.announce(
+                    min(
+                        (n.delay for n, r in zip(runs, results, strict=True) if r.created),
+                        default=0.0,
+                    )
+                )
+        return results
+
+    def _insert_one(self, new: NewRun) -> InsertedRun:
+        run = Run(
+            id=new.id,
+            pipeline_id=new.pipeline_id,
+            metadata=dict(new.metadata),
+            priority=new.priority,
+            queue=new.queue,
+            idempotency_key=new.idempotency_key,
+            scheduled_for=new.scheduled_for,
+            current_step=new.current_step,
+        )
+        if new.run_after is not None:
+            run.available_at = new.run_after
+        elif new.delay:
+            run.available_at = t.now_plus(new.delay)
+        try:
+            with transaction.atomic():  # a savepoint: a conflict undoes this run only
+                run.save(force_insert=True)
+                Step.objects.bulk_create(
+                    Step(run_id=new.id, name=name, position=i) for i, name in enumerate(new.steps)
+                )
+                if new.audit is not None:
+                    AuditEvent.objects.create(**{**new.audit, "target_id": str(new.id)})
+        except IntegrityError:
+            holder = self._holder(new)
+            if holder is None:
+                raise
+            return InsertedRun(id=holder, created=False)
+        stamped = Run.objects.filter(id=new.id).values_list("created_at", "available_at").get()
+        return InsertedRun(id=new.id, created=True, created_at=stamped[0], available_at=stamped[1])
+
+    def _holder(self, new: NewRun) -> uuid.UUID | None:
+        """The run holding `new`'s idempotency key or schedule slot, if it can be seen."""
+        taken = Q()
+        if new.idempotency_key is not None:
+            taken |= Q(idempotency_key=new.idempotency_key)
+        if new.scheduled_for is not None:
+            taken |= Q(scheduled_for=new.scheduled_for)
+        if not taken:
+            return None
+        return (
+            Run.objects.filter(taken, pipeline_id=new.pipeline_id)
+            .values_list("id", flat=True)
+            .first()
+        )
+
+    # -- claiming and starting --------------------------------------------------------
+    def claim(self, request: ClaimRequest) -> list[Claim]:
+        if request.limit <= 0:
+            return []
+        with transaction.atomic():  # IMMEDIATE on SQLite: the write lock is taken at BEGIN
+            candidates: QuerySet[Run] = (
+                Run.objects.claimable()
+                .filter(queue__in=request.queues)
+                .order_by("-priority", "available_at")
+            )
+            if request.definitions is not None:
+                candidates = _runnable_by(candidates, request.definitions)
+            ids = list(
+                candidates.select_for_update(skip_locked=True, of=("self",)).values_list(
+                    "id", flat=True
+                )[: request.limit]
+            )
+            return self._claim_ids(ids, request.worker_id, request.lease_seconds)
+
+    def claim_run(
+        self, run_id: uuid.UUID, *, worker_id: int | None, lease_seconds: float
+    ) -> Claim | None:
+        with transaction.atomic():
+            ids = list(
+                Run.objects.select_for_update()
+                .filter(id=run_id, status=RunStatus.PENDING)
+                .values_list("id", flat=True)
+            )
+            claims = self._claim_ids(ids, worker_id, lease_seconds)
+        return claims[0] if claims else None
+
+    def _claim_ids(
+        self, ids: list[uuid.UUID], worker_id: int | None, lease_seconds: float
+    ) -> list[Claim]:
+        if not ids:
+            return []
+        Run.objects.filter(id__in=ids, status__in=t.CLAIM.before).update(
+            **t.CLAIM.orm_updates({"worker_id": worker_id, "lease_expires_at": lease_seconds})
+        )
+        rows = list(
+            Run.objects.filter(
+                id__in=ids,
+                status=RunStatus.RUNNING,
+                worker_id=worker_id,  # type: ignore[misc]  # None: IS NULL
+            ).values_list(
+                "id", "fence", "pipeline__name", "pipeline__definition", "metadata", "current_step"
+            )
+        )
+        steps: dict[uuid.UUID, list[StepRow]] = {row[0]: [] for row in rows}
+        for step in (
+            Step.objects.filter(run_id__in=steps)
+            .order_by("run_id", "position")
+            .values("run_id", *_STEP_FIELDS)
+        ):
+            steps[step.pop("run_id")].append(StepRow(**step))
+        claims = []
+        for run_id, fence, pipeline, definition, metadata, current in rows:
+            startable = next(
+                (
+                    s
+                    for s in steps[run_id]
+                    if s.name == current and s.status != StepStatus.SUCCEEDED
+                ),
+                None,
+            )
+            if startable is not None:
+                Step.objects.filter(id=startable.id).update(**t.STEP_START.orm_updates())
+            claims.append(
+                Claim(
+                    run_id=run_id,
+                    fence=fence,
+                    worker_id=worker_id,
+                    pipeline=pipeline,
+                    definition=definition,
+                    metadata=metadata,
+                    steps=tuple(steps[run_id]),
+                    started=startable.name if startable else "",
+                )
+            )
+        return claims
+
+    def start_step(self, held: Fence, start: StepStart, *, lease_seconds: float) -> int | None:
+        with transaction.atomic():
+            if not held_by(held).update(
+                **t.CONTINUE.orm_updates(
+                    {"current_step": start.name, "lease_expires_at": lease_seconds}
+                )
+            ):
+                return None
+            if start.undo_step_id is not None:
+                Step.objects.filter(id=start.undo_step_id).update(
+                    status=start.undo_status, started_at=None
+                )
+            if start.step_id is None:
+                created = Step.objects.create(
+                    run_id=held.run_id,
+                    name=start.name,
+                    position=start.position,
+                    status=StepStatus.RUNNING,
+                    started_at=Now(),
+                )
+                return int(created.id)
+            Step.objects.filter(id=start.step_id).update(**t.STEP_START.orm_updates())
+            return start.step_id
+
+    def read_steps(self, run_id: uuid.UUID) -> tuple[StepRow, ...]:
+        return tuple(
+            StepRow(**row)
+            for row in Step.objects.filter(run_id=run_id).order_by("position").values(*_STEP_FIELDS)
+        )
+
+    # -- committing -------------------------------------------------------------------
+    def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+        held: set[uuid.UUID] = set()
+        with transaction.atomic():
+            for outcome in outcomes:
+                if outcome.run not in t.COMMIT_CHANGES:
+                    raise ValueError(f"{outcome.run.name} is not something a commit does")
+                if not held_by(outcome.held).update(**outcome.run.orm_updates(outcome.run_values)):
+                    continue
+                held.add(outcome.held.run_id)
+                if outcome.attempt is not None:
+                    _write_attempt(outcome.held.run_id, outcome.attempt)
+                if outcome.step is not None and outcome.step_id is not None:
+                    Step.objects.filter(id=outcome.step_id).update(
+                        **outcome.step.orm_updates(outcome.step_values)
+                    )
+                if outcome.start_step_id is not None:
+                    Step.objects.filter(id=outcome.start_step_id).update(
+                        **t.STEP_START.orm_updates()
+                    )
+        return held
+
+    def append_logs(self, held: Fence, step_id: int, records: Sequence[Mapping[str, Any]]) -> None:
+        if not records:
+            return
+        with transaction.atomic():
+            existing = (
+                Step.objects.select_for_update(of=("self",))
+                .filter(id=step_id, run_id=held.run_id, run__fence=held.fence)
+                .values_list("logs", flat=True)
+            )
+            for logs in existing:
+                kept = (list(logs or []) + [dict(r) for r in records])[
+                    -orbit_settings.max_log_records :
+                ]
+                Step.objects.filter(id=step_id).update(logs=kept)
+
+    def status_under(self, held: Fence) -> str | None:
+        return (
+            Run.objects.filter(id=held.run_id, fence=held.fence)
+            .values_list("status", flat=True)
+            .first()
+        )
+
+    def record_cancelled(self, held: Fence, attempt: AttemptRecord) -> bool:
+        with transaction.atomic():
+            if not Run.objects.filter(
+                id=held.run_id, fence=held.fence, status=RunStatus.CANCELLED
+            ).exists():
+                return False
+            if StepAttempt.objects.filter(step_id=attempt.step_id, number=attempt.number).exists():
+                return False
+            _write_attempt(held.run_id, attempt)
+            Step.objects.filter(id=attempt.step_id, status=StepStatus.RUNNING).update(
+                **t.STEP_INTERRUPT.orm_updates()
+            )
+        return True
+
+    # -- holding ----------------------------------------------------------------------
+    def renew(self, held: Sequence[Fence], *, lease_seconds: float) -> set[uuid.UUID]:
+        if not held:
+            return set()
+        fence = reduce(or_, (Q(id=h.run_id, fence=h.fence) for h in held))
+        runs = Run.objects.filter(fence, status=RunStatus.RUNNING)
+        renewed = runs.update(lease_expires_at=t.now_plus(lease_seconds))
+        if renewed == len(held):
+            return {h.run_id for h in held}
+        return set(runs.values_list("id", flat=True))
+
+    def heartbeat(
+        self,
+        worker_id: int,
+        *,
+        state: str,
+        held: Sequence[Fence],
+        lease_seconds: float,
+        succeeded: int = 0,
+        failed: int = 0,
+    ) -> set[uuid.UUID]:
+        with transaction.atomic():
+            still = self.renew(held, lease_seconds=lease_seconds)
+            Worker.objects.filter(id=worker_id).update(
+                last_heartbeat=Now(),
+                state=state,
+                succeeded_count=F("succeeded_count") + succeeded,
+                failed_count=F("failed_count") + failed,
+            )
+        return still
+
+    # -- recovery ---------------------------------------------------------------------
+    def take_interrupted(
+        self, *, max_interruptions: int, run_id: uuid.UUID | None = None
+    ) -> list[Interrupted]:
+        taken: list[Interrupted] = []
+        with transaction.atomic():
+            candidates = Run.objects.interrupted().select_for_update(skip_locked=True)
+            if run_id is not None:
+                candidates = candidates.filter(id=run_id)
+            rows = list(candidates.values_list("id", "current_step", "worker_id", "interruptions"))
+            for rid, step_name, worker_id, before in rows:
+                interruptions = before + 1
+                quarantined = interruptions > max_interruptions
+                error = (
+                    quarantine_error(interruptions, step_name, max_interruptions)
+                    if quarantined
+                    else ""
+                )
+                change = t.QUARANTINE if quarantined else t.RECOVER
+                Run.objects.filter(id=rid).update(
+                    **change.orm_updates({"error": error} if quarantined else {})
+                )
+                step = (
+                    Step.objects.filter(run_id=rid, name=step_name).first() if step_name else None
+                )
+                if step is not None and step.status == StepStatus.RUNNING:
+                    StepAttempt.objects.create(
+                        step=step,
+                        run_id=rid,
+                        number=step.attempts + 1,
+                        outcome="interrupted",
+                        error=INTERRUPTED_ERROR,
+                        error_type=INTERRUPTED_ERROR_TYPE,
+                        started_at=step.started_at,
+                        worker_id=worker_id,
+                    )
+                    Step.objects.filter(id=step.id).update(**t.STEP_INTERRUPT.orm_updates())
+                if step is not None and quarantined:
+                    Step.objects.filter(id=step.id).update(
+                        **t.STEP_QUARANTINE.orm_updates({"error": error})
+                    )
+                taken.append(
+                    Interrupted(
+                        run_id=rid,
+                        step=step_name,
+                        worker_id=worker_id,
+                        interruptions=interruptions,
+                        quarantined=quarantined,
+                        error=error,
+                    )
+                )
+        return taken
+
+    def seconds_until_lease_expiry(self) -> float | None:
+        earliest = Run.objects.running().aggregate(at=Min("lease_expires_at"))["at"]
+        if earliest is None:
+            return None
+        return float((earliest - db_now()).total_seconds())
+
+    def seconds_until_due(self, queues: Sequence[str]) -> float | None:
+        due = (
+            Run.objects.pending()
+            .filter(queue__in=queues, pipeline__enabled=True)
+            .aggregate(at=Min("available_at"))["at"]
+        )
+        if due is None:
+            return None
+        return max(0.0, float((due - db_now()).total_seconds()))
+
+    # -- operators --------------------------------------------------------------------
+    def cancel(self, run_id: uuid.UUID, *, reason: str) -> str | None:
+        with transaction.atomic():
+            before = (
+                Run.objects.select_for_update()
+                .filter(id=run_id, status__in=t.CANCEL.before)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if before is None:
+                return None
+            Run.objects.filter(id=run_id).update(**t.CANCEL.orm_updates({"error": reason}))
+        return str(before)
+
+    def retry(self, run_id: uuid.UUID, *, current_step: str) -> str | None:
+        with transaction.atomic():
+            before = (
+                Run.objects.select_for_update()
+                .filter(id=run_id, status__in=t.RETRY.before)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if before is None:
+                return None
+            Run.objects.filter(id=run_id).update(
+                **t.RETRY.orm_updates({"current_step": current_step})
+            )
+            Step.objects.filter(run_id=run_id).exclude(status=StepStatus.SUCCEEDED).update(
+                **t.STEP_RESET.orm_updates()
+            )
+            self.announce()
+        return str(before)
+
+    # -- reading ----------------------------------------------------------------------
+    def estimated_rows(self, model: type[models.Model]) -> int | None:
+        return None
+
+    # -- announcing and coordinating --------------------------------------------------
+    def announce(self, delay: float = 0.0) -> None:
+        """Nothing to tell on a database without notifications: workers poll."""
+
+    def announce_cancel(self, run_id: uuid.UUID) -> None:
+        """Workers hear of it at their next lease renewal."""
+
+    def wakeups(self) -> Wakeups | None:
+        return None
+
+    @contextmanager
+    def exclusive(self, key: int) -> Iterator[bool]:
+        """No lock to take: correctness never rests on this (see its callers), and
+        SQLite serialises writers anyway, so everyone may go ahead."""
+        yield True
+
+
+def _runnable_by(
+    candidates: QuerySet[Run], definitions: Mapping[str, Sequence[str]]
+) -> QuerySet[Run]:
+    """Runs of the pipelines defined here whose every unfinished step is known here."""
+    if not definitions:
+        return candidates.none()
+    unknown = reduce(
+        or_,
+        (
+            Q(run__pipeline__definition=name) & ~Q(name__in=list(steps))
+            for name, steps in definitions.items()
+        ),
+    )
+    blocked = (
+        Step.objects.filter(run_id=OuterRef("pk"))
+        .exclude(status=StepStatus.SUCCEEDED)
+        .filter(unknown)
+    )
+    return candidates.filter(pipeline__definition__in=list(definitions)).exclude(Exists(blocked))
+
+
+def _write_attempt(run_id: uuid.UUID, attempt: AttemptRecord) -> None:
+    StepAttempt.objects.create(
+        step_id=attempt.step_id,
+        run_id=run_id,
+        number=attempt.number,
+        outcome=attempt.outcome,
+        error=attempt.error,
+        error_type=attempt.error_type,
+        traceback=attempt.traceback,
+        started_at=None if attempt.duration is None else t.now_plus(-attempt.duration),
+        duration=attempt.duration,
+        backoff_delay=attempt.backoff_delay,
+        worker_id=attempt.worker_id,
+    )

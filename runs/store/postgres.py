@@ -1,0 +1,345 @@
+"""The run store on PostgreSQL: the hot and contended operations as named statements.
+
+Inserting runs, claiming, committing outcomes and taking interrupted runs back are one
+statement each (runs/store/sql/runs.sql), so a one-step run costs the worker two round
+trips: the claim, which starts its step, and the batch commit of its outcome. The rest is
+the portable store's ORM, which serves PostgreSQL equally well.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from django.db import connection, models, transaction
+
+from orbit.core.models import AuditEvent
+from runs.models import Run, Step, StepAttempt
+from runs.store import rows
+from runs.store import transitions as t
+from runs.store.listen import CANCEL_PREFIX, CHANNEL, Listener
+from runs.store.portable import (
+    INTERRUPTED_ERROR,
+    INTERRUPTED_ERROR_TYPE,
+    QUARANTINE_ERROR,
+    PortableStore,
+)
+from runs.store.protocol import Features, Wakeups
+from runs.store.queries import sql
+from runs.store.records import (
+    Claim,
+    ClaimRequest,
+    InsertedRun,
+    Interrupted,
+    NewRun,
+    Outcome,
+    StepRow,
+)
+from runs.store.transitions import Set
+
+
+class PostgresStore(PortableStore):
+    """`RunStore` on PostgreSQL."""
+
+    name = "postgresql"
+    features = Features(percentiles=True, text_timestamps=False)
+
+    @cached_property
+    def _sequences(self) -> dict[str, str]:
+        """The identity sequences numbering steps, attempts and audit events."""
+        found = {}
+        with connection.cursor() as cursor:
+            for key, model in (("step", Step), ("attempt", StepAttempt), ("audit", AuditEvent)):
+                cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [model._meta.db_table])
+                found[key] = str(cursor.fetchone()[0])
+        return found
+
+    # -- creating ---------------------------------------------------------------------
+    def insert_runs(self, runs: Sequence[NewRun]) -> list[InsertedRun]:
+        if not runs:
+            return []
+        params = {
+            "runs": json.dumps([_new_run(new) for new in runs], default=str),
+            "run_defaults": rows.defaults_json(Run),
+            "step_defaults": rows.defaults_json(Step),
+            "audit_defaults": rows.defaults_json(AuditEvent),
+            "step_sequence": self._sequences["step"],
+            "audit_sequence": self._sequences["audit"],
+            "channel": CHANNEL,
+        }
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: a failure undoes only these runs
+                found = self._execute("insert_runs", params)
+        else:
+            found = self._execute("insert_runs", params)
+        return [
+            InsertedRun(
+                id=held if not created else run_id, created=created, created_at=c, available_at=a
+            )
+            if created or held is not None
+            else self._find_holder(new)
+            for (run_id, created, c, a, held), new in zip(found, runs, strict=True)
+        ]
+
+    def _find_holder(self, new: NewRun) -> InsertedRun:
+        """The conflicting run committed while the statement ran, so it could not see it."""
+        holder = self._holder(new)
+        if holder is None:
+            raise RuntimeError(f"run {new.id} was neither inserted nor held by another run")
+        return InsertedRun(id=holder, created=False)
+
+    # -- claiming ---------------------------------------------------------------------
+    def claim(self, request: ClaimRequest) -> list[Claim]:
+        if request.limit <= 0:
+            return []
+        one_queue = len(request.queues) == 1
+        found = self._execute(
+            "claim" if one_queue else "claim_in_queues",
+            {
+                "queue": request.queues[0] if one_queue else None,
+                "queues": list(request.queues),
+                "limit": request.limit,
+                "worker": request.worker_id,
+                "lease": request.lease_seconds,
+                "definitions": None
+                if request.definitions is None
+                else json.dumps({k: list(v) for k, v in request.definitions.items()}),
+            },
+        )
+        return [
+            Claim(
+                run_id=run_id,
+                fence=fence,
+                worker_id=request.worker_id,
+                pipeline=pipeline,
+                definition=definition,
+                metadata=_json(metadata) or {},
+                steps=tuple(StepRow(*step) for step in (_json(steps) or [])),
+                started=started,
+            )
+            for run_id, fence, pipeline, definition, metadata, started, steps in found
+        ]
+
+    # -- committing -------------------------------------------------------------------
+    def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+        if not outcomes:
+            return set()
+        columns: dict[str, list[Any]] = {}
+        for outcome in outcomes:
+            for key, value in _encode(outcome).items():
+                columns.setdefault(key, []).append(value)
+        columns["attempt_defaults"] = rows.defaults_json(StepAttempt)  # type: ignore[assignment]
+        columns["attempt_sequence"] = self._sequences["attempt"]  # type: ignore[assignment]
+        return {row[0] for row in self._execute("commit", columns)}
+
+    # -- recovery ---------------------------------------------------------------------
+    def take_interrupted(
+        self, *, max_interruptions: int, run_id: uuid.UUID | None = None
+    ) -> list[Interrupted]:
+        found = self._execute(
+            "take_interrupted",
+            {
+                "max_interruptions": max_interruptions,
+                "run_id": run_id,
+                "quarantine_error": QUARANTINE_ERROR,
+                "interrupted_error": INTERRUPTED_ERROR,
+                "interrupted_error_type": INTERRUPTED_ERROR_TYPE,
+                "attempt_defaults": rows.defaults_json(StepAttempt),
+                "attempt_sequence": self._sequences["attempt"],
+            },
+        )
+        return [
+            Interrupted(
+                run_id=rid,
+                step=step,
+                worker_id=worker_id,
+                interruptions=interruptions,
+                quarantined=quarantined,
+                error=error,
+            )
+            for rid, step, worker_id, interruptions, quarantined, error in found
+        ]
+
+    # -- reading ----------------------------------------------------------------------
+    def estimated_rows(self, model: type[models.Model]) -> int | None:
+        found = self._execute("estimated_rows", {"table": model._meta.db_table})
+        return int(found[0][0]) if found and found[0][0] is not None else None
+
+    # -- announcing and coordinating --------------------------------------------------
+    def announce(self, delay: float = 0.0) -> None:
+        self._execute("announce", {"channel": CHANNEL, "payload": str(int(max(delay, 0.0) * 1000))})
+
+    def announce_cancel(self, run_id: uuid.UUID) -> None:
+        self._execute("announce", {"channel": CHANNEL, "payload": f"{CANCEL_PREFIX}{run_id}"})
+
+    def wakeups(self) -> Wakeups | None:
+        listener = Listener()
+        listener.connect()
+        return listener
+
+    @contextmanager
+    def exclusive(self, key: int) -> Iterator[bool]:
+        with transaction.atomic():
+            found = self._execute("try_exclusive", {"key": key})
+            yield bool(found[0][0])
+
+    # ---------------------------------------------------------------------------------
+    def _execute(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql(name), params)
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+
+
+def _new_run(new: NewRun) -> dict[str, Any]:
+    """One run's row values for `insert_runs` (the rest are the model's defaults)."""
+    return {
+        "id": str(new.id),
+        "pipeline_id": new.pipeline_id,
+        "metadata": new.metadata,
+        "priority": new.priority,
+        "queue": new.queue,
+        "idempotency_key": new.idempotency_key,
+        "scheduled_for": _iso(new.scheduled_for),
+        "current_step": new.current_step,
+        "_run_after": _iso(new.run_after),
+        "_delay": new.delay,
+        "_steps": list(new.steps),
+        "_audit": None if new.audit is None else dict(new.audit),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _encode(outcome: Outcome) -> dict[str, Any]:
+    """One outcome as the commit statement's columns: a NULL keeps the column as it is.
+
+    The encoding follows the transitions (runs/store/transitions.py) column by column;
+    the statement decodes it back. tests/runs/store/test_transitions.py checks that every
+    transition a commit may carry lands the same way in both stores.
+    """
+    run, values = outcome.run, outcome.run_values
+    if run not in t.COMMIT_CHANGES:
+        raise ValueError(f"{run.name} is not something a commit does")
+    step, step_values = outcome.step, outcome.step_values
+    attempt = outcome.attempt
+    if step is not None and not set(step.columns) <= _STEP_COLUMNS:
+        raise ValueError(f"a commit cannot carry the step transition {step.name}")
+    return {
+        "run_ids": outcome.held.run_id,
+        "fences": outcome.held.fence,
+        "statuses": str(run.status),
+        "keep_workers": _keep_or_clear(run, "worker_id"),
+        "leases": _seconds_or_clear(run, "lease_expires_at", values),
+        "finishes": _flag(run, "finished_at", Set.NOW),
+        "delays": float(values["available_at"])
+        if run.how("available_at") is Set.NOW_PLUS
+        else None,
+        "errors": _text(run, "error", values),
+        "current_steps": _text(run, "current_step", values),
+        "step_ids": outcome.step_id if step is not None else None,
+        "step_statuses": str(step.status) if step is not None else None,
+        "set_results": step is not None and step.how("result") is Set.VALUE,
+        "results": _result(step, step_values),
+        "step_counts": step is not None and _flag(step, "attempts", Set.INCREMENT),
+        "step_finishes": step is not None and _flag(step, "finished_at", Set.NOW),
+        "step_durations": _step_value(step, "duration", step_values),
+        "step_failures": _step_value(step, "failures", step_values),
+        "step_errors": _step_text(step, "error", step_values),
+        "step_error_types": _step_text(step, "error_type", step_values),
+        "step_tracebacks": _step_text(step, "traceback", step_values),
+        "step_clear_starts": step is not None and not _keep_or_clear(step, "started_at"),
+        "numbers": attempt.number if attempt else None,
+        "outcomes": str(attempt.outcome) if attempt else None,
+        "durations": attempt.duration if attempt else None,
+        "attempt_errors": attempt.error if attempt else None,
+        "attempt_error_types": attempt.error_type if attempt else None,
+        "attempt_tracebacks": attempt.traceback if attempt else None,
+        "backoffs": attempt.backoff_delay if attempt else None,
+        "workers": attempt.worker_id if attempt else None,
+        "start_step_ids": outcome.start_step_id,
+    }
+
+
+#: The step columns a commit can set (and how: see `_encode`).
+_STEP_COLUMNS = frozenset(
+    {
+        "result",
+        "attempts",
+        "finished_at",
+        "duration",
+        "failures",
+        "error",
+        "error_type",
+        "traceback",
+        "started_at",
+    }
+)
+
+
+def _keep_or_clear(change: t.Change, column: str) -> bool:
+    how = change.how(column)
+    if how not in (Set.KEEP, Set.CLEAR):
+        raise ValueError(f"a commit cannot set {column} {how.value}")
+    return how is Set.KEEP
+
+
+def _seconds_or_clear(change: t.Change, column: str, values: Any) -> float | None:
+    how = change.how(column)
+    if how is Set.NOW_PLUS:
+        return float(values[column])
+    if how is Set.CLEAR:
+        return None
+    raise ValueError(f"a commit cannot set {column} {how.value}")
+
+
+def _text(change: t.Change, column: str, values: Any) -> str | None:
+    how = change.how(column)
+    if how is Set.VALUE:
+        return str(values[column])
+    if how is Set.CLEAR:
+        return ""
+    if how is Set.KEEP:
+        return None
+    raise ValueError(f"a commit cannot set {column} {how.value}")
+
+
+def _flag(change: t.Change, column: str, how: Set) -> bool:
+    """Whether `change` sets `column` the one way a commit can (else it keeps it)."""
+    found = change.how(column)
+    if found not in (how, Set.KEEP):
+        raise ValueError(f"a commit cannot set {column} {found.value}")
+    return found is how
+
+
+def _step_text(step: t.StepChange | None, column: str, values: Any) -> str | None:
+    return None if step is None else _text(step, column, values)
+
+
+def _step_value(step: t.StepChange | None, column: str, values: Any) -> Any:
+    if step is None:
+        return None
+    how = step.how(column)
+    if how is Set.VALUE:
+        return values[column]
+    if how is Set.KEEP:
+        return None
+    raise ValueError(f"a commit cannot set the step's {column} {how.value}")
+
+
+def _result(step: t.StepChange | None, values: Any) -> str | None:
+    """The result as JSON text; JSON null is stored as SQL NULL, as the ORM does."""
+    if step is None or step.how("result") is not Set.VALUE:
+        return None
+    encoded = values.get("result_json")
+    return None if encoded in (None, "null") else str(encoded)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,0 +1,53 @@
+"""The named SQL of the PostgreSQL store, loaded once from runs/store/sql/*.sql.
+
+A statement starts at a `-- name: <name>` line and runs to the next one. The only text
+put into a statement is the quoted table names of a fixed list of models, so what runs
+is what the file says.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+from django.db import connection
+
+from orbit.core.models import AuditEvent
+from pipelines.models import Pipeline
+from runs.models import Run, Step, StepAttempt
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+#: The identifiers a statement may name: {run}, {step}, ...
+TABLES = {
+    "run": Run,
+    "step": Step,
+    "attempt": StepAttempt,
+    "pipeline": Pipeline,
+    "audit": AuditEvent,
+}
+
+
+def parse(text: str) -> dict[str, str]:
+    """Statements by name; the comments before the first name are the file's preamble."""
+    parts = _NAME.split(text)
+    statements: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in statements:
+            raise ValueError(f"SQL statement {name!r} is defined twice")
+        statements[name] = body.strip()
+    return statements
+
+
+@cache
+def statements(filename: str = "runs.sql") -> dict[str, str]:
+    """The file's statements with the table names filled in."""
+    names = {key: connection.ops.quote_name(model._meta.db_table) for key, model in TABLES.items()}
+    raw = parse((SQL_DIR / filename).read_text())
+    return {name: body.format(**names) for name, body in raw.items()}
+
+
+def sql(name: str, filename: str = "runs.sql") -> str:
+    return statements(filename)[name]

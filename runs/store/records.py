@@ -1,0 +1,163 @@
+"""What crosses the store's seam: plain frozen values, the same from either store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from runs.store.transitions import RunChange, StepChange
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to insert, laid out by the caller (runs/enqueueing.py): its steps in the
+    definition's order, and the planner's first step as its current step."""
+
+    id: uuid.UUID
+    pipeline_id: int
+    steps: tuple[str, ...]
+    current_step: str
+    metadata: Mapping[str, Any]
+    priority: int = 0
+    queue: str = "default"
+    #: Not claimed before this moment; None: now, by the database clock, plus `delay`.
+    run_after: datetime | None = None
+    delay: float = 0.0
+    idempotency_key: str | None = None
+    scheduled_for: datetime | None = None
+    #: The audit event's columns (orbit.core.audit.event_values), written with the run.
+    audit: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class InsertedRun:
+    """One `NewRun`'s fate: inserted, or the run already holding its idempotency key or
+    schedule slot (`created` False)."""
+
+    id: uuid.UUID
+    created: bool
+    created_at: datetime | None = None
+    available_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """A step as the claim found it. Valid for as long as the claim holds: only the
+    claimant writes a running run's steps (anyone else is refused by the fence first)."""
+
+    id: int
+    name: str
+    status: str
+    result: Any
+    attempts: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A run as one claimant holds it: every write it makes is conditional on both."""
+
+    run_id: uuid.UUID
+    fence: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run held by one claimant under one fence, with its steps as they were when it
+    was claimed, and the step the claim started (the run's current step, when it had one
+    left to run; '' otherwise)."""
+
+    run_id: uuid.UUID
+    fence: int
+    worker_id: int | None
+    pipeline: str
+    definition: str
+    metadata: dict[str, Any]
+    steps: tuple[StepRow, ...]
+    started: str = ""
+
+    @property
+    def held(self) -> Fence:
+        return Fence(self.run_id, self.fence)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What a claimant may take: how many, from which queues, under which lease, and
+    only runs whose every unfinished step it defines (`definitions`: definition name ->
+    its step names); None takes any run."""
+
+    worker_id: int | None
+    limit: int
+    queues: tuple[str, ...]
+    lease_seconds: float
+    definitions: Mapping[str, tuple[str, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One try at a step, as it goes into the history."""
+
+    step_id: int
+    number: int
+    outcome: str
+    duration: float | None
+    error: str = ""
+    error_type: str = ""
+    traceback: str = ""
+    backoff_delay: float | None = None
+    worker_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One fenced commit: the run's transition, the step's, the attempt that led to them,
+    and the step to start next. Nothing is written unless the fence holds."""
+
+    held: Fence
+    run: RunChange
+    run_values: Mapping[str, Any] = field(default_factory=dict)
+    step_id: int | None = None
+    step: StepChange | None = None
+    step_values: Mapping[str, Any] = field(default_factory=dict)
+    attempt: AttemptRecord | None = None
+    #: The next step's row, marked running in the same commit (the run `continue`s).
+    start_step_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StepStart:
+    """Start `name` for a held run: the step the claim started was not the planner's
+    choice (the definition changed since the run was laid out), or had no row yet."""
+
+    name: str
+    step_id: int | None  # None: create the row at `position`
+    position: int
+    #: The row the claim marked running, put back as it was.
+    undo_step_id: int | None = None
+    undo_status: str = ""
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A run taken back from a dead claimant by a recovery sweep."""
+
+    run_id: uuid.UUID
+    step: str
+    worker_id: int | None
+    interruptions: int
+    quarantined: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Announcements:
+    """What other processes announced since a listener last looked."""
+
+    #: Runs became claimable, or will after these many seconds.
+    delays: tuple[float, ...] = ()
+    #: Running runs an operator cancelled: whoever holds one stops its step now.
+    cancelled: tuple[uuid.UUID, ...] = ()

@@ -1,0 +1,358 @@
+-- The PostgreSQL store's statements (runs/store/postgres.py), each named by the comment
+-- above it and loaded once by runs/store/queries.py. {run}, {step}, {attempt}, {pipeline}
+-- and {audit} are the models' tables; every other value is a bound parameter. Whole rows
+-- are inserted as jsonb_populate_record(NULL::table, defaults || values), with `defaults`
+-- derived from the models (runs/store/rows.py), so no statement lists columns by hand.
+-- The clock is statement_timestamp() throughout: Django's Now() on PostgreSQL.
+-- Each statement writes the columns its transition in runs/store/transitions.py names,
+-- the way it names them: tests/runs/store/test_transitions.py holds them to it.
+
+
+-- name: insert_runs
+-- Runs, their steps, their audit events and one NOTIFY: one statement, so one round trip
+-- (and its own transaction when none is open). A run whose idempotency key or schedule
+-- slot is taken is skipped and answered with the id of the run holding it, when this
+-- statement can see that run (one committed meanwhile is looked up by the caller).
+WITH input AS (
+    SELECT x.ordinality AS ordinal, x.value AS run, (x.value->>'id')::uuid AS id
+    FROM jsonb_array_elements(%(runs)s::jsonb) WITH ORDINALITY AS x(value, ordinality)
+),
+inserted AS (
+    INSERT INTO {run}
+    SELECT (jsonb_populate_record(
+        NULL::{run},
+        %(run_defaults)s::jsonb || input.run || jsonb_build_object(
+            'created_at', statement_timestamp(),
+            'available_at', COALESCE(
+                (input.run->>'_run_after')::timestamptz,
+                statement_timestamp() + make_interval(secs => (input.run->>'_delay')::float8)))
+    )).*
+    FROM input
+    ORDER BY input.ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING id, created_at, available_at
+),
+steps AS (
+    INSERT INTO {step}
+    SELECT (jsonb_populate_record(
+        NULL::{step},
+        %(step_defaults)s::jsonb || jsonb_build_object(
+            'id', nextval(%(step_sequence)s::regclass),
+            'run_id', inserted.id,
+            'name', step.name,
+            'position', step.ordinality - 1)
+    )).*
+    FROM inserted
+    JOIN input ON input.id = inserted.id
+    CROSS JOIN LATERAL jsonb_array_elements_text(input.run->'_steps')
+        WITH ORDINALITY AS step(name, ordinality)
+),
+audit AS (
+    INSERT INTO {audit}
+    SELECT (jsonb_populate_record(
+        NULL::{audit},
+        %(audit_defaults)s::jsonb || (input.run->'_audit') || jsonb_build_object(
+            'id', nextval(%(audit_sequence)s::regclass),
+            'created_at', statement_timestamp(),
+            'target_id', inserted.id::text)
+    )).*
+    FROM inserted
+    JOIN input ON input.id = inserted.id
+    WHERE jsonb_typeof(input.run->'_audit') = 'object'
+),
+announced AS (
+    SELECT pg_notify(
+        %(channel)s,
+        (1000 * GREATEST(0, EXTRACT(EPOCH FROM first.due - statement_timestamp())))::bigint::text
+    ) AS sent
+    FROM (SELECT min(available_at) AS due FROM inserted HAVING count(*) > 0) AS first
+)
+SELECT input.id, inserted.id IS NOT NULL, inserted.created_at, inserted.available_at, held.id
+FROM input
+LEFT JOIN inserted ON inserted.id = input.id
+LEFT JOIN LATERAL (
+    SELECT r.id FROM {run} AS r
+    WHERE inserted.id IS NULL
+      AND r.pipeline_id = (input.run->>'pipeline_id')::bigint
+      AND (r.idempotency_key = input.run->>'idempotency_key'
+           OR r.scheduled_for = (input.run->>'scheduled_for')::timestamptz)
+    LIMIT 1
+) AS held ON true
+LEFT JOIN announced ON true
+ORDER BY input.ordinal
+
+
+-- name: claim
+-- The CLAIM transition for up to %(limit)s due runs of enabled pipelines in one queue,
+-- each run's current step started (STEP_START), the runs returned with their steps as
+-- they were: one round trip starts work on a whole batch. It must stay one short
+-- statement: it holds row locks that every other worker's claim skips over.
+-- `queue = %(queue)s` lets run_claimable_idx yield the runs already in claim order, so
+-- the scan stops at LIMIT. With %(definitions)s (definition -> its step names), only runs
+-- whose pipeline this claimant defines and whose every unfinished step it knows.
+WITH candidates AS (
+    SELECT r.id FROM {run} AS r
+    WHERE r.status = 'pending'
+      AND r.queue = %(queue)s
+      AND r.available_at <= statement_timestamp()
+      AND r.pipeline_id IN (
+          SELECT p.id FROM {pipeline} AS p
+          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+      AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
+          WHERE s.run_id = r.id AND s.status <> 'succeeded'
+            AND NOT (%(definitions)s::jsonb -> p.definition) ? s.name))
+    ORDER BY r.priority DESC, r.available_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE {run} AS r
+    SET status = 'running',
+        fence = r.fence + 1,
+        worker_id = %(worker)s,
+        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
+        started_at = COALESCE(r.started_at, statement_timestamp())
+    FROM candidates
+    WHERE r.id = candidates.id
+    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step
+),
+started AS (
+    UPDATE {step} AS s
+    SET status = 'running', started_at = statement_timestamp()
+    FROM claimed AS c
+    WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
+    RETURNING s.run_id, s.name
+)
+SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, ''),
+       (SELECT json_agg(
+                   json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
+                   ORDER BY s.position)
+        FROM {step} AS s WHERE s.run_id = c.id)
+FROM claimed AS c
+JOIN {pipeline} AS p ON p.id = c.pipeline_id
+LEFT JOIN started ON started.run_id = c.id
+
+
+-- name: claim_in_queues
+-- `claim` over several queues (ANY() over one element would sort every candidate).
+WITH candidates AS (
+    SELECT r.id FROM {run} AS r
+    WHERE r.status = 'pending'
+      AND r.queue = ANY(%(queues)s)
+      AND r.available_at <= statement_timestamp()
+      AND r.pipeline_id IN (
+          SELECT p.id FROM {pipeline} AS p
+          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+      AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
+          WHERE s.run_id = r.id AND s.status <> 'succeeded'
+            AND NOT (%(definitions)s::jsonb -> p.definition) ? s.name))
+    ORDER BY r.priority DESC, r.available_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE {run} AS r
+    SET status = 'running',
+        fence = r.fence + 1,
+        worker_id = %(worker)s,
+        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
+        started_at = COALESCE(r.started_at, statement_timestamp())
+    FROM candidates
+    WHERE r.id = candidates.id
+    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step
+),
+started AS (
+    UPDATE {step} AS s
+    SET status = 'running', started_at = statement_timestamp()
+    FROM claimed AS c
+    WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
+    RETURNING s.run_id, s.name
+)
+SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, ''),
+       (SELECT json_agg(
+                   json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
+                   ORDER BY s.position)
+        FROM {step} AS s WHERE s.run_id = c.id)
+FROM claimed AS c
+JOIN {pipeline} AS p ON p.id = c.pipeline_id
+LEFT JOIN started ON started.run_id = c.id
+
+
+-- name: commit
+-- A batch of fenced outcomes (runs/store/records.py `Outcome`), all or nothing: the run's
+-- transition, the attempt, the step's transition and the next step's start. The fenced
+-- run update decides which rows go through and every other write joins on its result,
+-- so a run whose fence failed gets nothing written. Each outcome arrives encoded by
+-- runs/store/postgres.py `_encode` from its transitions: a NULL means "keep the column".
+WITH input AS (
+    SELECT * FROM unnest(
+        %(run_ids)s::uuid[], %(fences)s::int[], %(statuses)s::text[],
+        %(keep_workers)s::bool[], %(leases)s::float8[], %(finishes)s::bool[],
+        %(delays)s::float8[], %(errors)s::text[], %(current_steps)s::text[],
+        %(step_ids)s::bigint[], %(step_statuses)s::text[], %(set_results)s::bool[],
+        %(results)s::text[], %(step_counts)s::bool[], %(step_finishes)s::bool[],
+        %(step_durations)s::float8[],
+        %(step_failures)s::int[], %(step_errors)s::text[], %(step_error_types)s::text[],
+        %(step_tracebacks)s::text[], %(step_clear_starts)s::bool[],
+        %(numbers)s::int[], %(outcomes)s::text[], %(durations)s::float8[],
+        %(attempt_errors)s::text[], %(attempt_error_types)s::text[],
+        %(attempt_tracebacks)s::text[], %(backoffs)s::float8[], %(workers)s::bigint[],
+        %(start_step_ids)s::bigint[]
+    ) AS i(run_id, fence, status, keep_worker, lease, finish, delay, error, current_step,
+           step_id, step_status, set_result, result, step_counted, step_finished, step_duration,
+           step_failures, step_error, step_error_type, step_traceback, step_clear_start,
+           number, outcome, duration, attempt_error, attempt_error_type,
+           attempt_traceback, backoff, worker_id, start_step_id)
+),
+fenced AS (
+    UPDATE {run} AS r
+    SET status = i.status,
+        worker_id = CASE WHEN i.keep_worker THEN r.worker_id END,
+        lease_expires_at = statement_timestamp() + make_interval(secs => i.lease),
+        finished_at = CASE WHEN i.finish THEN statement_timestamp() ELSE r.finished_at END,
+        available_at = COALESCE(
+            statement_timestamp() + make_interval(secs => i.delay), r.available_at),
+        error = COALESCE(i.error, r.error),
+        current_step = COALESCE(i.current_step, r.current_step)
+    FROM input AS i
+    -- `status || ''`: look runs up by primary key. Compared bare, the planner may scan the
+    -- status index instead, which holds an entry for every run that was ever running.
+    WHERE r.id = i.run_id AND r.fence = i.fence AND r.status || '' = 'running'
+    RETURNING r.id
+),
+ok AS (SELECT i.* FROM input AS i JOIN fenced ON fenced.id = i.run_id),
+attempts AS (
+    INSERT INTO {attempt}
+    SELECT (jsonb_populate_record(
+        NULL::{attempt},
+        %(attempt_defaults)s::jsonb || jsonb_build_object(
+            'id', nextval(%(attempt_sequence)s::regclass),
+            'step_id', ok.step_id,
+            'run_id', ok.run_id,
+            'number', ok.number,
+            'outcome', ok.outcome,
+            'error', ok.attempt_error,
+            'error_type', ok.attempt_error_type,
+            'traceback', ok.attempt_traceback,
+            'started_at', statement_timestamp() - make_interval(secs => ok.duration),
+            'finished_at', statement_timestamp(),
+            'duration', ok.duration,
+            'backoff_delay', ok.backoff,
+            'worker_id', ok.worker_id)
+    )).*
+    FROM ok
+    WHERE ok.number IS NOT NULL
+),
+stepped AS (
+    UPDATE {step} AS s
+    SET status = ok.step_status,
+        result = CASE WHEN ok.set_result THEN ok.result::jsonb ELSE s.result END,
+        attempts = s.attempts + CASE WHEN ok.step_counted THEN 1 ELSE 0 END,
+        finished_at = CASE WHEN ok.step_finished THEN statement_timestamp() ELSE s.finished_at END,
+        duration = COALESCE(ok.step_duration, s.duration),
+        failures = COALESCE(ok.step_failures, s.failures),
+        error = COALESCE(ok.step_error, s.error),
+        error_type = COALESCE(ok.step_error_type, s.error_type),
+        traceback = COALESCE(ok.step_traceback, s.traceback),
+        started_at = CASE WHEN ok.step_clear_start THEN NULL ELSE s.started_at END
+    FROM ok
+    WHERE s.id = ok.step_id AND ok.step_status IS NOT NULL
+),
+started AS (
+    UPDATE {step} AS s
+    SET status = 'running', started_at = statement_timestamp()
+    FROM ok
+    WHERE s.id = ok.start_step_id
+)
+SELECT id FROM fenced
+
+
+-- name: take_interrupted
+-- The RECOVER transition (QUARANTINE past %(max_interruptions)s) for every running run whose
+-- lease expired (or only %(run_id)s), its running step's attempt recorded as interrupted
+-- (STEP_INTERRUPT; STEP_QUARANTINE for a quarantined run's step). SKIP LOCKED: with several
+-- workers sweeping at once, each run is taken once.
+WITH expired AS (
+    SELECT r.id, r.worker_id, r.current_step, r.interruptions + 1 AS interruptions,
+           r.interruptions + 1 > %(max_interruptions)s AS quarantined
+    FROM {run} AS r
+    WHERE r.status = 'running' AND r.lease_expires_at < statement_timestamp()
+      AND (%(run_id)s::uuid IS NULL OR r.id = %(run_id)s::uuid)
+    FOR UPDATE SKIP LOCKED
+),
+explained AS (
+    SELECT e.*,
+           CASE WHEN e.quarantined THEN format(
+               %(quarantine_error)s,
+               e.interruptions,
+               CASE WHEN e.current_step <> '' THEN format('in step %%L', e.current_step)
+                    ELSE 'before its first step' END,
+               %(max_interruptions)s::int)
+           END AS error
+    FROM expired AS e
+),
+taken AS (
+    UPDATE {run} AS r
+    SET status = CASE WHEN x.quarantined THEN 'failed' ELSE 'pending' END,
+        worker_id = NULL,
+        lease_expires_at = NULL,
+        interruptions = r.interruptions + 1,
+        finished_at = CASE WHEN x.quarantined THEN statement_timestamp() ELSE r.finished_at END,
+        current_step = CASE WHEN x.quarantined THEN '' ELSE r.current_step END,
+        error = COALESCE(x.error, r.error)
+    FROM explained AS x
+    WHERE r.id = x.id
+    RETURNING r.id
+),
+running_steps AS (
+    SELECT s.id, s.run_id, s.attempts, s.started_at, s.status, x.worker_id, x.quarantined, x.error
+    FROM {step} AS s
+    JOIN explained AS x ON s.run_id = x.id AND s.name = x.current_step
+),
+attempts AS (
+    INSERT INTO {attempt}
+    SELECT (jsonb_populate_record(
+        NULL::{attempt},
+        %(attempt_defaults)s::jsonb || jsonb_build_object(
+            'id', nextval(%(attempt_sequence)s::regclass),
+            'step_id', s.id,
+            'run_id', s.run_id,
+            'number', s.attempts + 1,
+            'outcome', 'interrupted',
+            'error', %(interrupted_error)s::text,
+            'error_type', %(interrupted_error_type)s::text,
+            'started_at', s.started_at,
+            'finished_at', statement_timestamp(),
+            'worker_id', s.worker_id)
+    )).*
+    FROM running_steps AS s
+    WHERE s.status = 'running'
+),
+stepped AS (
+    UPDATE {step} AS s
+    SET status = CASE WHEN rs.quarantined THEN 'failed' ELSE 'pending' END,
+        attempts = s.attempts + CASE WHEN rs.status = 'running' THEN 1 ELSE 0 END,
+        error = CASE WHEN rs.quarantined THEN rs.error ELSE s.error END
+    FROM running_steps AS rs
+    WHERE s.id = rs.id AND (rs.status = 'running' OR rs.quarantined)
+)
+SELECT x.id, x.current_step, x.worker_id, x.interruptions, x.quarantined, COALESCE(x.error, '')
+FROM explained AS x
+JOIN taken ON taken.id = x.id
+
+
+-- name: announce
+-- The payload: milliseconds until the run is due, or "cancel:<run id>".
+SELECT pg_notify(%(channel)s, %(payload)s)
+
+
+-- name: try_exclusive
+-- Held until the transaction ends; another process asking meanwhile gets false at once.
+SELECT pg_try_advisory_xact_lock(%(key)s)
+
+
+-- name: estimated_rows
+-- The row count as (auto)ANALYZE last saw it: free, and close enough to size a page.
+SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%(table)s)

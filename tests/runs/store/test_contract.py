@@ -1,0 +1,595 @@
+"""The run store's contract, one behaviour at a time, against every store (conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, connections
+from django.utils import timezone
+
+from orbit.core.clock import db_now
+from orbit.core.models import AuditEvent
+from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus, Worker
+from runs.store import transitions as t
+from runs.store.records import AttemptRecord, Fence, Outcome, StepStart
+from tests.factories import WorkerFactory
+from tests.runs.store.conftest import LEASE, claim, insert, new_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def statuses(run_id: object) -> dict[str, str]:
+    return dict(Step.objects.filter(run_id=run_id).values_list("name", "status"))
+
+
+def succeeded(held: Fence, step_id: int, number: int = 1, **changes: object) -> Outcome:
+    values = {
+        "held": held,
+        "run": t.SUCCEED,
+        "step_id": step_id,
+        "step": t.STEP_SUCCEED,
+        "step_values": {"result": {"n": 1}, "result_json": '{"n": 1}', "duration": 0.5},
+        "attempt": AttemptRecord(step_id=step_id, number=number, outcome="succeeded", duration=0.5),
+    }
+    values.update(changes)
+    return Outcome(**values)  # type: ignore[arg-type]
+
+
+# -- creating ---------------------------------------------------------------------------
+
+
+def test_inserted_runs_are_pending_with_their_steps_laid_out_in_order(store, pipeline):
+    first, second = store.insert_runs([new_run(pipeline), new_run(pipeline, metadata={"a": 1})])
+    assert first.created and second.created and first.created_at is not None
+    run = Run.objects.get(id=second.id)
+    assert (run.status, run.fence, run.current_step, run.metadata) == (
+        "pending",
+        0,
+        "one",
+        {"a": 1},
+    )
+    assert run.available_at == run.created_at
+    steps = list(
+        Step.objects.filter(run=run).order_by("position").values_list("name", "position", "status")
+    )
+    assert steps == [("one", 0, "pending"), ("two", 1, "pending"), ("three", 2, "pending")]
+
+
+def test_an_inserted_run_carries_its_audit_event(store, pipeline):
+    audit = {
+        "action": "run_created",
+        "source": "cli",
+        "user_id": None,
+        "actor": "alice",
+        "ip_address": "127.0.0.1",
+        "target_type": "runs.run",
+        "target_id": "",
+        "target_repr": "t-three run",
+        "changes": {"queue": "default"},
+    }
+    run_id = insert(store, pipeline, audit=audit)
+    event = AuditEvent.objects.get(target_id=str(run_id))
+    assert (event.actor, event.source, event.ip_address, event.changes) == (
+        "alice",
+        "cli",
+        "127.0.0.1",
+        {"queue": "default"},
+    )
+
+
+def test_a_taken_idempotency_key_answers_with_the_run_holding_it(store, pipeline):
+    first = insert(store, pipeline, idempotency_key="k-1")
+    (again,) = store.insert_runs([new_run(pipeline, idempotency_key="k-1")])
+    assert (again.created, again.id) == (False, first)
+    assert Run.objects.count() == 1 and Step.objects.count() == 3
+
+
+def test_a_key_repeated_within_one_batch_inserts_one_run(store, pipeline):
+    one, two = store.insert_runs(
+        [new_run(pipeline, idempotency_key="k"), new_run(pipeline, idempotency_key="k")]
+    )
+    assert one.created and not two.created and two.id == one.id
+    assert Run.objects.count() == 1
+
+
+def test_a_taken_schedule_slot_is_not_inserted_again(store, pipeline):
+    slot = timezone.now().replace(microsecond=0)
+    first = insert(store, pipeline, scheduled_for=slot)
+    (again,) = store.insert_runs([new_run(pipeline, scheduled_for=slot)])
+    assert (again.created, again.id) == (False, first)
+
+
+def test_a_delayed_run_is_due_that_long_after_its_creation(store, pipeline):
+    run_id = insert(store, pipeline, delay=90.0)
+    run = Run.objects.get(id=run_id)
+    assert abs((run.available_at - run.created_at).total_seconds() - 90.0) < 0.01
+    assert claim(store) == []
+
+
+def test_a_run_after_a_moment_is_due_at_that_moment(store, pipeline):
+    at = (db_now() + timedelta(hours=1)).replace(microsecond=0)
+    run_id = insert(store, pipeline, run_after=at)
+    assert Run.objects.get(id=run_id).available_at == at
+
+
+# -- claiming ---------------------------------------------------------------------------
+
+
+def test_a_claim_takes_the_highest_priority_first_then_the_longest_waiting(store, pipeline):
+    old = insert(store, pipeline)
+    new = insert(store, pipeline)
+    urgent = insert(store, pipeline, priority=5)
+    assert [c.run_id for c in claim(store, limit=1)] == [urgent]
+    assert [c.run_id for c in claim(store, limit=1)] == [old]
+    assert [c.run_id for c in claim(store, limit=5)] == [new]
+
+
+def test_a_claim_leaves_what_is_not_due_disabled_or_in_another_queue(store, pipeline):
+    from pipelines.models import Pipeline
+
+    insert(store, pipeline, delay=60.0)
+    insert(store, pipeline, queue="other")
+    off = Pipeline.objects.create(name="off", definition="t-three", enabled=False)
+    insert(store, off)
+    assert claim(store) == []
+    assert len(claim(store, queues=("other", "default"))) == 1
+
+
+def test_a_claim_advances_the_fence_and_starts_the_current_step(store, pipeline):
+    worker = WorkerFactory()
+    run_id = insert(store, pipeline)
+    (claimed,) = claim(store, worker_id=worker.id)
+    run = Run.objects.get(id=run_id)
+    assert (claimed.fence, run.fence, run.status, run.worker_id) == (1, 1, "running", worker.id)
+    lease = (run.lease_expires_at - db_now()).total_seconds()
+    assert LEASE - 5 < lease <= LEASE
+    assert run.started_at is not None
+    assert claimed.started == "one"
+    assert statuses(run_id) == {"one": "running", "two": "pending", "three": "pending"}
+    # The steps as they were before the claim started one:
+    assert [(s.name, s.status) for s in claimed.steps] == [
+        ("one", "pending"),
+        ("two", "pending"),
+        ("three", "pending"),
+    ]
+    assert (claimed.pipeline, claimed.definition) == ("t-three", "t-three")
+
+
+def test_a_claim_starts_no_step_when_the_current_one_already_succeeded(store, pipeline):
+    run_id = insert(store, pipeline)
+    Step.objects.filter(run_id=run_id, name="one").update(status=StepStatus.SUCCEEDED)
+    (claimed,) = claim(store)
+    assert claimed.started == ""
+    assert statuses(run_id)["two"] == "pending"
+
+
+def test_a_claim_by_definitions_leaves_pipelines_this_claimant_lacks(store, pipeline):
+    insert(store, pipeline)
+    assert claim(store, definitions={"t-single": ("noop",)}) == []
+    assert len(claim(store, definitions={"t-three": ("one", "two", "three")})) == 1
+
+
+def test_a_claim_by_definitions_leaves_runs_with_unfinished_steps_it_does_not_know(store, pipeline):
+    newer = insert(store, pipeline, steps=("one", "two", "three", "four"))
+    older = insert(store, pipeline, steps=("one", "gone"))
+    Step.objects.filter(run_id=older, name="gone").update(status=StepStatus.SUCCEEDED)
+    known = {"t-three": ("one", "two", "three")}
+    assert [c.run_id for c in claim(store, definitions=known)] == [older]
+    assert Run.objects.get(id=newer).status == RunStatus.PENDING
+    assert len(claim(store, definitions={"t-three": ("one", "two", "three", "four")})) == 1
+
+
+def test_claim_run_takes_one_particular_run_whatever_its_due_time(store, pipeline):
+    later = insert(store, pipeline, delay=3600.0, queue="elsewhere")
+    claimed = store.claim_run(later, worker_id=None, lease_seconds=LEASE)
+    assert claimed is not None and claimed.run_id == later and claimed.started == "one"
+    assert store.claim_run(later, worker_id=None, lease_seconds=LEASE) is None
+
+
+@pytest.mark.postgres
+def test_claims_from_many_connections_at_once_take_each_run_once(store, pipeline):
+    ids = {insert(store, pipeline) for _ in range(60)}
+    taken: list[list[object]] = []
+    barrier = threading.Barrier(6)
+
+    def claimant() -> None:
+        try:
+            barrier.wait()
+            mine = []
+            while batch := claim(store, limit=3):
+                mine += [c.run_id for c in batch]
+            taken.append(mine)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claimant) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    every = [run_id for mine in taken for run_id in mine]
+    assert len(taken) == 6
+    assert sorted(every) == sorted(ids)  # each run claimed, none twice
+    assert Run.objects.filter(fence=1, status="running").count() == 60
+
+
+# -- starting a step the claim did not --------------------------------------------------
+
+
+def test_start_step_starts_the_planned_step_and_puts_the_claimed_one_back(store, pipeline):
+    run_id = insert(store, pipeline)
+    (claimed,) = claim(store)
+    rows = {s.name: s for s in claimed.steps}
+    start = StepStart(
+        name="two",
+        step_id=rows["two"].id,
+        position=1,
+        undo_step_id=rows["one"].id,
+        undo_status="pending",
+    )
+    assert store.start_step(claimed.held, start, lease_seconds=LEASE) == rows["two"].id
+    assert statuses(run_id) == {"one": "pending", "two": "running", "three": "pending"}
+    assert Run.objects.get(id=run_id).current_step == "two"
+
+
+def test_start_step_creates_a_step_the_definition_gained(store, pipeline):
+    run_id = insert(store, pipeline, steps=("one",))
+    Step.objects.filter(run_id=run_id).update(status=StepStatus.SUCCEEDED)
+    (claimed,) = claim(store)
+    step_id = store.start_step(
+        claimed.held, StepStart(name="two", step_id=None, position=1001), lease_seconds=LEASE
+    )
+    step = Step.objects.get(id=step_id)
+    assert (step.run_id, step.name, step.position, step.status) == (run_id, "two", 1001, "running")
+
+
+def test_start_step_under_a_stale_fence_writes_nothing(store, pipeline):
+    run_id = insert(store, pipeline)
+    (claimed,) = claim(store)
+    Run.objects.filter(id=run_id).update(fence=7)
+    two = next(s for s in claimed.steps if s.name == "two")
+    start = StepStart(name="two", step_id=two.id, position=1)
+    assert store.start_step(claimed.held, start, lease_seconds=LEASE) is None
+    assert statuses(run_id)["two"] == "pending"
+
+
+# -- committing -------------------------------------------------------------------------
+
+
+def test_a_commit_records_the_attempt_and_starts_the_next_step(store, pipeline):
+    run_id = insert(store, pipeline)
+    (claimed,) = claim(store)
+    rows = {s.name: s for s in claimed.steps}
+    outcome = succeeded(
+        claimed.held,
+        rows["one"].id,
+        run=t.CONTINUE,
+        run_values={"current_step": "two", "lease_expires_at": LEASE},
+        start_step_id=rows["two"].id,
+    )
+    assert store.commit([outcome]) == {run_id}
+    assert statuses(run_id) == {"one": "succeeded", "two": "running", "three": "pending"}
+    one = Step.objects.get(id=rows["one"].id)
+    assert (one.result, one.attempts, one.duration) == ({"n": 1}, 1, 0.5)
+    attempt = StepAttempt.objects.get(step_id=rows["one"].id)
+    assert (attempt.number, attempt.outcome, attempt.duration) == (1, "succeeded", 0.5)
+    assert abs((attempt.finished_at - attempt.started_at).total_seconds() - 0.5) < 0.01
+    assert Run.objects.get(id=run_id).current_step == "two"
+
+
+def test_a_stale_fence_in_a_batch_writes_nothing_for_its_run(store, pipeline):
+    kept = insert(store, pipeline, steps=("one",))
+    lost = insert(store, pipeline, steps=("one",))
+    claims = {c.run_id: c for c in claim(store)}
+    Run.objects.filter(id=lost).update(fence=claims[lost].fence + 1)  # taken over meanwhile
+    outcomes = [succeeded(claims[r].held, claims[r].steps[0].id) for r in (kept, lost)]
+    assert store.commit(outcomes) == {kept}
+    assert Run.objects.get(id=kept).status == RunStatus.SUCCEEDED
+    assert Run.objects.get(id=lost).status == RunStatus.RUNNING
+    assert not StepAttempt.objects.filter(run_id=lost).exists()
+    assert statuses(lost) == {"one": "running"}
+
+
+def test_an_attempt_committed_twice_raises_and_writes_nothing_of_its_batch(store, pipeline):
+    """A commit whose acknowledgement was lost and is sent again."""
+    first = insert(store, pipeline, steps=("one", "two"))
+    other = insert(store, pipeline, steps=("one",))
+    claims = {c.run_id: c for c in claim(store)}
+    one = claims[first].steps[0].id
+    hold = {"run": t.CONTINUE, "run_values": {"current_step": "two", "lease_expires_at": LEASE}}
+    store.commit([succeeded(claims[first].held, one, **hold)])
+    with pytest.raises(IntegrityError):
+        store.commit(
+            [
+                succeeded(claims[other].held, claims[other].steps[0].id),
+                succeeded(claims[first].held, one, **hold),
+            ]
+        )
+    assert Run.objects.get(id=other).status == RunStatus.RUNNING  # rolled back with the batch
+    assert StepAttempt.objects.filter(step_id=one).count() == 1
+
+
+def test_logs_are_appended_and_bounded(store, pipeline, settings):
+    settings.ORBIT_MAX_LOG_RECORDS = 3
+    run_id = insert(store, pipeline)
+    (claimed,) = claim(store)
+    step_id = claimed.steps[0].id
+    store.append_logs(claimed.held, step_id, [{"message": "a"}, {"message": "b"}])
+    store.append_logs(claimed.held, step_id, [{"message": "c"}, {"message": "d"}])
+    assert [r["message"] for r in Step.objects.get(id=step_id).logs] == ["b", "c", "d"]
+    Run.objects.filter(id=run_id).update(fence=5)
+    store.append_logs(claimed.held, step_id, [{"message": "late"}])
+    assert [r["message"] for r in Step.objects.get(id=step_id).logs] == ["b", "c", "d"]
+
+
+def test_a_cancelled_attempt_is_recorded_once(store, pipeline):
+    run_id = insert(store, pipeline)
+    (claimed,) = claim(store)
+    step_id = claimed.steps[0].id
+    assert store.status_under(claimed.held) == "running"
+    store.cancel(run_id, reason="stop")
+    assert store.status_under(claimed.held) == "cancelled"
+    attempt = AttemptRecord(step_id=step_id, number=1, outcome="cancelled", duration=0.1)
+    assert store.record_cancelled(claimed.held, attempt)
+    assert not store.record_cancelled(claimed.held, attempt)
+    assert list(StepAttempt.objects.filter(run_id=run_id).values_list("outcome", flat=True)) == [
+        "cancelled"
+    ]
+    assert Step.objects.get(id=step_id).status == StepStatus.PENDING
+
+
+# -- holding ----------------------------------------------------------------------------
+
+
+def test_renewing_answers_the_runs_still_held(store, pipeline):
+    kept, cancelled = insert(store, pipeline), insert(store, pipeline)
+    claims = claim(store)
+    Run.objects.filter(id=kept).update(lease_expires_at=timezone.now())
+    store.cancel(cancelled, reason="stop")
+    assert store.renew([c.held for c in claims], lease_seconds=LEASE) == {kept}
+    lease = (Run.objects.get(id=kept).lease_expires_at - db_now()).total_seconds()
+    assert lease > LEASE - 5
+
+
+def test_a_heartbeat_renews_and_counts(store, pipeline):
+    worker = WorkerFactory(succeeded_count=1)
+    insert(store, pipeline)
+    claims = claim(store, worker_id=worker.id)
+    held = store.heartbeat(
+        worker.id, state="stopping", held=[c.held for c in claims], lease_seconds=LEASE, succeeded=2
+    )
+    assert held == {claims[0].run_id}
+    worker = Worker.objects.get(id=worker.id)
+    assert (worker.state, worker.succeeded_count) == ("stopping", 3)
+
+
+# -- recovery ---------------------------------------------------------------------------
+
+
+def expire(run_id: object) -> None:
+    Run.objects.filter(id=run_id).update(lease_expires_at=timezone.now() - timedelta(seconds=5))
+
+
+def test_an_expired_run_goes_back_to_the_queue_with_its_attempt_recorded(store, pipeline):
+    worker = WorkerFactory()
+    run_id = insert(store, pipeline)
+    claim(store, worker_id=worker.id)
+    expire(run_id)
+    (taken,) = store.take_interrupted(max_interruptions=3)
+    assert (taken.run_id, taken.step, taken.worker_id, taken.interruptions, taken.quarantined) == (
+        run_id,
+        "one",
+        worker.id,
+        1,
+        False,
+    )
+    run = Run.objects.get(id=run_id)
+    assert (run.status, run.worker_id, run.lease_expires_at, run.current_step) == (
+        "pending",
+        None,
+        None,
+        "one",
+    )
+    step = Step.objects.get(run_id=run_id, name="one")
+    assert (step.status, step.attempts) == ("pending", 1)
+    attempt = StepAttempt.objects.get(step=step)
+    assert (attempt.outcome, attempt.worker_id, attempt.number) == ("interrupted", worker.id, 1)
+    assert store.take_interrupted(max_interruptions=3) == []
+
+
+def test_a_run_interrupted_too_often_is_quarantined(store, pipeline):
+    run_id = insert(store, pipeline)
+    claim(store)
+    Run.objects.filter(id=run_id).update(interruptions=3)
+    expire(run_id)
+    (taken,) = store.take_interrupted(max_interruptions=3)
+    assert taken.quarantined
+    assert taken.error == (
+        "Quarantined: the run interrupted its worker 4 times, last in step 'one' "
+        "(ORBIT_MAX_INTERRUPTIONS=3)"
+    )
+    run = Run.objects.get(id=run_id)
+    assert (run.status, run.error, run.current_step, run.interruptions) == (
+        "failed",
+        taken.error,
+        "",
+        4,
+    )
+    assert run.finished_at is not None
+    step = Step.objects.get(run_id=run_id, name="one")
+    assert (step.status, step.error) == ("failed", taken.error)
+
+
+def test_live_leases_and_other_runs_are_left_alone(store, pipeline):
+    live, expired = insert(store, pipeline), insert(store, pipeline)
+    claim(store)
+    expire(expired)
+    assert store.take_interrupted(max_interruptions=3, run_id=live) == []
+    assert [r.run_id for r in store.take_interrupted(max_interruptions=3)] == [expired]
+    assert Run.objects.get(id=live).status == RunStatus.RUNNING
+
+
+@pytest.mark.postgres
+def test_sweeps_at_the_same_time_take_each_run_once(store, pipeline):
+    ids = {insert(store, pipeline) for _ in range(30)}
+    claim(store, limit=30)
+    Run.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=5))
+    taken: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def sweeper() -> None:
+        try:
+            barrier.wait()
+            taken.extend(r.run_id for r in store.take_interrupted(max_interruptions=3))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=sweeper) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(taken) == sorted(ids)
+    assert StepAttempt.objects.filter(outcome="interrupted").count() == 30
+
+
+def test_it_knows_how_long_until_a_lease_expires_and_a_run_is_due(store, pipeline):
+    assert store.seconds_until_lease_expiry() is None
+    assert store.seconds_until_due(["default"]) is None
+    insert(store, pipeline, delay=120.0)
+    assert 110 < store.seconds_until_due(["default"]) <= 120
+    assert store.seconds_until_due(["other"]) is None
+    insert(store, pipeline)
+    assert store.seconds_until_due(["default"]) == 0.0
+    claim(store, limit=1)
+    assert LEASE - 5 < store.seconds_until_lease_expiry() <= LEASE
+
+
+# -- operators --------------------------------------------------------------------------
+
+
+def test_cancel_stops_a_pending_or_running_run_once(store, pipeline):
+    pending, running = insert(store, pipeline), insert(store, pipeline, priority=1)
+    claim(store, limit=1)
+    assert store.cancel(running, reason="by alice") == "running"
+    assert store.cancel(pending, reason="by bob") == "pending"
+    assert store.cancel(pending, reason="again") is None
+    run = Run.objects.get(id=running)
+    assert (run.status, run.error, run.lease_expires_at, run.current_step) == (
+        "cancelled",
+        "by alice",
+        None,
+        "",
+    )
+    assert run.finished_at is not None
+
+
+def test_retry_queues_a_failed_run_at_its_step_with_a_fresh_budget(store, pipeline):
+    run_id = insert(store, pipeline)
+    Step.objects.filter(run_id=run_id, name="one").update(status="succeeded")
+    Step.objects.filter(run_id=run_id, name="two").update(status="failed", failures=3, error="x")
+    Run.objects.filter(id=run_id).update(status="failed", error="boom", interruptions=2)
+    assert store.retry(run_id, current_step="two") == "failed"
+    assert store.retry(run_id, current_step="two") is None
+    run = Run.objects.get(id=run_id)
+    assert (run.status, run.error, run.current_step, run.interruptions) == ("pending", "", "two", 0)
+    two = Step.objects.get(run_id=run_id, name="two")
+    assert (two.status, two.failures, two.error) == ("pending", 0, "")
+    assert statuses(run_id)["one"] == "succeeded"
+
+
+# -- announcing and coordinating --------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_announcements_reach_a_listener_at_commit(store, pipeline):
+    from django.db import transaction
+
+    wakeups = store.wakeups()
+    if wakeups is None:
+        pytest.skip("the portable store has no announcements: workers poll")
+    try:
+        run_id = insert(store, pipeline, delay=2.5)
+        with transaction.atomic():
+            store.announce_cancel(run_id)
+            assert _drain(wakeups, timeout=0.2).cancelled == ()  # not before commit
+        heard = _drain(wakeups, timeout=2.0)
+        assert heard.cancelled == (run_id,)
+        store.announce(0.0)
+        assert _drain(wakeups, timeout=2.0).delays == (0.0,)
+    finally:
+        wakeups.close()
+
+
+def test_announcing_the_delay_of_an_inserted_run(store, pipeline):
+    wakeups = store.wakeups()
+    if wakeups is None:
+        assert store.name == "portable"  # polls instead
+        return
+    try:
+        insert(store, pipeline, delay=2.5)
+        delays = _drain(wakeups, timeout=2.0).delays
+        assert len(delays) == 1 and 2.3 < delays[0] <= 2.5
+    finally:
+        wakeups.close()
+
+
+def _drain(wakeups, timeout: float):
+    import select
+
+    from runs.store.records import Announcements
+
+    delays: list[float] = []
+    cancelled: list[object] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select(
+            [wakeups.fileno()], [], [], max(0.0, deadline - time.monotonic())
+        )
+        if ready:
+            heard = wakeups.drain()
+            delays += heard.delays
+            cancelled += heard.cancelled
+            if delays or cancelled:
+                break
+    return Announcements(tuple(delays), tuple(cancelled))
+
+
+@pytest.mark.postgres
+def test_one_process_at_a_time_holds_an_exclusive_key(store):
+    if store.name == "portable":
+        pytest.skip("the portable store takes no lock (documented)")
+    answers: list[bool] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        try:
+            entered.wait(5)
+            with store.exclusive(42) as acquired:
+                answers.append(acquired)
+        finally:
+            release.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with store.exclusive(42) as acquired:
+        assert acquired
+        entered.set()
+        release.wait(5)
+    thread.join(5)
+    assert answers == [False]
+    with store.exclusive(42) as again:
+        assert again
+
+
+def test_every_database_stamp_comes_from_one_clock(store, pipeline):
+    before = db_now()
+    run_id = insert(store, pipeline)
+    after = db_now()
+    created = Run.objects.get(id=run_id).created_at
+    assert before <= created <= after
+    assert connection.vendor in ("postgresql", "sqlite")

@@ -1,0 +1,41 @@
+"""Rows the PostgreSQL store inserts are whole rows derived from the models."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from orbit.core.models import AuditEvent
+from runs.models import Run, Step, StepAttempt
+from runs.store import queries, rows
+
+MODELS = {"run": Run, "step": Step, "attempt": StepAttempt, "audit": AuditEvent}
+
+
+@pytest.mark.parametrize("model", MODELS.values(), ids=MODELS.keys())
+def test_defaults_cover_every_column_but_the_key_and_the_stamped_ones(model):
+    columns = {f.column for f in model._meta.concrete_fields}
+    defaults = set(json.loads(rows.defaults_json(model)))
+    assert defaults == columns - rows.stamped_columns(model) - {model._meta.pk.column}
+
+
+def test_every_insert_sets_the_key_and_the_stamped_columns_itself():
+    statements = queries.parse((queries.SQL_DIR / "runs.sql").read_text())
+    inserts = 0
+    for name, body in statements.items():
+        for table, rest in re.findall(r"INSERT INTO \{(\w+)\}(.*?)\)\)\.\*", body, re.S):
+            inserts += 1
+            model = MODELS[table]
+            needed = set(rows.stamped_columns(model))
+            if model is not Run:  # run ids are made by the caller (time-ordered, runs/ids.py)
+                needed.add(model._meta.pk.column)
+            for column in needed:
+                assert f"'{column}'," in rest, f"{name}: INSERT INTO {table} does not set {column}"
+    assert inserts == 5
+
+
+def test_a_statement_names_only_the_fixed_tables():
+    for name, body in queries.parse((queries.SQL_DIR / "runs.sql").read_text()).items():
+        assert set(re.findall(r"\{(\w+)\}", body)) <= set(queries.TABLES), name
