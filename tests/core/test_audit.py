@@ -19,8 +19,9 @@ from orbit.core.roles import ROLES, assign_role
 from pipelines.lifecycle import PipelineConflict, pipeline_delete, pipeline_update
 from pipelines.models import Pipeline
 from runs import enqueue
-from runs.lifecycle import record_recovered, run_cancel, run_retry
+from runs.lifecycle import run_cancel, run_retry
 from runs.models import Run, RunStatus
+from runs.recovery import record_recovered
 from runs.scheduler import fire_slot
 from tests.factories import RunFactory
 
@@ -253,7 +254,7 @@ def test_patching_enabled_through_the_api_needs_the_operate_permission(test_pipe
 
 
 def test_resuming_an_interrupted_run_records_the_status_change(test_pipelines):
-    from runs.lifecycle import run_resume
+    from runs.recovery import run_resume
 
     run = RunFactory(
         status=RunStatus.RUNNING, lease_expires_at=timezone.now() - timedelta(minutes=1)

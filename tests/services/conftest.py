@@ -150,7 +150,7 @@ def make_ctx(step_log):
             step=step,
             metadata=metadata or {},
             prev_results=prev_results or {},
-            fence=1,
+            attempt=1,
             idempotency_key=f"{run_id}:{step}",
             log=log,
             deadline=datetime.now(UTC) + timedelta(seconds=timeout),

@@ -124,7 +124,7 @@ class RunAdmin(ReadOnlyHistory):
                 "fields": (
                     "worker_link",
                     "current_step",
-                    "attempt",
+                    "fence",
                     "interruptions",
                     "lease_expires_at",
                     "priority",
