@@ -174,16 +174,7 @@ def settle(
     """
     definition = registry.get(task.definition)
     fence = held.claim.held
-    record = AttemptRecord(
-        step_id=task.step_id,
-        number=task.try_number,
-        outcome=report.outcome,
-        duration=report.duration,
-        error=report.error,
-        error_type=report.error_type,
-        traceback=report.traceback,
-        worker_id=held.claim.worker_id,
-    )
+    record = _attempt(held, task, report)
     if report.succeeded:
         result = json.loads(report.result_json) if report.result_json is not None else None
         step_values = {
@@ -266,6 +257,28 @@ def settle(
             attempt=replace(record, backoff_delay=delay),
         ),
         Decision(Next.RETRY, delay=delay),
+    )
+
+
+def _attempt(
+    held: HeldRun,
+    task: StepTask,
+    report: AttemptReport,
+    *,
+    outcome: AttemptOutcome | None = None,
+    backoff: float | None = None,
+) -> AttemptRecord:
+    """The attempt as the history records it (its outcome, unless told otherwise)."""
+    return AttemptRecord(
+        step_id=task.step_id,
+        number=task.try_number,
+        outcome=outcome or report.outcome,
+        duration=report.duration,
+        error=report.error,
+        error_type=report.error_type,
+        traceback=report.traceback,
+        backoff_delay=backoff,
+        worker_id=held.claim.worker_id,
     )
 
 
@@ -462,17 +475,7 @@ def hand_back(
             outcome,
             step_id=task.step_id,
             step=t.STEP_INTERRUPT,
-            attempt=AttemptRecord(
-                step_id=task.step_id,
-                number=task.try_number,
-                outcome=AttemptOutcome.INTERRUPTED,
-                duration=report.duration,
-                error=report.error,
-                error_type=report.error_type,
-                traceback=report.traceback,
-                backoff_delay=0.0,
-                worker_id=held.claim.worker_id,
-            ),
+            attempt=_attempt(held, task, report, outcome=AttemptOutcome.INTERRUPTED, backoff=0.0),
         )
     if held.claim.run_id not in store().commit([outcome]):
         return settle_lost(held, task, report)

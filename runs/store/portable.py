@@ -404,12 +404,7 @@ class PortableStore:
     # -- operators --------------------------------------------------------------------
     def cancel(self, run_id: uuid.UUID, *, reason: str) -> str | None:
         with transaction.atomic():
-            before = (
-                Run.objects.select_for_update()
-                .filter(id=run_id, status__in=t.CANCEL.before)
-                .values_list("status", flat=True)
-                .first()
-            )
+            before = _locked_status(run_id, t.CANCEL)
             if before is None:
                 return None
             Run.objects.filter(id=run_id).update(**t.CANCEL.orm_updates({"error": reason}))
@@ -417,12 +412,7 @@ class PortableStore:
 
     def retry(self, run_id: uuid.UUID, *, current_step: str) -> str | None:
         with transaction.atomic():
-            before = (
-                Run.objects.select_for_update()
-                .filter(id=run_id, status__in=t.RETRY.before)
-                .values_list("status", flat=True)
-                .first()
-            )
+            before = _locked_status(run_id, t.RETRY)
             if before is None:
                 return None
             Run.objects.filter(id=run_id).update(
@@ -474,6 +464,16 @@ def _runnable_by(
         .filter(unknown)
     )
     return candidates.filter(pipeline__definition__in=list(definitions)).exclude(Exists(blocked))
+
+
+def _locked_status(run_id: uuid.UUID, change: t.RunChange) -> str | None:
+    """The run's status, locked until the transaction ends, if `change` may start from it."""
+    return (
+        Run.objects.select_for_update()
+        .filter(id=run_id, status__in=change.before)
+        .values_list("status", flat=True)
+        .first()
+    )
 
 
 def _write_attempt(run_id: uuid.UUID, attempt: AttemptRecord) -> None:
