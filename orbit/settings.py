@@ -28,6 +28,15 @@ if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
         "set SECRET_KEY to a long random value."
     )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+# DEBUG's error pages show settings and local variables to whoever reaches them, so with
+# DEBUG on Orbit serves loopback only: these names here, loopback peers in the middleware.
+LOOPBACK_HOSTS = frozenset({"localhost", ".localhost", "127.0.0.1", "[::1]", "::1"})
+if DEBUG and (_beyond := [h for h in ALLOWED_HOSTS if h.strip().lower() not in LOOPBACK_HOSTS]):
+    raise ImproperlyConfigured(
+        "DEBUG is on, so Orbit serves only loopback names (localhost, 127.0.0.1, [::1]), but "
+        f"ALLOWED_HOSTS also admits {_beyond[0]!r}: set DEBUG=False to serve other hosts "
+        "(docs/SECURITY.md)"
+    )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -48,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "orbit.web.middleware.DebugLoopbackOnlyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "orbit.web.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -221,4 +231,3 @@ VERYFI_API_BASE_URL = env.str(
 )
 VERYFI_TIMEOUT = env.int("VERYFI_TIMEOUT", default=120_000)  # milliseconds, per request
 VERYFI_FILE_TRANSFER = env.str("VERYFI_FILE_TRANSFER", default="url")  # url or data
-ORBIT_MAX_UPLOAD_BYTES = env.int("ORBIT_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)

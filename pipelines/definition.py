@@ -16,8 +16,19 @@ from pipelines.registry import Registry
 from pipelines.retry import Backoff, RetryPolicy
 from pipelines.schedules import validate_schedule
 
+#: The one rule for pipeline and step names, wherever they come from (code, the API, the
+#: admin): printable ASCII only, so a name can never carry a newline or a terminal escape.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME_RULE = (
+    "Pipeline name {name!r} is invalid: use 1-100 letters, digits, '-', '_' or '.', "
+    "starting with a letter or digit"
+)
 StepFunction = Callable[..., Any]
+
+
+def is_valid_name(name: object) -> bool:
+    """Whether `name` follows NAME_PATTERN, all of it (`$` alone would let a final newline by)."""
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ def _build_step(pipeline: str, pending: Any) -> StepDefinition:
             f"Pipeline {pipeline!r}: steps must be made with step(name, fn, ...), got {pending!r}"
         )
     where = f"Pipeline {pipeline!r}, step {pending.name!r}"
-    if not isinstance(pending.name, str) or not NAME_PATTERN.match(pending.name):
+    if not is_valid_name(pending.name):
         raise DefinitionError(
             f"{where}: a step name is 1-100 letters, digits, '-', '_' or '.', "
             "starting with a letter or digit"
@@ -108,9 +119,10 @@ class Pipeline:
         steps: Sequence[Any],
         description: str = "",
         schedule: str = "",
+        upload_field: str = "",
         register: bool = True,
     ) -> None:
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not is_valid_name(name):
             raise DefinitionError(
                 f"Pipeline name {name!r} is invalid: use 1-100 letters, digits, '-', '_' or '.'"
             )
@@ -130,8 +142,16 @@ class Pipeline:
                 validate_schedule(schedule)
             except InvalidSchedule as exc:
                 raise DefinitionError(f"Pipeline {name!r}: {exc}") from None
+        if upload_field and (not isinstance(upload_field, str) or not upload_field.isidentifier()):
+            raise DefinitionError(
+                f"Pipeline {name!r}: upload_field must be a metadata key such as 'filePath', "
+                f"not {upload_field!r}"
+            )
         self.name = name
         self.description = description
+        # The metadata key that receives an uploaded file's path (relative to
+        # ORBIT_DOCUMENTS_ROOT); empty: the pipeline takes no upload.
+        self.upload_field = upload_field
         # The schedule a new row starts with; operators change it on the row afterwards.
         self.schedule = schedule
         self.steps: tuple[StepDefinition, ...] = tuple(built)

@@ -18,7 +18,8 @@ from orbit.core.audit import Actor, diff, record
 from orbit.core.exceptions import DefinitionError, OrbitError
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
-from pipelines.definition import NAME_PATTERN, registry
+from orbit.core.text import storable
+from pipelines.definition import NAME_RULE, is_valid_name, registry
 from pipelines.models import Pipeline
 from pipelines.schedules import validate_schedule
 
@@ -44,6 +45,7 @@ def pipeline_create(
 ) -> Pipeline:
     """A new row running the code definition `definition`; the schedule must parse."""
     _check_name(name)
+    _check_description(description)
     code = registry.find(definition)
     if code is None:
         known = ", ".join(p.name for p in registry.all()) or "none"
@@ -85,6 +87,8 @@ def pipeline_update(pipeline: Pipeline, *, actor: Actor | None = None, **changes
         )
     if "name" in changes:
         _check_name(changes["name"])
+    if "description" in changes:
+        _check_description(changes["description"])
     if changes.get("schedule"):
         _check_schedule(changes["schedule"])
     if "default_metadata" in changes:
@@ -193,11 +197,15 @@ def record_deleted(pipeline: Pipeline, *, actor: Actor | None = None) -> None:
 
 
 def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise DefinitionError(
-            f"Pipeline name {name!r} is invalid: use 1-100 letters, digits, '-', '_' or '.', "
-            "starting with a letter or digit",
-            field="name",
+    if not is_valid_name(name):
+        raise DefinitionError(NAME_RULE.format(name=name), field="name")
+
+
+def _check_description(description: Any) -> None:
+    if isinstance(description, str) and not storable(description):
+        raise OrbitError(
+            "The description cannot hold a NUL character or an unpaired surrogate",
+            field="description",
         )
 
 

@@ -8,7 +8,6 @@ and record each change in the audit trail for `actor`.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import Counter
@@ -17,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orbit.core.audit import Actor
-from orbit.core.exceptions import InvalidMetadata, OrbitError
-from orbit.core.limits import validate_metadata
+from orbit.core.exceptions import OrbitError
+from orbit.core.limits import parse_json, validate_metadata
 from pipelines.lifecycle import pipeline_set_enabled
 from pipelines.models import Pipeline
 from runs.lifecycle import run_cancel, run_create, run_retry
 from runs.models import Run, RunStatus
 from runs.recovery import run_resume
+from runs.uploads import run_create_with_upload
 
 logger = logging.getLogger(__name__)
 
@@ -156,13 +156,7 @@ def parse_metadata(text: str) -> dict[str, Any]:
     text = (text or "").strip()
     if not text:
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidMetadata(
-            f"Metadata is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    return validate_metadata(value)
+    return validate_metadata(parse_json(text, what="Metadata"))
 
 
 @dataclass
@@ -189,6 +183,23 @@ def run_now(
             report.skipped[f"it refused the run: {exc}"] += 1
         else:
             report.done += 1
+    return report
+
+
+def run_now_with_upload(
+    pipeline: Pipeline, upload: Any, metadata: dict[str, Any], *, actor: Actor | None = None
+) -> RunNowReport:
+    """Queue one run of `pipeline` with an uploaded file, stored in the documents folder
+    and given to the run under the pipeline's upload field (runs.uploads)."""
+    report = RunNowReport(verb="queued")
+    if not pipeline.enabled:
+        report.skipped["it is disabled"] += 1
+        return report
+    name = str(getattr(upload, "name", "") or "document")
+    report.created.append(
+        run_create_with_upload(pipeline, upload, file_name=name, metadata=metadata, actor=actor)
+    )
+    report.done += 1
     return report
 
 

@@ -11,6 +11,7 @@ from services.steps import s3_upload, store_results, summarize, veryfi_process
 document_processing = Pipeline(
     "document-processing",
     description="Upload a document to S3, extract it with Veryfi, store the result",
+    upload_field="filePath",
     steps=[
         step("s3-upload", s3_upload, max_retries=3, timeout=60),
         step("veryfi-process", veryfi_process, max_retries=2, timeout=180),

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
@@ -26,7 +25,7 @@ from botocore.exceptions import (
 
 from services import conf
 from services.documents import safe_name
-from services.exceptions import InvalidDocument, S3Refused, S3Unavailable
+from services.exceptions import S3Refused, S3Unavailable
 
 PRESIGNED_URL_SECONDS = 15 * 60
 _CONFIG = Config(
@@ -65,12 +64,13 @@ def object_key(idempotency_key: str, file_name: str) -> str:
     return f"documents/{prefix}/{safe_name(file_name)}"
 
 
-def upload(path: Path, *, bucket: str, key: str, content_type: str) -> None:
-    """Upload a local file (multipart above 8 MB, as boto3 decides)."""
+def upload(file: IO[bytes], *, bucket: str, key: str, content_type: str) -> None:
+    """Upload an open file (multipart above 8 MB, as boto3 decides).
+
+    An open file, not a path: the caller checked this very file (orbit.core.documents), and a
+    path could be swapped for another between that check and boto3's own open."""
     try:
-        client().upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
-    except FileNotFoundError:
-        raise InvalidDocument(f"File not found: {path}") from None
+        client().upload_fileobj(file, bucket, key, ExtraArgs={"ContentType": content_type})
     except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
         raise failure(exc, bucket=bucket, key=key, action="upload to") from None
 

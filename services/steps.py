@@ -23,26 +23,27 @@ TAGS = ("orbit",)
 
 
 def s3_upload(ctx: StepContext) -> dict[str, Any]:
-    """Upload `metadata.filePath` to AWS_S3_BUCKET under a key fixed for this run."""
-    document = local_document(ctx.metadata.get("filePath"), max_bytes=conf.max_upload_bytes())
-    bucket = conf.s3_bucket()
-    key = s3.object_key(ctx.idempotency_key, document.name)
-    ctx.log.info(
-        "Uploading %s (%d bytes, %s) to s3://%s/%s",
-        document.path,
-        document.size,
-        document.content_type,
-        bucket,
-        key,
-        extra={"bucket": bucket, "key": key, "size": document.size},
-    )
-    s3.upload(document.path, bucket=bucket, key=key, content_type=document.content_type)
+    """Upload `metadata.filePath` (in ORBIT_DOCUMENTS_ROOT) to AWS_S3_BUCKET under a key
+    fixed for this run."""
+    with local_document(ctx.metadata.get("filePath"), max_bytes=conf.max_upload_bytes()) as doc:
+        bucket = conf.s3_bucket()
+        key = s3.object_key(ctx.idempotency_key, doc.name)
+        ctx.log.info(
+            "Uploading %s (%d bytes, %s) to s3://%s/%s",
+            doc.path,
+            doc.size,
+            doc.content_type,
+            bucket,
+            key,
+            extra={"bucket": bucket, "key": key, "size": doc.size},
+        )
+        s3.upload(doc.file, bucket=bucket, key=key, content_type=doc.content_type)
     return {
         "bucket": bucket,
         "key": key,
         "url": s3.object_url(bucket=bucket, key=key),
-        "contentType": document.content_type,
-        "size": document.size,
+        "contentType": doc.content_type,
+        "size": doc.size,
     }
 
 

@@ -72,3 +72,12 @@ def effects(db):
     yield counts
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS orbit_test_effects")
+
+
+@pytest.fixture
+def documents_root(tmp_path, settings):
+    """An empty ORBIT_DOCUMENTS_ROOT of the test's own, the only folder documents come from."""
+    root = tmp_path / "documents"
+    root.mkdir()
+    settings.ORBIT_DOCUMENTS_ROOT = str(root)
+    return root

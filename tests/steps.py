@@ -160,10 +160,14 @@ def uses_secrets(ctx: StepContext) -> dict[str, Any]:
     the stored data keeps them, every output masks them (docs/SECURITY.md)."""
     db = ctx.metadata["db"]
     ctx.log.info("connecting as %s with password=%s", db["user"], db["password"])
+    if "conn" in ctx.metadata:
+        ctx.log.info("then to %s", ctx.metadata["conn"]["dsn"])
     ctx.log.info("headers %s", ctx.metadata["headers"], extra={"request": ctx.metadata["headers"]})
     return {"connected": True, "echo": ctx.metadata, "seen": [{"db_password": db["password"]}]}
 
 
 def fails_revealing_secrets(ctx: StepContext) -> None:
     """Fails the careless way: the secret ends up in the exception's message."""
-    raise ValueError(f"login refused: password={ctx.metadata['password']} (Bearer abc.def)")
+    dsn = ctx.metadata.get("dsn")
+    via = f" connecting to {dsn}" if dsn else ""
+    raise ValueError(f"login refused: password={ctx.metadata['password']} (Bearer abc.def){via}")

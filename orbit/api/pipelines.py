@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404, HttpRequest
-from ninja import Router, Status
+from ninja import Router, Status, UploadedFile
 from ninja.params import functions as params
 
 from orbit.api.pagination import by_created
 from orbit.api.runs import CURSOR, LIMIT, api_actor, run_with_steps
 from orbit.api.schemas.pipelines import PipelineDetailOut, PipelineIn, PipelineOut, PipelinePatch
 from orbit.api.schemas.runs import ErrorOut, RunDetailOut, RunIn, RunPageOut, ValidationErrorOut
+from orbit.core.limits import parse_json
 from orbit.core.redaction import unmask
 from orbit.web.auth import allow, require_permissions
 from pipelines.lifecycle import (
@@ -22,10 +23,11 @@ from pipelines.lifecycle import (
     pipeline_update,
 )
 from pipelines.models import Pipeline
-from runs.lifecycle import run_create
+from runs.lifecycle import PRIORITY_RANGE, run_create
 from runs.metrics import pipeline_success_rate
 from runs.models import Run
 from runs.scheduler import next_fire_time
+from runs.uploads import run_create_with_upload
 
 router = Router(tags=["pipelines"])
 
@@ -35,8 +37,21 @@ IDEMPOTENCY_KEY: Any = params.Header(
     None,
     alias="Idempotency-Key",
     min_length=1,
-    max_length=255,
-    description="Repeating a request with the same key returns the first run",
+    max_length=200,
+    pattern=r"^[\x20-\x7e]+$",
+    description=(
+        "Repeating a request with the same key returns the first run; printable ASCII. "
+        "Keys are yours alone: another caller's same key makes another run"
+    ),
+)
+#: The URL name the request size limit knows uploads by (orbit/web/middleware.py).
+UPLOAD_URL_NAME = "pipeline-run-upload"
+UPLOAD_FILE: Any = params.File(..., description="The file the run processes")
+UPLOAD_METADATA: Any = params.Form(
+    "", description="A JSON object, merged over the pipeline's default_metadata"
+)
+UPLOAD_PRIORITY: Any = params.Form(
+    0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher first"
 )
 ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut}
 #: Requests with a JSON body may also be malformed (400) or too large (413).
@@ -129,6 +144,35 @@ def create_run(
         metadata=payload.metadata,
         priority=payload.priority,
         idempotency_key=idempotency_key,
+        actor=api_actor(request),
+    )
+    return Status(201, _run_detail(run.id))
+
+
+@router.post(
+    "/{pipeline_id}/runs/upload",
+    response={201: RunDetailOut, **BODY_ERRORS},
+    auth=allow("runs.operate_run"),
+    url_name=UPLOAD_URL_NAME,
+)
+def create_run_with_upload(
+    request: HttpRequest,
+    pipeline_id: int,
+    file: UploadedFile = UPLOAD_FILE,
+    metadata: str = UPLOAD_METADATA,
+    priority: int = UPLOAD_PRIORITY,
+) -> Any:
+    """Send a file and queue a run that processes it (multipart/form-data).
+
+    The file is stored in ORBIT_DOCUMENTS_ROOT and the run gets its path under the
+    pipeline's `upload_field` (`filePath` for document-processing); 422 for a pipeline
+    that takes no file, 413 over ORBIT_MAX_UPLOAD_BYTES."""
+    run = run_create_with_upload(
+        _get(pipeline_id),
+        file,
+        file_name=file.name or "document",
+        metadata=parse_json(metadata, what="Metadata") if metadata.strip() else None,
+        priority=priority,
         actor=api_actor(request),
     )
     return Status(201, _run_detail(run.id))

@@ -148,7 +148,7 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
-        if expected and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected):
+        if expected and scheme.lower() == "bearer" and _same(token.strip(), expected):
             return None
         return _text("invalid metrics token\n", 401)
     user = getattr(request, "user", None)
@@ -157,6 +157,14 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
     if not user.is_staff:
         return _text("staff only\n", 403)
     return None
+
+
+def _same(given: str, expected: str) -> bool:
+    """A constant-time comparison of bytes: `compare_digest` on str refuses non-ASCII text
+    (a TypeError, so a 500), and a header may carry any Latin-1 character."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 def _text(body: str, status: int) -> HttpResponse:

@@ -29,6 +29,7 @@ from orbit.core.audit import Actor
 from orbit.core.clock import db_now
 from orbit.core.models import AuditSource
 from orbit.web.auth import allow
+from pipelines.definition import NAME_PATTERN
 from runs import metrics
 from runs.lifecycle import get_run, run_cancel, run_retry
 from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
@@ -44,7 +45,9 @@ ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: Vali
 LIMIT: Any = params.Query(50, ge=1, le=200, description="Items per page, 1 to 200")
 CURSOR: Any = params.Query(None, max_length=200, description="`next_cursor` of the previous page")
 RECENT_LIMIT: Any = params.Query(20, ge=1, le=200, description="How many, 1 to 200")
-PIPELINE_NAME: Any = params.Query(None, max_length=100, description="Pipeline name")
+PIPELINE_NAME: Any = params.Query(
+    None, max_length=100, pattern=NAME_PATTERN.pattern, description="Pipeline name"
+)
 
 
 def api_actor(request: HttpRequest) -> Actor:

@@ -18,6 +18,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from orbit.api.pipelines import router as pipelines_router
 from orbit.api.runs import runs_router, steps_router, worker_router
 from orbit.core.exceptions import (
+    DocumentTooLarge,
     InvalidTransition,
     MetadataTooLarge,
     OrbitError,
@@ -38,6 +39,7 @@ ERROR_STATUS: dict[type[OrbitError], int] = {
     PipelineDisabled: 409,
     PipelineConflict: 409,
     MetadataTooLarge: 413,
+    DocumentTooLarge: 413,
 }
 UNAUTHENTICATED = (
     "Authentication required: send 'Authorization: Bearer <token>' or log in as a staff user"

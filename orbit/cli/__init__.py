@@ -132,10 +132,17 @@ def cmd_list(rest: list[str]) -> int:
     return 0
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def escape(text: object) -> str:
+    """Text for the terminal: control characters written as escapes (so nothing stored can
+    send escape codes to it), then Rich's markup escaped (so `[red]` is shown, not obeyed)."""
+    from rich.markup import escape as escape_markup
 
-    return escape(text)
+    from orbit.core.text import printable
+
+    return escape_markup(printable(str(text)))
+
+
+_escape = escape
 
 
 def _next_fire(row: Any) -> str:

@@ -28,18 +28,25 @@ DEFAULTS: dict[str, Any] = {
     "REDACT_KEYS": [
         "password",
         "passwd",
+        "pwd",
+        "passphrase",
         "secret",
         "token",
         "api_key",
         "apikey",
         "authorization",
+        "cookie",
         "private_key",
+        "signing_key",
     ],
     "API_RATE_LIMIT": "600/minute",
     "LOGIN_RATE_LIMIT": "10/minute",
+    "ADMIN_SEARCH_RATE_LIMIT": "60/minute",
     "TRUSTED_PROXIES": 0,
     "MAX_JSON_DEPTH": 32,
     "CONTENT_SECURITY_POLICY": "",  # empty: DEFAULT_CONTENT_SECURITY_POLICY
+    "DOCUMENTS_ROOT": "",  # empty: documents/ in the project folder (BASE_DIR)
+    "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,  # Veryfi's own limit
 }
 
 SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
@@ -135,10 +142,12 @@ class OrbitSettings:
 
     @property
     def redact_keys(self) -> tuple[str, ...]:
-        """Lower-case fragments of key names whose values are masked on output."""
+        """Fragments of key names whose values are masked on output, as they are matched:
+        lower-case letters and digits only (orbit.core.redaction.key_name)."""
         value = self._get("REDACT_KEYS")
         names = value.split(",") if isinstance(value, str) else value
-        return tuple(n.strip().lower().replace("-", "_") for n in names if n.strip())
+        fragments = (re.sub(r"[^a-z0-9]+", "", str(n).lower()) for n in names)
+        return tuple(dict.fromkeys(f for f in fragments if f))
 
     @property
     def api_rate_limit(self) -> Rate | None:
@@ -147,6 +156,10 @@ class OrbitSettings:
     @property
     def login_rate_limit(self) -> Rate | None:
         return parse_rate("ORBIT_LOGIN_RATE_LIMIT", self._get("LOGIN_RATE_LIMIT"))
+
+    @property
+    def admin_search_rate_limit(self) -> Rate | None:
+        return parse_rate("ORBIT_ADMIN_SEARCH_RATE_LIMIT", self._get("ADMIN_SEARCH_RATE_LIMIT"))
 
     @property
     def trusted_proxies(self) -> int:
@@ -158,6 +171,15 @@ class OrbitSettings:
     @property
     def max_json_depth(self) -> int:
         return int(self._get("MAX_JSON_DEPTH"))
+
+    @property
+    def documents_root(self) -> str:
+        """The folder runs read their documents from, as configured (orbit.core.documents)."""
+        return str(self._get("DOCUMENTS_ROOT") or "").strip()
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self._get("MAX_UPLOAD_BYTES"))
 
     @property
     def content_security_policy(self) -> str:

@@ -73,6 +73,14 @@ class RunCancelled(OrbitError):
     """An operator cancelled the run while the step was running."""
 
 
+class NotAllowedDocument(PermanentFailure):
+    """Not an allowed document: documents come only from ORBIT_DOCUMENTS_ROOT."""
+
+
+class DocumentTooLarge(OrbitError):
+    """The file is larger than ORBIT_MAX_UPLOAD_BYTES."""
+
+
 def type_path(error: type) -> str:
     """How an error's class is stored with an attempt: its dotted path, as for the
     errors step code raises, so every error type in the history reads the same way."""

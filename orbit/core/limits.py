@@ -4,7 +4,10 @@ One depth limit (ORBIT_MAX_JSON_DEPTH) for every way in: the API refuses deep bo
 before parsing them into schemas (orbit/web/middleware.py); run metadata from any other
 source (the dashboard's form, the CLI, code, a pipeline's default metadata) is checked by
 `validate_metadata` when the run or the pipeline row is written. The depth check is
-iterative, so a hostile document cannot exhaust the stack here.
+iterative, so a hostile document cannot exhaust the stack here; JSON typed into a form is
+parsed by `parse_json`, so one nested past the parser's recursion is a clear error too.
+Metadata holding a NUL or an unpaired surrogate is refused: no database stores it
+(orbit.core.text).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidMetadata, MetadataTooLarge
+from orbit.core.text import unstorable_text
 
 
 def nested_deeper_than(value: Any, limit: int) -> bool:
@@ -43,6 +47,11 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
         raise InvalidMetadata(
             f"Run metadata is nested deeper than {depth} levels (ORBIT_MAX_JSON_DEPTH)"
         )
+    where = unstorable_text(metadata)
+    if where is not None:
+        raise InvalidMetadata(
+            f"Run metadata cannot hold a NUL character or an unpaired surrogate (at {where})"
+        )
     limit = orbit_settings.max_metadata_bytes
     if len(encoded.encode()) > limit:
         raise MetadataTooLarge(
@@ -50,3 +59,18 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
             "(ORBIT_MAX_METADATA_BYTES)"
         )
     return metadata
+
+
+def parse_json(text: str, *, what: str = "Metadata") -> Any:
+    """`text` parsed as JSON; InvalidMetadata says where it is wrong or that it nests too deeply."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidMetadata(
+            f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        depth = orbit_settings.max_json_depth
+        raise InvalidMetadata(
+            f"{what} is nested deeper than {depth} levels (ORBIT_MAX_JSON_DEPTH)"
+        ) from None

@@ -4,6 +4,11 @@ Lifecycle events carry `extra={"event": ..., "run_id": ..., "step": ...}`; both 
 show those fields so logs can be searched by event name and run id. Both mask secrets
 (orbit/core/redaction.py) in the fields and the message, so metadata or results that reach a log
 line do not leak through it.
+
+A text record is one line: control characters in the message and fields (a newline in
+metadata, a terminal escape code) are written as escapes (orbit.core.text.printable), so no
+value can forge a line or drive a terminal. A traceback keeps its lines, each indented,
+so a line that starts at column 0 always starts a record. JSON lines escape by nature.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orbit.core.redaction import redact, redact_text
+from orbit.core.text import printable
+
+#: What each line of a traceback starts with in a text log.
+TRACE_INDENT = "    "
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -37,12 +46,16 @@ def _jsonable(value: Any) -> Any:
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        line = f"{when} {record.levelname:<7} {record.name}: {redact_text(record.getMessage())}"
+        message = printable(redact_text(record.getMessage()))
+        line = f"{when} {record.levelname:<7} {printable(record.name)}: {message}"
         fields = redact(record_fields(record))
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+            line += " " + " ".join(
+                f"{printable(str(k))}={printable(str(v))}" for k, v in fields.items()
+            )
         if record.exc_info:
-            line += "\n" + redact_text(self.formatException(record.exc_info))
+            trace = redact_text(self.formatException(record.exc_info))
+            line += "".join(f"\n{TRACE_INDENT}{printable(part)}" for part in trace.splitlines())
         return line
 
 

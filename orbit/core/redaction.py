@@ -1,10 +1,12 @@
 """Masking secrets on the way out: metadata, results and log records keep what steps need
 in the database, and every place that shows or returns them masks the values of secret keys.
 
-A key is secret when its name, lower-cased with `-` read as `_`, contains one of
-`ORBIT_REDACT_KEYS` (`db_password`, `X-Api-Key`, `Authorization`). The whole value under
-such a key is replaced, whatever its type, at any depth of dicts and lists. Free text (log
-messages) is masked where it reads `key=value` or `key: value`, and after `Bearer`/`Basic`.
+A key is secret when its name, lower-cased and with everything but letters and digits
+removed, contains one of `ORBIT_REDACT_KEYS` read the same way: `db_password`, `X-Api-Key`,
+`privateKey`, `PRIVATE-KEY` and `Set-Cookie` all match. The whole value under such a key is
+replaced, whatever its type, at any depth of dicts and lists. Free text (log messages) is
+masked where it reads `key=value` or `key: value`, and after `Bearer`/`Basic`. Anywhere, in
+any string, the password of a URL (`postgres://user:pw@host`) is masked.
 """
 
 from __future__ import annotations
@@ -20,10 +22,21 @@ MASK = "[redacted]"
 TOO_DEEP = "[redacted: nested too deeply to show]"
 
 
+def key_name(key: object) -> str:
+    """A key's name as it is matched: lower-case letters and digits only, so case, `-`, `_`,
+    spaces and camelCase make no difference (`privateKey` reads `privatekey`)."""
+    return _SEPARATORS.sub("", str(key).lower())
+
+
 def is_secret_key(key: object, fragments: tuple[str, ...] | None = None) -> bool:
     """Whether a key's value is masked: its name contains one of ORBIT_REDACT_KEYS."""
-    name = str(key).lower().replace("-", "_")
+    name = key_name(key)
     return any(fragment in name for fragment in fragments or orbit_settings.redact_keys)
+
+
+def mask_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it masked: `postgres://u:[redacted]@host`."""
+    return _URL_PASSWORD.sub(rf"\1{MASK}", text) if "://" in text else text
 
 
 def redact(value: Any) -> Any:
@@ -43,13 +56,15 @@ def _redact(value: Any, fragments: tuple[str, ...]) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_redact(v, fragments) for v in value]
+    if isinstance(value, str):
+        return mask_url_passwords(value)
     return value
 
 
 def redact_text(text: str) -> str:
     """Free text with `password=...`, `"token": "..."` and `Bearer ...` values masked."""
     pattern = _text_pattern(orbit_settings.redact_keys)
-    return pattern.sub(rf"\1\2{MASK}", _BEARER.sub(rf"\1 {MASK}", text))
+    return pattern.sub(rf"\1\2{MASK}", _BEARER.sub(rf"\1 {MASK}", mask_url_passwords(text)))
 
 
 def redact_logs(records: Iterable[Any] | None) -> list[Any]:
@@ -64,16 +79,22 @@ def redact_logs(records: Iterable[Any] | None) -> list[Any]:
     return shown
 
 
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=:-]+", re.IGNORECASE)
+# scheme://user: then the password, up to the last @ before the path, query or fragment.
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#]+(?=@)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=8)
 def _text_pattern(fragments: tuple[str, ...]) -> re.Pattern[str]:
-    # A key (optionally quoted) that contains a fragment, `=` or `:`, then a quoted value
-    # or everything up to the next space, comma or closing bracket.
-    names = "|".join(re.escape(f).replace("_", "[_-]?") for f in fragments) or "(?!)"
+    # A key (optionally quoted) that contains a fragment, written with any case and any
+    # separators between its letters (privateKey, private-key, private key), `=` or `:`,
+    # then a quoted value, a mask already there, or everything up to the next space,
+    # comma or closing bracket.
+    names = "|".join("[_. -]?".join(map(re.escape, f)) for f in fragments) or "(?!)"
     return re.compile(
-        rf"""(["']?[\w-]*(?:{names})[\w-]*["']?)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&}}\]]+)""",
+        rf"""(["']?[\w-]*(?:{names})[\w-]*["']?)(\s*[:=]\s*)"""
+        rf"""({re.escape(MASK)}|"[^"]*"|'[^']*'|[^\s,;&}}\]]+)""",
         re.IGNORECASE,
     )
 
@@ -91,4 +112,7 @@ def unmask(incoming: Any, stored: Any) -> Any:
         }
     if isinstance(incoming, list) and isinstance(stored, list) and len(incoming) == len(stored):
         return [unmask(v, s) for v, s in zip(incoming, stored, strict=True)]
+    if isinstance(incoming, str) and MASK in incoming and isinstance(stored, str):
+        # A URL shown with its password masked and sent back unchanged keeps the password.
+        return stored if mask_url_passwords(stored) == incoming else incoming
     return incoming

@@ -7,13 +7,15 @@ API's error shape (`{"detail": ...}`, see orbit/api/site.py), elsewhere plain te
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 
 from orbit.core.clients import client_address
 from orbit.core.conf import Rate, orbit_settings
@@ -40,6 +42,36 @@ def refuse(request: HttpRequest, detail: str, status: int, **extra: Any) -> Http
     return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
 
 
+class DebugLoopbackOnlyMiddleware:
+    """With DEBUG on, 403 for any client not on this host: a debug page shows settings and
+    local variables, and a Host header alone proves nothing about who sent it. The settings
+    refuse to start with DEBUG on and ALLOWED_HOSTS beyond loopback names (docs/SECURITY.md)."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if settings.DEBUG and not _is_loopback(str(request.META.get("REMOTE_ADDR", ""))):
+            return HttpResponse(
+                "DEBUG is on: this server answers only clients on its own host. "
+                "Set DEBUG=False to serve others.\n",
+                status=403,
+                content_type="text/plain; charset=utf-8",
+            )
+        return self.get_response(request)
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether the peer is on this host. No address at all means no network peer: a unix
+    socket, or a caller in this process."""
+    if not address:
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 class ContentSecurityPolicyMiddleware:
     """Adds ORBIT_CONTENT_SECURITY_POLICY to every response that has none yet.
 
@@ -63,20 +95,53 @@ class ContentSecurityPolicyMiddleware:
 
 class RequestSizeLimitMiddleware:
     """413 for a body declared larger than DATA_UPLOAD_MAX_MEMORY_SIZE, before anything
-    reads it: Django's own check answers 400, and files in a multipart body escape it."""
+    reads it: Django's own check answers 400, and files in a multipart body escape it.
+
+    The views that take a file (UPLOAD_VIEWS) may receive up to ORBIT_MAX_UPLOAD_BYTES
+    plus room for the metadata beside it. A chunked body, which has no length to check,
+    is refused with 411: Django would read it as empty and act on nothing."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _is_chunked(request):
+            return refuse(
+                request,
+                "Chunked request bodies are not accepted: send the body with a Content-Length",
+                411,
+            )
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         try:
             size = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             size = 0  # Django refuses a malformed length itself
-        if limit is not None and size > limit:
+        if limit is not None and size > limit and size > _upload_limit(request):
             return refuse(request, "The request body is too large", 413)
         return self.get_response(request)
+
+
+#: The views that take a file, by URL name: the API's upload endpoint and the dashboard's
+#: "Run now" form (orbit/api/pipelines.py, orbit/console/dashboard/urls.py).
+UPLOAD_VIEWS = frozenset({"api:pipeline-run-upload", "dashboard:pipeline-run"})
+#: Room in an upload's body beyond the file and the metadata: multipart headers, the token.
+UPLOAD_OVERHEAD = 64 * 1024
+
+
+def _upload_limit(request: HttpRequest) -> int:
+    """The largest body the view at this path accepts, when it takes a file; else 0."""
+    try:
+        view = resolve(request.path_info).view_name
+    except Resolver404:
+        return 0
+    if view not in UPLOAD_VIEWS:
+        return 0
+    return orbit_settings.max_upload_bytes + orbit_settings.max_metadata_bytes + UPLOAD_OVERHEAD
+
+
+def _is_chunked(request: HttpRequest) -> bool:
+    encoding = str(request.META.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    return "chunked" in encoding and not request.META.get("CONTENT_LENGTH")
 
 
 class JsonDepthLimitMiddleware:
@@ -163,10 +228,17 @@ def api_keys(request: HttpRequest) -> list[str]:
 def login_keys(request: HttpRequest) -> list[str]:
     """The counters a login attempt spends: its address, and the username it tries."""
     keys = [f"login:addr:{client_address(request)}"]
-    username = str(request.POST.get("username", "")).strip().lower()
+    username = login_name(request.POST.get("username", ""))
     if username:
         keys.append(f"login:user:{digest(username)}")
     return keys
+
+
+def login_name(username: object) -> str:
+    """A username as the login limit counts it: normalised as Django does before it looks
+    the user up (NFKC: a fullwidth `o` in `operator` logs in as `operator`), then casefolded, so no look-alike
+    or other case of a name gets an allowance of its own."""
+    return AbstractBaseUser.normalize_username(str(username).strip()).casefold()
 
 
 def _refusal(request: HttpRequest, verdict: Verdict) -> str:

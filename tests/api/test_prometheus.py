@@ -69,6 +69,8 @@ def test_metrics_from_the_database(scrape, test_pipelines):
         ({}, 401),  # anonymous
         ({"Authorization": "Bearer wrong"}, 401),  # wrong token
         ({"Authorization": "Basic dTpw"}, 401),  # another scheme
+        ({"Authorization": "Bearer t\u00f6ken"}, 401),  # non-ASCII (Latin-1, as HTTP sends it)
+        ({"Authorization": "Bearer \u2603"}, 401),  # not even Latin-1
     ],
 )
 def test_metrics_refuse_without_the_token(scrape, headers, status):

@@ -136,3 +136,23 @@ def test_manage_py_orbit_is_the_same_cli(test_pipelines):
     )
     assert done.returncode == 0, done.stderr
     assert "✔ noop" in done.stdout
+
+
+def test_list_escapes_control_characters_in_what_it_prints(test_pipelines):
+    """A row written before the name rule covered the admin (or straight into the
+    database) must not drive the terminal: escape codes are shown, not sent."""
+    from pipelines.models import Pipeline
+
+    Pipeline.objects.create(name="evil\x1b[2J\x1b[31m", definition="t-single\x07")
+    done = orbit("list")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "evil\\x1b[2J\\x1b[31m" in done.stdout
+    assert "t-single\\x07" in done.stdout
+
+
+def test_errors_printed_by_the_cli_escape_control_characters(test_pipelines):
+    done = orbit("run", "nope\x1b[31mred")
+    assert done.returncode == 2
+    assert "\x1b[31m" not in done.stdout
+    assert "nope\\x1b[31mred" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from pipelines.models import Pipeline
@@ -109,7 +110,6 @@ def test_runs_list_filters_by_status_and_pipeline(op_client, test_pipelines):
         "status=bogus",  # an unknown status is ignored
         "before=garbage",  # a malformed cursor starts from the newest
         "q=not-a-uuid",  # search takes whole ids only
-        "pipeline=" + "x" * 500,  # over-long values are cut, not a 500
     ],
 )
 def test_runs_list_shrugs_off_bad_query_strings(op_client, test_pipelines, query):
@@ -264,6 +264,21 @@ def test_pipelines_page_shows_steps_schedule_and_next_fire(op_client, test_pipel
         ),
         ("[1, 2]", "Run metadata must be a JSON object, not list"),
         ('{"x": "' + "y" * 300_000 + '"}', "the limit is 262144 bytes (ORBIT_MAX_METADATA_BYTES)"),
+        # deeper than the parser can recurse: a clear message, not a 500
+        (
+            '{"x": ' + "[" * 5000 + "]" * 5000 + "}",
+            "Metadata is nested deeper than 32 levels (ORBIT_MAX_JSON_DEPTH)",
+        ),
+        # a NUL byte, which PostgreSQL cannot store
+        (
+            '{"x": "a\\u0000b"}',
+            "Run metadata cannot hold a NUL character or an unpaired surrogate (at x)",
+        ),
+        # a lone surrogate, which UTF-8 cannot encode
+        (
+            '{"x\\ud800": 1}',
+            "Run metadata cannot hold a NUL character or an unpaired surrogate (at x\\ud800)",
+        ),
     ],
 )
 def test_run_now_refuses_bad_metadata_and_queues_nothing(op_client, test_pipelines, text, error):
@@ -283,6 +298,58 @@ def test_run_now_queues_a_run_and_opens_it(op_client, test_pipelines):
     assert run.metadata == {"x": 1}
     assert response.redirect_chain[-1][0] == f"/dashboard/runs/{run.id}/"
     assert f"Run {run.id} of t-single queued." in [str(m) for m in response.context["messages"]]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "%00",  # a NUL byte: PostgreSQL refuses it in a query
+        "t-single%0A",  # a newline: no pipeline is named so
+        "%ED%A0%80x",  # a surrogate's bytes, which are not UTF-8
+        "x" * 500,  # longer than any name
+    ],
+)
+def test_a_pipeline_filter_no_pipeline_can_be_named_is_a_400(op_client, test_pipelines, value):
+    response = op_client.get(f"/dashboard/runs/?pipeline={value}")
+    assert response.status_code == 400
+    assert response.content.decode().startswith("Not a pipeline name: ")
+
+
+def test_run_now_offers_a_file_only_to_pipelines_that_take_one(op_client, test_pipelines):
+    page = op_client.get("/dashboard/pipelines/").content.decode()
+    document = Pipeline.objects.get(name="document-processing")
+    single = Pipeline.objects.get(name="t-single")
+    assert f'id="document-{document.id}"' in page
+    assert f'id="document-{single.id}"' not in page
+    assert 'enctype="multipart/form-data"' in page
+
+
+def test_run_now_stores_an_uploaded_file_and_gives_the_run_its_path(
+    op_client, test_pipelines, documents_root
+):
+    row = Pipeline.objects.get(name="document-processing")
+    upload = SimpleUploadedFile("scan 1.pdf", b"%PDF-1.4 scan", "application/pdf")
+    response = op_client.post(
+        f"/dashboard/pipelines/{row.id}/run/", {"metadata": '{"userId": 7}', "document": upload}
+    )
+    run = Run.objects.get()
+    assert response.status_code == 302
+    assert run.metadata["userId"] == 7
+    assert run.metadata["filePath"].startswith("uploads/")
+    assert run.metadata["filePath"].endswith("/scan_1.pdf")
+    assert (documents_root / run.metadata["filePath"]).read_bytes() == b"%PDF-1.4 scan"
+
+
+def test_run_now_refuses_a_file_for_a_pipeline_that_takes_none(
+    op_client, test_pipelines, documents_root
+):
+    row = Pipeline.objects.get(name="t-single")
+    upload = SimpleUploadedFile("scan.pdf", b"%PDF", "application/pdf")
+    response = op_client.post(f"/dashboard/pipelines/{row.id}/run/", {"document": upload})
+    assert response.status_code == 400
+    assert "Pipeline &#x27;t-single&#x27; takes no file upload" in response.content.decode()
+    assert not Run.objects.exists()
+    assert list(documents_root.rglob("*.pdf")) == []
 
 
 def test_run_now_on_a_disabled_pipeline_says_so(op_client, test_pipelines):

@@ -19,14 +19,22 @@ PASSWORD = "pw-hunter2-db"
 API_KEY = "key-4b1d-nested"
 BEARER = "tok-9f8e7d"
 DEEP = "deep-secret-x7"
+DSN_PASSWORD = "dsn-pw-31337"
+CAMEL = "pk-camel-5151"
+COOKIE = "ck-session-9393"
 
 METADATA = {
     "db": {"user": "bob", "password": PASSWORD},
     "headers": {"X-Api-Key": API_KEY, "Authorization": f"Bearer {BEARER}"},
     "targets": [{"name": "eu", "auth": [{"client_secret": DEEP}]}],
+    "conn": {
+        "dsn": f"postgres://bob:{DSN_PASSWORD}@db.internal:5432/orbit",
+        "privateKey": CAMEL,
+        "sessionCookie": COOKIE,
+    },
     "note": "nothing secret here",
 }
-SECRETS = (PASSWORD, API_KEY, BEARER, DEEP)
+SECRETS = (PASSWORD, API_KEY, BEARER, DEEP, DSN_PASSWORD, CAMEL, COOKIE)
 
 
 # --- The masking itself -----------------------------------------------------------------------
@@ -57,6 +65,69 @@ def test_redact_masks_secret_keys_at_any_depth(value, shown):
     assert redact(value) == shown
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "privateKey",  # camelCase
+        "PrivateKey",  # PascalCase
+        "private-key",  # kebab-case
+        "PRIVATE_KEY",  # upper snake_case
+        "private key",  # words
+        "sshPrivateKeyPem",  # inside a longer name
+        "pwd",
+        "dbPwd",
+        "passphrase",
+        "sshPassphrase",
+        "cookie",
+        "Set-Cookie",
+        "sessionCookie",
+        "signing_key",
+        "signingKey",
+        "JWT-Signing-Key",
+        "apiKey",
+        "clientSecret",
+        "accessToken",
+        "x-api-key",
+    ],
+)
+def test_key_names_match_whatever_their_case_and_separators(key):
+    assert redact({key: "s3cr3t"}) == {key: MASK}
+
+
+@pytest.mark.parametrize("key", ["keyboard", "monkey", "private", "signing", "cookbook", "note"])
+def test_names_that_only_resemble_a_secret_are_shown(key):
+    assert redact({key: "v"}) == {key: "v"}
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("postgres://orbit:hunter2@db:5432/orbit", f"postgres://orbit:{MASK}@db:5432/orbit"),
+        ("redis://:hunter2@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
+        ("amqp://u:p%40ss@mq/vhost", f"amqp://u:{MASK}@mq/vhost"),  # encoded characters
+        ("https://u:pa@ss@host/x", f"https://u:{MASK}@host/x"),  # an unencoded @ in it
+        ("https://user@host/path", "https://user@host/path"),  # no password: unchanged
+        ("https://host/a?b=c:d@e", "https://host/a?b=c:d@e"),  # not in the authority
+        ("see http://example.com", "see http://example.com"),
+    ],
+)
+def test_the_password_in_a_url_is_masked_wherever_it_is(value, shown):
+    assert redact({"database_url": value}) == {"database_url": shown}
+    assert redact([value]) == [shown]
+    assert redact_text(f"connecting to {value} failed") == f"connecting to {shown} failed"
+
+
+def test_a_masked_url_sent_back_keeps_the_stored_password():
+    stored = {"database_url": "postgres://orbit:hunter2@db/orbit", "other": "x"}
+    sent = {"database_url": f"postgres://orbit:{MASK}@db/orbit", "other": "y"}
+    assert unmask(sent, stored) == {
+        "database_url": "postgres://orbit:hunter2@db/orbit",
+        "other": "y",
+    }
+    changed = {"database_url": f"postgres://orbit:{MASK}@db2/orbit"}  # a new host: as sent
+    assert unmask(changed, stored) == changed
+
+
 def test_redact_leaves_the_original_alone():
     value = {"db": {"password": "x"}}
     redact(value)
@@ -78,6 +149,9 @@ def test_the_keys_are_configurable(settings):
         ("sent Authorization: Bearer abc.def", f"sent Authorization: {MASK} {MASK}"),
         ("retrying with Bearer abc.def", f"retrying with Bearer {MASK}"),
         ("the token expired", "the token expired"),  # no value follows: nothing to mask
+        ("privateKey=abc and pwd: def", f"privateKey={MASK} and pwd: {MASK}"),  # camelCase
+        ("Cookie: session=abc", f"Cookie: {MASK}"),
+        ('{"signingKey": "abc"}', f'{{"signingKey": {MASK}}}'),
     ],
 )
 def test_redact_text_masks_values_written_next_to_secret_keys(text, shown):
@@ -201,12 +275,16 @@ def test_the_admin_shows_pipeline_defaults_masked_to_viewers_and_whole_to_editor
 def test_secrets_in_error_messages_and_tracebacks_are_never_stored(
     transactional_db, test_pipelines
 ):
-    result = ForegroundRunner("t-leaky-error").execute(metadata={"password": "hunter2-secret"})
+    result = ForegroundRunner("t-leaky-error").execute(
+        metadata={"password": "hunter2-secret", "dsn": "mysql://app:dsn-secret@db/app"}
+    )
     assert not result.success
     run = Run.objects.get(id=result.run_id)
     step = Step.objects.get(run=run)
     attempt = step.attempt_records.get()
     for text in (run.error, step.error, step.traceback, attempt.error, attempt.traceback):
         assert "hunter2-secret" not in text and "abc.def" not in text
+        assert "dsn-secret" not in text
+    assert f"mysql://app:{MASK}@db/app" in attempt.error
     assert f"password={MASK}" in attempt.error
     assert "ValueError" in attempt.traceback  # the rest of the traceback is kept

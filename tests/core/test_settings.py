@@ -61,3 +61,50 @@ def test_check_deploy_fails_without_them(production_env):
     result = check_deploy(production_env)
     assert result.returncode == 1
     assert "security.W004" in result.stderr
+
+
+def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Load the settings and the WSGI application as a server would, in a fresh process."""
+    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    return subprocess.run(
+        [sys.executable, "-c", "import orbit.wsgi"],
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        "*",  # anything
+        "orbit.example.com",  # a public name
+        "127.0.0.1,10.0.0.5",  # loopback and a network address
+        ".example.com",  # a domain and its subdomains
+    ],
+)
+def test_debug_refuses_to_serve_beyond_loopback(hosts):
+    """With DEBUG on, an error page shows settings (ORBIT_METRICS_TOKEN among them) to
+    anyone who reaches it; so DEBUG serves loopback names only."""
+    result = start({"DEBUG": "True", "ALLOWED_HOSTS": hosts})
+    assert result.returncode == 1
+    assert (
+        "DEBUG is on, so Orbit serves only loopback names (localhost, 127.0.0.1, [::1]), "
+        f"but ALLOWED_HOSTS also admits {hosts.split(',')[-1]!r}: set DEBUG=False to serve "
+        "other hosts (docs/SECURITY.md)"
+    ) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env"),
+    [
+        {"DEBUG": "True", "ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]"},  # the default
+        {"DEBUG": "True", "ALLOWED_HOSTS": "localhost,.localhost,::1,127.0.0.1"},
+        {"DEBUG": "False", "ALLOWED_HOSTS": "*", "SECRET_KEY": "x" * 50},  # production
+    ],
+)
+def test_debug_on_loopback_and_debug_off_anywhere_start(env):
+    result = start(env)
+    assert result.returncode == 0, result.stderr

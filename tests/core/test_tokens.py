@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from io import StringIO
 
 import pytest
@@ -45,18 +46,24 @@ def admin_client() -> Client:
     return client
 
 
-def test_admin_creates_a_token_and_shows_the_key_once():
+def test_admin_creates_a_token_and_shows_the_key_once_in_the_page_only():
+    """The messages cookie is signed, not encrypted: the key must never travel in it (nor
+    in the session); it is in the answer to the form, once, and not cached."""
     client = admin_client()
     owner = User.objects.create_user("bot")
-    response = client.post(
-        "/admin/orbit/apitoken/add/", {"user": owner.id, "name": "nightly"}, follow=True
-    )
+    response = client.post("/admin/orbit/apitoken/add/", {"user": owner.id, "name": "nightly"})
     assert response.status_code == 200
     token = ApiToken.objects.get(user=owner)
-    [message] = [str(m) for m in response.context["messages"] if "not shown again" in str(m)]
-    key = message.split(" is ")[1].split(" ")[0]
+    page = response.content.decode()
+    [key] = re.findall(rf"orbit_{token.prefix}_[A-Za-z0-9_-]+", page)
     assert user_for_key(key) == owner
-    assert key not in client.get(f"/admin/orbit/apitoken/{token.id}/change/").content.decode()
+    assert "copy it now; it is not shown again" in page
+    assert "no-store" in response["Cache-Control"]
+    for cookie in (*response.cookies.values(), *client.cookies.values()):
+        assert key not in cookie.value and token.prefix not in cookie.value
+    assert key not in str(dict(client.session))
+    for url in ("/admin/orbit/apitoken/", f"/admin/orbit/apitoken/{token.id}/change/"):
+        assert key not in client.get(url).content.decode()
 
 
 def test_admin_revoke_action():

@@ -96,15 +96,16 @@ def veryfi_env(veryfi_standin, settings, monkeypatch):
 
 
 @pytest.fixture
-def documents_env(s3_env, veryfi_env):
+def documents_env(s3_env, veryfi_env, documents_root):
     """Everything the document pipeline needs, as environment variables for subprocesses."""
-    return {**s3_env, **veryfi_env}
+    return {**s3_env, **veryfi_env, "ORBIT_DOCUMENTS_ROOT": str(documents_root)}
 
 
 @pytest.fixture
-def receipt(tmp_path) -> Path:
-    """A copy of the shipped sample receipt (tests may delete or grow it)."""
-    copy = tmp_path / "receipt.pdf"
+def receipt(documents_root) -> Path:
+    """A copy of the shipped sample receipt in the documents folder (tests may delete or
+    grow it)."""
+    copy = documents_root / "receipt.pdf"
     copy.write_bytes(RECEIPT.read_bytes())
     return copy
 

@@ -89,10 +89,10 @@ def test_a_missing_or_oversized_file_fails_at_once_without_uploading(
 ):
     if problem == "missing":
         receipt.unlink()
-        expected = f"File not found: {receipt}"
+        expected = f"Not an allowed document: {str(receipt)!r}"
     else:
         settings.ORBIT_MAX_UPLOAD_BYTES = 1024
-        expected = f"File is too large: {receipt} is 1161 bytes; the limit is 1024 bytes (ORBIT_MAX_UPLOAD_BYTES)"
+        expected = "File is too large: receipt.pdf is 1161 bytes; the limit is 1024 bytes (ORBIT_MAX_UPLOAD_BYTES)"
     result = execute(receipt)
     assert result.error == f"Step 's3-upload' failed and cannot be retried: {expected}"
     assert outcomes(result.run_id, "s3-upload") == ["failed"]

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from orbit.cli import main
 from runs.models import Run, RunStatus
 from services.models import VeryfiDocument
+from tests.services.conftest import RECEIPT
 from tests.veryfi_standin import Fail
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,16 +34,23 @@ def test_runs_the_pipeline_and_prints_the_summary(documents_env, receipt, capsys
         assert shown in out
 
 
-def test_enqueue_queues_a_run_for_the_workers(
-    documents_env, receipt, capsys, django_user_model, monkeypatch
+def test_enqueue_copies_the_host_file_into_the_documents_folder_and_queues_a_run(
+    documents_env, documents_root, capsys, django_user_model, monkeypatch, tmp_path
 ):
+    host = tmp_path / "scans" / "receipt.pdf"
+    host.parent.mkdir()
+    host.write_bytes(RECEIPT.read_bytes())
     user = django_user_model.objects.create(username="ada")
-    monkeypatch.chdir(receipt.parent)
+    monkeypatch.chdir(host.parent)
     assert main(["process-document", "receipt.pdf", "--user-id", str(user.pk), "--enqueue"]) == 0
     run = Run.objects.get()
     assert run.status == RunStatus.PENDING
-    assert run.metadata == {"filePath": str(receipt), "userId": user.pk}
-    assert f"Queued run {run.id} for {receipt}" in capsys.readouterr().out
+    assert run.metadata == {"filePath": run.metadata["filePath"], "userId": user.pk}
+    assert run.metadata["filePath"].startswith("uploads/")
+    assert (documents_root / run.metadata["filePath"]).read_bytes() == RECEIPT.read_bytes()
+    out = capsys.readouterr().out
+    assert f"Queued run {run.id} for {run.metadata['filePath']}" in out
+    assert "(copied from receipt.pdf into ORBIT_DOCUMENTS_ROOT)" in " ".join(out.split())
 
 
 @pytest.mark.parametrize(

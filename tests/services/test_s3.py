@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from orbit.core.exceptions import PermanentFailure
+from orbit.core.exceptions import NotAllowedDocument, PermanentFailure
 from services import s3
 from services.exceptions import InvalidDocument, NotConfigured, S3Refused
 from services.steps import s3_upload
@@ -42,8 +42,10 @@ def test_a_repeated_attempt_overwrites_its_own_object(s3_env, make_ctx, receipt)
     assert second["size"] == 1161 + 18
 
 
-def test_an_unknown_extension_is_uploaded_as_octet_stream(s3_env, make_ctx, tmp_path, receipt):
-    odd = tmp_path / "scan.zz9"
+def test_an_unknown_extension_is_uploaded_as_octet_stream(
+    s3_env, make_ctx, documents_root, receipt
+):
+    odd = documents_root / "scan.zz9"
     odd.write_bytes(receipt.read_bytes())
     result = s3_upload(make_ctx("s3-upload", metadata={"filePath": str(odd)}))
     assert result["contentType"] == "application/octet-stream"
@@ -60,15 +62,20 @@ def test_a_missing_bucket_fails_at_once_naming_it(s3_env, make_ctx, receipt, set
 @pytest.mark.parametrize(
     ("metadata", "message"),
     [
-        ({"filePath": "/nonexistent/receipt.pdf"}, "File not found: /nonexistent/receipt.pdf"),
+        (
+            {"filePath": "/nonexistent/receipt.pdf"},
+            "Not an allowed document: '/nonexistent/receipt.pdf'",
+        ),
         (
             {},
-            "metadata.filePath is required: the path of the document to process, as a string (got None)",
+            "A document path is required: a file in ORBIT_DOCUMENTS_ROOT, as a string (got None)",
         ),
     ],
 )
-def test_a_missing_file_fails_at_once_and_uploads_nothing(s3_env, make_ctx, metadata, message):
-    with pytest.raises(InvalidDocument) as caught:
+def test_a_missing_file_fails_at_once_and_uploads_nothing(
+    s3_env, make_ctx, documents_root, metadata, message
+):
+    with pytest.raises(NotAllowedDocument) as caught:
         s3_upload(make_ctx("s3-upload", metadata=metadata))
     assert str(caught.value) == message
     assert objects_in_bucket() == []
@@ -81,7 +88,7 @@ def test_a_file_over_the_limit_fails_at_once_and_uploads_nothing(
     with pytest.raises(InvalidDocument) as caught:
         s3_upload(make_ctx("s3-upload", metadata={"filePath": str(receipt)}))
     assert str(caught.value) == (
-        f"File is too large: {receipt} is 1161 bytes; the limit is 1000 bytes (ORBIT_MAX_UPLOAD_BYTES)"
+        "File is too large: receipt.pdf is 1161 bytes; the limit is 1000 bytes (ORBIT_MAX_UPLOAD_BYTES)"
     )
     assert objects_in_bucket() == []
 
@@ -109,7 +116,8 @@ def test_missing_credentials_fail_at_once(s3_env, make_ctx, receipt, monkeypatch
 
 
 def test_a_presigned_url_fetches_the_object_and_the_plain_url_has_no_signature(s3_env, receipt):
-    s3.upload(receipt, bucket=BUCKET, key="k/receipt.pdf", content_type="application/pdf")
+    with receipt.open("rb") as file:
+        s3.upload(file, bucket=BUCKET, key="k/receipt.pdf", content_type="application/pdf")
     signed = s3.presigned_url(bucket=BUCKET, key="k/receipt.pdf")
     assert requests.get(signed, timeout=10).content == receipt.read_bytes()
     plain = s3.object_url(bucket=BUCKET, key="k/receipt.pdf")

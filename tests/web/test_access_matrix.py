@@ -8,22 +8,31 @@ Users get their role from the groups the migration created, as in production.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.models import User
+from django.db.models import JSONField, Model
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from orbit.core.models import ApiToken, AuditEvent
 from orbit.core.roles import ROLES, assign_role
 from orbit.core.tokens import create_token
+from orbit.web.ratelimit import limiter
 from pipelines.models import Pipeline
 from runs.models import Run, RunStatus
-from tests.factories import PipelineFactory, RunFactory
+from services.models import VeryfiDocument
+from tests.factories import PipelineFactory, RunFactory, StepFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -266,7 +275,7 @@ ACTIONS = [
         ),
         _tokens,
         "token.created",
-        ok=302,
+        ok=200,  # the page that shows the key, once
     ),
     Action(
         "admin-revoke-token",
@@ -525,3 +534,188 @@ def test_every_role_sees_everything_and_anonymous_callers_nothing(
         assert response.status_code == (401 if channel == "api" else 302)
     else:
         assert response.status_code == 200
+
+
+# --- Admin lookups: each admin filters only by what it lists ---------------------------------
+
+#: Every admin page there is, Orbit's and Django's own (users, groups), by model.
+ADMINS = sorted(admin.site._registry, key=lambda model: model._meta.label_lower)
+ADMIN_FIELDS = [
+    (model, field.name)
+    for model in ADMINS
+    for field in model._meta.concrete_fields
+    if not field.primary_key
+]
+
+
+def _changelist(model: type[Model]) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+
+
+@pytest.fixture
+def superuser_client(db) -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    return client
+
+
+@pytest.fixture
+def secrets_stored(world: World) -> dict[str, Any]:
+    """A secret in every kind of stored value that redaction masks."""
+    run = world.failed
+    run.metadata = {"api_key": "sk-live-4242", "note": "hello"}
+    run.save(update_fields=["metadata"])
+    StepFactory(
+        run=run,
+        name="fetch",
+        result={"token": "sk-live-4242"},
+        logs=[{"message": "password=sk-live-4242", "fields": {"secret": "sk-live-4242"}}],
+    )
+    world.pipeline.default_metadata = {"password": "sk-live-4242"}
+    world.pipeline.save(update_fields=["default_metadata"])
+    VeryfiDocument.objects.create(
+        veryfi_id=7, run=run, response={"api_key": "sk-live-4242"}, vendor_name="Cafe"
+    )
+    return {"secret": "sk-live-4242", "token_hash": world.token.key_hash}
+
+
+@pytest.mark.parametrize(
+    ("model", "field"), ADMIN_FIELDS, ids=[f"{m._meta.label_lower}.{f}" for m, f in ADMIN_FIELDS]
+)
+def test_no_admin_filters_by_a_field_it_does_not_list(
+    model: type[Model], field: str, superuser_client: Client
+) -> None:
+    """`?field__startswith=x` on any field, JSON key paths included: 400, never a 500."""
+    url = _changelist(model)
+    for lookup in (f"{field}__startswith", f"{field}__key__startswith", f"{field}__gt"):
+        response = superuser_client.get(url, {lookup: "a"})
+        assert response.status_code == 400, (lookup, response.status_code)
+
+
+#: Each admin's way to read a stored secret one character at a time, if lookups were open.
+ORACLES = [
+    ("runs.run", "metadata__api_key__startswith", "sk-l"),
+    ("runs.step", "result__token__startswith", "sk-l"),
+    ("runs.step", "logs__0__fields__secret__startswith", "sk-l"),
+    ("runs.stepattempt", "step__result__token__startswith", "sk-l"),
+    ("runs.worker", "runs__metadata__api_key__startswith", "sk-l"),
+    ("pipelines.pipeline", "default_metadata__password__startswith", "sk-l"),
+    ("services.veryfidocument", "response__api_key__startswith", "sk-l"),
+    ("services.veryfidocument", "run__metadata__api_key__startswith", "sk-l"),
+    ("orbit.apitoken", "key_hash__startswith", "{token_hash}"),
+    ("orbit.auditevent", "user__password__startswith", "md5"),
+    ("auth.user", "password__startswith", "md5"),
+    ("auth.user", "api_tokens__key_hash__startswith", "{token_hash}"),
+    ("auth.group", "user__password__startswith", "md5"),
+]
+
+
+@pytest.mark.parametrize(("label", "lookup", "prefix"), ORACLES)
+@pytest.mark.parametrize("role", ["viewer", "superuser"])
+def test_the_one_character_oracle_is_gone_on_every_admin(
+    label: str,
+    lookup: str,
+    prefix: str,
+    role: str,
+    secrets_stored: dict[str, Any],
+    superuser_client: Client,
+    caller: Callable[[str, str], Caller],
+) -> None:
+    """The right prefix and a wrong one get the same answer: a 400 that tells nothing."""
+    model = apps.get_model(label)
+    client = superuser_client if role == "superuser" else caller("viewer", "admin").client
+    if role == "viewer" and model._meta.app_label == "auth":
+        pytest.skip("viewers do not see users and groups")
+    right = prefix.format(token_hash=secrets_stored["token_hash"][:4])
+    answers = [client.get(_changelist(model), {lookup: p}) for p in (right, "zzzz")]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].content == answers[1].content
+
+
+def test_every_admin_covers_the_models_with_secrets() -> None:
+    assert {label for label, _, _ in ORACLES} == {m._meta.label_lower for m in ADMINS}
+
+
+@pytest.mark.parametrize("model", ADMINS, ids=[m._meta.label_lower for m in ADMINS])
+def test_every_filter_an_admin_lists_still_works(
+    model: type[Model], secrets_stored: dict[str, Any], superuser_client: Client
+) -> None:
+    """Each link in the filter sidebar and the date drill-down answers 200."""
+    url = _changelist(model)
+    page = superuser_client.get(url)
+    assert page.status_code == 200
+    links = set(re.findall(r'href="(\?[^"]*)"', page.content.decode()))
+    for link in sorted(links):
+        query = html.unescape(link)
+        response = superuser_client.get(url + query)
+        assert response.status_code == 200, (query, response.status_code)
+        # and one level down the date hierarchy
+        for deeper in set(re.findall(r'href="(\?[^"]*)"', response.content.decode())):
+            deeper_query = html.unescape(deeper)
+            assert superuser_client.get(url + deeper_query).status_code == 200, deeper_query
+
+
+@pytest.mark.parametrize("model", ADMINS, ids=[m._meta.label_lower for m in ADMINS])
+def test_no_admin_searches_a_value_redaction_masks(model: type[Model]) -> None:
+    """Search fields are plain columns, never JSON (metadata, results, logs, answers) or
+    hashes; the run search, written by hand, takes only a whole run id (below)."""
+    model_admin = admin.site._registry[model]
+    for name in model_admin.search_fields:
+        field = get_fields_from_path(model, name.lstrip("=^@"))[-1]
+        assert not isinstance(field, JSONField), name
+        assert field.name not in ("key_hash", "password"), name
+
+
+@pytest.mark.parametrize(
+    ("url", "term"),
+    [
+        (ADMIN_RUNS, "sk-live"),  # the secret in the metadata
+        (ADMIN_RUNS, "hello"),  # the metadata is not searched at all (a full scan)
+        ("/admin/runs/step/", "sk-live"),
+        (ADMIN_PIPELINES, "sk-live"),
+        ("/admin/services/veryfidocument/", "sk-live"),
+    ],
+)
+def test_searching_for_a_secret_finds_nothing(
+    url: str, term: str, secrets_stored: dict[str, Any], superuser_client: Client
+) -> None:
+    response = superuser_client.get(url, {"q": term})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 0
+
+
+def test_the_run_search_finds_a_whole_run_id(world: World, superuser_client: Client) -> None:
+    response = superuser_client.get(ADMIN_RUNS, {"q": str(world.failed.id)})
+    assert [r.id for r in response.context["cl"].result_list] == [world.failed.id]
+
+
+@pytest.mark.parametrize("model", ADMINS, ids=[m._meta.label_lower for m in ADMINS])
+def test_a_nul_byte_in_a_search_or_filter_is_a_400(
+    model: type[Model], superuser_client: Client
+) -> None:
+    url = _changelist(model)
+    assert superuser_client.get(url, {"q": "a\x00b"}).status_code == 400
+    model_admin = admin.site._registry[model]
+    for item in model_admin.list_filter:
+        if isinstance(item, str):
+            response = superuser_client.get(url, {f"{item}__exact": "\x00"})
+            assert response.status_code in (200, 400), (item, response.status_code)
+
+
+def test_admin_searches_are_rate_limited_per_user_and_address(
+    settings, world: World, caller: Callable[[str, str], Caller], monkeypatch
+) -> None:
+    monkeypatch.setattr(limiter, "clock", lambda: 1_800_000_020.0)
+    settings.ORBIT_ADMIN_SEARCH_RATE_LIMIT = "3/minute"
+    client = caller("viewer", "admin").client
+    assert [client.get(ADMIN_RUNS, {"q": f"x{i}"}).status_code for i in range(3)] == [200] * 3
+    response = client.get(ADMIN_RUNS, {"q": "x3"})
+    assert response.status_code == 429
+    assert response["Retry-After"] == "40"
+    assert response.content.decode() == (
+        "Too many admin searches; try again in 40 seconds (ORBIT_ADMIN_SEARCH_RATE_LIMIT)."
+    )
+    # other admins share the allowance: the limit is on searching, not on one page
+    assert client.get(ADMIN_PIPELINES, {"q": "t-"}).status_code == 429
+    # browsing without a search is not counted
+    assert client.get(ADMIN_RUNS).status_code == 200

@@ -151,3 +151,20 @@ def test_the_depth_limit_is_a_setting(operator_api, settings):
 def test_a_body_that_is_not_json_is_still_400(operator_api):
     response = operator_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs", raw="{nope")
     assert (response.status_code, response.json()) == (400, {"detail": "Cannot parse request body"})
+
+
+@pytest.mark.parametrize(
+    ("address", "status"),
+    [
+        ("127.0.0.1", 200),  # this host
+        ("::1", 200),  # this host, IPv6
+        ("203.0.113.5", 403),  # anyone else, whatever Host header they send
+        ("10.0.0.7", 403),  # the local network too
+    ],
+)
+def test_debug_answers_only_clients_on_this_host(settings, address, status):
+    settings.DEBUG = True
+    response = Client(REMOTE_ADDR=address).get("/healthz", headers={"Host": "localhost"})
+    assert response.status_code == status
+    if status == 403:
+        assert b"DEBUG is on: this server answers only clients on its own host" in response.content

@@ -146,6 +146,18 @@ def test_login_attempts_are_counted_per_username_across_addresses(settings, cloc
     assert log_in(Client(REMOTE_ADDR="10.0.1.9"), "someone-else", "guess") == 200
 
 
+def test_a_look_alike_username_spends_the_same_allowance(settings, clock, django_user_model):
+    """Django logs `\uff4fperator` (a fullwidth o, NFKC-normalised) in as `operator`: the limit
+    must count both, and every case of it, as one username."""
+    settings.ORBIT_LOGIN_RATE_LIMIT = "2/minute"
+    django_user_model.objects.create_user("operator", password="right", is_staff=True)
+    assert log_in(Client(REMOTE_ADDR="10.0.2.1"), "operator", "guess") == 200
+    assert log_in(Client(REMOTE_ADDR="10.0.2.2"), "OPERATOR", "guess") == 200
+    assert log_in(Client(REMOTE_ADDR="10.0.2.3"), "\uff4fperator", "right") == 429
+    clock.now = START + 60
+    assert log_in(Client(REMOTE_ADDR="10.0.2.4"), "\uff4fperator", "right") == 302  # Django's own
+
+
 def test_the_login_page_itself_is_not_limited(settings, clock):
     settings.ORBIT_LOGIN_RATE_LIMIT = "1/minute"
     client = Client()

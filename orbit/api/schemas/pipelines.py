@@ -31,6 +31,9 @@ class PipelineOut(Schema):
     enabled: bool
     default_metadata: dict[str, Any]
     in_code: bool = Field(description="False when the code definition is gone: no runs start")
+    upload_field: str | None = Field(
+        description="The metadata key that receives a file sent to /runs/upload; null: none"
+    )
     steps: list[StepDefinitionOut]
     created_at: datetime
     updated_at: datetime
@@ -46,6 +49,11 @@ class PipelineOut(Schema):
     @staticmethod
     def resolve_in_code(obj: Pipeline) -> bool:
         return obj.code is not None
+
+    @staticmethod
+    def resolve_upload_field(obj: Pipeline) -> str | None:
+        code = obj.code
+        return code.upload_field or None if code is not None else None
 
     @staticmethod
     def resolve_steps(obj: Pipeline) -> list[dict[str, Any]]:

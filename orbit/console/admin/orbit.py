@@ -6,13 +6,18 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from orbit.console.admin.base import OrbitModelAdmin
 from orbit.console.dashboard.present import pretty_json
 from orbit.core.audit import Actor
 from orbit.core.models import ApiToken, AuditEvent, AuditSource
@@ -20,7 +25,7 @@ from orbit.core.tokens import create_token, revoke_token
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiTokenAdmin(OrbitModelAdmin):
     list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "prefix", "user__username")
@@ -59,10 +64,26 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
         obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
         obj._state.adding = False
-        messages.warning(
-            request,
-            f"The key of token {token.name!r} is {key} — copy it now; it is not shown again.",
-        )
+        # For response_add only: the key goes into this one page, never into the messages
+        # cookie (signed, not encrypted) or the session.
+        request._orbit_new_key = key  # type: ignore[attr-defined]
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiToken, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        key = getattr(request, "_orbit_new_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Copy the new token's key",
+            "opts": self.model._meta,
+            "token": obj,
+            "key": key,
+        }
+        response = TemplateResponse(request, "admin/orbit/apitoken/created.html", context)
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
@@ -75,7 +96,7 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(OrbitModelAdmin):
     """The audit trail, read only: events are added by the actions they record, never by hand."""
 
     list_display = ("created_at", "action", "actor", "source", "ip_address", "target_link")
@@ -120,3 +141,19 @@ class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Changes")
     def changes_json(self, event: AuditEvent) -> SafeString:
         return format_html('<pre class="code">{}</pre>', pretty_json(event.changes))
+
+
+# Django's own users and groups admins, on the same footing as Orbit's: only their listed
+# filters (no `?password__startswith=`), searches rate-limited.
+class OrbitUserAdmin(OrbitModelAdmin, UserAdmin):  # type: ignore[type-arg]
+    pass
+
+
+class OrbitGroupAdmin(OrbitModelAdmin, GroupAdmin):
+    pass
+
+
+for _model, _admin in ((get_user_model(), OrbitUserAdmin), (Group, OrbitGroupAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _admin)

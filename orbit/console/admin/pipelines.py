@@ -16,11 +16,13 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from orbit.console.admin.base import OrbitModelAdmin
 from orbit.console.dashboard.present import pretty_json
 from orbit.core.audit import Actor
 from orbit.core.exceptions import OrbitError
+from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditSource
-from pipelines.definition import registry
+from pipelines.definition import NAME_RULE, is_valid_name, registry
 from pipelines.lifecycle import record_deleted, record_saved, snapshot
 from pipelines.models import Pipeline
 from pipelines.schedules import describe_schedule
@@ -44,13 +46,23 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
                 help_text="The pipeline definition in code this row runs.",
             )
 
+    def clean_name(self) -> Any:
+        """The API's name rule (pipelines.definition): no spaces, newlines or escape codes."""
+        name = self.cleaned_data.get("name")
+        if not is_valid_name(name):
+            raise forms.ValidationError(NAME_RULE.format(name=name))
+        return name
+
     def clean_default_metadata(self) -> Any:
         value = self.cleaned_data.get("default_metadata")
         if value in (None, ""):
             return {}
         if not isinstance(value, dict):
             raise forms.ValidationError("Default metadata must be a JSON object.")
-        return value
+        try:
+            return validate_metadata(value)  # the same limits as the API's and every run's
+        except OrbitError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class RunNowForm(forms.Form):
@@ -62,7 +74,7 @@ class RunNowForm(forms.Form):
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PipelineAdmin(OrbitModelAdmin):
     form = PipelineForm
     list_display = ("name", "definition", "enabled", "schedule", "next_fire", "in_code")
     list_filter = ("enabled",)

@@ -15,13 +15,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from orbit.console.admin.base import OrbitModelAdmin
 from orbit.core.links import http_url
 from orbit.core.redaction import redact
 from services.models import VeryfiDocument
 
 
 @admin.register(VeryfiDocument)
-class VeryfiDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class VeryfiDocumentAdmin(OrbitModelAdmin):
     list_display = (
         "veryfi_id",
         "vendor_name",

@@ -26,9 +26,16 @@ from orbit.core.clock import db_now
 from orbit.core.exceptions import OrbitError
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_text
+from orbit.core.text import printable
+from pipelines.definition import is_valid_name
 from pipelines.models import Pipeline
 from pipelines.schedules import describe_schedule
-from runs.bulk import parse_metadata, run_now, set_pipelines_enabled
+from runs.bulk import (
+    parse_metadata,
+    run_now,
+    run_now_with_upload,
+    set_pipelines_enabled,
+)
 from runs.lifecycle import run_cancel, run_retry
 from runs.metrics import worker_health
 from runs.models import Run, RunStatus, Step, StepStatus
@@ -74,8 +81,13 @@ def overview_page(request: HttpRequest) -> HttpResponse:
 # --- Runs -----------------------------------------------------------------------------------
 
 
+class BadFilter(ValueError):
+    """A filter value no row can match, which the page answers with 400."""
+
+
 def _run_filters(request: HttpRequest) -> tuple[dict[str, str], Q]:
-    """The filters in the query string, and the condition they make; unknown values are ignored."""
+    """The filters in the query string, and the condition they make; unknown statuses are
+    ignored, and a pipeline name no pipeline could have is a BadFilter."""
     chosen: dict[str, str] = {}
     condition = Q()
     status = request.GET.get("status", "")
@@ -84,8 +96,10 @@ def _run_filters(request: HttpRequest) -> tuple[dict[str, str], Q]:
         condition &= Q(status=status)
     pipeline = request.GET.get("pipeline", "")
     if pipeline:
-        chosen["pipeline"] = pipeline[:100]
-        condition &= Q(pipeline__name=pipeline[:100])
+        if not is_valid_name(pipeline):
+            raise BadFilter(f"Not a pipeline name: {printable(pipeline)[:200]}")
+        chosen["pipeline"] = pipeline
+        condition &= Q(pipeline__name=pipeline)
     query = request.GET.get("q", "").strip()
     if query:
         chosen["q"] = query[:100]
@@ -99,7 +113,10 @@ def _run_filters(request: HttpRequest) -> tuple[dict[str, str], Q]:
 @requires(access.VIEW_RUNS)
 @vary_on_headers("HX-Request")
 def runs_page(request: HttpRequest) -> HttpResponse:
-    chosen, condition = _run_filters(request)
+    try:
+        chosen, condition = _run_filters(request)
+    except BadFilter as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
     cursor = Cursor.decode(request.GET.get("before", ""))
     page = keyset_page(
         Run.objects.filter(condition).select_related("pipeline", "worker"), cursor, RUNS_PER_PAGE
@@ -320,9 +337,13 @@ def pipelines_page(request: HttpRequest) -> HttpResponse:
 def pipeline_run_now(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     row = get_object_or_404(Pipeline, id=pipeline_id)
     text = request.POST.get("metadata", "")
+    document = request.FILES.get("document")
     try:
         metadata = parse_metadata(text)
-        report = run_now([row], metadata, actor=_actor(request))
+        if document is not None:
+            report = run_now_with_upload(row, document, metadata, actor=_actor(request))
+        else:
+            report = run_now([row], metadata, actor=_actor(request))
     except OrbitError as exc:
         context = _pipelines_context(request, errors={row.id: str(exc)}, typed={row.id: text})
         return render(request, "dashboard/pipelines.html", context, status=400)

@@ -10,11 +10,17 @@ from django.core.exceptions import ImproperlyConfigured
 
 from orbit.core.conf import orbit_settings
 
-LIMIT_SETTINGS = ("api_rate_limit", "login_rate_limit", "trusted_proxies")
+LIMIT_SETTINGS = (
+    "api_rate_limit",
+    "login_rate_limit",
+    "admin_search_rate_limit",
+    "trusted_proxies",
+)
 
 
 def check_limits(**kwargs: Any) -> list[CheckMessage]:
-    """ORBIT_API_RATE_LIMIT, ORBIT_LOGIN_RATE_LIMIT and ORBIT_TRUSTED_PROXIES must parse."""
+    """ORBIT_API_RATE_LIMIT, ORBIT_LOGIN_RATE_LIMIT, ORBIT_ADMIN_SEARCH_RATE_LIMIT and
+    ORBIT_TRUSTED_PROXIES must parse."""
     errors: list[CheckMessage] = []
     for name in LIMIT_SETTINGS:
         try:

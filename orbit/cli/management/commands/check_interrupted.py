@@ -11,8 +11,9 @@ from runs.recovery import InterruptedRun, find_interrupted
 
 
 def interrupted_table(rows: list[InterruptedRun], title: str) -> Any:
-    from rich.markup import escape
     from rich.table import Table
+
+    from orbit.cli import escape
 
     table = Table(title=title)
     for column in ("run", "pipeline", "step", "worker", "lease expired", "why"):

@@ -29,9 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.markup import escape
-
-        from orbit.cli import ProgressPrinter, console
+        from orbit.cli import ProgressPrinter, console, escape
         from runs.foreground import ForegroundRunner
         from tests.veryfi_standin import Fail
 

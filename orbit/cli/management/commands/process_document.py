@@ -1,6 +1,9 @@
 """`orbit process-document PATH [--user-id ID] [--enqueue]`: run the document-processing
 pipeline for one file in the foreground (or queue it for the workers) and print what
-Veryfi extracted."""
+Veryfi extracted.
+
+PATH is a file on this host, read with the CLI user's own permissions: runs read only
+from ORBIT_DOCUMENTS_ROOT, so a file outside it is copied in first (`uploads/...`)."""
 
 from __future__ import annotations
 
@@ -29,9 +32,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.markup import escape
-
-        from orbit.cli import ProgressPrinter, console
+        from orbit.cli import ProgressPrinter, console, escape
         from orbit.core.audit import Actor
         from runs.foreground import ForegroundRunner
         from runs.lifecycle import run_create
@@ -43,9 +44,14 @@ class Command(BaseCommand):
             )
             if options["enqueue"]:
                 run = run_create(PIPELINE, metadata=metadata, actor=Actor.cli())
+                copied = (
+                    f" (copied from {escape(options['path'])} into ORBIT_DOCUMENTS_ROOT)"
+                    if metadata["filePath"].startswith("uploads/")
+                    else ""
+                )
                 out.print(
-                    f"Queued run {run.id} for {escape(metadata['filePath'])}; a worker "
-                    "(`orbit worker`) will process it."
+                    f"Queued run {run.id} for {escape(metadata['filePath'])}{copied}; a "
+                    "worker (`orbit worker`) will process it."
                 )
                 return
             if options["verbosity"] < 2:  # -v 2 shows the lifecycle log lines
@@ -69,8 +75,9 @@ class Command(BaseCommand):
 
 
 def print_summary(out: Any, summary: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from orbit.cli import escape
 
     table = Table(title="Document", show_header=False)
     table.add_column("field", style="bold")

@@ -22,9 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("run_id")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.markup import escape
-
-        from orbit.cli import ProgressPrinter
+        from orbit.cli import ProgressPrinter, escape
 
         out = console()
         logging.getLogger("runs").setLevel(logging.CRITICAL)

@@ -1,0 +1,118 @@
+"""What every admin page allows: filters it lists, and searches within a rate limit.
+
+Django accepts any lookup on a model's own fields in a changelist's query string, JSON key
+paths included: `?metadata__api_key__startswith=sk-l`, one character at a time, reads a
+secret the pages mask. Here a lookup passes only when it is one of the admin's own filters
+(`list_filter`, the date hierarchy, `extra_lookups`, and the lookups a raw-id popup sends
+for a ForeignKey's `limit_choices_to`); anything else is Django's
+DisallowedModelAdminLookup, a 400. Searches count against ORBIT_ADMIN_SEARCH_RATE_LIMIT
+(each user, and each address), and search fields never name a value redaction masks
+(tests/web/test_access_matrix.py holds every admin to both).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin import FieldListFilter, SimpleListFilter
+from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.views.main import SEARCH_VAR
+from django.contrib.admin.widgets import url_params_from_lookup_dict
+from django.db import models
+from django.http import HttpRequest, HttpResponse
+
+from orbit.core.clients import client_address
+from orbit.core.conf import orbit_settings
+from orbit.core.text import storable
+from orbit.web.ratelimit import limiter
+
+#: What each kind of field filter puts in the query string (django.contrib.admin.filters).
+_DATE_PARAMS = ("gte", "lt", "isnull")
+_VALUE_PARAMS = ("exact", "isnull")
+
+
+class OrbitModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The base of every Orbit admin (and of the users and groups admins Orbit re-registers)."""
+
+    #: Lookups an admin needs beyond its list filters and date hierarchy.
+    extra_lookups: tuple[str, ...] = ()
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if lookup in self.listed_lookups(request):
+            return True
+        return _is_limit_choices_lookup(self.model, lookup, value)
+
+    def listed_lookups(self, request: HttpRequest | None) -> frozenset[str]:
+        """The query-string lookups this admin's filters and date hierarchy send."""
+        names = set(self.extra_lookups)
+        if self.date_hierarchy:
+            names.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        filters = self.get_list_filter(request) if request is not None else self.list_filter
+        for item in filters:
+            if isinstance(item, type) and issubclass(item, SimpleListFilter):
+                names.add(str(item.parameter_name))
+            elif isinstance(item, list | tuple) and isinstance(item[0], str):
+                names.update(_field_filter_params(self.model, item[0], item[1]))
+            elif isinstance(item, str):
+                names.update(_field_filter_params(self.model, item, None))
+        return frozenset(names)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not all(storable(v) for values in request.GET.lists() for v in values[1]):
+            return _text("Searches and filters cannot hold NUL characters.", 400)
+        if request.GET.get(SEARCH_VAR, "").strip():
+            refusal = _search_refusal(request)
+            if refusal is not None:
+                return refusal
+        return super().changelist_view(request, extra_context)
+
+
+def _field_filter_params(model: type[models.Model], path: str, filter_class: Any) -> set[str]:
+    field = get_fields_from_path(model, path)[-1]
+    if field.is_relation:
+        target = field.target_field.name  # type: ignore[attr-defined]
+        params = {f"{path}__{target}__exact", f"{path}__isnull"}
+    elif isinstance(field, models.DateField):
+        params = {f"{path}__{p}" for p in _DATE_PARAMS}
+    else:
+        # AllValuesFieldListFilter sends the bare path; the choices filters `__exact`
+        params = {path} | {f"{path}__{p}" for p in _VALUE_PARAMS}
+    if filter_class is not None and filter_class is not FieldListFilter.create:
+        params.add(f"{path}__isempty")  # EmptyFieldListFilter
+    return params
+
+
+def _is_limit_choices_lookup(model: type[models.Model], lookup: str, value: str) -> bool:
+    """What a raw-id popup sends for a ForeignKey's `limit_choices_to` (as Django allows)."""
+    for fk_lookup in model._meta.related_fkey_lookups:
+        if callable(fk_lookup):
+            fk_lookup = fk_lookup()
+        if (lookup, value) in url_params_from_lookup_dict(fk_lookup).items():
+            return True
+    return False
+
+
+def _search_refusal(request: HttpRequest) -> HttpResponse | None:
+    """429 past ORBIT_ADMIN_SEARCH_RATE_LIMIT, for this user or this address."""
+    rate = orbit_settings.admin_search_rate_limit
+    if rate is None:
+        return None
+    keys = [f"admin-search:addr:{client_address(request)}"]
+    if request.user.is_authenticated:
+        keys.append(f"admin-search:user:{request.user.pk}")
+    verdict = limiter.hit(keys, rate)
+    if verdict.allowed:
+        return None
+    wait = f"{verdict.retry_after} second{'s' if verdict.retry_after != 1 else ''}"
+    response = _text(
+        f"Too many admin searches; try again in {wait} (ORBIT_ADMIN_SEARCH_RATE_LIMIT).", 429
+    )
+    response["Retry-After"] = str(verdict.retry_after)
+    return response
+
+
+def _text(body: str, status: int) -> HttpResponse:
+    return HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")

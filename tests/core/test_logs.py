@@ -1,0 +1,65 @@
+"""Log lines (orbit/logs.py): one record, one line, whatever the record holds."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from orbit.core.logs import JsonFormatter, TextFormatter
+
+FORGED = "x\n2026-01-01 00:00:00.000 INFO    orbit.auth: admin logged in"
+
+
+def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    made = logging.LogRecord("runs.execution", logging.INFO, __file__, 1, message, args, None)
+    made.__dict__.update(extra)
+    return made
+
+
+def test_a_newline_in_a_message_argument_cannot_forge_a_line() -> None:
+    line = TextFormatter().format(record("Run created with %s", FORGED))
+    assert "\n" not in line
+    assert "x\\n2026-01-01 00:00:00.000 INFO    orbit.auth: admin logged in" in line
+
+
+def test_a_newline_in_a_field_cannot_forge_a_line() -> None:
+    line = TextFormatter().format(record("Run created", pipeline=FORGED, run_id="r1"))
+    assert "\n" not in line
+    assert line.endswith(
+        "pipeline=x\\n2026-01-01 00:00:00.000 INFO    orbit.auth: admin logged in run_id=r1"
+    )
+
+
+@pytest.mark.parametrize("text", ["\x1b[2J", "\r", "\x00", "\u202e", "\x85"])
+def test_other_control_characters_are_escaped(text: str) -> None:
+    line = TextFormatter().format(record("got %s", text))
+    assert text not in line
+    assert line.endswith("got " + text.encode("unicode_escape").decode())
+
+
+def test_a_traceback_keeps_its_lines_but_each_is_indented() -> None:
+    """Every line after a record's first starts with spaces, so a line at column 0 always
+    starts a record, even when an exception's message holds a newline."""
+    try:
+        raise ValueError(FORGED)
+    except ValueError:
+        import sys
+
+        made = logging.LogRecord(
+            "runs.execution", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+        )
+    lines = TextFormatter().format(made).splitlines()
+    assert lines[0].endswith("failed")
+    assert len(lines) > 3
+    assert all(line.startswith("    ") for line in lines[1:])
+    assert "    2026-01-01 00:00:00.000 INFO    orbit.auth: admin logged in" in lines
+
+
+def test_json_lines_stay_one_line_and_keep_the_text() -> None:
+    line = JsonFormatter().format(record("Run created with %s", FORGED, pipeline=FORGED))
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["message"] == f"Run created with {FORGED}"
+    assert data["pipeline"] == FORGED
