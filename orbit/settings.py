@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "orbit.web.middleware.DebugLoopbackOnlyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "orbit.web.middleware.ContentSecurityPolicyMiddleware",
+    "orbit.web.middleware.NoStoreMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "orbit.web.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -168,6 +169,9 @@ STORAGES = {
 }
 
 LOGIN_URL = "admin:login"
+# Where a login goes when `next` is missing or points off this site (Django's default,
+# /accounts/profile/, does not exist here).
+LOGIN_REDIRECT_URL = "dashboard:overview"
 
 
 # --- Orbit --------------------------------------------------------------------------------

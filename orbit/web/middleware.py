@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve, reverse
+from django.utils.cache import add_never_cache_headers
 
 from orbit.core.clients import client_address
 from orbit.core.conf import Rate, orbit_settings
@@ -91,6 +92,28 @@ class ContentSecurityPolicyMiddleware:
             "Content-Security-Policy", orbit_settings.content_security_policy
         )
         return response
+
+
+class NoStoreMiddleware:
+    """`Cache-Control: no-store` (with Django's other never-cache headers) on every answer
+    of the API and the dashboard: they hold run data, metadata and errors, which must not
+    stay in a browser's history cache or a shared proxy. The admin does the same itself."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        self._dashboard: str | None = None
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if is_api(request) or request.path_info.startswith(self.dashboard_prefix):
+            add_never_cache_headers(response)
+        return response
+
+    @property
+    def dashboard_prefix(self) -> str:
+        if self._dashboard is None:
+            self._dashboard = reverse("dashboard:overview")
+        return self._dashboard
 
 
 class RequestSizeLimitMiddleware:

@@ -168,3 +168,50 @@ def test_debug_answers_only_clients_on_this_host(settings, address, status):
     assert response.status_code == status
     if status == 403:
         assert b"DEBUG is on: this server answers only clients on its own host" in response.content
+
+
+@pytest.mark.parametrize(
+    ("path", "who"),
+    [
+        ("/api/runs", "viewer"),  # an API answer
+        ("/api/runs", "anonymous"),  # an API refusal
+        ("/api/openapi.json", "anonymous"),  # the API's description
+        ("/dashboard/", "viewer"),  # a dashboard page
+        ("/dashboard/runs/", "viewer"),
+        ("/dashboard/runs/", "anonymous"),  # the redirect to the login page
+    ],
+)
+def test_api_and_dashboard_responses_are_never_stored(path, who, django_user_model):
+    """Run data, metadata and error texts must not stay in a browser's or a proxy's cache."""
+    client = Client()
+    if who == "viewer":
+        user = django_user_model.objects.create_superuser("root", "r@example.com", "pw")
+        client.force_login(user)
+    response = client.get(path)
+    assert "no-store" in response["Cache-Control"], (path, response.status_code)
+
+
+def test_other_responses_keep_their_own_caching():
+    response = Client().get("/healthz")
+    assert "no-store" not in response.get("Cache-Control", "")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",  # another site
+        "//evil.example/",  # a scheme-relative one
+        "/nowhere/../../",  # a path that leads nowhere useful: still ours, still allowed
+    ],
+)
+def test_an_unsafe_next_after_login_falls_back_to_the_dashboard(target, django_user_model):
+    django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client = Client()
+    response = client.post(
+        f"/admin/login/?next={target}", {"username": "staff", "password": "pw", "next": target}
+    )
+    assert response.status_code == 302
+    if target.startswith("/") and not target.startswith("//"):
+        assert response["Location"] == target
+    else:
+        assert response["Location"] == "/dashboard/"
