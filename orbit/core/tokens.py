@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -36,17 +36,28 @@ class TokenRefused(Exception):
     """The bearer key is not a valid, active API token."""
 
 
-def create_token(user: User, name: str, *, actor: Actor | None = None) -> tuple[ApiToken, str]:
-    """Make a token for `user`; returns the row and the key, which is never shown again."""
+def create_token(
+    user: User,
+    name: str,
+    *,
+    expires_at: datetime | None = None,
+    actor: Actor | None = None,
+) -> tuple[ApiToken, str]:
+    """Make a token for `user`, valid until `expires_at` (None: until revoked); returns the
+    row and the key, which is never shown again."""
     name = name.strip()
     if not name:
         raise ValueError("A token needs a name saying what it is for")
     if len(name) > 100:
         raise ValueError("A token name is at most 100 characters")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValueError("A token's expiry must be in the future")
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
-        token = ApiToken.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(key))
+        token = ApiToken.objects.create(
+            user=user, name=name, prefix=prefix, key_hash=_hash(key), expires_at=expires_at
+        )
         _record(AuditAction.TOKEN_CREATED, token, actor)
     logger.info(
         "API token %s created for %s",
@@ -60,11 +71,19 @@ def create_token(user: User, name: str, *, actor: Actor | None = None) -> tuple[
 def user_for_key(key: str) -> User:
     """The active user an active key belongs to; TokenRefused says why not."""
     prefix = _prefix_of(key)
-    token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    # Expiry by the database's clock, in the same query: every web host agrees on it.
+    token = (
+        ApiToken.objects.select_related("user")
+        .annotate(expired=Q(expires_at__lte=Now()))
+        .filter(prefix=prefix)
+        .first()
+    )
     if token is None or not hmac.compare_digest(token.key_hash, _hash(key)):
         raise TokenRefused("Invalid API token")
     if token.revoked_at is not None:
         raise TokenRefused("This API token was revoked")
+    if token.expires_at is not None and token.expired:  # type: ignore[attr-defined]
+        raise TokenRefused(f"This API token expired on {token.expires_at:%Y-%m-%d %H:%M:%S} UTC")
     if not token.user.is_active:
         raise TokenRefused("The user of this API token is inactive")
     _touch(token)

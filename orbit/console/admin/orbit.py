@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -13,6 +14,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -24,19 +26,58 @@ from orbit.core.models import ApiToken, AuditEvent, AuditSource
 from orbit.core.tokens import create_token, revoke_token
 
 
+class ApiTokenForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name", "expires_at")
+
+    def clean_expires_at(self) -> Any:
+        value = self.cleaned_data.get("expires_at")
+        if value is not None and value <= timezone.now():
+            raise forms.ValidationError("A token's expiry must be in the future.")
+        return value
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(OrbitModelAdmin):
-    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    form = ApiTokenForm
+    list_display = (
+        "name",
+        "user",
+        "prefix",
+        "state",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "prefix", "user__username")
     list_select_related = ("user",)
-    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "state", "created_at", "last_used_at", "expires_at", "revoked_at")
     actions = ["revoke"]
 
     def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
         if obj is None:
-            return ["user", "name"]
-        return ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+            return ["user", "name", "expires_at"]
+        return [
+            "user",
+            "name",
+            "prefix",
+            "state",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+        ]
+
+    @admin.display(description="State")
+    def state(self, token: ApiToken) -> str:
+        if token.revoked_at is not None:
+            return "revoked"
+        if token.expires_at is not None and token.expires_at <= timezone.now():
+            return "expired"
+        return "active"
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
         return ("user", *self.readonly_fields) if obj else ()
@@ -60,7 +101,10 @@ class ApiTokenAdmin(OrbitModelAdmin):
             super().save_model(request, obj, form, change)
             return
         token, key = create_token(
-            obj.user, obj.name, actor=Actor.from_request(request, AuditSource.ADMIN)
+            obj.user,
+            obj.name,
+            expires_at=obj.expires_at,
+            actor=Actor.from_request(request, AuditSource.ADMIN),
         )
         obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
         obj._state.adding = False

@@ -1,11 +1,15 @@
-"""`python manage.py createapitoken USERNAME [--name NAME]`: print a new API key once."""
+"""`python manage.py createapitoken USERNAME [--name NAME] [--expires-in 30d]`: print a
+new API key once."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from orbit.core.audit import Actor
 from orbit.core.tokens import create_token
@@ -17,6 +21,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="cli", help="What the token is for (default: cli).")
+        parser.add_argument(
+            "--expires-in",
+            metavar="DURATION",
+            help="Refuse the key after this long: 30d, 12h, 90m, 2w or 3600s (default: never).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
@@ -26,12 +35,35 @@ class Command(BaseCommand):
             raise CommandError(f"No user named {options['username']!r}") from None
         if not user.is_active:
             raise CommandError(f"User {options['username']!r} is inactive")
+        expires_at = None
+        if options["expires_in"] is not None:
+            expires_at = timezone.now() + duration(options["expires_in"])
         try:
-            token, key = create_token(user, options["name"], actor=Actor.cli())
+            token, key = create_token(
+                user, options["name"], expires_at=expires_at, actor=Actor.cli()
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        expiry = (
+            f" It expires on {token.expires_at:%Y-%m-%d %H:%M:%S} UTC." if token.expires_at else ""
+        )
         self.stderr.write(
-            f"Created token {token.name!r} ({token.prefix}) for {user.get_username()}. "
+            f"Created token {token.name!r} ({token.prefix}) for {user.get_username()}.{expiry} "
             "Store the key now; it is not shown again:"
         )
         self.stdout.write(key)
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `2w`, `3600s` or plain seconds as a timedelta; CommandError else."""
+    match = _DURATION.match(text)
+    if not match or int(match[1]) == 0:
+        raise CommandError(
+            "--expires-in must be a positive duration such as 30d, 12h, 90m, 2w or 3600s, "
+            f"not {text!r}"
+        )
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
