@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest
 from ninja import Router, Status, UploadedFile
 from ninja.params import functions as params
 
+from orbit.api.idempotency import ensure_same_request, scoped_key
 from orbit.api.pagination import by_created
 from orbit.api.runs import CURSOR, LIMIT, api_actor, run_with_steps
 from orbit.api.schemas.pipelines import PipelineDetailOut, PipelineIn, PipelineOut, PipelinePatch
@@ -128,7 +129,7 @@ def delete_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
 
 @router.post(
     "/{pipeline_id}/runs",
-    response={201: RunDetailOut, **BODY_ERRORS},
+    response={201: RunDetailOut, 409: ErrorOut, **BODY_ERRORS},
     auth=allow("runs.operate_run"),
 )
 def create_run(
@@ -137,15 +138,22 @@ def create_run(
     payload: RunIn | None = None,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Any:
-    """Queue a run; with an Idempotency-Key header a repeated request returns the same run."""
+    """Queue a run; with an Idempotency-Key header a repeated request returns the same run.
+
+    Keys are the caller's own (another caller's same key makes another run); the same key
+    with different metadata or priority is a 409."""
     payload = payload or RunIn(metadata=None, priority=0)
+    pipeline = _get(pipeline_id)
+    key = scoped_key(request.user.pk, idempotency_key)
     run = run_create(
-        _get(pipeline_id),
+        pipeline,
         metadata=payload.metadata,
         priority=payload.priority,
-        idempotency_key=idempotency_key,
+        idempotency_key=key,
         actor=api_actor(request),
     )
+    if key is not None:
+        ensure_same_request(run, pipeline, payload.metadata, payload.priority)
     return Status(201, _run_detail(run.id))
 
 

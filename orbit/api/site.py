@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from orbit.api.idempotency import IdempotencyConflict
 from orbit.api.pipelines import router as pipelines_router
 from orbit.api.runs import runs_router, steps_router, worker_router
 from orbit.core.exceptions import (
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 #: The status of each of Orbit's errors; a subclass not listed takes its parent's.
 ERROR_STATUS: dict[type[OrbitError], int] = {
+    IdempotencyConflict: 409,
     OrbitError: 422,
     RunNotFound: 404,
     UnknownPipeline: 404,

@@ -5,10 +5,11 @@ import uuid
 import pytest
 from django.db.models.functions import Now
 
+from orbit.core.tokens import create_token
 from runs import enqueue
 from runs.lifecycle import run_cancel
 from runs.models import Run, RunStatus, Step, StepStatus
-from tests.api.conftest import pipeline_id
+from tests.api.conftest import OPERATOR, Api, make_user, pipeline_id
 from tests.factories import StepAttemptFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -66,6 +67,42 @@ def test_idempotency_key_returns_the_first_run(operator_api):
     assert (first.status_code, again.status_code) == (201, 201)
     assert first.json()["id"] == again.json()["id"]
     assert first.json()["idempotency_key"] == "order-42"
+    assert Run.objects.count() == 1
+
+
+def test_another_callers_idempotency_key_never_returns_their_run(operator_api, test_pipelines):
+    """Keys are scoped to the caller: replaying someone else's key makes a run of one's own."""
+    path = f"/api/pipelines/{pipeline_id('t-single')}/runs"
+    _, other_key = create_token(make_user("operator-2", OPERATOR), "tests")
+    other = Api(other_key)
+    theirs = operator_api.post(
+        path, {"metadata": {"card": "theirs"}}, headers={"Idempotency-Key": "k1"}
+    )
+    mine = other.post(path, {"metadata": {"card": "mine"}}, headers={"Idempotency-Key": "k1"})
+    assert (theirs.status_code, mine.status_code) == (201, 201)
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert mine.json()["metadata"] == {"card": "mine"}
+    assert mine.json()["idempotency_key"] == "k1"
+    assert Run.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"metadata": {"a": 2}},  # other metadata
+        {"metadata": {"a": 1}, "priority": 5},  # another priority
+        {},  # no metadata at all
+    ],
+)
+def test_the_same_key_with_a_different_request_is_a_409(operator_api, second):
+    path = f"/api/pipelines/{pipeline_id('t-single')}/runs"
+    first = operator_api.post(path, {"metadata": {"a": 1}}, headers={"Idempotency-Key": "order-7"})
+    again = operator_api.post(path, second, headers={"Idempotency-Key": "order-7"})
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"Idempotency-Key 'order-7' was already used for a different request (run "
+        f"{first.json()['id']}): repeat it with the same metadata and priority, or use a new key"
+    )
     assert Run.objects.count() == 1
 
 

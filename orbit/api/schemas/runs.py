@@ -9,6 +9,7 @@ from typing import Any
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
+from orbit.api.idempotency import client_key
 from orbit.core.redaction import redact, redact_logs
 from runs.lifecycle import PRIORITY_RANGE
 from runs.models import RunStatus, StepStatus
@@ -133,6 +134,10 @@ class RunOut(Schema):
     @staticmethod
     def resolve_metadata(obj: Any) -> Any:
         return redact(obj.metadata)
+
+    @staticmethod
+    def resolve_idempotency_key(obj: Any) -> str | None:
+        return client_key(obj.idempotency_key)
 
 
 class RunDetailOut(RunOut):
