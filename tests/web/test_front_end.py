@@ -1,0 +1,121 @@
+"""The web process as the Procfile starts it (gunicorn, sync workers): what a slow client
+can and cannot do to it, and the buffering proxy configuration shipped for production.
+
+A sync worker reading a request body is busy until the body has arrived, so a client that
+sends one byte a second holds a worker. Without a proxy in front nothing can stop that;
+what the Procfile guarantees is that gunicorn's timeout (WEB_TIMEOUT) ends each such
+stall: the worker is replaced, and the next request is served. docs/SECURITY.md says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.processes import ROOT, database_env, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthz(base: str, timeout: float = 1.0) -> int:
+    try:
+        return requests.get(f"{base}/healthz", timeout=timeout).status_code
+    except requests.RequestException:
+        return 0
+
+
+def _procfile_web() -> str:
+    procfile = (ROOT / "Procfile").read_text()
+    match = re.search(r"^web:\s*(.+)$", procfile, re.M)
+    assert match, procfile
+    return match[1]
+
+
+@pytest.fixture
+def web(tmp_path: Path):
+    """The Procfile's web command with one worker and a 2-second timeout."""
+    port = _free_port()
+    env = {
+        **database_env(),
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "PORT": str(port),
+        "ORBIT_BIND": "127.0.0.1",
+        "WEB_CONCURRENCY": "1",
+        "WEB_TIMEOUT": "2",
+    }
+    log = (tmp_path / "web.log").open("wb")
+    process = subprocess.Popen(
+        ["sh", "-c", f"exec {_procfile_web()}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthz(base) == 200, timeout=60, message="gunicorn to serve")
+        yield base, port
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        log.close()
+
+
+def test_the_procfile_sets_gunicorns_timeouts() -> None:
+    command = shlex.split(_procfile_web())
+    assert command[command.index("--timeout") + 1] == "${WEB_TIMEOUT:-30}"
+    assert command[command.index("--graceful-timeout") + 1] == "${WEB_TIMEOUT:-30}"
+
+
+def test_a_slow_body_holds_the_worker_only_until_the_timeout(web) -> None:
+    base, port = web
+    slow = socket.create_connection(("127.0.0.1", port))
+    try:
+        slow.sendall(
+            b"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        started = time.monotonic()
+        # The only worker waits for the other 999 bytes; gunicorn replaces it after
+        # WEB_TIMEOUT (2 s) and the next request is answered.
+        wait_until(lambda: _healthz(base) == 200, timeout=15, interval=0.2, message="/healthz")
+        assert time.monotonic() - started < 10
+    finally:
+        slow.close()
+
+
+def test_the_shipped_proxy_configuration_buffers_bodies() -> None:
+    """What a proxy must do so that slow clients never reach a sync worker (docs/deploy)."""
+    conf = (ROOT / "docs" / "deploy" / "nginx.conf").read_text()
+    directives = {
+        line.split()[0]: " ".join(line.split()[1:]).rstrip(";")
+        for line in (raw.split("#", 1)[0].strip() for raw in conf.splitlines())
+        if line and not line.endswith("{") and line != "}"
+    }
+    assert directives["proxy_request_buffering"] == "on"
+    assert directives["proxy_buffering"] == "on"
+    assert directives["client_body_timeout"] == "10s"
+    assert directives["client_header_timeout"] == "10s"
+    assert directives["client_max_body_size"] == "21m"  # ORBIT_MAX_UPLOAD_BYTES and metadata
