@@ -20,6 +20,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import JSONField, Model
 from django.test import Client
 from django.urls import reverse
@@ -51,6 +52,7 @@ class World:
     disabled: Pipeline  # enable
     spare: Pipeline  # delete: no runs
     token: ApiToken  # revoke
+    documents: Pipeline  # run now with a file
 
 
 @pytest.fixture
@@ -69,6 +71,7 @@ def world(test_pipelines) -> World:
         disabled=PipelineFactory(name="t-single-off", definition="t-single", enabled=False),
         spare=PipelineFactory(name="t-single-spare", definition="t-single"),
         token=create_token(bot, "bot-token")[0],
+        documents=Pipeline.objects.get(name="document-processing"),
     )
     AuditEvent.objects.all().delete()  # setting the scene is not under test
     return world
@@ -113,6 +116,10 @@ class Action:
     audited: str
     ok: int  # the status of an allowed request
     refused: int = 403  # the status for a logged-in caller without the permission
+
+
+def _upload() -> SimpleUploadedFile:
+    return SimpleUploadedFile("scan.pdf", b"%PDF-1.4 scan", "application/pdf")
 
 
 def _admin_action(url: str, name: str, target: Callable[[World], Any], **extra: str) -> Any:
@@ -327,6 +334,18 @@ ACTIONS = [
         ok=302,
     ),
     Action(
+        "dashboard-run-now-with-a-file",
+        "dashboard",
+        "operator",
+        lambda c, w: c.client.post(
+            f"/dashboard/pipelines/{w.documents.id}/run/",
+            {"metadata": "", "document": _upload()},
+        ),
+        _runs_of(lambda w: w.documents),
+        "run.created",
+        ok=302,
+    ),
+    Action(
         "dashboard-disable",
         "dashboard",
         "operator",
@@ -384,6 +403,17 @@ ACTIONS = [
             f"/api/pipelines/{w.pipeline.id}/runs", {}, content_type="application/json"
         ),
         _runs_of(lambda w: w.pipeline),
+        "run.created",
+        ok=201,
+    ),
+    Action(
+        "api-run-upload",
+        "api",
+        "operator",
+        lambda c, w: c.client.post(
+            f"/api/pipelines/{w.documents.id}/runs/upload", {"file": _upload()}
+        ),
+        _runs_of(lambda w: w.documents),
         "run.created",
         ok=201,
     ),
