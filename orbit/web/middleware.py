@@ -163,8 +163,9 @@ def _upload_limit(request: HttpRequest) -> int:
 
 
 def _is_chunked(request: HttpRequest) -> bool:
-    encoding = str(request.META.get("HTTP_TRANSFER_ENCODING", "")).lower()
-    return "chunked" in encoding and not request.META.get("CONTENT_LENGTH")
+    # With Transfer-Encoding: chunked, a Content-Length means nothing (HTTP/1.1 says to
+    # ignore it), so it does not matter whether one came too.
+    return "chunked" in str(request.META.get("HTTP_TRANSFER_ENCODING", "")).lower()
 
 
 class JsonDepthLimitMiddleware:

@@ -119,3 +119,28 @@ def test_the_shipped_proxy_configuration_buffers_bodies() -> None:
     assert directives["client_body_timeout"] == "10s"
     assert directives["client_header_timeout"] == "10s"
     assert directives["client_max_body_size"] == "21m"  # ORBIT_MAX_UPLOAD_BYTES and metadata
+
+
+def test_a_chunked_body_is_refused_not_dropped(web, test_pipelines) -> None:
+    """gunicorn de-chunks the body but gives no Content-Length, so Django would read an
+    empty body and queue a run without its metadata: refused with 411 instead."""
+    from orbit.core.tokens import create_token
+    from pipelines.models import Pipeline
+    from runs.models import Run
+    from tests.api.conftest import OPERATOR, make_user
+
+    base, _ = web
+    _, key = create_token(make_user("operator", OPERATOR), "tests")
+    pipeline = Pipeline.objects.get(name="t-single")
+    body = iter([b'{"metadata": ', b'{"a": 1}}'])  # a generator: requests sends it chunked
+    response = requests.post(
+        f"{base}/api/pipelines/{pipeline.id}/runs",
+        data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 411
+    assert response.json() == {
+        "detail": "Chunked request bodies are not accepted: send the body with a Content-Length"
+    }
+    assert not Run.objects.exists()

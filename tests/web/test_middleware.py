@@ -215,3 +215,19 @@ def test_an_unsafe_next_after_login_falls_back_to_the_dashboard(target, django_u
         assert response["Location"] == target
     else:
         assert response["Location"] == "/dashboard/"
+
+
+def test_a_chunked_body_is_refused_whatever_length_it_claims(test_pipelines):
+    """With Transfer-Encoding: chunked a Content-Length means nothing (HTTP/1.1 says to
+    ignore it), so any chunked body is refused."""
+    response = Client().generic(
+        "POST",
+        "/api/pipelines/1/runs",
+        b"",
+        content_type="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+    assert response.status_code == 411
+    assert response.json()["detail"] == (
+        "Chunked request bodies are not accepted: send the body with a Content-Length"
+    )
