@@ -640,13 +640,21 @@ ORACLES = [
 ]
 
 
-@pytest.mark.parametrize(("label", "lookup", "prefix"), ORACLES)
-@pytest.mark.parametrize("role", ["viewer", "superuser"])
+#: Superusers see every admin; viewers every one but users and groups (not an Orbit role's).
+ORACLE_CASES = [
+    (role, *oracle)
+    for role in ("viewer", "superuser")
+    for oracle in ORACLES
+    if role == "superuser" or not oracle[0].startswith("auth.")
+]
+
+
+@pytest.mark.parametrize(("role", "label", "lookup", "prefix"), ORACLE_CASES)
 def test_the_one_character_oracle_is_gone_on_every_admin(
+    role: str,
     label: str,
     lookup: str,
     prefix: str,
-    role: str,
     secrets_stored: dict[str, Any],
     superuser_client: Client,
     caller: Callable[[str, str], Caller],
@@ -654,8 +662,6 @@ def test_the_one_character_oracle_is_gone_on_every_admin(
     """The right prefix and a wrong one get the same answer: a 400 that tells nothing."""
     model = apps.get_model(label)
     client = superuser_client if role == "superuser" else caller("viewer", "admin").client
-    if role == "viewer" and model._meta.app_label == "auth":
-        pytest.skip("viewers do not see users and groups")
     right = prefix.format(token_hash=secrets_stored["token_hash"][:4])
     answers = [client.get(_changelist(model), {lookup: p}) for p in (right, "zzzz")]
     assert [a.status_code for a in answers] == [400, 400]
