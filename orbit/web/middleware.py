@@ -1,5 +1,7 @@
-"""Request and response guards for every page and the API: a strict Content-Security-Policy,
-413 for oversized bodies, 422 for JSON nested too deeply, and 429 over the rate limits.
+"""Request and response guards for every page and the API: loopback-only while DEBUG is on,
+a strict Content-Security-Policy, `Cache-Control: no-store` on the API and the dashboard,
+413 for oversized bodies and 411 for chunked ones, 422 for JSON nested too deeply, and 429
+over the rate limits.
 
 Each is a thin class over a function that decides; refusals on `/api/` are JSON in the
 API's error shape (`{"detail": ...}`, see orbit/api/site.py), elsewhere plain text.
@@ -260,8 +262,8 @@ def login_keys(request: HttpRequest) -> list[str]:
 
 def login_name(username: object) -> str:
     """A username as the login limit counts it: normalised as Django does before it looks
-    the user up (NFKC: a fullwidth `o` in `operator` logs in as `operator`), then casefolded, so no look-alike
-    or other case of a name gets an allowance of its own."""
+    the user up (NFKC: `operator` with a fullwidth `o` logs in as `operator`), then
+    casefolded, so no look-alike or other case of a name gets an allowance of its own."""
     return AbstractBaseUser.normalize_username(str(username).strip()).casefold()
 
 
