@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from traceback import format_exception
 from typing import Any
 
@@ -54,7 +54,6 @@ class AttemptReport:
     error_type: str = ""
     traceback: str = ""
     retryable: bool = True
-    logs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -69,15 +68,13 @@ class StopReason(enum.Enum):
     SHUTDOWN = "shutdown"  # the worker is stopping and the grace period is over
 
 
-def succeeded(result_json: str, duration: float, logs: list[dict[str, Any]]) -> AttemptReport:
+def succeeded(result_json: str, duration: float) -> AttemptReport:
     return AttemptReport(
-        outcome=AttemptOutcome.SUCCEEDED, duration=duration, result_json=result_json, logs=logs
+        outcome=AttemptOutcome.SUCCEEDED, duration=duration, result_json=result_json
     )
 
 
-def reported_failure(
-    task: StepTask, result: StepResult, duration: float, logs: list[dict[str, Any]]
-) -> AttemptReport:
+def reported_failure(task: StepTask, result: StepResult, duration: float) -> AttemptReport:
     """The step returned `StepResult(success=False, ...)` instead of raising."""
     return AttemptReport(
         outcome=AttemptOutcome.FAILED,
@@ -85,13 +82,10 @@ def reported_failure(
         error=result.error or f"Step {task.step!r} reported failure",
         error_type=type_path(StepResult),
         retryable=result.retryable,
-        logs=logs,
     )
 
 
-def raised(
-    task: StepTask, error: BaseException, duration: float, logs: list[dict[str, Any]]
-) -> AttemptReport:
+def raised(task: StepTask, error: BaseException, duration: float) -> AttemptReport:
     """The step raised: any exception, SystemExit and KeyboardInterrupt included (they end
     the attempt, not the child). `PermanentFailure` is not retried."""
     if isinstance(error, SystemExit):
@@ -105,33 +99,28 @@ def raised(
         error_type=type_path(type(error)),
         traceback="".join(format_exception(error)),
         retryable=not isinstance(error, PermanentFailure),
-        logs=logs,
     )
 
 
-def timed_out(task: StepTask, duration: float, logs: list[dict[str, Any]]) -> AttemptReport:
+def timed_out(task: StepTask, duration: float) -> AttemptReport:
     return AttemptReport(
         outcome=AttemptOutcome.TIMED_OUT,
         duration=duration,
         error=f"Step {task.step!r} ran past its {task.timeout:g} s timeout and was stopped",
         error_type=type_path(StepTimeout),
-        logs=logs,
     )
 
 
-def crashed(
-    task: StepTask, duration: float, logs: list[dict[str, Any]], exit_description: str
-) -> AttemptReport:
+def crashed(task: StepTask, duration: float, exit_description: str) -> AttemptReport:
     return AttemptReport(
         outcome=AttemptOutcome.CRASHED,
         duration=duration,
         error=f"The process running step {task.step!r} {exit_description}",
         error_type=type_path(StepCrashed),
-        logs=logs,
     )
 
 
-def stopped(reason: StopReason, duration: float, logs: list[dict[str, Any]]) -> AttemptReport:
+def stopped(reason: StopReason, duration: float) -> AttemptReport:
     """A step its supervisor stopped through no fault of its own."""
     if reason is StopReason.SHUTDOWN:
         return AttemptReport(
@@ -139,28 +128,25 @@ def stopped(reason: StopReason, duration: float, logs: list[dict[str, Any]]) -> 
             duration=duration,
             error="Stopped: the worker shut down before the step finished",
             error_type=type_path(StepInterrupted),
-            logs=logs,
         )
     return AttemptReport(
         outcome=AttemptOutcome.CANCELLED,
         duration=duration,
         error="Stopped: the run was cancelled or taken over",
         error_type=type_path(LeaseLost),
-        logs=logs,
     )
 
 
-def cancelled(duration: float = 0.0, logs: list[dict[str, Any]] | None = None) -> AttemptReport:
+def cancelled(duration: float = 0.0) -> AttemptReport:
     """The attempt an operator's cancellation ended, as the history records it."""
     return AttemptReport(
         outcome=AttemptOutcome.CANCELLED,
         duration=duration,
         error="Run cancelled by an operator",
         error_type=type_path(RunCancelled),
-        logs=logs or [],
     )
 
 
-def interrupted(duration: float = 0.0, logs: list[dict[str, Any]] | None = None) -> AttemptReport:
+def interrupted(duration: float = 0.0) -> AttemptReport:
     """An attempt given back unfinished (a shutdown, or the foreground runner stopping)."""
-    return stopped(StopReason.SHUTDOWN, duration, logs or [])
+    return stopped(StopReason.SHUTDOWN, duration)

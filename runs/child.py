@@ -228,14 +228,13 @@ def encode_result(step: str, value: Any) -> str:
     return encoded
 
 
-def run_task(task: StepTask, conn: Connection | None) -> AttemptReport:
+def run_task(task: StepTask, conn: Connection) -> AttemptReport:
     """Run one attempt of a step and describe how it went. Never raises."""
     from pipelines.definition import registry
 
-    logs: list[dict[str, Any]] = []
-    # Through a pipe the supervisor collects the records itself (and keeps them even if
-    # this process dies); in-process they travel with the report.
-    handler: logging.Handler = _PipeHandler(conn) if conn is not None else _ListHandler(logs)
+    # Records go to the supervisor as they are written, so it keeps (and streams to the
+    # database) whatever was logged before a timeout, a crash or a cancel.
+    handler = _PipeHandler(conn)
     started = time.monotonic()
     try:
         definition = registry.get(task.definition).step_named(task.step)
@@ -252,18 +251,9 @@ def run_task(task: StepTask, conn: Connection | None) -> AttemptReport:
         )
         value = definition.fn(ctx)
         if isinstance(value, StepResult) and not value.success:
-            return attempts.reported_failure(task, value, time.monotonic() - started, logs)
+            return attempts.reported_failure(task, value, time.monotonic() - started)
         data = value.data if isinstance(value, StepResult) else value
         encoded = encode_result(task.step, data)
-        return attempts.succeeded(encoded, time.monotonic() - started, logs)
+        return attempts.succeeded(encoded, time.monotonic() - started)
     except BaseException as exc:
-        return attempts.raised(task, exc, time.monotonic() - started, logs)
-
-
-class _ListHandler(logging.Handler):
-    def __init__(self, sink: list[dict[str, Any]]) -> None:
-        super().__init__(logging.DEBUG)
-        self.sink = sink
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.sink.append(log_entry(record))
+        return attempts.raised(task, exc, time.monotonic() - started)

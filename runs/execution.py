@@ -20,6 +20,7 @@ from typing import Any
 from django.db import IntegrityError
 
 from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import error_text
 from orbit.core.redaction import redact_text
 from pipelines.definition import Pipeline as Definition
 from pipelines.definition import StepDefinition, registry
@@ -229,7 +230,7 @@ def settle(
         "traceback": report.traceback,
     }
     if delay is None:
-        error = _run_error(task, report, failures)
+        error = _run_error(task, report)
         return Settlement(
             Outcome(
                 held=fence,
@@ -282,10 +283,14 @@ def _attempt(
     )
 
 
-def _run_error(task: StepTask, report: AttemptReport, failures: int) -> str:
+def _run_error(task: StepTask, report: AttemptReport) -> str:
+    """Why the run failed. It counts the step's attempts as its history lists them (the
+    interrupted ones and those before an operator's retry included)."""
+    error = error_text(report.error_type, report.error)
     if not report.retryable:
-        return f"Step {task.step!r} failed and cannot be retried: {report.error}"
-    return f"Step {task.step!r} failed after {failures} attempt{'s' if failures != 1 else ''}: {report.error}"
+        return f"Step {task.step!r} failed and cannot be retried: {error}"
+    n = task.try_number
+    return f"Step {task.step!r} failed after {n} attempt{'s' if n != 1 else ''}: {error}"
 
 
 def record(
@@ -317,9 +322,6 @@ def record_many(
     """`record` for several attempts at once, committed together (one statement on
     PostgreSQL); each decision in the order of `items`."""
     items = [(held, task, _without_secrets(report)) for held, task, report in items]
-    for held, task, report in items:
-        if report.logs:
-            store().append_logs(held.claim.held, task.step_id, _tagged(task, report.logs))
     settlements = [
         settle(
             held,
@@ -448,10 +450,6 @@ def _without_secrets(report: AttemptReport) -> AttemptReport:
     return replace(report, error=redact_text(report.error), traceback=redact_text(report.traceback))
 
 
-def _tagged(task: StepTask, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**record, "attempt": task.try_number} for record in records]
-
-
 def hand_back(
     held: HeldRun,
     task: StepTask | None,
@@ -469,8 +467,6 @@ def hand_back(
         outcome = replace(outcome, step_id=started.id, step=t.STEP_UNSTART)
     if task is not None:
         report = _without_secrets(report or attempts.interrupted())
-        if report.logs:
-            store().append_logs(held.claim.held, task.step_id, _tagged(task, report.logs))
         outcome = replace(
             outcome,
             step_id=task.step_id,
@@ -509,8 +505,6 @@ def record_cancelled(held: HeldRun, task: StepTask, report: AttemptReport | None
     """Record the attempt an operator's cancellation stopped (fenced on the cancelled run)."""
     ended = attempts.cancelled()
     report = _without_secrets(report) if report is not None else ended
-    if report.logs:
-        store().append_logs(held.claim.held, task.step_id, _tagged(task, report.logs))
     if store().record_cancelled(
         held.claim.held,
         AttemptRecord(

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -46,8 +47,9 @@ class ForegroundResult:
 class ForegroundRunner:
     """`ForegroundRunner(definition).execute(metadata=...)`: run now, wait, get results.
 
-    `on_event(name, **data)` hears `step_started`, `step_succeeded`, `attempt_failed`,
-    `retry_scheduled`, `run_finished`; the CLI prints them.
+    `on_event(name, **data)` hears `step_started`, `log` (each record a step logs, as it
+    is written to the database), `step_succeeded`, `attempt_failed`, `retry_scheduled`,
+    `run_finished`; the CLI prints them.
     """
 
     def __init__(
@@ -103,8 +105,11 @@ class ForegroundRunner:
                 )
                 attempt = SupervisedAttempt(process, task)
                 report = attempt.wait(
-                    tick=lambda: self._renew(held), tick_every=self.lease_seconds / 3
+                    tick=lambda: self._renew(held),
+                    tick_every=self.lease_seconds / 3,
+                    write_logs=partial(self._write_logs, held, attempt),
                 )
+                self._write_logs(held, attempt)  # what it logged last, before its outcome
                 if attempt.process_lost:
                     process.close()
                     process = None
@@ -127,6 +132,24 @@ class ForegroundRunner:
             if process is not None:
                 process.stop()
         return self._result(held, time.monotonic() - started)
+
+    def _write_logs(self, held: HeldRun, attempt: SupervisedAttempt) -> None:
+        """Write the attempt's new log records (as a worker does), and tell `on_event`."""
+        batch = attempt.log_batch(held.claim.held)
+        if batch is None:
+            return
+        store().append_logs([batch])
+        attempt.logs.written(len(batch.lines))
+        for line in batch.lines:
+            self.on_event(
+                "log",
+                step=attempt.task.step,
+                attempt=batch.attempt,
+                time=line.time,
+                level=line.level,
+                message=line.message,
+                fields=dict(line.fields),
+            )
 
     def _renew(self, held: HeldRun) -> bool:
         return held.claim.run_id in store().renew(
@@ -153,6 +176,7 @@ class ForegroundRunner:
             attempt=task.try_number,
             outcome=str(report.outcome),
             error=report.error,
+            error_type=report.error_type,
             duration=report.duration,
         )
         if decision.next is Next.RETRY:

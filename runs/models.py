@@ -181,7 +181,6 @@ class Step(models.Model):
     error = models.TextField(blank=True)
     error_type = models.CharField(max_length=255, blank=True)
     traceback = models.TextField(blank=True)
-    logs = models.JSONField(default=list, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text="Seconds, last attempt.")
@@ -240,6 +239,51 @@ class StepAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.step_id} #{self.number} {self.outcome}"
+
+
+class StepLog(models.Model):
+    """One log record a step's code wrote, streamed to the database while the step runs.
+
+    Append-only: the worker writes an attempt's new records in batches about every half
+    second (runs/worker/loop.py), fenced like every write of the run's claimant, so what
+    reached the database survives a cancel, a timeout or a killed worker. An attempt keeps
+    its first ORBIT_MAX_LOG_RECORDS records and then one record saying the rest were not
+    kept (runs/supervision.py `LogBuffer`). Read in (attempt, sequence) order.
+    """
+
+    # No indexes of their own: steplog_unique_sequence starts with the run and the step.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = models.ForeignKey(
+        Step, on_delete=models.CASCADE, related_name="log_records", db_index=False
+    )
+    attempt = models.PositiveIntegerField(help_text="The attempt that wrote it (1-based).")
+    sequence = models.PositiveIntegerField(help_text="Its place within the attempt (0-based).")
+    time = models.DateTimeField(help_text="When the step logged it (the step's clock).")
+    level = models.CharField(max_length=16)
+    message = models.TextField()
+    fields = models.JSONField(default=dict, blank=True, help_text="The record's `extra` fields.")
+
+    class Meta:
+        ordering = ["step", "attempt", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "step", "attempt", "sequence"], name="steplog_unique_sequence"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step_id} #{self.attempt}.{self.sequence} {self.level}"
+
+    def as_record(self) -> dict[str, Any]:
+        """The record as the API and the pages show it (before redaction)."""
+        return {
+            "time": self.time.isoformat(),
+            "level": self.level,
+            "message": self.message,
+            "fields": self.fields or {},
+            "attempt": self.attempt,
+            "sequence": self.sequence,
+        }
 
 
 class WorkerQuerySet(models.QuerySet["Worker"]):

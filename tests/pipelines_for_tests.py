@@ -51,6 +51,15 @@ system_exit = Pipeline("t-system-exit", steps=[step("exits", steps.raises_system
 unserialisable = Pipeline("t-unserialisable", steps=[step("bad", steps.returns_unserialisable)])
 oversized = Pipeline("t-oversized", steps=[step("big", steps.returns_oversized)])
 logging_pipeline = Pipeline("t-logs", steps=[step("logs", steps.logs_things)])
+# Live logs: a step that logs while it waits to be released (or cancelled, or timed out).
+live_logs = Pipeline(
+    "t-live-logs",
+    steps=[step("waits", steps.logs_until_released, timeout=120), step("after", steps.noop)],
+)
+live_logs_timeout = Pipeline(
+    "t-live-logs-timeout", steps=[step("waits", steps.logs_until_released, timeout=1)]
+)
+chatty = Pipeline("t-chatty", steps=[step("chatters", steps.logs_a_lot)])
 
 # Steps that record each execution in the effects table (counted across processes).
 recorded_one = Pipeline("t-recorded", steps=[step("only", steps.recorded)])

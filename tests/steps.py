@@ -138,6 +138,31 @@ def logs_things(ctx: StepContext) -> dict[str, Any]:
     return {"logged": 2}
 
 
+def logs_until_released(ctx: StepContext) -> dict[str, Any]:
+    """Logs "waiting", then one record every `metadata.every` s (default 0.2) until the file
+    `metadata.release` exists (or `metadata.seconds`, default 60, pass): a step whose logs
+    a test reads while it runs. Records its process id in the effects table if asked."""
+    if ctx.metadata.get("record_pid"):
+        effect(ctx)
+    ctx.log.info("waiting", extra={"pid": os.getpid()})
+    release = Path(ctx.metadata.get("release", "/nonexistent"))
+    deadline = time.monotonic() + ctx.metadata.get("seconds", 60)
+    ticks = 0
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(ctx.metadata.get("every", 0.2))
+        ticks += 1
+        ctx.log.info("tick %s", ticks)
+    ctx.log.info("released")
+    return {"ticks": ticks}
+
+
+def logs_a_lot(ctx: StepContext) -> dict[str, Any]:
+    """Logs `metadata.records` records (default 50)."""
+    for i in range(ctx.metadata.get("records", 50)):
+        ctx.log.info("record %s", i)
+    return {"logged": ctx.metadata.get("records", 50)}
+
+
 def fails_until_fixed(ctx: StepContext) -> dict[str, Any]:
     """Fails while the file named by `metadata.fixed_flag` does not exist: a test "fixes"
     the problem by creating it, then retries the run."""

@@ -34,6 +34,7 @@ from runs import metrics
 from runs.lifecycle import get_run, run_cancel, run_retry
 from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
 from runs.recovery import run_resume
+from runs.steplogs import PAGE, step_logs
 
 runs_router = Router(tags=["runs"])
 steps_router = Router(tags=["steps"])
@@ -48,6 +49,10 @@ RECENT_LIMIT: Any = params.Query(20, ge=1, le=200, description="How many, 1 to 2
 PIPELINE_NAME: Any = params.Query(
     None, max_length=100, pattern=NAME_PATTERN.pattern, description="Pipeline name"
 )
+LOGS_AFTER: Any = params.Query(
+    None, max_length=40, description="`next_cursor` of the previous answer: only newer records"
+)
+LOGS_LIMIT: Any = params.Query(PAGE, ge=1, le=1000, description="Records per answer, 1 to 1000")
 
 
 def api_actor(request: HttpRequest) -> Actor:
@@ -103,6 +108,25 @@ def list_run_steps(request: HttpRequest, run_id: uuid.UUID) -> Any:
     return list(run_with_steps(run_id).steps.all())
 
 
+@runs_router.get(
+    "/{run_id}/steps/{step_name}/logs", response={200: StepLogsOut, **ERRORS}, auth=VIEW_RUNS
+)
+def get_run_step_logs(
+    request: HttpRequest,
+    run_id: uuid.UUID,
+    step_name: str,
+    after: str | None = LOGS_AFTER,
+    limit: int = LOGS_LIMIT,
+) -> Any:
+    """One step's log records, as /api/steps/{step_id}/logs, found by the run and the
+    step's name."""
+    try:
+        step = Step.objects.get(run_id=get_run(run_id).id, name=step_name)
+    except Step.DoesNotExist:
+        raise Http404(f"Run {run_id} has no step named {step_name!r}") from None
+    return step_logs(step, after=after, limit=limit)
+
+
 @runs_router.post(
     "/{run_id}/retry", response={200: RunDetailOut, 409: ErrorOut, **ERRORS}, auth=ACT_ON_RUNS
 )
@@ -138,7 +162,7 @@ def list_steps(
     cursor: str | None = CURSOR,
 ) -> Any:
     """Steps of all runs, newest first, a page at a time."""
-    steps = Step.objects.defer("logs", "traceback")
+    steps = Step.objects.defer("traceback")
     if status:
         steps = steps.filter(status=status)
     return by_id(steps, limit=limit, cursor=cursor)
@@ -147,14 +171,19 @@ def list_steps(
 @steps_router.get("/{step_id}", response={200: StepDetailOut, **ERRORS}, auth=VIEW_RUNS)
 def get_step(request: HttpRequest, step_id: int) -> Any:
     """One step with its attempts."""
-    return _step(step_id, Step.objects.select_related("run__pipeline").defer("logs"))
+    return _step(step_id, Step.objects.select_related("run__pipeline"))
 
 
 @steps_router.get("/{step_id}/logs", response={200: StepLogsOut, **ERRORS}, auth=VIEW_RUNS)
-def get_step_logs(request: HttpRequest, step_id: int) -> Any:
-    """The step's log records: time, level, message, structured fields and attempt."""
-    step = _step(step_id, Step.objects.only("id", "logs"))
-    return {"step_id": step.id, "records": step.logs or []}
+def get_step_logs(
+    request: HttpRequest,
+    step_id: int,
+    after: str | None = LOGS_AFTER,
+    limit: int = LOGS_LIMIT,
+) -> Any:
+    """The step's log records, oldest first, written while it runs: poll with `next_cursor`
+    as `after` for the records written since."""
+    return step_logs(_step(step_id, Step.objects.all()), after=after, limit=limit)
 
 
 def _step(step_id: int, steps: Any) -> Step:

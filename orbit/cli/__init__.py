@@ -168,7 +168,12 @@ def cmd_run(rest: list[str]) -> int:
     )
     parser.add_argument("name")
     parser.add_argument("--metadata", default="{}", help="the run's input, a JSON object")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show lifecycle log lines")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print the steps' log records as they are written, and lifecycle log lines",
+    )
     try:
         options = parser.parse_args(rest)
     except SystemExit as exc:
@@ -181,7 +186,7 @@ def cmd_run(rest: list[str]) -> int:
         return 2
     if not options.verbose:
         logging.getLogger("runs").setLevel(logging.CRITICAL)
-    printer = ProgressPrinter(out)
+    printer = ProgressPrinter(out, logs=options.verbose)
     try:
         result = ForegroundRunner(options.name, on_event=printer).execute(metadata=metadata)
     except OrbitError as exc:
@@ -199,20 +204,38 @@ def cmd_run(rest: list[str]) -> int:
 
 
 class ProgressPrinter:
-    """Prints executor events as they happen: steps, failed attempts, retry delays."""
+    """Prints executor events as they happen: steps, failed attempts, retry delays, and
+    with `logs` each record a step logs (secrets masked, as every page shows them)."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, *, logs: bool = False) -> None:
         self.console = console
+        self.logs = logs
 
     def __call__(self, event: str, **data: Any) -> None:
         step = _escape(str(data.get("step", "")))
         if event == "step_started":
             self.console.print(f"[cyan]▶[/cyan] {step} [dim](attempt {data['attempt']})[/dim]")
+        elif event == "log" and self.logs:
+            self._log(step, data)
         elif event == "step_succeeded":
             self.console.print(f"[green]✔[/green] {step} [dim]{data['duration']:.3f} s[/dim]")
         elif event == "attempt_failed":
+            from orbit.core.exceptions import error_text
+
+            error = _escape(error_text(data.get("error_type", ""), data["error"]))
             self.console.print(
-                f"[red]✖[/red] {step} attempt {data['attempt']} {data['outcome']}: {_escape(data['error'])}"
+                f"[red]✖[/red] {step} attempt {data['attempt']} {data['outcome']}: {error}"
             )
         elif event == "retry_scheduled":
             self.console.print(f"[yellow]↻[/yellow] {step} retries in {data['delay']:.2f} s")
+
+    def _log(self, step: str, data: dict[str, Any]) -> None:
+        from orbit.core.redaction import redact, redact_text
+
+        moment = data["time"].strftime("%H:%M:%S.%f")[:12]
+        fields = redact(data.get("fields") or {})
+        extra = f" [dim]{_escape(json.dumps(fields, default=repr))}[/dim]" if fields else ""
+        self.console.print(
+            f"  [dim]{moment}[/dim] {_escape(data['level']):<7} {step}: "
+            f"{_escape(redact_text(data['message']))}{extra}"
+        )

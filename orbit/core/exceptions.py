@@ -45,6 +45,10 @@ class RunNotFound(OrbitError):
     """No run has that id."""
 
 
+class InvalidCursor(OrbitError):
+    """The cursor is not one this API gave out."""
+
+
 class InvalidTransition(OrbitError):
     """The run is not in a state that allows this."""
 
@@ -85,3 +89,13 @@ def type_path(error: type) -> str:
     """How an error's class is stored with an attempt: its dotted path, as for the
     errors step code raises, so every error type in the history reads the same way."""
     return f"{error.__module__}.{error.__qualname__}"
+
+
+def error_text(error_type: str, error: str) -> str:
+    """An attempt's error as Python prints an exception (`KeyError: 'itemz'`): `str()` of
+    an exception alone drops its type. Orbit's own outcomes (a timeout, a crash, a failed
+    StepResult, a PermanentFailure) say what happened in the message itself."""
+    name = error_type.rsplit(".", 1)[-1]
+    if not name or error_type.startswith(("orbit.", "pipelines.")) or name in error:
+        return error
+    return f"{name}: {error}"

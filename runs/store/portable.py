@@ -14,17 +14,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import reduce
 from operator import or_
-from typing import Any
 
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
 from orbit.core.clock import db_now
-from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import LeaseLost, type_path
 from orbit.core.models import AuditEvent
-from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus, Worker
+from runs.models import Run, RunStatus, Step, StepAttempt, StepLog, StepStatus, Worker
 from runs.store import transitions as t
 from runs.store.protocol import Features, Wakeups
 from runs.store.records import (
@@ -34,6 +32,7 @@ from runs.store.records import (
     Fence,
     InsertedRun,
     Interrupted,
+    LogBatch,
     NewRun,
     Outcome,
     StepRow,
@@ -53,6 +52,9 @@ QUARANTINE_ERROR = (
     "Quarantined: the run interrupted its worker %s times, last %s (ORBIT_MAX_INTERRUPTIONS=%s)"
 )
 _STEP_FIELDS = ("id", "name", "status", "result", "attempts", "failures")
+#: A claimant's log records are kept while it runs the run, and after an operator cancelled
+#: it (what the step logged while being stopped), never once the run moved on.
+LOGGING_STATUSES = (RunStatus.RUNNING.value, RunStatus.CANCELLED.value)
 
 
 def quarantine_error(interruptions: int, step: str, limit: int) -> str:
@@ -265,20 +267,35 @@ class PortableStore:
                     )
         return held
 
-    def append_logs(self, held: Fence, step_id: int, records: Sequence[Mapping[str, Any]]) -> None:
-        if not records:
+    def append_logs(self, batches: Sequence[LogBatch]) -> None:
+        if not batches:
             return
         with transaction.atomic():
-            existing = (
-                Step.objects.select_for_update(of=("self",))
-                .filter(id=step_id, run_id=held.run_id, run__fence=held.fence)
-                .values_list("logs", flat=True)
+            fenced = reduce(or_, (Q(id=b.held.run_id, fence=b.held.fence) for b in batches))
+            # Locked, so a claim cannot take a run over between this check and the insert.
+            holding = set(
+                Run.objects.select_for_update()
+                .filter(fenced, status__in=LOGGING_STATUSES)
+                .values_list("id", "fence")
             )
-            for logs in existing:
-                kept = (list(logs or []) + [dict(r) for r in records])[
-                    -orbit_settings.max_log_records :
-                ]
-                Step.objects.filter(id=step_id).update(logs=kept)
+            StepLog.objects.bulk_create(
+                (
+                    StepLog(
+                        run_id=batch.held.run_id,
+                        step_id=batch.step_id,
+                        attempt=batch.attempt,
+                        sequence=line.sequence,
+                        time=line.time,
+                        level=line.level,
+                        message=line.message,
+                        fields=dict(line.fields),
+                    )
+                    for batch in batches
+                    if (batch.held.run_id, batch.held.fence) in holding
+                    for line in batch.lines
+                ),
+                ignore_conflicts=True,
+            )
 
     def status_under(self, held: Fence) -> str | None:
         return (

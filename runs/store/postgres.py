@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection, models, transaction
 
 from orbit.core.models import AuditEvent
-from runs.models import Run, Step, StepAttempt
+from runs.models import Run, Step, StepAttempt, StepLog
 from runs.store import rows
 from runs.store import transitions as t
 from runs.store.listen import CANCEL_PREFIX, CHANNEL, Listener
@@ -36,6 +36,7 @@ from runs.store.records import (
     ClaimRequest,
     InsertedRun,
     Interrupted,
+    LogBatch,
     NewRun,
     Outcome,
     StepRow,
@@ -54,7 +55,12 @@ class PostgresStore(PortableStore):
         """The identity sequences numbering steps, attempts and audit events."""
         found = {}
         with connection.cursor() as cursor:
-            for key, model in (("step", Step), ("attempt", StepAttempt), ("audit", AuditEvent)):
+            for key, model in (
+                ("step", Step),
+                ("attempt", StepAttempt),
+                ("steplog", StepLog),
+                ("audit", AuditEvent),
+            ):
                 cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [model._meta.db_table])
                 found[key] = str(cursor.fetchone()[0])
         return found
@@ -136,6 +142,33 @@ class PostgresStore(PortableStore):
         columns["attempt_defaults"] = rows.defaults_json(StepAttempt)  # type: ignore[assignment]
         columns["attempt_sequence"] = self._sequences["attempt"]  # type: ignore[assignment]
         return {row[0] for row in self._execute("commit", columns)}
+
+    def append_logs(self, batches: Sequence[LogBatch]) -> None:
+        lines = [
+            {
+                "run_id": str(batch.held.run_id),
+                "fence": batch.held.fence,
+                "step_id": batch.step_id,
+                "attempt": batch.attempt,
+                "sequence": line.sequence,
+                "time": line.time.isoformat(),
+                "level": line.level,
+                "message": line.message,
+                "fields": dict(line.fields),
+            }
+            for batch in batches
+            for line in batch.lines
+        ]
+        if not lines:
+            return
+        self._execute(
+            "append_logs",
+            {
+                "lines": json.dumps(lines, default=str),
+                "defaults": rows.defaults_json(StepLog),
+                "sequence": self._sequences["steplog"],
+            },
+        )
 
     # -- recovery ---------------------------------------------------------------------
     def take_interrupted(

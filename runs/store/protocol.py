@@ -12,10 +12,10 @@ the claimant's fence (`Fence`), so a claimant that lost its lease writes nothing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from django.db import models
 
@@ -27,6 +27,7 @@ from runs.store.records import (
     Fence,
     InsertedRun,
     Interrupted,
+    LogBatch,
     NewRun,
     Outcome,
     StepRow,
@@ -101,9 +102,10 @@ class RunStore(Protocol):
         acknowledgement was lost) raises IntegrityError."""
         ...
 
-    def append_logs(self, held: Fence, step_id: int, records: Sequence[Mapping[str, Any]]) -> None:
-        """Add log records to a step's logs, keeping the newest ORBIT_MAX_LOG_RECORDS;
-        only while no other claimant has taken the run (its fence is still `held`'s)."""
+    def append_logs(self, batches: Sequence[LogBatch]) -> None:
+        """Append attempts' log records (runs.StepLog), each batch only while its run is
+        running or cancelled under its fence; a record already there (same attempt and
+        sequence: a batch sent again) is skipped. One statement on PostgreSQL."""
         ...
 
     def status_under(self, held: Fence) -> str | None:

@@ -142,6 +142,28 @@ class StepStart:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """One log record of a step attempt, numbered within the attempt."""
+
+    sequence: int
+    time: datetime
+    level: str
+    message: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """An attempt's log records to append; written only while `held` still holds the run
+    (or holds it cancelled: what a cancelled step logged on its way out is kept)."""
+
+    held: Fence
+    step_id: int
+    attempt: int
+    lines: tuple[LogLine, ...]
+
+
+@dataclass(frozen=True)
 class Interrupted:
     """A run taken back from a dead claimant by a recovery sweep."""
 

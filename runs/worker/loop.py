@@ -32,6 +32,7 @@ from runs.models import Worker, WorkerState
 from runs.recovery import recover_interrupted
 from runs.store import Wakeups, store
 from runs.store.records import ClaimRequest
+from runs.supervision import LOG_WRITE_SECONDS
 from runs.worker.slots import Slot
 from runs.worker.timers import Duty, Timers
 
@@ -100,6 +101,9 @@ class WorkerLoop:
         """The worker's periodic duties, in the order they run when due together."""
         return [
             Duty("heartbeat", lambda: self.lease_seconds / 3, self._heartbeat),
+            # Running steps' new log records, every slot's in one statement; only while
+            # some are waiting, so a run that logs nothing costs nothing here.
+            Duty("logs", lambda: LOG_WRITE_SECONDS, self._write_logs, active=self._logs_waiting),
             Duty("sweep", lambda: orbit_settings.sweep_interval, self._sweep),
             Duty(
                 "schedules",
@@ -256,7 +260,10 @@ class WorkerLoop:
 
     def _commit_reports(self) -> None:
         """Record what the slots' attempts reported, together (each report stays on its
-        slot until it is written, so a database outage delays the write, never loses it)."""
+        slot until it is written, so a database outage delays the write, never loses it).
+        Their last log records are written first, so they are in before the outcome."""
+        if any(s.report is not None and s.attempt.logs.pending for s in self.slots if s.attempt):
+            self._write_logs()
         batch: list[Slot] = []
         for slot in self.slots:
             report, held, attempt = slot.report, slot.held, slot.attempt
@@ -333,6 +340,25 @@ class WorkerLoop:
                 pass
 
     # ------------------------------------------------------------------ duties
+
+    def _logs_waiting(self) -> bool:
+        return any(s.attempt is not None and s.attempt.logs.pending for s in self.slots)
+
+    def _write_logs(self) -> None:
+        """Write the slots' new log records in one statement (fenced: a run this worker
+        lost takes none); on a database error they stay, to be written on the next try."""
+        written = [
+            (slot.attempt, batch)
+            for slot in self.slots
+            if slot.attempt is not None
+            and slot.held is not None
+            and (batch := slot.attempt.log_batch(slot.held.claim.held)) is not None
+        ]
+        if not written:
+            return
+        store().append_logs([batch for _, batch in written])
+        for attempt, batch in written:
+            attempt.logs.written(len(batch.lines))
 
     def _heartbeat(self) -> None:
         held_runs = [s.held for s in self.slots if s.held is not None]
@@ -463,6 +489,10 @@ class WorkerLoop:
         for slot in self.slots:
             if slot.attempt is not None and not slot.attempt.done:
                 slot.attempt.kill()
+        try:
+            self._write_logs()
+        except DatabaseError:
+            logger.warning("Could not write the stopped steps' last log records")
         for slot in self.slots:
             if slot.held is not None:
                 try:

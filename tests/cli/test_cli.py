@@ -31,7 +31,7 @@ def test_run_prints_steps_and_exits_zero(test_pipelines):
     done = orbit("run", "t-flaky", "--metadata", json.dumps({"fail_times": 2}))
     assert done.returncode == 0, done.stderr
     assert "▶ flaky (attempt 1)" in done.stdout
-    assert "✖ flaky attempt 1 failed: flaky failure on attempt 1" in done.stdout
+    assert "✖ flaky attempt 1 failed: RuntimeError: flaky failure on attempt 1" in done.stdout
     assert "↻ flaky retries in" in done.stdout
     assert "✔ after" in done.stdout
     run = Run.objects.get()
@@ -42,7 +42,7 @@ def test_run_prints_steps_and_exits_zero(test_pipelines):
 def test_run_failure_exits_one(test_pipelines):
     done = orbit("run", "t-failing")
     assert done.returncode == 1
-    assert "Step 'fails' failed after 2 attempts: this step always fails" in done.stdout
+    assert "Step 'fails' failed after 2 attempts: ValueError: this step always fails" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -156,3 +156,33 @@ def test_errors_printed_by_the_cli_escape_control_characters(test_pipelines):
     assert done.returncode == 2
     assert "\x1b[31m" not in done.stdout
     assert "nope\\x1b[31mred" in done.stdout
+
+
+def test_run_verbose_prints_the_steps_log_records_as_they_are_written(test_pipelines, tmp_path):
+    release = tmp_path / "release"
+    metadata = json.dumps({"release": str(release), "every": 0.1})
+    full_env = database_env()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orbit.cli", "run", "-v", "t-live-logs", "--metadata", metadata],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        printed = []
+        for line in process.stdout:  # type: ignore[union-attr]
+            printed.append(line)
+            if "waits: tick 1" in line:
+                break
+        assert process.poll() is None  # still running: the record was printed live
+        release.touch()
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(printed) + rest
+    assert process.returncode == 0, output
+    assert "INFO    waits: waiting" in output
+    assert "INFO    waits: released" in output

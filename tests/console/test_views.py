@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from pipelines.models import Pipeline
-from runs.models import Run, RunStatus, StepStatus
+from runs.models import Run, RunStatus, StepLog, StepStatus
 from tests.factories import (
     PipelineFactory,
     RunFactory,
@@ -149,15 +149,16 @@ def test_a_finished_run_page_stops_polling_and_a_running_one_polls(op_client, te
 def test_everything_a_step_or_user_wrote_is_shown_as_text(op_client, test_pipelines):
     run = finished_run(metadata={"note": SCRIPT, IMG: IMG}, error=SCRIPT)
     step = run.steps.get()
-    step.logs = [
-        {
-            "time": "2026-01-01T00:00:00+00:00",
-            "level": "INFO",
-            "message": SCRIPT,
-            "fields": {"x": IMG},
-            "attempt": 1,
-        }
-    ]
+    StepLog.objects.create(
+        run=run,
+        step=step,
+        attempt=1,
+        sequence=0,
+        time=timezone.now(),
+        level="INFO",
+        message=SCRIPT,
+        fields={"x": IMG},
+    )
     step.result = {"html": IMG}
     step.error = IMG
     step.save()

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from runs.foreground import ForegroundRunner, resume
-from runs.models import Run, RunStatus, Step, StepAttempt
+from runs.models import Run, RunStatus, Step, StepAttempt, StepLog
 from services.models import VeryfiDocument
 from tests.services.conftest import BUCKET, SECRETS, s3_client
 from tests.veryfi_standin import Fail, Malformed, Slow
@@ -106,8 +106,8 @@ def test_429_with_retry_after_is_retried_inside_one_attempt(documents_env, recei
     assert result.success, result.error
     assert outcomes(result.run_id, "veryfi-process") == ["succeeded"]
     assert [r.status for r in veryfi_standin.process_requests()] == [429, 201]
-    logs = Step.objects.get(run_id=result.run_id, name="veryfi-process").logs
-    assert [entry["message"] for entry in logs if entry["level"] == "WARNING"] == [
+    logs = StepLog.objects.filter(run_id=result.run_id, step__name="veryfi-process")
+    assert [line.message for line in logs if line.level == "WARNING"] == [
         "Veryfi answered HTTP 429: Too many requests; retrying in 1.0 s (try 1 of 3)"
     ]
 
@@ -242,7 +242,8 @@ def test_secrets_never_reach_logs_results_or_errors(
     stored = json.dumps(
         [
             list(Run.objects.values_list("error", "metadata")),
-            list(Step.objects.values_list("result", "logs", "error", "traceback")),
+            list(Step.objects.values_list("result", "error", "traceback")),
+            list(StepLog.objects.values_list("message", "fields")),
             list(StepAttempt.objects.values_list("error", "traceback")),
             list(VeryfiDocument.objects.values_list("response", "s3_url")),
             [ok.results, refused.results],

@@ -163,16 +163,35 @@ class LogRecordOut(Schema):
     level: str
     message: str
     fields: dict[str, Any] = {}
-    attempt: int | None = None
+    attempt: int
+    sequence: int = Field(description="Its place within the attempt, from 0")
 
 
 class StepLogsOut(Schema):
     step_id: int
+    step: str
+    step_status: StepStatus = Field(description="While `running`, more records may come")
     records: list[LogRecordOut]
+    next_cursor: str | None = Field(
+        description="Pass as `after` to get only the records written since (null: none yet)"
+    )
+    more: bool = Field(description="More records are there already: ask again at once")
+
+    @staticmethod
+    def resolve_step_id(obj: Any) -> int:
+        return int(obj.step.id)
+
+    @staticmethod
+    def resolve_step(obj: Any) -> str:
+        return str(obj.step.name)
+
+    @staticmethod
+    def resolve_step_status(obj: Any) -> str:
+        return str(obj.step.status)
 
     @staticmethod
     def resolve_records(obj: Any) -> list[Any]:
-        return redact_logs(obj["records"])
+        return redact_logs(obj.records)
 
 
 # --- Workers and metrics ----------------------------------------------------------------------

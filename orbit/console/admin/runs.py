@@ -43,6 +43,7 @@ from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_logs
 from runs.bulk import MAX_RUNS_PER_ACTION, cancel_runs, resume_runs, retry_runs
 from runs.models import Run, Step, StepAttempt, Worker, WorkerState
+from runs.steplogs import run_logs, step_logs
 
 ORBIT_CSS = {"all": ["orbit/dashboard.css"]}
 AUDIT_SHOWN = 100
@@ -203,7 +204,8 @@ class RunAdmin(ReadOnlyHistory):
 
     @admin.display(description="Steps, attempts, logs and results")
     def steps_history(self, run: Run) -> SafeString:
-        steps = run.steps.prefetch_related("attempt_records").order_by("position")
+        steps = list(run.steps.prefetch_related("attempt_records").order_by("position"))
+        logs = run_logs(steps)
         items = [
             {
                 "step": step,
@@ -216,7 +218,7 @@ class RunAdmin(ReadOnlyHistory):
                     }
                     for a in step.attempt_records.all()
                 ],
-                "logs": [entry for entry in redact_logs(step.logs) if isinstance(entry, dict)],
+                "logs": redact_logs(logs.get(step.id, [])),
                 "result": pretty_json(step.result),
             }
             for step in steps
@@ -350,7 +352,8 @@ class StepAdmin(ReadOnlyHistory):
 
     @admin.display(description="Logs")
     def logs_json(self, step: Step) -> SafeString:
-        return format_html('<pre class="code">{}</pre>', pretty_json(redact_logs(step.logs)))
+        records = step_logs(step).records
+        return format_html('<pre class="code">{}</pre>', pretty_json(redact_logs(records)))
 
 
 @admin.register(StepAttempt)

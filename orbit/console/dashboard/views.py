@@ -41,6 +41,7 @@ from runs.metrics import worker_health
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.recovery import run_resume
 from runs.scheduler import last_scheduled_run, next_fire_time
+from runs.steplogs import run_logs
 
 RUNS_PER_PAGE = 50
 WORKERS_SHOWN = 200
@@ -173,6 +174,7 @@ def _run_rows(runs: list[Run], now: datetime) -> list[dict[str, Any]]:
 def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     now = db_now()
     steps = list(run.steps.prefetch_related("attempt_records").order_by("position"))
+    logs = run_logs(steps)
     definition = run.pipeline.code
     step_rows = []
     for step in steps:
@@ -193,9 +195,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
                     for a in step.attempt_records.all()
                 ],
                 "result": pretty_json(step.result),
-                "logs": [
-                    _log_line(entry) for entry in (step.logs or []) if isinstance(entry, dict)
-                ],
+                "logs": [_log_line(entry) for entry in logs.get(step.id, [])],
                 "duration": format_duration(step.duration),
             }
         )

@@ -1,6 +1,6 @@
 -- The PostgreSQL store's statements (runs/store/postgres.py), each named by the comment
--- above it and loaded once by runs/store/queries.py. {run}, {step}, {attempt}, {pipeline}
--- and {audit} are the models' tables; every other value is a bound parameter. Whole rows
+-- above it and loaded once by runs/store/queries.py. {run}, {step}, {attempt}, {steplog},
+-- {pipeline} and {audit} are the models' tables; every other value is a bound parameter. Whole rows
 -- are inserted as jsonb_populate_record(NULL::table, defaults || values), with `defaults`
 -- derived from the models (runs/store/rows.py), so no statement lists columns by hand.
 -- The clock is statement_timestamp() throughout: Django's Now() on PostgreSQL.
@@ -267,6 +267,32 @@ started AS (
     WHERE s.id = ok.start_step_id
 )
 SELECT id FROM fenced
+
+
+-- name: append_logs
+-- Step attempts' log records (runs.StepLog), streamed while they run: each only while its
+-- run is running or cancelled under the writer's fence. FOR SHARE: a claim that takes the
+-- run over meanwhile is seen (the row is re-checked), so a stale claimant writes nothing.
+-- A record already there (a batch sent again after a lost acknowledgement) is skipped.
+WITH input AS (
+    SELECT x.value AS line, (x.value->>'run_id')::uuid AS run_id, (x.value->>'fence')::int AS fence
+    FROM jsonb_array_elements(%(lines)s::jsonb) AS x(value)
+),
+holding AS (
+    SELECT r.id, r.fence FROM {run} AS r
+    WHERE r.id IN (SELECT DISTINCT run_id FROM input)
+      AND r.status IN ('running', 'cancelled')
+    FOR SHARE
+)
+INSERT INTO {steplog}
+SELECT (jsonb_populate_record(
+    NULL::{steplog},
+    %(defaults)s::jsonb || input.line || jsonb_build_object(
+        'id', nextval(%(sequence)s::regclass))
+)).*
+FROM input
+JOIN holding ON holding.id = input.run_id AND holding.fence = input.fence
+ON CONFLICT DO NOTHING
 
 
 -- name: take_interrupted

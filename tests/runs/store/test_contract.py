@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from orbit.core.clock import db_now
 from orbit.core.models import AuditEvent
-from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus, Worker
+from runs.models import Run, RunStatus, Step, StepAttempt, StepLog, StepStatus, Worker
 from runs.store import transitions as t
-from runs.store.records import AttemptRecord, Fence, Outcome, StepStart
+from runs.store.records import AttemptRecord, Fence, LogBatch, LogLine, Outcome, StepStart
 from tests.factories import WorkerFactory
 from tests.runs.store.conftest import LEASE, claim, insert, new_run
 
@@ -312,17 +312,67 @@ def test_an_attempt_committed_twice_raises_and_writes_nothing_of_its_batch(store
     assert StepAttempt.objects.filter(step_id=one).count() == 1
 
 
-def test_logs_are_appended_and_bounded(store, pipeline, settings):
-    settings.ORBIT_MAX_LOG_RECORDS = 3
+def lines(*messages: str, start: int = 0) -> tuple[LogLine, ...]:
+    return tuple(
+        LogLine(sequence=start + i, time=timezone.now(), level="INFO", message=m, fields={"i": i})
+        for i, m in enumerate(messages)
+    )
+
+
+def logged(run_id: object) -> list[tuple[str, int, int, str]]:
+    return list(
+        StepLog.objects.filter(run_id=run_id)
+        .order_by("step__position", "attempt", "sequence")
+        .values_list("step__name", "attempt", "sequence", "message")
+    )
+
+
+def test_log_records_are_appended_for_every_batch_in_one_call(store, pipeline):
+    first, second = insert(store, pipeline), insert(store, pipeline)
+    claims = {c.run_id: c for c in claim(store)}
+    a, b = claims[first], claims[second]
+    store.append_logs(
+        [
+            LogBatch(a.held, a.steps[0].id, 1, lines("a0", "a1")),
+            LogBatch(b.held, b.steps[0].id, 1, lines("b0")),
+        ]
+    )
+    store.append_logs([LogBatch(a.held, a.steps[0].id, 1, lines("a2", start=2))])
+    assert logged(first) == [("one", 1, 0, "a0"), ("one", 1, 1, "a1"), ("one", 1, 2, "a2")]
+    assert logged(second) == [("one", 1, 0, "b0")]
+    line = StepLog.objects.get(run_id=first, sequence=1)
+    assert (line.level, line.fields) == ("INFO", {"i": 1})
+
+
+def test_a_batch_sent_again_adds_nothing(store, pipeline):
+    run_id = insert(store, pipeline)
+    (claimed,) = claim(store)
+    batch = LogBatch(claimed.held, claimed.steps[0].id, 1, lines("a", "b"))
+    store.append_logs([batch])
+    store.append_logs([batch])  # its acknowledgement was lost
+    assert [m for *_, m in logged(run_id)] == ["a", "b"]
+
+
+def test_log_records_of_a_lost_run_are_not_written(store, pipeline):
+    kept, lost = insert(store, pipeline), insert(store, pipeline)
+    claims = {c.run_id: c for c in claim(store)}
+    Run.objects.filter(id=lost).update(fence=claims[lost].fence + 1)  # taken over meanwhile
+    store.append_logs(
+        [LogBatch(claims[r].held, claims[r].steps[0].id, 1, lines(str(r))) for r in (kept, lost)]
+    )
+    assert [m for *_, m in logged(kept)] == [str(kept)]
+    assert logged(lost) == []
+
+
+def test_log_records_of_a_cancelled_run_are_kept_until_it_is_queued_again(store, pipeline):
     run_id = insert(store, pipeline)
     (claimed,) = claim(store)
     step_id = claimed.steps[0].id
-    store.append_logs(claimed.held, step_id, [{"message": "a"}, {"message": "b"}])
-    store.append_logs(claimed.held, step_id, [{"message": "c"}, {"message": "d"}])
-    assert [r["message"] for r in Step.objects.get(id=step_id).logs] == ["b", "c", "d"]
-    Run.objects.filter(id=run_id).update(fence=5)
-    store.append_logs(claimed.held, step_id, [{"message": "late"}])
-    assert [r["message"] for r in Step.objects.get(id=step_id).logs] == ["b", "c", "d"]
+    store.cancel(run_id, reason="stop")
+    store.append_logs([LogBatch(claimed.held, step_id, 1, lines("on its way out"))])
+    store.retry(run_id, current_step="one")
+    store.append_logs([LogBatch(claimed.held, step_id, 1, lines("too late", start=1))])
+    assert [m for *_, m in logged(run_id)] == ["on its way out"]
 
 
 def test_a_cancelled_attempt_is_recorded_once(store, pipeline):

@@ -8,10 +8,16 @@ import re
 import pytest
 
 from orbit.core.models import AuditEvent
-from runs.models import Run, Step, StepAttempt
+from runs.models import Run, Step, StepAttempt, StepLog
 from runs.store import queries, rows
 
-MODELS = {"run": Run, "step": Step, "attempt": StepAttempt, "audit": AuditEvent}
+MODELS = {
+    "run": Run,
+    "step": Step,
+    "attempt": StepAttempt,
+    "steplog": StepLog,
+    "audit": AuditEvent,
+}
 
 
 @pytest.mark.parametrize("model", MODELS.values(), ids=MODELS.keys())
@@ -33,7 +39,7 @@ def test_every_insert_sets_the_key_and_the_stamped_columns_itself():
                 needed.add(model._meta.pk.column)
             for column in needed:
                 assert f"'{column}'," in rest, f"{name}: INSERT INTO {table} does not set {column}"
-    assert inserts == 5
+    assert inserts == 6
 
 
 def test_a_statement_names_only_the_fixed_tables():
