@@ -176,6 +176,7 @@ def settle(
     definition = registry.get(task.definition)
     fence = held.claim.held
     record = _attempt(held, task, report)
+    timed = {"running_time": report.duration}  # the run's running time adds the attempt's
     if report.succeeded:
         result = json.loads(report.result_json) if report.result_json is not None else None
         step_values = {
@@ -188,6 +189,7 @@ def settle(
         base = Outcome(
             held=fence,
             run=t.SUCCEED,
+            run_values=timed,
             step_id=task.step_id,
             step=t.STEP_SUCCEED,
             step_values=step_values,
@@ -198,14 +200,14 @@ def settle(
         if isinstance(nxt, planner.Unrunnable) or not continue_run:
             resume_at = nxt.name if isinstance(nxt, planner.NextStep) else ""
             return Settlement(
-                replace(base, run=t.HAND_BACK, run_values={"current_step": resume_at}),
+                replace(base, run=t.HAND_BACK, run_values={"current_step": resume_at, **timed}),
                 Decision(Next.HANDED_BACK, delay=0.0),
             )
         row = held.steps.get(nxt.name)
         following = replace(
             base,
             run=t.CONTINUE,
-            run_values={"current_step": nxt.name, "lease_expires_at": lease_seconds},
+            run_values={"current_step": nxt.name, "lease_expires_at": lease_seconds, **timed},
             start_step_id=row.id if row is not None else None,
         )
         if row is None:  # the definition gained this step: its row is made before it starts
@@ -235,7 +237,7 @@ def settle(
             Outcome(
                 held=fence,
                 run=t.FAIL,
-                run_values={"error": error},
+                run_values={"error": error, **timed},
                 step_id=task.step_id,
                 step=t.STEP_FAIL,
                 step_values=step_values,
@@ -244,9 +246,9 @@ def settle(
             Decision(Next.FAILED, error=error),
         )
     if release_retries:
-        run, run_values = t.RELEASE, {"available_at": delay, "current_step": task.step}
+        run, run_values = t.RELEASE, {"available_at": delay, "current_step": task.step, **timed}
     else:
-        run, run_values = t.HOLD, {"lease_expires_at": lease_seconds + delay}
+        run, run_values = t.HOLD, {"lease_expires_at": lease_seconds + delay, **timed}
     return Settlement(
         Outcome(
             held=fence,
@@ -469,6 +471,7 @@ def hand_back(
         report = _without_secrets(report or attempts.interrupted())
         outcome = replace(
             outcome,
+            run_values={**outcome.run_values, "running_time": report.duration},
             step_id=task.step_id,
             step=t.STEP_INTERRUPT,
             attempt=_attempt(held, task, report, outcome=AttemptOutcome.INTERRUPTED, backoff=0.0),

@@ -19,9 +19,9 @@ from typing import Any
 from django.db.models import (
     Aggregate,
     Count,
-    DurationField,
     ExpressionWrapper,
     F,
+    FloatField,
     Min,
     OuterRef,
     Q,
@@ -54,7 +54,9 @@ TIMED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 #: Attempt outcomes the step itself decided; interrupted and cancelled ones are not its doing.
 DECIDED_OUTCOMES = (AttemptOutcome.SUCCEEDED, *FAILED_OUTCOMES)
 
-RUN_DURATION = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+#: A run's duration in every figure: its running time, the sum of its attempts (not the
+#: time from creation or first claim to the finish, which counts the waits before retries).
+RUN_DURATION = ExpressionWrapper(F("running_time"), output_field=FloatField())
 #: The finished runs whose duration is measured.
 TIMED = Q(status__in=TIMED_STATUSES, started_at__isnull=False)
 
@@ -73,7 +75,7 @@ class WindowStats:
     cancelled: int
     success_rate: float | None  # succeeded / (succeeded + failed); None when neither
     throughput_per_minute: float  # finished runs per minute
-    duration_p50: float | None  # seconds, succeeded and failed runs
+    duration_p50: float | None  # running time in seconds, succeeded and failed runs
     duration_p95: float | None
 
     @property
@@ -312,19 +314,19 @@ def runs_per_minute(window: timedelta = HOUR, now: datetime | None = None) -> li
 def run_duration_histogram(
     since: datetime, now: datetime | None = None, buckets: tuple[float, ...] = DURATION_BUCKETS
 ) -> Histogram:
-    """Durations of succeeded and failed runs that finished in (since, now], cumulative."""
+    """Running times of succeeded and failed runs that finished in (since, now], cumulative."""
     now = now or db_now()
     timed = Run.objects.filter(
         finished_at__gt=since,
         finished_at__lte=now,
         status__in=TIMED_STATUSES,
         started_at__isnull=False,
-    ).annotate(run_duration=RUN_DURATION)
-    return _histogram(timed, "run_duration", [timedelta(seconds=b) for b in buckets], buckets)
+    )
+    return _histogram(timed, "running_time", list(buckets), buckets)
 
 
 def duration_histogram(window: timedelta = DAY, now: datetime | None = None) -> Histogram:
-    """Durations of succeeded and failed runs that finished in the window, cumulative."""
+    """Running times of succeeded and failed runs that finished in the window, cumulative."""
     now = now or db_now()
     return run_duration_histogram(now - window, now)
 

@@ -94,6 +94,20 @@ class Run(models.Model):
         help_text="The step running, or to run next when the run is pending (runs/planner.py).",
     )
     interruptions = models.PositiveIntegerField(default=0)
+    running_time = models.FloatField(
+        default=0.0,
+        help_text="Seconds spent running: the sum of the durations its attempts recorded "
+        "(what charts and percentiles use; idle time before retries is not in it).",
+    )
+    rerun_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reruns",
+        db_index=False,  # run_rerun_of_idx: only the few runs that are reruns
+        help_text="The run this one runs again (with the same or edited metadata).",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -151,10 +165,15 @@ class Run(models.Model):
                 condition=Q(finished_at__isnull=False),
                 name="run_finished_idx",
             ),
+            models.Index(
+                fields=["rerun_of"],
+                condition=Q(rerun_of__isnull=False),
+                name="run_rerun_of_idx",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.pipeline_id}:{self.id}"
+        return str(self.id)
 
     @property
     def is_finished(self) -> bool:
@@ -162,9 +181,18 @@ class Run(models.Model):
 
     @property
     def duration(self) -> float | None:
+        """Deprecated (the API's `duration`): seconds from the first claim to the finish,
+        idle time before retries included. Prefer `running_time` or `elapsed_time`."""
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def elapsed_time(self) -> float | None:
+        """Seconds from creation to finish, waits and backoffs included; None until it finishes."""
+        if self.finished_at is None or self.created_at is None:
+            return None
+        return max((self.finished_at - self.created_at).total_seconds(), 0.0)
 
 
 class Step(models.Model):

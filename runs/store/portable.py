@@ -316,6 +316,10 @@ class PortableStore:
             Step.objects.filter(id=attempt.step_id, status=StepStatus.RUNNING).update(
                 **t.STEP_INTERRUPT.orm_updates()
             )
+            if attempt.duration:
+                Run.objects.filter(id=held.run_id).update(
+                    running_time=F("running_time") + attempt.duration
+                )
         return True
 
     # -- holding ----------------------------------------------------------------------

@@ -275,6 +275,7 @@ def _encode(outcome: Outcome) -> dict[str, Any]:
         if run.how("available_at") is Set.NOW_PLUS
         else None,
         "errors": _text(run, "error", values),
+        "run_times": _amount(run, "running_time", values),
         "current_steps": _text(run, "current_step", values),
         "step_ids": outcome.step_id if step is not None else None,
         "step_statuses": str(step.status) if step is not None else None,
@@ -341,6 +342,13 @@ def _text(change: t.Change, column: str, values: Any) -> str | None:
     if how is Set.KEEP:
         return None
     raise ValueError(f"a commit cannot set {column} {how.value}")
+
+
+def _amount(change: t.Change, column: str, values: Any) -> float:
+    how = change.how(column)
+    if how not in (Set.ADD, Set.KEEP):
+        raise ValueError(f"a commit cannot set {column} {how.value}")
+    return float(values.get(column) or 0.0) if how is Set.ADD else 0.0
 
 
 def _flag(change: t.Change, column: str, how: Set) -> bool:

@@ -11,7 +11,8 @@ The rules that follow from the table, and that used to differ between copies:
   and no lease, and keeps the worker that last held it (who ran it, for the history);
 - a run that goes back to the queue (released for a retry, handed back, recovered) keeps
   its current step, which is where it resumes, and has no worker and no lease;
-- only a claim advances the fence, and only a recovery counts an interruption.
+- only a claim advances the fence, and only a recovery counts an interruption;
+- every commit adds the duration of the attempt it records to the run's running time.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Set(enum.Enum):
     NOW_IF_UNSET = "now_if_unset"  # the database clock, unless already set
     NOW_PLUS = "now_plus"  # the database clock plus the seconds passed with the change
     INCREMENT = "increment"  # one more
+    ADD = "add"  # plus the amount passed with the change (none passed: plus nothing)
     RESET = "reset"  # back to zero
     VALUE = "value"  # the value passed with the change
 
@@ -74,6 +76,9 @@ class Change:
                 updates[column] = now_plus(float(values[column]))
             elif how is Set.INCREMENT:
                 updates[column] = F(column) + 1
+            elif how is Set.ADD:
+                if values.get(column):
+                    updates[column] = F(column) + float(values[column])
             elif how is Set.RESET:
                 updates[column] = 0
             elif how is Set.VALUE:
@@ -81,9 +86,11 @@ class Change:
         return updates
 
     def needs(self) -> frozenset[str]:
-        """The columns whose value (or seconds) must be passed with the change."""
+        """The columns whose value (or seconds, or amount) is passed with the change."""
         return frozenset(
-            column for column, how in self.columns.items() if how in (Set.VALUE, Set.NOW_PLUS)
+            column
+            for column, how in self.columns.items()
+            if how in (Set.VALUE, Set.NOW_PLUS, Set.ADD)
         )
 
 
@@ -107,6 +114,8 @@ class RunChange(Change):
 
 
 _RUNNING = frozenset({RunStatus.RUNNING.value})
+#: A commit records an attempt: its duration is added to the run's running time.
+_TIMED = {"running_time": Set.ADD}
 _RELEASED = {"worker_id": Set.CLEAR, "lease_expires_at": Set.CLEAR}
 _FINISHED = {"finished_at": Set.NOW, "lease_expires_at": Set.CLEAR, "current_step": Set.CLEAR}
 
@@ -128,7 +137,7 @@ CONTINUE = RunChange(
     before=_RUNNING,
     status=RunStatus.RUNNING,
     fenced=True,
-    columns={"current_step": Set.VALUE, "lease_expires_at": Set.NOW_PLUS},
+    columns={"current_step": Set.VALUE, "lease_expires_at": Set.NOW_PLUS, **_TIMED},
 )
 #: A step failed with retries left: the run goes back to the queue until its backoff is over.
 RELEASE = RunChange(
@@ -136,7 +145,7 @@ RELEASE = RunChange(
     before=_RUNNING,
     status=RunStatus.PENDING,
     fenced=True,
-    columns={**_RELEASED, "available_at": Set.NOW_PLUS, "current_step": Set.VALUE},
+    columns={**_RELEASED, "available_at": Set.NOW_PLUS, "current_step": Set.VALUE, **_TIMED},
 )
 #: The foreground runner waits out a backoff itself: it keeps the run, lease and all.
 HOLD = RunChange(
@@ -144,7 +153,7 @@ HOLD = RunChange(
     before=_RUNNING,
     status=RunStatus.RUNNING,
     fenced=True,
-    columns={"lease_expires_at": Set.NOW_PLUS},
+    columns={"lease_expires_at": Set.NOW_PLUS, **_TIMED},
 )
 #: Given back unfinished (shutdown, or a step stopped through no fault of its own). It keeps
 #: its `available_at`, so it resumes ahead of the runs queued after it.
@@ -153,17 +162,21 @@ HAND_BACK = RunChange(
     before=_RUNNING,
     status=RunStatus.PENDING,
     fenced=True,
-    columns={**_RELEASED, "current_step": Set.VALUE},
+    columns={**_RELEASED, "current_step": Set.VALUE, **_TIMED},
 )
 SUCCEED = RunChange(
-    name="succeed", before=_RUNNING, status=RunStatus.SUCCEEDED, fenced=True, columns=_FINISHED
+    name="succeed",
+    before=_RUNNING,
+    status=RunStatus.SUCCEEDED,
+    fenced=True,
+    columns={**_FINISHED, **_TIMED},
 )
 FAIL = RunChange(
     name="fail",
     before=_RUNNING,
     status=RunStatus.FAILED,
     fenced=True,
-    columns={**_FINISHED, "error": Set.VALUE},
+    columns={**_FINISHED, "error": Set.VALUE, **_TIMED},
 )
 #: An operator stops a run; its worker hears of it and stops the step (runs/worker).
 CANCEL = RunChange(

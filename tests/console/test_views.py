@@ -72,8 +72,8 @@ def test_overview_shows_the_cards_and_both_charts(op_client, test_pipelines):
     for label in (
         "Throughput",
         "Success rate",
-        "Duration p50",
-        "Duration p95",
+        "Running time p50",
+        "Running time p95",
         "Queue depth",
         "Oldest pending",
         "Workers alive",

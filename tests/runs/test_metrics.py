@@ -27,6 +27,7 @@ def finished(status="succeeded", ago=60.0, took=1.0, pipeline="t-single"):
         started_at=end - timedelta(seconds=took),
         finished_at=end,
         created_at=end - timedelta(seconds=took + 1),
+        running_time=took,
     )
 
 
@@ -49,6 +50,18 @@ def test_percentiles_interpolate_like_percentile_cont():
     hour = metrics.stats(NOW).last_hour
     assert hour.duration_p50 == pytest.approx(5.5)
     assert hour.duration_p95 == pytest.approx(9.55)
+
+
+def test_durations_are_running_times_not_the_wait_before_a_retry():
+    """A 2.6 s run retried a minute later took 2.6 s of work, not 62.6 s."""
+    retried = finished(took=62.6)
+    retried.running_time = 2.6
+    retried.save()
+    hour = metrics.stats(NOW).last_hour
+    assert hour.duration_p95 == pytest.approx(2.6)
+    assert metrics.run_duration_histogram(NOW - timedelta(hours=1), NOW).sum == pytest.approx(2.6)
+    (figures,) = metrics.pipeline_figures(now=NOW)
+    assert figures.duration_p50 == pytest.approx(2.6)
 
 
 def test_windows_count_by_outcome_rate_and_throughput():

@@ -75,6 +75,24 @@ def test_steps_added_to_a_pipeline_run_for_runs_created_before(test_pipelines, m
     assert StepAttempt.objects.filter(run=run, step__name=missing, outcome="succeeded").count() == 1
 
 
+def test_running_time_adds_up_the_attempts_and_the_error_counts_the_history(test_pipelines):
+    """Retried by an operator after failing twice, the run fails twice more: its running
+    time is the sum of its four attempts (not the time since it was created), and its error
+    says four attempts, as its history lists."""
+    from runs.lifecycle import run_retry
+
+    run = enqueue("t-failing")
+    burst()
+    run_retry(run.id)
+    burst()
+    run.refresh_from_db()
+    durations = list(StepAttempt.objects.filter(run=run).values_list("duration", flat=True))
+    assert len(durations) == 4
+    assert run.error == "Step 'fails' failed after 4 attempts: ValueError: this step always fails"
+    assert run.running_time == pytest.approx(sum(durations))
+    assert run.elapsed_time is not None and run.elapsed_time > run.running_time
+
+
 def test_priority_then_age_decides_the_order(test_pipelines, effects):
     low = enqueue("t-recorded", priority=0)
     high = enqueue("t-recorded", priority=5)

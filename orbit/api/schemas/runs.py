@@ -117,7 +117,16 @@ class RunOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    duration: float | None = Field(description="Seconds from start to finish")
+    running_time: float = Field(
+        description="Seconds spent running: the sum of the attempts' durations (so far)"
+    )
+    elapsed_time: float | None = Field(
+        description="Seconds from creation to finish, waits included (null until it finishes)"
+    )
+    duration: float | None = Field(
+        description="Deprecated: seconds from the first claim to the finish, idle time "
+        "before retries included; use `running_time` or `elapsed_time`"
+    )
 
     @staticmethod
     def resolve_pipeline(obj: Any) -> str:

@@ -34,7 +34,6 @@ from orbit.console.dashboard.present import (
     format_duration,
     pretty_json,
     short_id,
-    span_seconds,
 )
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
@@ -116,6 +115,7 @@ class RunAdmin(ReadOnlyHistory):
                     "started_at",
                     "finished_at",
                     "run_duration",
+                    "elapsed",
                     "available_at",
                     "scheduled_for",
                 )
@@ -169,9 +169,14 @@ class RunAdmin(ReadOnlyHistory):
     def status_badge(self, run: Run) -> SafeString:
         return badge(run.status, run.get_status_display())
 
-    @admin.display(description="Duration")
+    @admin.display(description="Running time", ordering="running_time")
     def run_duration(self, run: Run) -> str:
-        return format_duration(span_seconds(run.started_at, run.finished_at)) or "—"
+        """The sum of its attempts; the elapsed time (waits included) is `elapsed`."""
+        return format_duration(run.running_time) if run.started_at else "—"
+
+    @admin.display(description="Elapsed (created to finished)")
+    def elapsed(self, run: Run) -> str:
+        return format_duration(run.elapsed_time) or "—"
 
     @admin.display(description="Attempts")
     def attempt_count(self, run: Run) -> int:

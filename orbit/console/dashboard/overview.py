@@ -77,8 +77,8 @@ def _cards(stats: metrics.Stats, workers: metrics.WorkerHealth) -> list[Card]:
             if rate >= 0.8
             else "bad",
         ),
-        Card("Duration p50", format_duration(hour.duration_p50) or "—", "last hour"),
-        Card("Duration p95", format_duration(hour.duration_p95) or "—", "last hour"),
+        Card("Running time p50", format_duration(hour.duration_p50) or "—", "last hour"),
+        Card("Running time p95", format_duration(hour.duration_p95) or "—", "last hour"),
         Card(
             "Queue depth",
             str(stats.queue_depth),
@@ -119,7 +119,7 @@ def duration_chart(hist: metrics.Histogram) -> BarChart:
         label = f">{_short(lower)}" if math.isinf(bucket.le) else _short(bucket.le)
         counts.append((label, bucket.count - previous))
         previous, lower = bucket.count, bucket.le
-    return histogram("Run durations, last 24 hours (upper bound of each bar)", counts)
+    return histogram("Run running times, last 24 hours (upper bound of each bar)", counts)
 
 
 def _short(seconds: float) -> str:

@@ -159,16 +159,22 @@ def _run_rows(runs: list[Run], now: datetime) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
         counts = progress.get(run.id, {"total": 0, "done": 0})
-        end = run.finished_at or (now if run.status == RunStatus.RUNNING else None)
+        # A finished run shows its running time; a running one how long since it started.
+        running = span_seconds(run.started_at, now) if run.status == RunStatus.RUNNING else None
         rows.append(
             {
                 "run": run,
-                "duration": format_duration(span_seconds(run.started_at, end)),
+                "duration": format_duration(running if running is not None else _running_time(run)),
                 "steps_done": counts["done"],
                 "steps_total": counts["total"],
             }
         )
     return rows
+
+
+def _running_time(run: Run) -> float | None:
+    """The sum of its attempts, once one was recorded."""
+    return run.running_time if run.started_at is not None else None
 
 
 def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
@@ -199,7 +205,6 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
                 "duration": format_duration(step.duration),
             }
         )
-    end = run.finished_at or (now if run.status == RunStatus.RUNNING else None)
     interrupted = (
         run.status == RunStatus.RUNNING and Run.objects.interrupted().filter(id=run.id).exists()
     )
@@ -208,7 +213,10 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         "steps": step_rows,
         "timeline": build_timeline(run, steps, now),
         "metadata": pretty_json(run.metadata),
-        "duration": format_duration(span_seconds(run.started_at, end)),
+        "running_time": format_duration(_running_time(run)),
+        "elapsed": format_duration(
+            span_seconds(run.created_at, run.finished_at or (None if run.is_finished else now))
+        ),
         "interrupted": interrupted,
         "live": not run.is_finished,
         "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),

@@ -190,7 +190,8 @@ WITH input AS (
     SELECT * FROM unnest(
         %(run_ids)s::uuid[], %(fences)s::int[], %(statuses)s::text[],
         %(keep_workers)s::bool[], %(leases)s::float8[], %(finishes)s::bool[],
-        %(delays)s::float8[], %(errors)s::text[], %(current_steps)s::text[],
+        %(delays)s::float8[], %(errors)s::text[], %(run_times)s::float8[],
+        %(current_steps)s::text[],
         %(step_ids)s::bigint[], %(step_statuses)s::text[], %(set_results)s::bool[],
         %(results)s::text[], %(step_counts)s::bool[], %(step_finishes)s::bool[],
         %(step_durations)s::float8[],
@@ -200,7 +201,7 @@ WITH input AS (
         %(attempt_errors)s::text[], %(attempt_error_types)s::text[],
         %(attempt_tracebacks)s::text[], %(backoffs)s::float8[], %(workers)s::bigint[],
         %(start_step_ids)s::bigint[]
-    ) AS i(run_id, fence, status, keep_worker, lease, finish, delay, error, current_step,
+    ) AS i(run_id, fence, status, keep_worker, lease, finish, delay, error, run_time, current_step,
            step_id, step_status, set_result, result, step_counted, step_finished, step_duration,
            step_failures, step_error, step_error_type, step_traceback, step_clear_start,
            number, outcome, duration, attempt_error, attempt_error_type,
@@ -215,6 +216,7 @@ fenced AS (
         available_at = COALESCE(
             statement_timestamp() + make_interval(secs => i.delay), r.available_at),
         error = COALESCE(i.error, r.error),
+        running_time = r.running_time + i.run_time,
         current_step = COALESCE(i.current_step, r.current_step)
     FROM input AS i
     -- `status || ''`: look runs up by primary key. Compared bare, the planner may scan the

@@ -61,6 +61,8 @@ def held_to(
             assert got == was + 1, where
         elif how is Set.RESET:
             assert got == 0, where
+        elif how is Set.ADD:
+            assert got == pytest.approx(was + float(values[column])), where
         elif how is Set.VALUE:
             assert got == values[column], where
 
@@ -85,6 +87,7 @@ RUN_VALUES = {
     "lease_expires_at": 45.0,
     "available_at": 12.5,
     "error": "Step 'one' failed after 1 attempt: boom",
+    "running_time": 0.25,
 }
 STEP_VALUES = {
     "result": {"n": 1},
