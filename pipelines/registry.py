@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import traceback
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from django.apps import apps
@@ -37,13 +38,54 @@ class Registrable(Protocol):
 D = TypeVar("D", bound=Registrable)
 
 
+#: Frames of the import itself, which say nothing about where a module went wrong.
+_IMPORT_MACHINERY = frozenset({__file__, importlib.__file__})
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    """A pipeline module that failed to import, and where: the file and line the error was
+    raised at (for a syntax error, the line that does not parse)."""
+
+    module: str
+    error: str  # "ZeroDivisionError: division by zero"
+    file: str
+    line: int | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}, line {self.line}" if self.line else self.file
+
+    def __str__(self) -> str:
+        return f"{self.module} ({self.where}): {self.error}"
+
+
+def import_failure(module: str, exc: BaseException) -> ImportFailure:
+    """Where `exc`, raised importing `module`, comes from: the innermost frame that is
+    not the import machinery's, or the offending line of a syntax error."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return ImportFailure(module, f"{type(exc).__name__}: {exc.msg}", exc.filename, exc.lineno)
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if frame.filename not in _IMPORT_MACHINERY and not frame.filename.startswith("<frozen ")
+    ]
+    last = frames[-1] if frames else None
+    return ImportFailure(
+        module,
+        f"{type(exc).__name__}: {exc}",
+        last.filename if last else "?",
+        last.lineno if last else None,
+    )
+
+
 class Registry(Generic[D]):
     """Definitions by name, loaded from the pipeline modules on first use."""
 
     def __init__(self) -> None:
         self._pipelines: dict[str, D] = {}
-        # module path -> why it failed to import; the other modules still load.
-        self.errors: dict[str, str] = {}
+        # module path -> why and where it failed to import; the other modules still load.
+        self.errors: dict[str, ImportFailure] = {}
         self.discovered = False
 
     def register(self, pipeline: D) -> None:
@@ -77,6 +119,11 @@ class Registry(Generic[D]):
         self.autodiscover()
         return {name: p.step_names for name, p in self._pipelines.items()}
 
+    def import_failures(self) -> list[ImportFailure]:
+        """The pipeline modules that failed to import (after loading them all)."""
+        self.autodiscover()
+        return list(self.errors.values())
+
     def all(self) -> list[D]:
         self.autodiscover()
         return sorted(self._pipelines.values(), key=lambda p: p.name)
@@ -101,12 +148,12 @@ class Registry(Generic[D]):
                 self._failed(module, exc)
 
     def _failed(self, module: str, exc: BaseException) -> None:
-        message = f"{type(exc).__name__}: {exc}"
-        self.errors[module] = message
+        failure = self.errors[module] = import_failure(module, exc)
         logger.error(
-            "Pipeline module %s failed to import: %s",
+            "Pipeline module %s failed to import (%s): %s",
             module,
-            message,
+            failure.where,
+            failure.error,
             extra={"event": "pipeline_module_failed", "pipeline_module": module},
         )
         logger.debug("%s", "".join(traceback.format_exception(exc)))

@@ -21,8 +21,8 @@ from orbit.core.limits import parse_json, validate_metadata
 from pipelines.lifecycle import pipeline_set_enabled
 from pipelines.models import Pipeline
 from runs.lifecycle import run_cancel, run_create, run_retry
-from runs.models import Run, RunStatus
-from runs.recovery import run_resume
+from runs.models import Run, RunStatus, Worker
+from runs.recovery import run_resume, worker_forget
 from runs.uploads import run_create_with_upload
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,19 @@ def _each_run(
         except OrbitError:
             run.refresh_from_db()
             report.skipped[why(run)] += 1
+        else:
+            report.done += 1
+    return report
+
+
+def forget_workers(workers: Iterable[Worker], *, actor: Actor | None = None) -> ActionReport:
+    """Take dead (or stopped) workers off the lists; live ones are skipped."""
+    report = ActionReport(noun="worker", verb="forgotten")
+    for worker in workers:
+        try:
+            worker_forget(worker.id, actor=actor)
+        except OrbitError:
+            report.skipped["it is alive"] += 1
         else:
             report.done += 1
     return report

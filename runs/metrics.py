@@ -19,6 +19,7 @@ from typing import Any
 from django.db.models import (
     Aggregate,
     Count,
+    Exists,
     ExpressionWrapper,
     F,
     FloatField,
@@ -39,7 +40,9 @@ from runs.models import (
     AttemptOutcome,
     Run,
     RunStatus,
+    Step,
     StepAttempt,
+    StepStatus,
     Worker,
     WorkerState,
 )
@@ -160,6 +163,7 @@ class WorkerInfo:
     pid: int
     state: str
     alive: bool  # not stopped and heard from within a lease
+    dead: bool  # not stopped, yet silent for longer than a lease
     concurrency: int
     queues: list[str]
     started_at: datetime
@@ -168,6 +172,37 @@ class WorkerInfo:
     current_runs: int
     succeeded_count: int
     failed_count: int
+    #: When it died (its last heartbeat, for a dead worker no sweep has marked yet).
+    died_at: datetime | None = None
+    #: The runs it held when it was found dead: {"run_id", "pipeline", "step"}.
+    held_at_death: list[dict[str, str]] = field(default_factory=list)
+    definitions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WaitingRuns:
+    """Due runs no live worker can claim: none defines their pipeline, serves their queue,
+    or knows every step they still have to run (a newer deploy created them)."""
+
+    definition: str
+    queue: str
+    runs: int
+    #: Their unfinished steps no live worker defines; empty when the pipeline is the gap.
+    steps: tuple[str, ...] = ()
+    #: Whether some live worker defines the pipeline (in another queue, or without a step).
+    defined: bool = False
+
+    @property
+    def reason(self) -> str:
+        what = (
+            f"{self.runs} run{_s(self.runs)} waiting for a worker that defines {self.definition!r}"
+        )
+        if self.steps:
+            names = ", ".join(repr(s) for s in self.steps)
+            return f"{what} with the step{_s(len(self.steps))} {names}"
+        if self.defined:
+            return f"{what} and serves queue {self.queue!r}"
+        return what if self.queue == "default" else f"{what} (queue {self.queue!r})"
 
 
 @dataclass(frozen=True)
@@ -175,9 +210,12 @@ class WorkerHealth:
     status: str  # healthy, degraded or down
     reason: str
     alive: int
-    dead: int
+    dead: int  # workers that died within ORBIT_DEAD_WORKER_WINDOW
     interrupted_runs: int
     workers: list[WorkerInfo] = field(default_factory=list)
+    waiting: list[WaitingRuns] = field(default_factory=list)
+    #: Dead workers not forgotten, however long ago they died.
+    dead_total: int = 0
 
 
 # --- Figures -------------------------------------------------------------------------------
@@ -226,10 +264,11 @@ def stats(now: datetime | None = None) -> Stats:
 
 
 def worker_counts(now: datetime | None = None) -> dict[str, int]:
-    """Workers `alive` (heard from within a lease) and `dead` (silent, yet never stopped)."""
+    """Workers `alive` (heard from within a lease) and `dead` (silent, yet never stopped,
+    and not forgotten by an operator)."""
     now = now or db_now()
     cutoff = now - timedelta(seconds=orbit_settings.lease_seconds)
-    return Worker.objects.exclude(state=WorkerState.STOPPED).aggregate(
+    return Worker.objects.active().aggregate(
         alive=Count("id", filter=Q(last_heartbeat__gte=cutoff)),
         dead=Count("id", filter=Q(last_heartbeat__lt=cutoff)),
     )
@@ -485,15 +524,17 @@ def with_last_run(pipelines: QuerySet[Pipeline]) -> QuerySet[Pipeline]:
 def worker_health(now: datetime | None = None, limit: int = 100) -> WorkerHealth:
     """Each worker not stopped (and those stopped in the last day), and an overall verdict.
 
-    down: no worker is alive. degraded: some are alive, but a worker went silent without
-    stopping or runs are interrupted. healthy otherwise.
+    down: no worker is alive. degraded: some are alive, but a worker died within
+    ORBIT_DEAD_WORKER_WINDOW, runs are interrupted, or due runs wait for a worker that can
+    run them. healthy otherwise: an older death alone no longer degrades it.
     """
     now = now or db_now()
     cutoff = now - timedelta(seconds=orbit_settings.lease_seconds)
+    recent = now - timedelta(seconds=orbit_settings.dead_worker_window)
     rows = list(
-        Worker.objects.filter(~Q(state=WorkerState.STOPPED) | Q(stopped_at__gt=now - DAY)).order_by(
-            "-started_at"
-        )[:limit]
+        Worker.objects.filter(forgotten_at__isnull=True)
+        .filter(~Q(state=WorkerState.STOPPED) | Q(stopped_at__gt=now - DAY))
+        .order_by("-started_at")[:limit]
     )
     current = dict(
         Run.objects.filter(status=RunStatus.RUNNING, worker__in=[w.id for w in rows])
@@ -502,57 +543,131 @@ def worker_health(now: datetime | None = None, limit: int = 100) -> WorkerHealth
         .order_by()
         .values_list("worker", "n")
     )
-    workers = [
-        WorkerInfo(
-            id=w.id,
-            name=w.name,
-            hostname=w.hostname,
-            pid=w.pid,
-            state=w.state,
-            alive=w.state != WorkerState.STOPPED and w.last_heartbeat >= cutoff,
-            concurrency=w.concurrency,
-            queues=list(w.queues or []),
-            started_at=w.started_at,
-            last_heartbeat=w.last_heartbeat,
-            heartbeat_age=max((now - w.last_heartbeat).total_seconds(), 0.0),
-            current_runs=current.get(w.id, 0),
-            succeeded_count=w.succeeded_count,
-            failed_count=w.failed_count,
-        )
-        for w in rows
-    ]
+    workers = [_worker_info(w, now, cutoff, current.get(w.id, 0)) for w in rows]
     counts = worker_counts(now)
-    alive_count, dead_count = counts["alive"], counts["dead"]
-    dead_names = list(
-        Worker.objects.exclude(state=WorkerState.STOPPED)
-        .filter(last_heartbeat__lt=cutoff)
-        .order_by("name")
-        .values_list("name", flat=True)[:5]
+    alive_count = counts["alive"]
+    died_recently = Worker.objects.active().filter(
+        last_heartbeat__lt=cutoff, last_heartbeat__gte=recent
     )
+    dead_names = list(died_recently.order_by("name").values_list("name", flat=True)[:6])
+    recent_deaths = died_recently.count() if dead_names else 0
     interrupted = Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).count()
-    status, reason = _verdict(alive_count, dead_count, dead_names, interrupted)
+    waiting = waiting_runs(now) if alive_count else []
+    status, reason = _verdict(alive_count, recent_deaths, dead_names[:5], interrupted, waiting)
     return WorkerHealth(
         status=status,
         reason=reason,
         alive=alive_count,
-        dead=dead_count,
+        dead=recent_deaths,
         interrupted_runs=interrupted,
         workers=workers,
+        waiting=waiting,
+        dead_total=counts["dead"],
     )
 
 
-def _verdict(alive: int, dead: int, dead_names: list[str], interrupted: int) -> tuple[str, str]:
+def _worker_info(w: Worker, now: datetime, cutoff: datetime, current: int) -> WorkerInfo:
+    active = w.state != WorkerState.STOPPED
+    dead = active and w.last_heartbeat < cutoff
+    return WorkerInfo(
+        id=w.id,
+        name=w.name,
+        hostname=w.hostname,
+        pid=w.pid,
+        state=w.state,
+        alive=active and not dead,
+        dead=dead,
+        concurrency=w.concurrency,
+        queues=list(w.queues or []),
+        started_at=w.started_at,
+        last_heartbeat=w.last_heartbeat,
+        heartbeat_age=max((now - w.last_heartbeat).total_seconds(), 0.0),
+        current_runs=current,
+        succeeded_count=w.succeeded_count,
+        failed_count=w.failed_count,
+        died_at=(w.died_at or w.last_heartbeat) if dead else None,
+        held_at_death=list(w.held_at_death or []) if dead else [],
+        definitions=sorted(w.definitions or {}),
+    )
+
+
+#: How many of a pipeline's oldest due runs are checked for steps no live worker knows:
+#: enough to see a deploy's gap, bounded so a queue of millions costs no more.
+WAITING_SAMPLE = 1000
+
+
+def waiting_runs(now: datetime | None = None) -> list[WaitingRuns]:
+    """Due runs of enabled pipelines that no live worker can claim, by definition and queue.
+
+    Workers record the definitions (and their steps) they loaded when they start; a run
+    waits when no claiming worker serves its queue and defines its pipeline and every step
+    it has left. Read through the pending rows only, like `live_figures`.
+    """
+    now = now or db_now()
+    serving = [
+        (set(queues or []), {name: set(steps) for name, steps in (definitions or {}).items()})
+        for queues, definitions in Worker.objects.claiming().values_list("queues", "definitions")
+    ]
+    due = Run.objects.filter(
+        status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True
+    )
+    groups = due.values_list("pipeline__definition", "queue").annotate(n=Count("id")).order_by()
+    found = []
+    for definition, queue, n in groups:
+        defined = any(definition in defs for _, defs in serving)
+        known = [
+            defs[definition] for queues, defs in serving if queue in queues and definition in defs
+        ]
+        if not known:
+            found.append(WaitingRuns(definition, queue, n, defined=defined))
+            continue
+        blocked, missing = _runs_with_unknown_steps(due, definition, queue, known)
+        if blocked:
+            found.append(WaitingRuns(definition, queue, blocked, steps=missing, defined=True))
+    return sorted(found, key=lambda w: (-w.runs, w.definition, w.queue))
+
+
+def _runs_with_unknown_steps(
+    due: QuerySet[Run], definition: str, queue: str, known: list[set[str]]
+) -> tuple[int, tuple[str, ...]]:
+    """Of the oldest due runs of `definition` in `queue`, how many have an unfinished step
+    that none of the step sets in `known` holds in full; and those steps' names."""
+    sample = due.filter(pipeline__definition=definition, queue=queue).order_by("available_at")
+    candidates = Run.objects.filter(
+        id__in=list(sample.values_list("id", flat=True)[:WAITING_SAMPLE])
+    )
+    unfinished = Step.objects.filter(run_id=OuterRef("pk")).exclude(status=StepStatus.SUCCEEDED)
+    for steps in {frozenset(s) for s in known}:
+        candidates = candidates.filter(Exists(unfinished.exclude(name__in=list(steps))))
+    blocked = candidates.count()
+    if not blocked:
+        return 0, ()
+    everywhere = set().union(*known)
+    names = (
+        Step.objects.filter(run__in=candidates)
+        .exclude(status=StepStatus.SUCCEEDED)
+        .exclude(name__in=list(everywhere))
+        .order_by()
+        .values_list("name", flat=True)
+        .distinct()
+    )
+    return blocked, tuple(sorted(names))
+
+
+def _verdict(
+    alive: int, dead: int, dead_names: list[str], interrupted: int, waiting: list[WaitingRuns]
+) -> tuple[str, str]:
     lease = orbit_settings.lease_seconds
     if not alive:
         return "down", f"No worker has sent a heartbeat in the last {lease:g} s"
     problems = []
     if dead:
         names = ", ".join(dead_names) + (", ..." if dead > len(dead_names) else "")
-        problems.append(
-            f"{dead} worker{_s(dead)} stopped sending heartbeats without stopping ({names})"
-        )
+        window = orbit_settings.dead_worker_window / 60
+        problems.append(f"{dead} worker{_s(dead)} died in the last {window:g} min ({names})")
     if interrupted:
         problems.append(f"{interrupted} run{_s(interrupted)} interrupted, waiting for recovery")
+    problems.extend(w.reason for w in waiting)
     if problems:
         return "degraded", "; ".join(problems)
     return "healthy", f"{alive} worker{_s(alive)} alive"
@@ -690,6 +805,7 @@ __all__ = [
     "PipelineFigures",
     "Stats",
     "StepFailureRate",
+    "WaitingRuns",
     "WindowStats",
     "WorkerHealth",
     "WorkerInfo",
@@ -706,6 +822,7 @@ __all__ = [
     "stats",
     "step_duration_histogram",
     "step_failure_rates",
+    "waiting_runs",
     "window_stats",
     "with_last_run",
     "worker_counts",

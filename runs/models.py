@@ -316,10 +316,15 @@ class StepLog(models.Model):
 
 class WorkerQuerySet(models.QuerySet["Worker"]):
     def active(self) -> WorkerQuerySet:
-        return self.exclude(state=WorkerState.STOPPED)
+        """Not stopped, and not forgotten by an operator."""
+        return self.exclude(state=WorkerState.STOPPED).filter(forgotten_at__isnull=True)
 
     def alive(self) -> WorkerQuerySet:
         return self.active().filter(last_heartbeat__gte=_heartbeat_cutoff())
+
+    def claiming(self) -> WorkerQuerySet:
+        """Alive and taking work (a stopping worker claims nothing new)."""
+        return self.alive().exclude(state=WorkerState.STOPPING)
 
     def dead(self) -> WorkerQuerySet:
         """Not stopped, yet silent for longer than a lease: killed, frozen or cut off."""
@@ -347,6 +352,30 @@ class Worker(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
     succeeded_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
+    definitions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The pipeline definitions it loaded, each with its step names: the runs "
+        "it can claim (runs of other pipelines wait for a worker that defines them).",
+    )
+    died_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a recovery sweep found it silent for longer than a lease without "
+        "having stopped; it died soon after its last heartbeat.",
+    )
+    held_at_death = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The runs it held when it was found dead (run, pipeline, step); "
+        "recovery put them back in the queue.",
+    )
+    forgotten_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When an operator removed this dead worker from the lists; its attempts "
+        "still name it.",
+    )
 
     objects = WorkerQuerySet.as_manager()
 

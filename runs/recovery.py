@@ -1,8 +1,12 @@
 """Recovery: runs whose worker died are found by their expired lease and put back in the
 queue, to resume at their first unfinished step with context rebuilt from the database.
 
-Public API: `find_interrupted()`, `recover_interrupted(auto_resume=...)` and
-`recover_run(run_id)`; `orbit resume RUN_ID` is runs/foreground.py `resume`.
+A sweep first marks the workers it finds dead (when, and the runs they held), so their
+rows say so after their runs have moved on; an operator may then forget them.
+
+Public API: `find_interrupted()`, `recover_interrupted(auto_resume=...)`,
+`recover_run(run_id)` and `worker_forget(worker_id)`; `orbit resume RUN_ID` is
+runs/foreground.py `resume`.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models.functions import Now
 
 from orbit.core.audit import Actor, record
 from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
-from orbit.core.exceptions import InvalidTransition
+from orbit.core.exceptions import InvalidTransition, WorkerNotFound
 from orbit.core.models import AuditAction
 from runs.lifecycle import get_run, run_label
-from runs.models import Run, RunStatus, Worker
+from runs.models import Run, RunStatus, Worker, WorkerState
 from runs.store import store
-from runs.store.records import Interrupted
+from runs.store.records import DeadWorker, Interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ class RecoveryReport:
     interrupted: list[InterruptedRun] = field(default_factory=list)
     recovered: list[uuid.UUID] = field(default_factory=list)
     quarantined: list[uuid.UUID] = field(default_factory=list)
+    dead_workers: list[DeadWorker] = field(default_factory=list)
 
 
 def find_interrupted() -> list[InterruptedRun]:
@@ -83,6 +89,9 @@ def recover_interrupted(*, auto_resume: bool = False) -> RecoveryReport:
     report = RecoveryReport(interrupted=find_interrupted() if not auto_resume else [])
     if not auto_resume:
         return report
+    # Before their runs are taken back: a dead worker's row says what it held.
+    report.dead_workers = store().mark_dead_workers(silent_for=orbit_settings.lease_seconds)
+    _log_deaths(report.dead_workers)
     with transaction.atomic():
         taken = store().take_interrupted(max_interruptions=orbit_settings.max_interruptions)
         _sort(taken, report)
@@ -96,6 +105,24 @@ def recover_interrupted(*, auto_resume: bool = False) -> RecoveryReport:
 def _sort(taken: list[Interrupted], report: RecoveryReport) -> None:
     for run in taken:
         (report.quarantined if run.quarantined else report.recovered).append(run.run_id)
+
+
+def _log_deaths(dead: list[DeadWorker]) -> None:
+    for worker in dead:
+        held = ", ".join(
+            f"{r['run_id']} ({r['pipeline']}: {r['step'] or '-'})" for r in worker.held
+        )
+        logger.warning(
+            "Worker %s died: no heartbeat since %s; it held %s",
+            worker.name,
+            f"{worker.last_heartbeat:%Y-%m-%d %H:%M:%S}",
+            held or "no runs",
+            extra={
+                "event": "worker_died",
+                "worker": worker.name,
+                "runs": [r["run_id"] for r in worker.held],
+            },
+        )
 
 
 def _log(taken: list[Interrupted]) -> None:
@@ -171,6 +198,41 @@ def run_resume(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:
         extra={"event": "run_resumed", "run_id": str(run.id), "pipeline": run.pipeline.name},
     )
     return run
+
+
+def worker_forget(worker_id: int, *, actor: Actor | None = None) -> Worker:
+    """Take a dead (or stopped) worker off the lists and out of the health figures,
+    audited; its row stays, so the attempts it ran still name it. A live one is refused."""
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().filter(id=worker_id).first()
+        if worker is None:
+            raise WorkerNotFound(f"No worker with id {worker_id}")
+        if worker.forgotten_at is not None:
+            return worker
+        if Worker.objects.alive().filter(id=worker.id).exists():
+            age = (db_now() - worker.last_heartbeat).total_seconds()
+            raise InvalidTransition(
+                f"Worker {worker.name} is alive (its last heartbeat was {age:.0f} s ago); "
+                "only a dead or stopped worker can be forgotten"
+            )
+        Worker.objects.filter(id=worker.id).update(forgotten_at=Now())
+        record(
+            AuditAction.WORKER_FORGOTTEN,
+            worker,
+            actor=actor,
+            changes={
+                "state": "dead" if worker.state != WorkerState.STOPPED else worker.state,
+                "last_heartbeat": worker.last_heartbeat.isoformat(),
+                "held_at_death": [r.get("run_id") for r in worker.held_at_death or []],
+            },
+        )
+    logger.info(
+        "Worker %s forgotten",
+        worker.name,
+        extra={"event": "worker_forgotten", "worker": worker.name},
+    )
+    worker.refresh_from_db()
+    return worker
 
 
 def record_recovered(run_ids: list[uuid.UUID], *, actor: Actor | None = None) -> None:

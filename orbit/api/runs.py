@@ -23,6 +23,7 @@ from orbit.api.schemas.runs import (
     StepPageOut,
     StepWithAttemptsOut,
     ValidationErrorOut,
+    WorkerForgottenOut,
     WorkerHealthOut,
 )
 from orbit.core.audit import Actor
@@ -33,7 +34,7 @@ from pipelines.definition import NAME_PATTERN
 from runs import metrics
 from runs.lifecycle import get_run, run_cancel, run_retry
 from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
-from runs.recovery import run_resume
+from runs.recovery import run_resume, worker_forget
 from runs.steplogs import PAGE, step_logs
 
 runs_router = Router(tags=["runs"])
@@ -221,6 +222,17 @@ def recent_runs(
 def worker_health(request: HttpRequest) -> Any:
     """Each worker's state and heartbeat age, and healthy / degraded / down with the reason."""
     return metrics.worker_health()
+
+
+@worker_router.post(
+    "/workers/{worker_id}/forget",
+    response={200: WorkerForgottenOut, 409: ErrorOut, **ERRORS},
+    auth=ACT_ON_RUNS,
+)
+def forget_worker(request: HttpRequest, worker_id: int) -> Any:
+    """Take a dead (or stopped) worker off the lists and out of the health figures;
+    409 while it is alive. Its row stays: the attempts it ran still name it."""
+    return worker_forget(worker_id, actor=api_actor(request))
 
 
 @worker_router.get("/metrics", response={200: MetricsOut, **ERRORS}, auth=VIEW_RUNS)

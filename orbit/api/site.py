@@ -26,6 +26,7 @@ from orbit.core.exceptions import (
     PipelineDisabled,
     RunNotFound,
     UnknownPipeline,
+    WorkerNotFound,
 )
 from pipelines.lifecycle import PipelineConflict
 
@@ -36,6 +37,7 @@ ERROR_STATUS: dict[type[OrbitError], int] = {
     IdempotencyConflict: 409,
     OrbitError: 422,
     RunNotFound: 404,
+    WorkerNotFound: 404,
     UnknownPipeline: 404,
     InvalidTransition: 409,
     PipelineDisabled: 409,

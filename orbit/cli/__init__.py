@@ -19,9 +19,11 @@ USAGE = """usage: orbit [--auto-recover] COMMAND [options]
 
 Commands:
   list                      pipelines: definition, steps, schedule, enabled, last run
+                            (exit 1 when a pipeline module fails to import)
   run NAME [--metadata JSON]  run a pipeline now in the foreground (exit 0 ok, 1 failed, 2 usage)
   worker [options]          run a worker (same options as `manage.py runworker`)
   check-interrupted         runs whose worker died, and why they count as interrupted
+  check-waiting             due runs waiting for a worker that defines their pipeline
   recover [--auto-resume]   report interrupted runs, or put them back in the queue
   resume RUN_ID             execute a pending or interrupted run now, in the foreground
   process-document PATH     run the document-processing pipeline for one file
@@ -125,11 +127,12 @@ def cmd_list(rest: list[str]) -> int:
             getattr(row, "last_run_status", None) or "-",
         )
     out.print(table)
-    for module, error in registry.errors.items():
+    for failure in registry.errors.values():
         out.print(
-            f"[red]Pipeline module {_escape(module)} failed to import:[/red] {_escape(error)}"
+            f"[red]Pipeline module {_escape(failure.module)} failed to import[/red] "
+            f"({_escape(failure.where)}): {_escape(failure.error)}"
         )
-    return 0
+    return 1 if registry.errors else 0
 
 
 def escape(text: object) -> str:

@@ -12,9 +12,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     "PIPELINE_MODULES": [],
+    "ALLOW_BROKEN_MODULES": False,  # start workers even when a pipeline module fails to import
     "POLL_INTERVAL": 1.0,
     "LEASE_SECONDS": 30.0,
     "MAX_INTERRUPTIONS": 3,
+    "DEAD_WORKER_WINDOW": 900.0,  # seconds a worker's death keeps worker health "degraded"
     "MAX_RESULT_BYTES": 1024 * 1024,
     "MAX_METADATA_BYTES": 256 * 1024,
     "DEFAULT_STEP_TIMEOUT": 300.0,
@@ -68,6 +70,14 @@ class OrbitSettings:
     @property
     def pipeline_modules(self) -> list[str]:
         return [m.strip() for m in self._get("PIPELINE_MODULES") if m.strip()]
+
+    @property
+    def allow_broken_modules(self) -> bool:
+        return bool(self._get("ALLOW_BROKEN_MODULES"))
+
+    @property
+    def dead_worker_window(self) -> float:
+        return float(self._get("DEAD_WORKER_WINDOW"))
 
     @property
     def poll_interval(self) -> float:

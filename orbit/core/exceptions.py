@@ -45,6 +45,10 @@ class RunNotFound(OrbitError):
     """No run has that id."""
 
 
+class WorkerNotFound(OrbitError):
+    """No worker has that id."""
+
+
 class InvalidCursor(OrbitError):
     """The cursor is not one this API gave out."""
 

@@ -72,6 +72,7 @@ class AuditAction(models.TextChoices):
     RUN_RETRIED = "run.retried", "Run retried"
     RUN_CANCELLED = "run.cancelled", "Run cancelled"
     RUN_RESUMED = "run.resumed", "Run resumed"
+    RUN_RERUN = "run.rerun", "Run run again"
     PIPELINE_CREATED = "pipeline.created", "Pipeline created"
     PIPELINE_CHANGED = "pipeline.changed", "Pipeline changed"
     PIPELINE_ENABLED = "pipeline.enabled", "Pipeline enabled"
@@ -79,6 +80,7 @@ class AuditAction(models.TextChoices):
     PIPELINE_DELETED = "pipeline.deleted", "Pipeline deleted"
     TOKEN_CREATED = "token.created", "API token created"
     TOKEN_REVOKED = "token.revoked", "API token revoked"
+    WORKER_FORGOTTEN = "worker.forgotten", "Dead worker forgotten"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):

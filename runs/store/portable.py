@@ -29,6 +29,7 @@ from runs.store.records import (
     AttemptRecord,
     Claim,
     ClaimRequest,
+    DeadWorker,
     Fence,
     InsertedRun,
     Interrupted,
@@ -348,6 +349,10 @@ class PortableStore:
             Worker.objects.filter(id=worker_id).update(
                 last_heartbeat=Now(),
                 state=state,
+                # Found dead while it was frozen or cut off, it is back: alive again.
+                died_at=None,
+                held_at_death=[],
+                forgotten_at=None,
                 succeeded_count=F("succeeded_count") + succeeded,
                 failed_count=F("failed_count") + failed,
             )
@@ -405,6 +410,33 @@ class PortableStore:
                     )
                 )
         return taken
+
+    def mark_dead_workers(self, *, silent_for: float) -> list[DeadWorker]:
+        with transaction.atomic():
+            silent = list(
+                Worker.objects.active()
+                .filter(died_at__isnull=True, last_heartbeat__lt=t.now_plus(-silent_for))
+                .select_for_update(skip_locked=True)
+                .values_list("id", "name", "last_heartbeat")
+            )
+            if not silent:
+                return []
+            held: dict[int, list[dict[str, str]]] = {}
+            for run_id, worker_id, pipeline, step in (
+                Run.objects.running()
+                .filter(worker_id__in=[w[0] for w in silent])
+                .order_by("started_at")
+                .values_list("id", "worker_id", "pipeline__name", "current_step")
+            ):
+                held.setdefault(worker_id, []).append(
+                    {"run_id": str(run_id), "pipeline": pipeline, "step": step}
+                )
+            dead = []
+            for worker_id, name, last_heartbeat in silent:
+                runs = held.get(worker_id, [])
+                Worker.objects.filter(id=worker_id).update(died_at=Now(), held_at_death=runs)
+                dead.append(DeadWorker(worker_id, name, last_heartbeat, tuple(runs)))
+            return dead
 
     def seconds_until_lease_expiry(self) -> float | None:
         earliest = Run.objects.running().aggregate(at=Min("lease_expires_at"))["at"]

@@ -24,6 +24,7 @@ from runs.store.records import (
     AttemptRecord,
     Claim,
     ClaimRequest,
+    DeadWorker,
     Fence,
     InsertedRun,
     Interrupted,
@@ -142,6 +143,12 @@ class RunStore(Protocol):
         goes back to the queue with its running step's attempt recorded as interrupted,
         or is quarantined past `max_interruptions`. Each run is taken once, however many
         sweep at the same time."""
+        ...
+
+    def mark_dead_workers(self, *, silent_for: float) -> list[DeadWorker]:
+        """Record on each worker silent for longer than `silent_for` seconds without having
+        stopped (and not marked already) when it was found dead and the runs it held; each
+        worker is marked once, however many sweep at the same time."""
         ...
 
     def seconds_until_lease_expiry(self) -> float | None:

@@ -176,6 +176,17 @@ class Interrupted:
 
 
 @dataclass(frozen=True)
+class DeadWorker:
+    """A worker a recovery sweep found silent past its lease, and the runs it held then."""
+
+    worker_id: int
+    name: str
+    last_heartbeat: datetime
+    #: {"run_id", "pipeline", "step"} of each run it held.
+    held: tuple[Mapping[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Announcements:
     """What other processes announced since a listener last looked."""
 

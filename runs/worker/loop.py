@@ -468,6 +468,8 @@ class WorkerLoop:
             concurrency=self.concurrency,
             queues=list(self.queues),
             state=WorkerState.RUNNING,
+            # What it can claim, for "runs waiting for a worker that defines X" (runs/metrics.py).
+            definitions={name: list(steps) for name, steps in registry.step_names().items()},
         )
         logger.info(
             "Worker %s started: concurrency %d, queues %s, %s",

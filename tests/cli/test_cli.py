@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from runs.models import Run, RunStatus, StepAttempt
+from runs.models import Run, RunStatus, StepAttempt, Worker
 from tests.processes import ROOT, database_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,17 +79,16 @@ def test_outside_module_pipeline_is_listed_and_runs(test_pipelines, tmp_path):
     assert '"greeting": "hi ada"' in ran.stdout
 
 
-def test_a_broken_pipeline_module_is_named_and_the_rest_still_load(test_pipelines, tmp_path):
-    (tmp_path / "brokenpipes.py").write_text("raise RuntimeError('oops in module')\n")
-    env = {
-        "ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,brokenpipes",
-        "PYTHONPATH": f"{ROOT}:{tmp_path}",
-    }
-    listed = orbit("list", env=env)
-    assert listed.returncode == 0
-    output = " ".join(listed.stdout.split())
-    assert "Pipeline module brokenpipes failed to import: RuntimeError: oops in module" in output
-    assert "t-single" in output
+def test_check_waiting_names_the_pipeline_no_live_worker_defines(test_pipelines):
+    from runs import enqueue
+    from tests.factories import WorkerFactory
+
+    assert "No runs are waiting" in orbit("check-waiting").stdout
+    WorkerFactory(state="running", queues=["default"], definitions={"t-single": ["noop"]})
+    enqueue("t-three")
+    checked = orbit("check-waiting")
+    assert checked.returncode == 0
+    assert "1 run waiting for a worker that defines 't-three'" in " ".join(checked.stdout.split())
 
 
 def test_check_interrupted_and_recover(test_pipelines):
@@ -186,3 +185,61 @@ def test_run_verbose_prints_the_steps_log_records_as_they_are_written(test_pipel
     assert process.returncode == 0, output
     assert "INFO    waits: waiting" in output
     assert "INFO    waits: released" in output
+
+
+BROKEN = "from pipelines import Pipeline, step\n\nSETTINGS = {}\nTOKEN = SETTINGS['token']\n"
+
+
+def broken_env(tmp_path, source: str = BROKEN) -> dict[str, str]:
+    (tmp_path / "brokenpipes.py").write_text(source)
+    return {
+        "ORBIT_PIPELINE_MODULES": "tests.pipelines_for_tests,brokenpipes",
+        "PYTHONPATH": f"{ROOT}:{tmp_path}",
+    }
+
+
+def test_a_worker_refuses_to_start_when_a_pipeline_module_fails_to_import(test_pipelines, tmp_path):
+    done = orbit("worker", "--burst", env=broken_env(tmp_path))
+    assert done.returncode == 1
+    assert (
+        f"Pipeline module brokenpipes failed to import ({tmp_path / 'brokenpipes.py'}, line 4): "
+        "KeyError: 'token'"
+    ) in done.stderr
+    assert "--allow-broken-modules" in done.stderr
+    assert not Worker.objects.exists()
+
+
+def test_a_syntax_error_is_named_with_its_line(test_pipelines, tmp_path):
+    done = orbit("worker", "--burst", env=broken_env(tmp_path, "x = 1\ndef broken(:\n"))
+    assert done.returncode == 1
+    assert f"({tmp_path / 'brokenpipes.py'}, line 2): SyntaxError: invalid syntax" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "allow",
+    [
+        {"args": ("--allow-broken-modules",)},  # the flag
+        {"env": {"ORBIT_ALLOW_BROKEN_MODULES": "True"}},  # the setting
+    ],
+)
+def test_a_worker_allowed_to_start_with_a_broken_module_runs_the_others(
+    test_pipelines, tmp_path, allow
+):
+    from runs import enqueue
+
+    run = enqueue("t-single")
+    env = {**broken_env(tmp_path), **allow.get("env", {})}
+    done = orbit("worker", "--burst", "--no-schedules", *allow.get("args", ()), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Pipeline module brokenpipes failed to import" in done.stdout + done.stderr
+    assert Run.objects.get(id=run.id).status == RunStatus.SUCCEEDED
+
+
+def test_list_exits_one_and_says_where_a_module_failed(test_pipelines, tmp_path):
+    listed = orbit("list", env=broken_env(tmp_path))
+    assert listed.returncode == 1
+    assert "t-single" in listed.stdout  # the modules that loaded are still listed
+    assert (
+        f"Pipeline module brokenpipes failed to import ({tmp_path / 'brokenpipes.py'}, line 4): "
+        "KeyError: 'token'"
+    ) in " ".join(listed.stdout.split())

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pipelines.models import Pipeline
-from runs.models import Run, RunStatus
+from runs.models import Run, RunStatus, Worker
 from tests.factories import RunFactory, StepAttemptFactory, StepFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -267,3 +267,18 @@ def test_worker_liveness_is_judged_by_the_database_clock(admin_client_, monkeypa
     for page in pages:
         assert '<span class="badge badge-running">Running</span>' in page
         assert "badge-failed" not in page
+
+
+def test_dead_workers_are_forgotten_and_live_ones_skipped(admin_client_):
+    dead = WorkerFactory(state="running", last_heartbeat=timezone.now() - timedelta(minutes=10))
+    alive = WorkerFactory(state="running")
+    response = admin_client_.post(
+        "/admin/runs/worker/",
+        {"action": "forget_selected", "_selected_action": [str(dead.pk), str(alive.pk)]},
+        follow=True,
+    )
+    assert messages_of(response) == ["1 worker forgotten; 1 skipped because it is alive."]
+    assert Worker.objects.get(pk=dead.pk).forgotten_at is not None
+    assert Worker.objects.get(pk=alive.pk).forgotten_at is None
+    page = admin_client_.get(f"/admin/runs/worker/{dead.pk}/change/").content.decode()
+    assert "forgotten" in page

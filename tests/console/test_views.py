@@ -243,7 +243,26 @@ def test_workers_page_flags_dead_workers_and_lists_current_runs(op_client, test_
     assert f'id="worker-{dead.id}" class="dead" data-state="dead"' in page
     assert f'id="worker-{alive.id}" class="" data-state="running"' in page
     assert f"/dashboard/runs/{run.id}/" in page
-    assert "1 worker stopped sending heartbeats without stopping" in page
+    assert f"1 worker died in the last 15 min ({dead.name})" in page
+    assert f'action="/dashboard/workers/{dead.id}/forget/"' in page
+    assert f'action="/dashboard/workers/{alive.id}/forget/"' not in page
+
+
+def test_workers_page_says_which_runs_wait_for_which_worker(op_client, test_pipelines):
+    WorkerFactory(state="running", queues=["default"], definitions={"t-single": ["noop"]})
+    RunFactory(pipeline=Pipeline.objects.get(name="t-three"))
+    page = op_client.get("/dashboard/workers/").content.decode()
+    assert "1 run waiting for a worker that defines &#x27;t-three&#x27;" in page
+
+
+def test_a_dead_worker_is_forgotten_from_the_dashboard(op_client, test_pipelines):
+    dead = WorkerFactory(state="running", last_heartbeat=timezone.now() - timedelta(minutes=10))
+    response = op_client.post(f"/dashboard/workers/{dead.id}/forget/", follow=True)
+    assert f"Worker {dead.name} forgotten." in response.content.decode()
+    assert f'id="worker-{dead.id}"' not in response.content.decode()
+    alive = WorkerFactory(state="running")
+    refused = op_client.post(f"/dashboard/workers/{alive.id}/forget/", follow=True)
+    assert f"Worker {alive.name} is alive" in refused.content.decode()
 
 
 def test_pipelines_page_shows_steps_schedule_and_next_fire(op_client, test_pipelines):

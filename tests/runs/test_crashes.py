@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, connections
 
 from runs import enqueue
-from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt
+from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt, Worker
 from runs.recovery import recover_interrupted
 from tests.processes import wait_until
 
@@ -45,6 +45,11 @@ def test_sigkill_mid_step_two_resumes_at_step_two(test_pipelines, workers, effec
     two = StepAttempt.objects.filter(run=run, step__name="two").order_by("number")
     assert [a.outcome for a in two] == [AttemptOutcome.INTERRUPTED, AttemptOutcome.SUCCEEDED]
     assert Run.objects.get(id=run.id).interruptions == 1
+    dead = Worker.objects.get(pid=doomed.pid)  # its row says when it died and what it held
+    assert dead.died_at is not None and dead.died_at >= dead.last_heartbeat
+    assert dead.held_at_death == [
+        {"run_id": str(run.id), "pipeline": "t-recorded-three", "step": "two"}
+    ]
     rescuer.send(signal.SIGTERM)
     assert rescuer.wait(10) == 0
 

@@ -201,7 +201,9 @@ def test_a_running_step_finishes_before_the_restart(pipeline, reloader):
     assert finished(after).result == {"version": "v2"}
 
 
-def test_a_syntax_error_in_the_pipeline_is_logged_and_the_fix_runs(pipeline, reloader):
+def test_a_syntax_error_in_the_pipeline_stops_the_worker_until_the_fix(pipeline, reloader):
+    """The restarted worker refuses to start without the broken module (whose runs would
+    otherwise wait unseen), saying where the error is; the fix starts it again."""
     pipeline.release()
     process = reloader()
     wait_until(lambda: worker_ids(), message="the worker to start")
@@ -209,13 +211,17 @@ def test_a_syntax_error_in_the_pipeline_is_logged_and_the_fix_runs(pipeline, rel
 
     pipeline.break_syntax()
 
-    broken = new_worker(before)
     wait_until(
-        lambda: f"Pipeline module {MODULE} failed to import: SyntaxError" in process.log(),
-        message="the syntax error in the log",
+        lambda: (
+            f"Pipeline module {MODULE} failed to import ({pipeline.path}, line 1): "
+            "SyntaxError" in process.log()
+        ),
+        message="the syntax error, with its file and line, in the log",
     )
+    wait_until(lambda: "waiting for a code change" in process.log(), message="the reloader to wait")
+    assert worker_ids() == before  # no worker started with the module missing
     pipeline.write("v3")
-    new_worker(before | {broken.id})
+    new_worker(before)
     run = enqueue("t-reload")
     assert finished(run).result == {"version": "v3"}
     assert process.process.poll() is None

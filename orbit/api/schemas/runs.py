@@ -231,6 +231,12 @@ class StatsOut(Schema):
     last_day: WindowStatsOut
 
 
+class HeldRunOut(Schema):
+    run_id: str
+    pipeline: str
+    step: str
+
+
 class WorkerOut(Schema):
     id: int
     name: str
@@ -238,6 +244,7 @@ class WorkerOut(Schema):
     pid: int
     state: str
     alive: bool
+    dead: bool = Field(description="Not stopped, yet silent for longer than a lease")
     concurrency: int
     queues: list[str]
     started_at: datetime
@@ -246,14 +253,39 @@ class WorkerOut(Schema):
     current_runs: int
     succeeded_count: int
     failed_count: int
+    died_at: datetime | None = Field(
+        description="A dead worker's time of death (at the latest its last heartbeat)"
+    )
+    held_at_death: list[HeldRunOut] = Field(
+        description="The runs a dead worker held when it was found dead (recovered since)"
+    )
+    definitions: list[str] = Field(description="The pipeline definitions it can run")
+
+
+class WorkerForgottenOut(Schema):
+    id: int
+    name: str
+    forgotten_at: datetime
+
+
+class WaitingRunsOut(Schema):
+    definition: str
+    queue: str
+    runs: int = Field(description="Due runs no live worker can claim")
+    steps: list[str] = Field(description="Their steps no live worker defines (empty: the pipeline)")
+    reason: str
 
 
 class WorkerHealthOut(Schema):
     status: str = Field(description="healthy, degraded or down")
     reason: str
     alive: int
-    dead: int
+    dead: int = Field(description="Workers that died within ORBIT_DEAD_WORKER_WINDOW")
+    dead_total: int = Field(description="Dead workers not forgotten, however long ago")
     interrupted_runs: int
+    waiting: list[WaitingRunsOut] = Field(
+        description="Due runs waiting for a worker that defines their pipeline (and steps)"
+    )
     workers: list[WorkerOut]
 
 

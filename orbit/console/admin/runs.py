@@ -40,7 +40,13 @@ from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_logs
-from runs.bulk import MAX_RUNS_PER_ACTION, cancel_runs, resume_runs, retry_runs
+from runs.bulk import (
+    MAX_RUNS_PER_ACTION,
+    cancel_runs,
+    forget_workers,
+    resume_runs,
+    retry_runs,
+)
 from runs.models import Run, Step, StepAttempt, Worker, WorkerState
 from runs.steplogs import run_logs, step_logs
 
@@ -445,6 +451,7 @@ class WorkerAdmin(ReadOnlyHistory):
     list_filter = ("state",)
     search_fields = ("name", "hostname")
     ordering = ("-started_at",)
+    actions = ["forget_selected"]
     fields = (
         "name",
         "hostname",
@@ -452,14 +459,53 @@ class WorkerAdmin(ReadOnlyHistory):
         "state_badge",
         "concurrency",
         "queues",
+        "definitions_list",
         "started_at",
         "last_heartbeat",
         "heartbeat",
         "stopped_at",
+        "died_at",
+        "held_at_death_list",
+        "forgotten_at",
         "succeeded_count",
         "failed_count",
         "current_runs",
     )
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    @admin.action(description="Forget the selected dead workers", permissions=["operate"])
+    def forget_selected(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        report = forget_workers(
+            queryset[:MAX_RUNS_PER_ACTION], actor=Actor.from_request(request, AuditSource.ADMIN)
+        )
+        self.message_user(
+            request, report.message() + ".", messages.SUCCESS if report.done else messages.WARNING
+        )
+
+    @admin.display(description="Pipelines it runs")
+    def definitions_list(self, worker: Worker) -> str:
+        return ", ".join(sorted(worker.definitions or {})) or "—"
+
+    @admin.display(description="Runs it held when it died")
+    def held_at_death_list(self, worker: Worker) -> SafeString | str:
+        held = worker.held_at_death or []
+        if not held:
+            return "—"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a> ({}: {})',
+            (
+                (
+                    reverse("admin:runs_run_change", args=[r["run_id"]]),
+                    r["run_id"],
+                    r["pipeline"],
+                    r["step"] or "-",
+                )
+                for r in held
+            ),
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         """Each row carries the database's time, read once per page: liveness is judged by
@@ -470,6 +516,8 @@ class WorkerAdmin(ReadOnlyHistory):
 
     @admin.display(description="State", ordering="state")
     def state_badge(self, worker: Worker) -> SafeString:
+        if worker.forgotten_at is not None:
+            return badge("quiet", "forgotten")
         if _is_dead(worker):
             return badge("failed", "dead")
         return badge(worker.state, worker.get_state_display())

@@ -14,6 +14,7 @@ urlpatterns = [
     path("runs/<uuid:run_id>/", views.run_page, name="run"),
     path("runs/<uuid:run_id>/<slug:action>/", views.run_action, name="run-action"),
     path("workers/", views.workers_page, name="workers"),
+    path("workers/<int:worker_id>/forget/", views.worker_forget_action, name="worker-forget"),
     path("pipelines/", views.pipelines_page, name="pipelines"),
     path("pipelines/<int:pipeline_id>/run/", views.pipeline_run_now, name="pipeline-run"),
     path("pipelines/<int:pipeline_id>/enabled/", views.pipeline_enabled, name="pipeline-enabled"),

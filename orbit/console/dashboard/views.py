@@ -23,7 +23,7 @@ from orbit.console.dashboard.present import format_duration, pretty_json, span_s
 from orbit.console.dashboard.timeline import build_timeline
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
-from orbit.core.exceptions import OrbitError
+from orbit.core.exceptions import OrbitError, WorkerNotFound
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_text
 from orbit.core.text import printable
@@ -39,7 +39,7 @@ from runs.bulk import (
 from runs.lifecycle import run_cancel, run_retry
 from runs.metrics import worker_health
 from runs.models import Run, RunStatus, Step, StepStatus
-from runs.recovery import run_resume
+from runs.recovery import run_resume, worker_forget
 from runs.scheduler import last_scheduled_run, next_fire_time
 from runs.steplogs import run_logs
 
@@ -294,7 +294,7 @@ def workers_page(request: HttpRequest) -> HttpResponse:
     rows = [
         {
             "worker": w,
-            "dead": not w.alive and w.state != "stopped",
+            "dead": w.dead,
             "heartbeat_age": format_duration(w.heartbeat_age),
             "current": current.get(w.id, []),
         }
@@ -304,6 +304,20 @@ def workers_page(request: HttpRequest) -> HttpResponse:
     context = _page(request, "Workers", "workers", rows=rows, health=health, stopped=stopped)
     template = "dashboard/_workers_table.html" if _is_htmx(request) else "dashboard/workers.html"
     return render(request, template, context)
+
+
+@require_POST
+@requires(OPERATE_RUNS)
+def worker_forget_action(request: HttpRequest, worker_id: int) -> HttpResponse:
+    try:
+        worker = worker_forget(worker_id, actor=_actor(request))
+    except WorkerNotFound as exc:
+        raise Http404(str(exc)) from None
+    except OrbitError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Worker {worker.name} forgotten.")
+    return HttpResponseRedirect(reverse("dashboard:workers"))
 
 
 # --- Pipelines --------------------------------------------------------------------------------

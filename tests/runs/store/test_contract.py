@@ -643,3 +643,28 @@ def test_every_database_stamp_comes_from_one_clock(store, pipeline):
     created = Run.objects.get(id=run_id).created_at
     assert before <= created <= after
     assert connection.vendor in ("postgresql", "sqlite")
+
+
+def test_a_worker_silent_past_its_lease_is_marked_dead_once_with_what_it_held(store, pipeline):
+    worker, alive, stopped = (WorkerFactory(state=s) for s in ("running", "running", "stopped"))
+    run_id = insert(store, pipeline)
+    claim(store, worker_id=worker.id)
+    silent = db_now() - timedelta(seconds=60)
+    Worker.objects.filter(id__in=[worker.id, stopped.id]).update(last_heartbeat=silent)
+    (dead,) = store.mark_dead_workers(silent_for=LEASE)
+    held = {"run_id": str(run_id), "pipeline": "t-three", "step": "one"}
+    assert (dead.worker_id, dead.held) == (worker.id, (held,))
+    row = Worker.objects.get(id=worker.id)
+    assert row.died_at is not None and row.held_at_death == [held]
+    assert store.mark_dead_workers(silent_for=LEASE) == []  # once
+    assert Worker.objects.get(id=alive.id).died_at is None
+    assert Worker.objects.get(id=stopped.id).died_at is None
+
+
+def test_a_worker_found_dead_that_sends_a_heartbeat_is_alive_again(store, pipeline):
+    worker = WorkerFactory(state="running")
+    Worker.objects.filter(id=worker.id).update(last_heartbeat=db_now() - timedelta(seconds=60))
+    store.mark_dead_workers(silent_for=LEASE)
+    store.heartbeat(worker.id, state="running", held=[], lease_seconds=LEASE)
+    row = Worker.objects.get(id=worker.id)
+    assert (row.died_at, row.held_at_death) == (None, [])

@@ -10,7 +10,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from orbit.core.audit import Actor, acting
+from orbit.core.conf import orbit_settings
 from orbit.core.models import AuditSource
+from pipelines.registry import ImportFailure
 
 
 def positive_int(value: str) -> int:
@@ -31,6 +33,18 @@ def non_negative_float(value: str) -> float:
     if number < 0:
         raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
     return number
+
+
+def broken_modules_message(failures: list[ImportFailure]) -> str:
+    """Why the worker refuses to start: each module, the file and line, the error."""
+    lines = [
+        f"Pipeline module {f.module} failed to import ({f.where}): {f.error}" for f in failures
+    ]
+    return (
+        "\n".join(lines)
+        + "\nThe worker did not start: fix the module, or start it with --allow-broken-modules "
+        "(ORBIT_ALLOW_BROKEN_MODULES=True) to run the pipelines that did load."
+    )
 
 
 class Command(BaseCommand):
@@ -84,6 +98,12 @@ class Command(BaseCommand):
             help="Do not fire cron schedules from this worker.",
         )
         parser.add_argument(
+            "--allow-broken-modules",
+            action="store_true",
+            help="Start even when a pipeline module fails to import, running the pipelines "
+            "that did load (also ORBIT_ALLOW_BROKEN_MODULES=True).",
+        )
+        parser.add_argument(
             "--reload",
             action="store_true",
             help="Restart the worker gracefully when Python files change (development).",
@@ -94,8 +114,13 @@ class Command(BaseCommand):
             from runs.worker.reloader import run_with_reloader
 
             raise SystemExit(run_with_reloader())
+        from pipelines.definition import registry
         from runs.worker import WorkerLoop
 
+        failures = registry.import_failures()
+        allowed = options["allow_broken_modules"] or orbit_settings.allow_broken_modules
+        if failures and not allowed:
+            raise CommandError(broken_modules_message(failures))
         try:
             worker = WorkerLoop(
                 concurrency=options["concurrency"],
