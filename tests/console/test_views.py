@@ -146,6 +146,25 @@ def test_a_finished_run_page_stops_polling_and_a_running_one_polls(op_client, te
     )
 
 
+def test_a_cancelled_run_page_polls_until_its_step_is_stopped(op_client, test_pipelines):
+    run = RunFactory(
+        status=RunStatus.CANCELLED, started_at=timezone.now(), finished_at=timezone.now()
+    )
+    step = StepFactory(run=run, name="sleeps", position=0, status="running")
+    url = f"/dashboard/runs/{run.id}/"
+    assert 'hx-trigger="every 2s"' in op_client.get(url).content.decode()
+    step.status = "pending"  # the worker stopped it and recorded the cancelled attempt
+    step.save()
+    assert "hx-trigger" not in op_client.get(url).content.decode()
+
+
+def test_cancel_asks_for_confirmation(op_client, test_pipelines):
+    running = RunFactory(status=RunStatus.RUNNING, started_at=timezone.now())
+    page = op_client.get(f"/dashboard/runs/{running.id}/").content.decode()
+    assert 'data-confirm="Cancel this run? A running step is stopped now."' in page
+    assert "/static/orbit/confirm.js" in page
+
+
 def test_everything_a_step_or_user_wrote_is_shown_as_text(op_client, test_pipelines):
     run = finished_run(metadata={"note": SCRIPT, IMG: IMG}, error=SCRIPT)
     step = run.steps.get()

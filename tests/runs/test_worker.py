@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -191,6 +192,44 @@ def test_several_processes_execute_every_step_exactly_once(test_pipelines, worke
     assert len(counts) == 150 * 3
     assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
     assert len(runs) == 150
+
+
+def process_gone(pid: int) -> bool:
+    """Exited (a zombie its parent has not reaped yet counts: it runs nothing) or gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.postgres
+def test_cancel_kills_the_steps_process_within_a_second(test_pipelines, workers):
+    """The worker hears of the cancel at once (NOTIFY), not at its next lease renewal: with
+    the default 30 s lease that renewal is up to 10 s away."""
+    from runs.lifecycle import run_cancel
+    from runs.models import StepLog
+
+    run = enqueue("t-live-logs", metadata={"every": 0.1})
+    worker = workers("--no-schedules")
+    waiting = wait_until(
+        lambda: StepLog.objects.filter(run_id=run.id, message="waiting").first(),
+        message="the step to start and say its process id",
+    )
+    pid = waiting.fields["pid"]
+    assert not process_gone(pid)
+    cancelled = time.monotonic()
+    run_cancel(run.id)
+    wait_until(lambda: process_gone(pid), timeout=1.0, interval=0.01, message="the step to die")
+    assert time.monotonic() - cancelled < 1.0
+    attempt = wait_until(
+        lambda: StepAttempt.objects.filter(run=run, outcome=AttemptOutcome.CANCELLED).first(),
+        timeout=5,
+        message="the cancelled attempt",
+    )
+    assert attempt.duration is not None
+    worker.send(signal.SIGTERM)
+    assert worker.wait(10) == 0
 
 
 @pytest.mark.postgres

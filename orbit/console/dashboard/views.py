@@ -23,6 +23,7 @@ from orbit.console.dashboard.present import format_duration, pretty_json, span_s
 from orbit.console.dashboard.timeline import build_timeline
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
+from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import OrbitError, WorkerNotFound
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_text
@@ -218,7 +219,9 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             span_seconds(run.created_at, run.finished_at or (None if run.is_finished else now))
         ),
         "interrupted": interrupted,
-        "live": not run.is_finished,
+        # A cancelled run is finished at once, but its step stops a moment later: the page
+        # keeps updating until the stopped attempt is recorded (or a lease has passed).
+        "live": not run.is_finished or _settling(run, steps, now),
         "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),
         "can_cancel": run.status in (RunStatus.PENDING, RunStatus.RUNNING),
         "can_resume": interrupted,
@@ -227,6 +230,13 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         else None,
         "now": now,
     }
+
+
+def _settling(run: Run, steps: list[Step], now: datetime) -> bool:
+    """Finished, with a step still marked running that its worker has yet to stop."""
+    if run.finished_at is None or not any(s.status == StepStatus.RUNNING for s in steps):
+        return False
+    return (now - run.finished_at).total_seconds() < orbit_settings.lease_seconds
 
 
 def _log_line(entry: dict[str, Any]) -> dict[str, Any]:
