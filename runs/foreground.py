@@ -19,7 +19,7 @@ from typing import Any
 from django.db import transaction
 
 from orbit.core.conf import orbit_settings
-from orbit.core.exceptions import InvalidTransition, PipelineDisabled
+from orbit.core.exceptions import InvalidTransition
 from pipelines.definition import Pipeline as Definition
 from pipelines.models import Pipeline
 from runs.attempts import AttemptReport, StepTask
@@ -73,8 +73,6 @@ class ForegroundRunner:
         self, metadata: dict[str, Any] | None = None, *, priority: int = 0
     ) -> ForegroundResult:
         row = self._row()
-        if not row.enabled:
-            raise PipelineDisabled(f"Pipeline {row.name!r} is disabled; enable it to run it")
         with transaction.atomic():
             run = run_create(row, metadata=metadata, priority=priority)
             # Held from the start (no worker sees it before this commits); if this

@@ -16,6 +16,7 @@ from orbit.core.audit import Actor, event_values, record
 from orbit.core.exceptions import (
     InvalidTransition,
     OrbitError,
+    PipelineDisabled,
     RunNotFound,
     UnknownPipeline,
 )
@@ -63,6 +64,8 @@ def run_create(
     With an `idempotency_key`, a repeated call returns the run the first one created.
     """
     row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
+    if not row.enabled:  # every entry point: the API, the CLI, the dashboard, code
+        raise PipelineDisabled(f"Pipeline {row.name!r} is disabled; enable it to run it")
     definition = row.code
     if definition is None:
         raise UnknownPipeline(

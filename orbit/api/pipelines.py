@@ -110,7 +110,8 @@ def enable_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
 
 @router.post("/{pipeline_id}/disable", response={200: PipelineDetailOut, **ERRORS}, auth=OPERATE)
 def disable_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
-    """Stop the pipeline starting runs and firing its schedule; queued runs still run."""
+    """Stop the pipeline starting runs and firing its schedule; its queued runs are held
+    (left pending, unclaimed) until it is enabled again."""
     row = _get(pipeline_id)
     pipeline_set_enabled(row, False, actor=api_actor(request))
     return _detail(row)
@@ -141,7 +142,7 @@ def create_run(
     """Queue a run; with an Idempotency-Key header a repeated request returns the same run.
 
     Keys are the caller's own (another caller's same key makes another run); the same key
-    with different metadata or priority is a 409."""
+    with different metadata or priority is a 409, and so is a disabled pipeline."""
     payload = payload or RunIn(metadata=None, priority=0)
     pipeline = _get(pipeline_id)
     key = scoped_key(request.user.pk, idempotency_key)
@@ -159,7 +160,7 @@ def create_run(
 
 @router.post(
     "/{pipeline_id}/runs/upload",
-    response={201: RunDetailOut, **BODY_ERRORS},
+    response={201: RunDetailOut, 409: ErrorOut, **BODY_ERRORS},
     auth=allow("runs.operate_run"),
     url_name=UPLOAD_URL_NAME,
 )

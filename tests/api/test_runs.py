@@ -173,6 +173,16 @@ def test_create_run_of_a_definition_gone_from_code_is_404(operator_api):
     )
 
 
+def test_create_run_of_a_disabled_pipeline_is_409_and_queues_nothing(operator_api):
+    from pipelines.models import Pipeline
+
+    Pipeline.objects.filter(name="t-single").update(enabled=False)
+    response = operator_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs", {})
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Pipeline 't-single' is disabled; enable it to run it"}
+    assert not Run.objects.exists()
+
+
 def test_viewer_cannot_create_runs(viewer_api):
     response = viewer_api.post(f"/api/pipelines/{pipeline_id('t-single')}/runs", {})
     assert response.status_code == 403
