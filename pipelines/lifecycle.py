@@ -20,13 +20,13 @@ from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
 from orbit.core.text import storable
 from pipelines.definition import NAME_RULE, is_valid_name, registry
-from pipelines.models import Pipeline
+from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import validate_schedule
 
 logger = logging.getLogger(__name__)
 
 #: The fields `pipeline_update` may change; the definition is fixed once runs exist.
-CHANGEABLE = ("name", "description", "schedule", "default_metadata", "enabled")
+CHANGEABLE = ("name", "description", "schedule", "schedule_source", "default_metadata", "enabled")
 
 
 class PipelineConflict(OrbitError):
@@ -60,6 +60,8 @@ def pipeline_create(
         definition=definition,
         description=code.description if description is None else description,
         schedule=schedule,
+        # An operator's own row: its schedule is what they gave, not the code's.
+        schedule_source=ScheduleSource.OPERATOR,
         default_metadata=_check_metadata(default_metadata),
         enabled=enabled,
     )
@@ -95,6 +97,7 @@ def pipeline_update(pipeline: Pipeline, *, actor: Actor | None = None, **changes
         changes["default_metadata"] = _check_metadata(changes["default_metadata"])
     if changes.get("schedule") is None and "schedule" in changes:
         changes["schedule"] = ""
+    changes = schedule_rule(pipeline, changes)
     if changes.get("description") is None and "description" in changes:
         changes["description"] = ""
     if not changes:
@@ -118,6 +121,33 @@ def pipeline_update(pipeline: Pipeline, *, actor: Actor | None = None, **changes
         extra={"event": "pipeline_changed", "pipeline": pipeline.name, "fields": sorted(changes)},
     )
     return pipeline
+
+
+def schedule_rule(pipeline: Pipeline, changes: dict[str, Any]) -> dict[str, Any]:
+    """Code wins until an operator changes the schedule (docs/SCHEDULES.md): a new value
+    makes the row's schedule the operator's; `schedule_source="code"` hands it back to the
+    code, taking the code's schedule now. The changes, with both fields made consistent."""
+    changes = dict(changes)
+    source = changes.get("schedule_source")
+    if source is not None and source not in ScheduleSource.values:
+        raise OrbitError(
+            f"schedule_source must be one of: {', '.join(ScheduleSource.values)}",
+            field="schedule_source",
+        )
+    if source == ScheduleSource.CODE:
+        code = pipeline.code_schedule
+        if code is None:
+            raise DefinitionError(
+                f"Pipeline {pipeline.name!r} runs definition {pipeline.definition!r}, which is "
+                "not in code: its schedule cannot follow the code",
+                field="schedule_source",
+            )
+        changes["schedule"] = code
+    elif "schedule" in changes and changes["schedule"] != pipeline.schedule and source is None:
+        changes["schedule_source"] = ScheduleSource.OPERATOR
+    if changes.get("schedule_source") == pipeline.schedule_source:
+        del changes["schedule_source"]
+    return changes
 
 
 def pipeline_set_enabled(pipeline: Pipeline, enabled: bool, *, actor: Actor | None = None) -> bool:
@@ -161,6 +191,7 @@ def snapshot(pipeline: Pipeline) -> dict[str, Any]:
         "definition": pipeline.definition,
         "description": pipeline.description,
         "schedule": pipeline.schedule,
+        "schedule_source": pipeline.schedule_source,
         "default_metadata": pipeline.default_metadata,
         "enabled": pipeline.enabled,
     }

@@ -12,6 +12,13 @@ from pipelines.definition import registry
 from pipelines.schedules import schedule_validator, validate_schedule
 
 
+class ScheduleSource(models.TextChoices):
+    """Where the schedule in force came from (docs/SCHEDULES.md, "Code or operator")."""
+
+    CODE = "code", "Code"  # the definition's `schedule=`: follows it on every sync
+    OPERATOR = "operator", "Operator"  # changed in the database: code changes leave it be
+
+
 class PipelineQuerySet(models.QuerySet["Pipeline"]):
     def enabled(self) -> PipelineQuerySet:
         return self.filter(enabled=True)
@@ -44,6 +51,13 @@ class Pipeline(models.Model):
         blank=True,
         validators=[schedule_validator],
         help_text="Cron expression (five fields or @hourly, @daily...), in ORBIT_SCHEDULE_TIMEZONE.",
+    )
+    schedule_source = models.CharField(
+        max_length=16,
+        choices=ScheduleSource.choices,
+        default=ScheduleSource.CODE,
+        help_text="Code: the schedule follows the definition's in code. Operator: it was "
+        "changed here, and changes in code leave it as it is.",
     )
     enabled = models.BooleanField(default=True)
     schedule_anchor = models.DateTimeField(
@@ -86,6 +100,12 @@ class Pipeline(models.Model):
     def code(self) -> Definition | None:
         """The definition in code, or None when it is gone (the row then cannot start runs)."""
         return registry.find(self.definition)
+
+    @property
+    def code_schedule(self) -> str | None:
+        """The schedule the definition in code gives (None: the definition is gone)."""
+        code = self.code
+        return None if code is None else code.schedule
 
     def set_enabled(self, enabled: bool) -> None:
         """Enabling resumes the schedule from its next slot; disabled periods are not caught up."""

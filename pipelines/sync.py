@@ -1,19 +1,37 @@
-"""Keep a `Pipeline` row for every code definition (after migrate and at worker start)."""
+"""Keep a `Pipeline` row for every code definition (after migrate and at worker start),
+and keep each row's schedule following its code until an operator changes it.
+
+The rule (docs/SCHEDULES.md, "Code or operator"): a row's schedule comes from its
+definition's `schedule=` while its `schedule_source` is "code", so a schedule changed in
+code takes effect at the next sync (a deploy's first worker, or `migrate`). Once an
+operator changes the schedule in the database (admin, API), the source is "operator" and
+code changes leave it as it is, until an operator hands it back to the code.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 
+from orbit.core.audit import Actor
+from orbit.core.models import AuditSource
 from pipelines.definition import registry
+from pipelines.lifecycle import record_saved, snapshot
+from pipelines.models import Pipeline, ScheduleSource
+
+logger = logging.getLogger(__name__)
+
+#: Who the audit trail says changed a schedule that followed its code.
+CODE_SYNC = Actor.system(AuditSource.CODE, "pipeline sync")
 
 
 def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
-    """Create the missing rows; returns the names created. Operators' edits are kept."""
-    from pipelines.models import Pipeline
-
-    existing = set(Pipeline.objects.using(using).values_list("definition", flat=True))
+    """Create the missing rows and bring code-sourced schedules up to date with the code;
+    returns the names created. Operators' edits are kept."""
+    rows = list(Pipeline.objects.using(using).all())
+    existing = {row.definition for row in rows}
     created = []
     for definition in registry.all():
         if definition.name in existing:
@@ -25,10 +43,29 @@ def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
                     definition=definition.name,
                     description=definition.description,
                     schedule=definition.schedule,
+                    schedule_source=ScheduleSource.CODE,
                 )
         except IntegrityError:
             continue  # another process created it, or a row already uses the name
         created.append(definition.name)
+    for row in rows:
+        code = registry.find(row.definition)
+        if row.schedule_source != ScheduleSource.CODE or code is None:
+            continue
+        if row.schedule == code.schedule:
+            continue
+        before = snapshot(row)
+        with transaction.atomic(using=using):
+            row.schedule = code.schedule
+            row.save(using=using, update_fields=["schedule", "updated_at"])
+            record_saved(row, before, actor=CODE_SYNC)
+        logger.info(
+            "Pipeline %s follows its code's new schedule %r (was %r)",
+            row.name,
+            code.schedule,
+            before["schedule"],
+            extra={"event": "pipeline_schedule_synced", "pipeline": row.name},
+        )
     return created
 
 

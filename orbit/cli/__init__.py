@@ -121,7 +121,7 @@ def cmd_list(rest: list[str]) -> int:
             _escape(row.name),
             _escape(row.definition),
             steps if not code else _escape(steps),
-            _escape(row.schedule or "-"),
+            _schedule(row),
             _next_fire(row),
             "yes" if row.enabled else "[yellow]no[/yellow]",
             getattr(row, "last_run_status", None) or "-",
@@ -133,6 +133,18 @@ def cmd_list(rest: list[str]) -> int:
             f"({_escape(failure.where)}): {_escape(failure.error)}"
         )
     return 1 if registry.errors else 0
+
+
+def _schedule(row: Any) -> str:
+    """The schedule in force and where it came from: `0 3 * * * (code)`, or an operator's
+    value with what the code says beside it when they differ."""
+    shown = _escape(row.schedule or "-")
+    code = row.code_schedule
+    if row.schedule_source == "code":
+        return f"{shown} [dim](code)[/dim]"
+    if code is not None and code != row.schedule:
+        return f"{shown} [dim](operator; code says {_escape(code or 'none')})[/dim]"
+    return f"{shown} [dim](operator)[/dim]"
 
 
 def escape(text: object) -> str:

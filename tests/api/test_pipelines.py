@@ -204,3 +204,26 @@ def test_operators_cannot_edit_pipelines(operator_api, method, path, body, permi
     }
     row = Pipeline.objects.get(name="t-single")
     assert row.enabled is True
+
+
+def test_the_schedule_in_force_says_where_it_came_from(admin_api):
+    from pipelines.models import Pipeline
+
+    row = Pipeline.objects.get(name="t-single")
+    body = admin_api.get(f"/api/pipelines/{row.id}").json()
+    assert (body["schedule"], body["schedule_source"], body["code_schedule"]) == ("", "code", "")
+    changed = admin_api.patch(f"/api/pipelines/{row.id}", {"schedule": "0 3 * * *"}).json()
+    assert (changed["schedule"], changed["schedule_source"]) == ("0 3 * * *", "operator")
+    back = admin_api.patch(f"/api/pipelines/{row.id}", {"schedule_source": "code"}).json()
+    assert (back["schedule"], back["schedule_source"]) == ("", "code")
+
+
+def test_a_created_pipeline_keeps_the_schedule_its_operator_gave(admin_api):
+    response = admin_api.post(
+        "/api/pipelines", {"name": "t-single-eu", "definition": "t-single", "schedule": "@daily"}
+    )
+    assert response.status_code == 201
+    assert (response.json()["schedule"], response.json()["schedule_source"]) == (
+        "@daily",
+        "operator",
+    )

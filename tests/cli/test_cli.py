@@ -74,6 +74,7 @@ def test_outside_module_pipeline_is_listed_and_runs(test_pipelines, tmp_path):
     listed = orbit("list", env=env)
     assert listed.returncode == 0
     assert "team-hello" in listed.stdout
+    assert "- (code)" in listed.stdout  # no schedule, as its code says
     ran = orbit("run", "team-hello", "--metadata", '{"name": "ada"}', env=env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert '"greeting": "hi ada"' in ran.stdout

@@ -213,6 +213,22 @@ def test_pipeline_definition_is_chosen_from_code(admin_client_, test_pipelines):
     assert not Pipeline.objects.filter(name="t-flaky-eu").exists()
 
 
+def test_a_schedule_edited_in_the_admin_is_the_operators_until_handed_back(
+    admin_client_, test_pipelines
+):
+    row = Pipeline.objects.get(name="t-single")
+    url = f"/admin/pipelines/pipeline/{row.pk}/change/"
+    form = {"description": "", "default_metadata": "{}", "enabled": "on"}
+    page = admin_client_.get(url).content.decode()
+    assert "Code&#x27;s schedule" in page or "Code's schedule" in page
+    admin_client_.post(url, {**form, "schedule": "0 3 * * *", "schedule_source": "code"})
+    row.refresh_from_db()
+    assert (row.schedule, row.schedule_source) == ("0 3 * * *", "operator")
+    admin_client_.post(url, {**form, "schedule": "0 3 * * *", "schedule_source": "code"})
+    row.refresh_from_db()
+    assert (row.schedule, row.schedule_source) == ("", "code")  # the code's: none
+
+
 @pytest.mark.parametrize(
     "url",
     [

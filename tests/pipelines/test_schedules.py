@@ -11,9 +11,11 @@ from django.forms import modelform_factory
 
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import DefinitionError, InvalidSchedule
+from orbit.core.models import AuditEvent
 from pipelines import Pipeline as Definition
 from pipelines import step
 from pipelines.definition import registry
+from pipelines.lifecycle import pipeline_update
 from pipelines.models import Pipeline
 from pipelines.schedules import (
     describe_schedule,
@@ -203,18 +205,48 @@ def cron_definition():
 @pytest.mark.django_db
 def test_a_code_schedule_is_the_new_rows_schedule(cron_definition):
     sync_pipelines()
-    assert Pipeline.objects.get(name="t-cron").schedule == "@hourly"
+    row = Pipeline.objects.get(name="t-cron")
+    assert (row.schedule, row.schedule_source, row.code_schedule) == ("@hourly", "code", "@hourly")
 
 
 @pytest.mark.django_db
-def test_an_operators_schedule_survives_a_sync(cron_definition):
+def test_a_schedule_changed_in_code_is_in_force_after_the_next_sync(cron_definition):
+    """Code wins while no operator changed the schedule: a deploy's new value applies."""
     sync_pipelines()
-    Pipeline.objects.get(name="t-cron").set_enabled(True)
+    cron_definition.schedule = "0 6 * * *"  # the next deploy's code
+    sync_pipelines()
     row = Pipeline.objects.get(name="t-cron")
-    row.schedule = "0 6 * * *"
-    row.save()
+    assert (row.schedule, row.schedule_source) == ("0 6 * * *", "code")
+    event = AuditEvent.objects.filter(target_id=str(row.id)).latest("id")
+    assert (event.action, event.actor, event.source) == (
+        "pipeline.changed",
+        "pipeline sync",
+        "code",
+    )
+    assert event.changes == {"schedule": ["@hourly", "0 6 * * *"]}
+
+
+@pytest.mark.django_db
+def test_an_operators_schedule_survives_a_change_in_code(cron_definition):
     sync_pipelines()
-    assert Pipeline.objects.get(name="t-cron").schedule == "0 6 * * *"
+    pipeline_update(Pipeline.objects.get(name="t-cron"), schedule="0 6 * * *")
+    cron_definition.schedule = "@daily"
+    sync_pipelines()
+    row = Pipeline.objects.get(name="t-cron")
+    assert (row.schedule, row.schedule_source, row.code_schedule) == (
+        "0 6 * * *",
+        "operator",
+        "@daily",
+    )
+
+
+@pytest.mark.django_db
+def test_an_operator_hands_the_schedule_back_to_the_code(cron_definition):
+    sync_pipelines()
+    row = pipeline_update(Pipeline.objects.get(name="t-cron"), schedule="0 6 * * *")
+    pipeline_update(row, schedule_source="code")
+    row.refresh_from_db()
+    assert (row.schedule, row.schedule_source) == ("@hourly", "code")
 
 
 # --- daylight saving ---------------------------------------------------------------------

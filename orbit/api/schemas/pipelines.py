@@ -11,7 +11,7 @@ from pydantic import ConfigDict
 from orbit.core.conf import orbit_settings
 from orbit.core.redaction import redact
 from pipelines.definition import NAME_PATTERN
-from pipelines.models import Pipeline
+from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import describe_schedule
 
 
@@ -26,7 +26,14 @@ class PipelineOut(Schema):
     name: str
     definition: str
     description: str
-    schedule: str
+    schedule: str = Field(description="The schedule in force (empty: none)")
+    schedule_source: ScheduleSource = Field(
+        description="code: it follows the definition's schedule in code; operator: it was "
+        "changed here and code changes leave it be (docs/SCHEDULES.md)"
+    )
+    code_schedule: str | None = Field(
+        description="The schedule the definition in code gives (null: not in code)"
+    )
     schedule_description: str
     enabled: bool
     default_metadata: dict[str, Any]
@@ -41,6 +48,10 @@ class PipelineOut(Schema):
     @staticmethod
     def resolve_default_metadata(obj: Pipeline) -> Any:
         return redact(obj.default_metadata)
+
+    @staticmethod
+    def resolve_code_schedule(obj: Pipeline) -> str | None:
+        return obj.code_schedule
 
     @staticmethod
     def resolve_schedule_description(obj: Pipeline) -> str:
@@ -97,5 +108,10 @@ class PipelinePatch(Schema):
     name: str = Field(None, min_length=1, max_length=100, pattern=NAME_PATTERN.pattern)  # type: ignore[assignment]
     description: str = Field(None, max_length=10_000)  # type: ignore[assignment]
     schedule: str = Field(None, max_length=100, description="Cron expression; empty: none")  # type: ignore[assignment]
+    schedule_source: ScheduleSource = Field(  # type: ignore[assignment]
+        None,
+        description="`code` makes the schedule follow the code again (taking its value now); "
+        "changing `schedule` makes it the operator's",
+    )
     default_metadata: dict[str, Any] = None  # type: ignore[assignment]
     enabled: bool = None  # type: ignore[assignment]

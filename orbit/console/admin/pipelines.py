@@ -23,8 +23,8 @@ from orbit.core.exceptions import OrbitError
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditSource
 from pipelines.definition import NAME_RULE, is_valid_name, registry
-from pipelines.lifecycle import record_deleted, record_saved, snapshot
-from pipelines.models import Pipeline
+from pipelines.lifecycle import record_deleted, record_saved, schedule_rule, snapshot
+from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import describe_schedule
 from runs.bulk import parse_metadata, run_now, set_pipelines_enabled
 from runs.scheduler import next_fire_time
@@ -35,7 +35,15 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = Pipeline
-        fields = ("name", "definition", "description", "default_metadata", "schedule", "enabled")
+        fields = (
+            "name",
+            "definition",
+            "description",
+            "default_metadata",
+            "schedule",
+            "schedule_source",
+            "enabled",
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,6 +60,23 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
         if not is_valid_name(name):
             raise forms.ValidationError(NAME_RULE.format(name=name))
         return name
+
+    def clean(self) -> dict[str, Any]:
+        """The schedule rule (docs/SCHEDULES.md): an edited schedule becomes the operator's;
+        choosing "Code" takes the code's schedule now."""
+        cleaned: dict[str, Any] = super().clean() or {}
+        if self.instance.pk is None:
+            return cleaned
+        edited: dict[str, Any] = {
+            field: cleaned.get(field)
+            for field in ("schedule", "schedule_source")
+            if field in self.changed_data
+        }
+        try:
+            cleaned.update(schedule_rule(self.instance, edited))
+        except OrbitError as exc:
+            raise forms.ValidationError({"schedule_source": str(exc)}) from None
+        return cleaned
 
     def clean_default_metadata(self) -> Any:
         value = self.cleaned_data.get("default_metadata")
@@ -83,6 +108,7 @@ class PipelineAdmin(OrbitModelAdmin):
     readonly_fields = (
         "steps_table",
         "schedule_explained",
+        "code_schedule_shown",
         "next_fire",
         "default_metadata_masked",
         "created_at",
@@ -94,7 +120,13 @@ class PipelineAdmin(OrbitModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Pipeline | None = None) -> Any:
         main = ("name", "definition", "description", "enabled")
-        schedule = ("schedule", "schedule_explained", "next_fire")
+        schedule = (
+            "schedule",
+            "schedule_source",
+            "code_schedule_shown",
+            "schedule_explained",
+            "next_fire",
+        )
         if obj is None:
             return (
                 (None, {"fields": main}),
@@ -135,6 +167,8 @@ class PipelineAdmin(OrbitModelAdmin):
         self, request: HttpRequest, obj: Pipeline, form: ModelForm[Pipeline], change: bool
     ) -> None:
         before = snapshot(Pipeline.objects.get(pk=obj.pk)) if change else None
+        if not change:
+            obj.schedule_source = ScheduleSource.OPERATOR  # an operator's own row
         super().save_model(request, obj, form, change)
         record_saved(obj, before, actor=_actor(request))
 
@@ -156,6 +190,13 @@ class PipelineAdmin(OrbitModelAdmin):
     @admin.display(description="In code", boolean=True)
     def in_code(self, row: Pipeline) -> bool:
         return row.code is not None
+
+    @admin.display(description="Code's schedule")
+    def code_schedule_shown(self, row: Pipeline) -> str:
+        code = row.code_schedule
+        if code is None:
+            return "— (the definition is not in code)"
+        return code or "none"
 
     @admin.display(description="Schedule reads")
     def schedule_explained(self, row: Pipeline) -> str:
