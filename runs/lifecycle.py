@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 
-from orbit.core.audit import Actor, event_values, record
+from orbit.core.audit import Actor, changed_keys, event_values, record
 from orbit.core.exceptions import (
     InvalidTransition,
     OrbitError,
@@ -23,6 +23,7 @@ from orbit.core.exceptions import (
 from orbit.core.ids import uuid7
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
+from orbit.core.redaction import unmask
 from pipelines.models import Pipeline
 from runs import planner
 from runs.models import Run, RunStatus, Step
@@ -57,6 +58,7 @@ def run_create(
     queue: str = "default",
     idempotency_key: str | None = None,
     scheduled_for: datetime | None = None,
+    rerun_of: Run | None = None,
     actor: Actor | None = None,
 ) -> Run:
     """Queue a run: validated, its steps laid out, committed, and announced to workers.
@@ -85,10 +87,13 @@ def run_create(
         queue=queue,
         idempotency_key=idempotency_key,
         scheduled_for=scheduled_for,
+        rerun_of=rerun_of,
     )
     changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
     if scheduled_for is not None:
         changes["scheduled_for"] = scheduled_for.isoformat()
+    if rerun_of is not None:
+        changes["rerun_of"] = str(rerun_of.id)
     steps = definition.step_names
     first = planner.plan(steps, {})
     run.current_step = first.name if isinstance(first, planner.NextStep) else ""
@@ -104,6 +109,7 @@ def run_create(
                 queue=queue,
                 idempotency_key=idempotency_key,
                 scheduled_for=scheduled_for,
+                rerun_of=rerun_of.id if rerun_of is not None else None,
                 audit=event_values(
                     AuditAction.RUN_CREATED, run, actor=actor, changes=changes, label=run_label(run)
                 ),
@@ -141,6 +147,39 @@ def get_run(run_id: uuid.UUID | str) -> Run:
 def run_label(run: Run) -> str:
     """How the audit trail names a run: its pipeline and its id."""
     return f"{run.pipeline.name} run {run.id}"
+
+
+def run_rerun(
+    run_id: uuid.UUID | str,
+    *,
+    metadata: dict[str, Any] | None = None,
+    actor: Actor | None = None,
+) -> Run:
+    """Queue a new run of a run's pipeline: with its metadata, or with `metadata` (the
+    edited input; masked secrets sent back keep the original's values). Unlike a retry,
+    every step runs again. The two are linked both ways (`rerun_of`, `reruns`), audited."""
+    original = get_run(run_id)
+    given = original.metadata if metadata is None else unmask(metadata, original.metadata)
+    with transaction.atomic():
+        run = run_create(
+            original.pipeline,
+            metadata=given,
+            priority=original.priority,
+            queue=original.queue,
+            rerun_of=original,
+            actor=actor,
+        )
+        record(
+            AuditAction.RUN_RERUN,
+            original,
+            actor=actor,
+            changes={
+                "rerun": str(run.id),
+                "metadata": {"changed_keys": changed_keys(original.metadata, run.metadata)},
+            },
+            label=run_label(original),
+        )
+    return run
 
 
 def run_retry(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:

@@ -7,13 +7,14 @@ from typing import Any
 
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest
-from ninja import Router
+from ninja import Router, Status
 from ninja.params import functions as params
 
 from orbit.api.pagination import by_created, by_id
 from orbit.api.schemas.runs import (
     ErrorOut,
     MetricsOut,
+    RerunIn,
     RunDetailOut,
     RunOut,
     RunPageOut,
@@ -32,7 +33,7 @@ from orbit.core.models import AuditSource
 from orbit.web.auth import allow
 from pipelines.definition import NAME_PATTERN
 from runs import metrics
-from runs.lifecycle import get_run, run_cancel, run_retry
+from runs.lifecycle import get_run, run_cancel, run_rerun, run_retry
 from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
 from runs.recovery import run_resume, worker_forget
 from runs.steplogs import PAGE, step_logs
@@ -70,7 +71,10 @@ def run_with_steps(run_id: uuid.UUID | str) -> Run:
     run = get_run(run_id)
     return (
         Run.objects.select_related("pipeline", "worker")
-        .prefetch_related(Prefetch("steps", queryset=steps))
+        .prefetch_related(
+            Prefetch("steps", queryset=steps),
+            Prefetch("reruns", queryset=Run.objects.only("id", "rerun_of_id").order_by("id")),
+        )
         .get(id=run.id)
     )
 
@@ -126,6 +130,21 @@ def get_run_step_logs(
     except Step.DoesNotExist:
         raise Http404(f"Run {run_id} has no step named {step_name!r}") from None
     return step_logs(step, after=after, limit=limit)
+
+
+@runs_router.post(
+    "/{run_id}/rerun",
+    response={201: RunDetailOut, 409: ErrorOut, 400: ErrorOut, 413: ErrorOut, **ERRORS},
+    auth=ACT_ON_RUNS,
+)
+def rerun_run(request: HttpRequest, run_id: uuid.UUID, payload: RerunIn | None = None) -> Any:
+    """Run again: a new run of the same pipeline with the run's metadata, or with `metadata`
+    (edited; masked secrets sent back keep the stored values). Every step runs; the new run
+    names the original in `rerun_of`, and the original lists it in `reruns`."""
+    metadata = payload.metadata if payload is not None else None
+    return Status(
+        201, run_with_steps(run_rerun(run_id, metadata=metadata, actor=api_actor(request)).id)
+    )
 
 
 @runs_router.post(

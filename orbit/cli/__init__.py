@@ -26,6 +26,7 @@ Commands:
   check-waiting             due runs waiting for a worker that defines their pipeline
   recover [--auto-resume]   report interrupted runs, or put them back in the queue
   resume RUN_ID             execute a pending or interrupted run now, in the foreground
+  rerun RUN_ID [--metadata JSON]  queue the run's pipeline again (its input, or an edited one)
   process-document PATH     run the document-processing pipeline for one file
   <command>                 any Django management command (migrate, createsuperuser, ...)
 

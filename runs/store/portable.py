@@ -99,6 +99,7 @@ class PortableStore:
             idempotency_key=new.idempotency_key,
             scheduled_for=new.scheduled_for,
             current_step=new.current_step,
+            rerun_of_id=new.rerun_of,
         )
         if new.run_after is not None:
             run.available_at = new.run_after

@@ -239,6 +239,7 @@ def _new_run(new: NewRun) -> dict[str, Any]:
         "idempotency_key": new.idempotency_key,
         "scheduled_for": _iso(new.scheduled_for),
         "current_step": new.current_step,
+        "rerun_of_id": None if new.rerun_of is None else str(new.rerun_of),
         "_run_after": _iso(new.run_after),
         "_delay": new.delay,
         "_steps": list(new.steps),

@@ -28,6 +28,8 @@ class NewRun:
     delay: float = 0.0
     idempotency_key: str | None = None
     scheduled_for: datetime | None = None
+    #: The run this one runs again (runs.lifecycle.run_rerun).
+    rerun_of: uuid.UUID | None = None
     #: The audit event's columns (orbit.core.audit.event_values), written with the run.
     audit: Mapping[str, Any] | None = None
 

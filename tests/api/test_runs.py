@@ -324,6 +324,47 @@ def test_invalid_cursor_says_what_to_pass(viewer_api):
 # --- Acting on runs ---------------------------------------------------------------------------
 
 
+def test_rerun_with_edited_metadata_links_both_ways_and_is_audited(operator_api):
+    from orbit.core.models import AuditAction, AuditEvent
+
+    original = fail(enqueue("t-three", metadata={"customer": "acme", "password": "s3cret"}))
+    sent = {"customer": "globex", "password": "[redacted]"}  # as read back, then edited
+    response = operator_api.post(f"/api/runs/{original.id}/rerun", {"metadata": sent})
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["status"], body["rerun_of"], body["pipeline"]) == (
+        "pending",
+        str(original.id),
+        "t-three",
+    )
+    rerun = Run.objects.get(id=body["id"])
+    assert rerun.metadata == {"customer": "globex", "password": "s3cret"}  # the secret kept
+    assert [s.status for s in rerun.steps.all()] == ["pending"] * 3  # every step runs again
+    again = operator_api.get(f"/api/runs/{original.id}").json()
+    assert again["reruns"] == [str(rerun.id)] and again["status"] == "failed"
+    (event,) = AuditEvent.objects.filter(action=AuditAction.RUN_RERUN)
+    assert (event.target_id, event.actor) == (str(original.id), "operator")
+    assert event.changes == {"rerun": str(rerun.id), "metadata": {"changed_keys": ["customer"]}}
+    created = AuditEvent.objects.get(action=AuditAction.RUN_CREATED, target_id=str(rerun.id))
+    assert created.changes["rerun_of"] == str(original.id)
+
+
+def test_rerun_without_a_body_keeps_the_metadata(operator_api):
+    original = enqueue("t-single", metadata={"n": 1})
+    body = operator_api.post(f"/api/runs/{original.id}/rerun").json()
+    assert Run.objects.get(id=body["id"]).metadata == {"n": 1}
+
+
+def test_rerun_of_a_disabled_pipeline_is_409(operator_api):
+    from pipelines.models import Pipeline
+
+    original = enqueue("t-single")
+    Pipeline.objects.filter(name="t-single").update(enabled=False)
+    response = operator_api.post(f"/api/runs/{original.id}/rerun")
+    assert response.status_code == 409
+    assert Run.objects.count() == 1
+
+
 def test_retry_a_failed_run(operator_api):
     run = fail(enqueue("t-single"))
     response = operator_api.post(f"/api/runs/{run.id}/retry")

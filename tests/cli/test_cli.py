@@ -92,6 +92,19 @@ def test_check_waiting_names_the_pipeline_no_live_worker_defines(test_pipelines)
     assert "1 run waiting for a worker that defines 't-three'" in " ".join(checked.stdout.split())
 
 
+def test_rerun_queues_the_pipeline_again_with_edited_metadata(test_pipelines):
+    from runs import enqueue
+
+    original = enqueue("t-single", metadata={"n": 1})
+    done = orbit("rerun", str(original.id), "--metadata", '{"n": 2}')
+    assert done.returncode == 0, done.stdout + done.stderr
+    rerun = Run.objects.get(rerun_of=original)
+    assert rerun.metadata == {"n": 2}
+    assert f"Run {rerun.id} queued: t-single again, a rerun of {original.id}" in done.stdout
+    assert orbit("rerun", str(original.id), "--metadata", "[1]").returncode == 2
+    assert orbit("rerun", "nope").returncode == 2
+
+
 def test_check_interrupted_and_recover(test_pipelines):
     from runs import enqueue
     from tests.runs.test_recovery import interrupt

@@ -158,6 +158,27 @@ def test_a_cancelled_run_page_polls_until_its_step_is_stopped(op_client, test_pi
     assert "hx-trigger" not in op_client.get(url).content.decode()
 
 
+def test_a_run_runs_again_from_its_page_with_the_input_as_edited(op_client, test_pipelines):
+    original = finished_run(metadata={"n": 1})
+    page = op_client.get(f"/dashboard/runs/{original.id}/").content.decode()
+    assert f'action="/dashboard/runs/{original.id}/rerun/"' in page
+    assert "&quot;n&quot;: 1" in page  # the form is prefilled with its metadata
+    bad = op_client.post(f"/dashboard/runs/{original.id}/rerun/", {"metadata": "{oops"})
+    assert bad.status_code == 400
+    assert "Metadata is not valid JSON" in bad.content.decode()
+    assert "{oops" in bad.content.decode()  # what was typed is kept
+    response = op_client.post(f"/dashboard/runs/{original.id}/rerun/", {"metadata": '{"n": 2}'})
+    rerun = Run.objects.get(rerun_of=original)
+    assert response["Location"] == f"/dashboard/runs/{rerun.id}/"
+    assert rerun.metadata == {"n": 2}
+    page = op_client.get(f"/dashboard/runs/{rerun.id}/").content.decode()
+    assert f'href="/dashboard/runs/{original.id}/"' in page  # linked both ways
+    assert (
+        f'href="/dashboard/runs/{rerun.id}/"'
+        in op_client.get(f"/dashboard/runs/{original.id}/").content.decode()
+    )
+
+
 def test_cancel_asks_for_confirmation(op_client, test_pipelines):
     running = RunFactory(status=RunStatus.RUNNING, started_at=timezone.now())
     page = op_client.get(f"/dashboard/runs/{running.id}/").content.decode()

@@ -43,6 +43,16 @@ class RunIn(Schema):
     priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher first")
 
 
+class RerunIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="The new run's input (null: the original run's, as it was); merged over "
+        "the pipeline's default_metadata",
+    )
+
+
 class AttemptOut(Schema):
     number: int
     outcome: str
@@ -113,6 +123,7 @@ class RunOut(Schema):
     error: str
     idempotency_key: str | None
     scheduled_for: datetime | None
+    rerun_of: uuid.UUID | None = Field(description="The run this one runs again, if any")
     available_at: datetime
     created_at: datetime
     started_at: datetime | None
@@ -133,6 +144,10 @@ class RunOut(Schema):
         return str(obj.pipeline.name)
 
     @staticmethod
+    def resolve_rerun_of(obj: Any) -> uuid.UUID | None:
+        return obj.rerun_of_id  # type: ignore[no-any-return]
+
+    @staticmethod
     def resolve_attempt(obj: Any) -> int:
         return int(obj.fence)
 
@@ -151,10 +166,15 @@ class RunOut(Schema):
 
 class RunDetailOut(RunOut):
     steps: list[StepWithAttemptsOut]
+    reruns: list[uuid.UUID] = Field(description="The runs that ran this one again, oldest first")
 
     @staticmethod
     def resolve_steps(obj: Any) -> list[Any]:
         return list(obj.steps.all())
+
+    @staticmethod
+    def resolve_reruns(obj: Any) -> list[uuid.UUID]:
+        return [run.id for run in obj.reruns.all()]
 
 
 class RunPageOut(Schema):

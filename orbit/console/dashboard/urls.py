@@ -12,6 +12,7 @@ urlpatterns = [
     path("", views.overview_page, name="overview"),
     path("runs/", views.runs_page, name="runs"),
     path("runs/<uuid:run_id>/", views.run_page, name="run"),
+    path("runs/<uuid:run_id>/rerun/", views.run_rerun_action, name="run-rerun"),
     path("runs/<uuid:run_id>/<slug:action>/", views.run_action, name="run-action"),
     path("workers/", views.workers_page, name="workers"),
     path("workers/<int:worker_id>/forget/", views.worker_forget_action, name="worker-forget"),

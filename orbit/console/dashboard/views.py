@@ -37,7 +37,7 @@ from runs.bulk import (
     run_now_with_upload,
     set_pipelines_enabled,
 )
-from runs.lifecycle import run_cancel, run_retry
+from runs.lifecycle import run_cancel, run_rerun, run_retry
 from runs.metrics import worker_health
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.recovery import run_resume, worker_forget
@@ -225,6 +225,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),
         "can_cancel": run.status in (RunStatus.PENDING, RunStatus.RUNNING),
         "can_resume": interrupted,
+        "reruns": list(run.reruns.order_by("id").values_list("id", flat=True)),
         "audit": list(AuditEvent.objects.for_target(run)[:AUDIT_SHOWN])
         if access.can(request, access.VIEW_AUDIT)
         else None,
@@ -256,11 +257,27 @@ def _get_run(run_id: uuid.UUID) -> Run:
 
 @requires(access.VIEW_RUNS)
 @vary_on_headers("HX-Request")
-def run_page(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+def run_page(request: HttpRequest, run_id: uuid.UUID, **extra: Any) -> HttpResponse:
     run = _get_run(run_id)
-    context = _page(request, f"Run {run.id}", "runs", **_run_context(request, run))
+    context = _page(request, f"Run {run.id}", "runs", **_run_context(request, run), **extra)
     template = "dashboard/_run_live.html" if _is_htmx(request) else "dashboard/run.html"
-    return render(request, template, context)
+    return render(request, template, context, status=400 if extra.get("rerun_error") else 200)
+
+
+@require_POST
+@requires(OPERATE_RUNS)
+def run_rerun_action(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    """Run again with the metadata as edited in the form (prefilled with the run's)."""
+    run = _get_run(run_id)
+    text = request.POST.get("metadata", "")
+    try:
+        new = run_rerun(run.id, metadata=parse_metadata(text), actor=_actor(request))
+    except OrbitError as exc:
+        return run_page(request, run.id, rerun_error=str(exc), rerun_typed=text)
+    messages.success(
+        request, f"Run {new.id} queued: {run.pipeline.name} again, a rerun of {run.id}."
+    )
+    return HttpResponseRedirect(reverse("dashboard:run", args=[new.id]))
 
 
 RUN_ACTIONS = {

@@ -645,6 +645,13 @@ def test_every_database_stamp_comes_from_one_clock(store, pipeline):
     assert connection.vendor in ("postgresql", "sqlite")
 
 
+def test_a_rerun_is_inserted_naming_its_original(store, pipeline):
+    original = insert(store, pipeline)
+    rerun = insert(store, pipeline, rerun_of=original)
+    assert Run.objects.get(id=rerun).rerun_of_id == original
+    assert Run.objects.get(id=original).rerun_of_id is None
+
+
 def test_a_worker_silent_past_its_lease_is_marked_dead_once_with_what_it_held(store, pipeline):
     worker, alive, stopped = (WorkerFactory(state=s) for s in ("running", "running", "stopped"))
     run_id = insert(store, pipeline)
