@@ -6,7 +6,7 @@ PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/orbit_ci
 export ORBIT_PIPELINE_MODULES ?=
 
-.PHONY: run test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-memory chaos bench-api demo screenshots clean
+.PHONY: run orbit test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-memory chaos bench-api demo screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,16 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 admin: migrate
-	$(BIN)/python manage.py ensure_admin
+	PORT=$(PORT) $(BIN)/python manage.py ensure_admin
 
 ## Orbit on http://127.0.0.1:$(PORT) (web + worker through honcho; SQLite unless DATABASE_URL)
 run: admin
+	@echo "The command line: $(BIN)/orbit list (or: make orbit ARGS=list)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" ORBIT_BIND=127.0.0.1 $(BIN)/honcho start -p $(PORT) web worker
+
+## The `orbit` command line without activating the venv: make orbit ARGS="run t-single"
+orbit: install
+	$(BIN)/orbit $(ARGS)
 
 worker: migrate
 	$(BIN)/python manage.py runworker
@@ -68,7 +73,7 @@ chaos: install
 
 ## The document pipeline end to end against local S3 (moto) and Veryfi stand-ins
 demo: migrate
-	$(BIN)/python manage.py document_demo
+	PORT=$(PORT) $(BIN)/python manage.py document_demo
 
 bench-api: install
 	$(BIN)/python bench/bench_api.py

@@ -6,6 +6,7 @@ naming the pipeline and the step, long before a worker would trip over it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class Pipeline:
         description: str = "",
         schedule: str = "",
         upload_field: str = "",
+        metadata_example: dict[str, Any] | None = None,
         register: bool = True,
     ) -> None:
         if not is_valid_name(name):
@@ -136,6 +138,15 @@ class Pipeline:
                     f"Pipeline {name!r}, step {definition.name!r}: step names must be unique"
                 )
             seen.add(definition.name)
+        if metadata_example is not None:
+            try:
+                if not isinstance(metadata_example, dict):
+                    raise TypeError(f"a dict, not {type(metadata_example).__name__}")
+                json.dumps(metadata_example)
+            except (TypeError, ValueError) as exc:
+                raise DefinitionError(
+                    f"Pipeline {name!r}: metadata_example must be a JSON object ({exc})"
+                ) from None
         schedule = "" if schedule is None else schedule
         if schedule != "":
             try:
@@ -154,6 +165,8 @@ class Pipeline:
         self.upload_field = upload_field
         # The schedule a new row starts with; operators change it on the row afterwards.
         self.schedule = schedule
+        #: The metadata its steps expect, as an example run's: shown to whoever starts a run.
+        self.metadata_example: dict[str, Any] | None = metadata_example
         self.steps: tuple[StepDefinition, ...] = tuple(built)
         self.module = _caller_module()
         if register:

@@ -12,6 +12,7 @@ document_processing = Pipeline(
     "document-processing",
     description="Upload a document to S3, extract it with Veryfi, store the result",
     upload_field="filePath",
+    metadata_example={"filePath": "/path/to/receipt.pdf"},
     steps=[
         step("s3-upload", s3_upload, max_retries=3, timeout=60),
         step("veryfi-process", veryfi_process, max_retries=2, timeout=180),

@@ -92,6 +92,11 @@ def run_management_command(command: str, rest: list[str]) -> int:
     return 0
 
 
+def site_url() -> str:
+    """Where `make run` serves Orbit: on the PORT it was given (8000 by default)."""
+    return f"http://127.0.0.1:{os.environ.get('PORT') or '8000'}"
+
+
 def console() -> Any:
     from rich.console import Console
 

@@ -227,3 +227,13 @@ def test_a_created_pipeline_keeps_the_schedule_its_operator_gave(admin_api):
         "@daily",
         "operator",
     )
+
+
+def test_a_definition_says_what_metadata_it_expects(viewer_api):
+    from pipelines.models import Pipeline
+
+    documents = Pipeline.objects.get(name="document-processing")
+    body = viewer_api.get(f"/api/pipelines/{documents.id}").json()
+    assert body["metadata_example"] == {"filePath": "/path/to/receipt.pdf"}
+    single = Pipeline.objects.get(name="t-single")
+    assert viewer_api.get(f"/api/pipelines/{single.id}").json()["metadata_example"] is None

@@ -257,3 +257,17 @@ def test_list_exits_one_and_says_where_a_module_failed(test_pipelines, tmp_path)
         f"Pipeline module brokenpipes failed to import ({tmp_path / 'brokenpipes.py'}, line 4): "
         "KeyError: 'token'"
     ) in " ".join(listed.stdout.split())
+
+
+def test_the_login_message_names_the_port_orbit_runs_on(db, monkeypatch):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    monkeypatch.setenv("PORT", "9123")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "pw-for-tests")
+    out = StringIO()
+    call_command("ensure_admin", stdout=out)
+    assert out.getvalue().strip() == (
+        "Created superuser. Log in at http://127.0.0.1:9123/admin/ as admin / pw-for-tests"
+    )

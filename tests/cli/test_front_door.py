@@ -82,6 +82,8 @@ def test_make_run_serves_the_dashboard_and_runs_work(tmp_path: Path) -> None:
         )
         output = lambda: (tmp_path / "run.log").read_text(errors="replace")  # noqa: E731
         assert process.poll() is None, output()
+        assert f"Log in at {base}/admin/ as admin / {PASSWORD}" in output()  # its own port
+        assert "The command line: .venv/bin/orbit list" in output()
 
         # Staff log in through the real server and see the dashboard.
         session = requests.Session()

@@ -98,6 +98,7 @@ def test_run_page_shows_steps_attempts_and_links(admin_client_, test_pipelines):
     assert f"/dashboard/runs/{run.id}/" in page
     assert f"/admin/runs/worker/{worker.id}/change/" in page
     assert f"/admin/pipelines/pipeline/{run.pipeline_id}/change/" in page
+    assert f"<title>{run.id} | View run |" in page  # the run's id, not "<pipeline pk>:<id>"
 
 
 @pytest.mark.parametrize(

@@ -305,6 +305,13 @@ def test_a_dead_worker_is_forgotten_from_the_dashboard(op_client, test_pipelines
     assert f"Worker {alive.name} is alive" in refused.content.decode()
 
 
+def test_the_run_now_form_says_what_metadata_the_steps_expect(op_client, test_pipelines):
+    page = op_client.get("/dashboard/pipelines/").content.decode()
+    expected = "{&quot;filePath&quot;: &quot;/path/to/receipt.pdf&quot;}"
+    assert f"Its steps expect, for example: <code>{expected}</code>" in page
+    assert f'placeholder="{expected}"' in page
+
+
 def test_pipelines_page_shows_steps_schedule_and_next_fire(op_client, test_pipelines):
     row = Pipeline.objects.get(name="t-flaky")
     row.schedule = "0 3 * * *"

@@ -41,6 +41,9 @@ class PipelineOut(Schema):
     upload_field: str | None = Field(
         description="The metadata key that receives a file sent to /runs/upload; null: none"
     )
+    metadata_example: dict[str, Any] | None = Field(
+        description="The metadata its steps expect, as the definition gives an example of it"
+    )
     steps: list[StepDefinitionOut]
     created_at: datetime
     updated_at: datetime
@@ -56,6 +59,11 @@ class PipelineOut(Schema):
     @staticmethod
     def resolve_schedule_description(obj: Pipeline) -> str:
         return describe_schedule(obj.schedule)
+
+    @staticmethod
+    def resolve_metadata_example(obj: Pipeline) -> dict[str, Any] | None:
+        code = obj.code
+        return None if code is None else code.metadata_example
 
     @staticmethod
     def resolve_in_code(obj: Pipeline) -> bool:

@@ -3,6 +3,7 @@ runs.lifecycle, runs.recovery, runs.metrics and runs.bulk."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -368,6 +369,9 @@ def _pipelines_context(
                 "rate": rates.get(row.name),
                 "default_metadata": pretty_json(row.default_metadata)
                 if row.default_metadata
+                else "",
+                "metadata_example": json.dumps(definition.metadata_example)
+                if definition is not None and definition.metadata_example
                 else "",
                 "error": (errors or {}).get(row.id, ""),
                 "typed": (typed or {}).get(row.id, ""),

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandParser
 
+from orbit.cli import site_url
 from orbit.cli.management.commands.process_document import PIPELINE, print_summary
 from orbit.core.exceptions import OrbitError
 from services.demo import SAMPLE_RECEIPT, local_standins
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         out.print(f"\n[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
         print_summary(out, result.results.get("summary") or {})
         out.print(
-            "\nSee it in the admin (`make run`, then http://127.0.0.1:8000/admin/): the run, "
+            f"\nSee it in the admin (`make run`, then {site_url()}/admin/): the run, "
             "its steps and logs, and the Veryfi document. Real services: fill in .env and "
             "run `orbit process-document PATH`."
         )
