@@ -92,8 +92,11 @@ def run_create(
     changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
     if scheduled_for is not None:
         changes["scheduled_for"] = scheduled_for.isoformat()
-    if rerun_of is not None:
+    action = AuditAction.RUN_CREATED
+    if rerun_of is not None:  # its creation is the rerun's event: which run, what changed
+        action = AuditAction.RUN_RERUN
         changes["rerun_of"] = str(rerun_of.id)
+        changes["metadata"] = {"changed_keys": changed_keys(rerun_of.metadata, metadata)}
     steps = definition.step_names
     first = planner.plan(steps, {})
     run.current_step = first.name if isinstance(first, planner.NextStep) else ""
@@ -110,9 +113,7 @@ def run_create(
                 idempotency_key=idempotency_key,
                 scheduled_for=scheduled_for,
                 rerun_of=rerun_of.id if rerun_of is not None else None,
-                audit=event_values(
-                    AuditAction.RUN_CREATED, run, actor=actor, changes=changes, label=run_label(run)
-                ),
+                audit=event_values(action, run, actor=actor, changes=changes, label=run_label(run)),
             )
         ]
     )
@@ -157,29 +158,18 @@ def run_rerun(
 ) -> Run:
     """Queue a new run of a run's pipeline: with its metadata, or with `metadata` (the
     edited input; masked secrets sent back keep the original's values). Unlike a retry,
-    every step runs again. The two are linked both ways (`rerun_of`, `reruns`), audited."""
+    every step runs again. The two are linked both ways (`rerun_of`, `reruns`); the new
+    run's creation is audited as a rerun, naming the original and the keys edited."""
     original = get_run(run_id)
     given = original.metadata if metadata is None else unmask(metadata, original.metadata)
-    with transaction.atomic():
-        run = run_create(
-            original.pipeline,
-            metadata=given,
-            priority=original.priority,
-            queue=original.queue,
-            rerun_of=original,
-            actor=actor,
-        )
-        record(
-            AuditAction.RUN_RERUN,
-            original,
-            actor=actor,
-            changes={
-                "rerun": str(run.id),
-                "metadata": {"changed_keys": changed_keys(original.metadata, run.metadata)},
-            },
-            label=run_label(original),
-        )
-    return run
+    return run_create(
+        original.pipeline,
+        metadata=given,
+        priority=original.priority,
+        queue=original.queue,
+        rerun_of=original,
+        actor=actor,
+    )
 
 
 def run_retry(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:

@@ -72,7 +72,7 @@ class AuditAction(models.TextChoices):
     RUN_RETRIED = "run.retried", "Run retried"
     RUN_CANCELLED = "run.cancelled", "Run cancelled"
     RUN_RESUMED = "run.resumed", "Run resumed"
-    RUN_RERUN = "run.rerun", "Run run again"
+    RUN_RERUN = "run.rerun", "Rerun created"
     PIPELINE_CREATED = "pipeline.created", "Pipeline created"
     PIPELINE_CHANGED = "pipeline.changed", "Pipeline changed"
     PIPELINE_ENABLED = "pipeline.enabled", "Pipeline enabled"

@@ -31,9 +31,9 @@ from orbit.core.roles import ROLES, assign_role
 from orbit.core.tokens import create_token
 from orbit.web.ratelimit import limiter
 from pipelines.models import Pipeline
-from runs.models import Run, RunStatus
+from runs.models import Run, RunStatus, Worker
 from services.models import VeryfiDocument
-from tests.factories import PipelineFactory, RunFactory, StepFactory
+from tests.factories import PipelineFactory, RunFactory, StepFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,7 @@ class World:
     spare: Pipeline  # delete: no runs
     token: ApiToken  # revoke
     documents: Pipeline  # run now with a file
+    dead: Worker  # forget
 
 
 @pytest.fixture
@@ -72,6 +73,7 @@ def world(test_pipelines) -> World:
         spare=PipelineFactory(name="t-single-spare", definition="t-single"),
         token=create_token(bot, "bot-token")[0],
         documents=Pipeline.objects.get(name="document-processing"),
+        dead=WorkerFactory(state="running", last_heartbeat=timezone.now() - timedelta(hours=1)),
     )
     AuditEvent.objects.all().delete()  # setting the scene is not under test
     return world
@@ -140,6 +142,14 @@ def _enabled(pipeline: Callable[[World], Pipeline]) -> Callable[[World], Any]:
     return lambda w: Pipeline.objects.get(id=pipeline(w).id).enabled
 
 
+def _reruns_of(run: Callable[[World], Run]) -> Callable[[World], Any]:
+    return lambda w: Run.objects.filter(rerun_of=run(w)).count()
+
+
+def _forgotten(w: World) -> Any:
+    return Worker.objects.get(id=w.dead.id).forgotten_at is not None
+
+
 def _description(w: World) -> Any:
     return Pipeline.objects.get(id=w.pipeline.id).description
 
@@ -192,6 +202,16 @@ ACTIONS = [
         _admin_action(ADMIN_RUNS, "resume_selected", lambda w: w.interrupted),
         _status(lambda w: w.interrupted),
         "run.resumed",
+        ok=302,
+        refused=200,
+    ),
+    Action(
+        "admin-forget-worker",
+        "admin",
+        "operator",
+        _admin_action("/admin/runs/worker/", "forget_selected", lambda w: w.dead),
+        _forgotten,
+        "worker.forgotten",
         ok=302,
         refused=200,
     ),
@@ -323,6 +343,26 @@ ACTIONS = [
         ok=302,
     ),
     Action(
+        "dashboard-rerun",
+        "dashboard",
+        "operator",
+        lambda c, w: c.client.post(
+            f"/dashboard/runs/{w.failed.id}/rerun/", {"metadata": '{"a": 2}'}
+        ),
+        _reruns_of(lambda w: w.failed),
+        "run.rerun",
+        ok=302,
+    ),
+    Action(
+        "dashboard-forget-worker",
+        "dashboard",
+        "operator",
+        lambda c, w: c.client.post(f"/dashboard/workers/{w.dead.id}/forget/"),
+        _forgotten,
+        "worker.forgotten",
+        ok=302,
+    ),
+    Action(
         "dashboard-run-now",
         "dashboard",
         "operator",
@@ -416,6 +456,28 @@ ACTIONS = [
         _runs_of(lambda w: w.documents),
         "run.created",
         ok=201,
+    ),
+    Action(
+        "api-rerun",
+        "api",
+        "operator",
+        lambda c, w: c.client.post(
+            f"/api/runs/{w.failed.id}/rerun",
+            {"metadata": {"a": 2}},
+            content_type="application/json",
+        ),
+        _reruns_of(lambda w: w.failed),
+        "run.rerun",
+        ok=201,
+    ),
+    Action(
+        "api-forget-worker",
+        "api",
+        "operator",
+        lambda c, w: c.client.post(f"/api/worker/workers/{w.dead.id}/forget"),
+        _forgotten,
+        "worker.forgotten",
+        ok=200,
     ),
     Action(
         "api-disable",

@@ -47,6 +47,8 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "schedule_source" in self.fields:
+            self.fields["schedule_source"].required = False
         if "definition" in self.fields:
             names = [d.name for d in registry.all()]
             self.fields["definition"] = forms.ChoiceField(
@@ -67,10 +69,12 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
         cleaned: dict[str, Any] = super().clean() or {}
         if self.instance.pk is None:
             return cleaned
+        if not cleaned.get("schedule_source"):  # not sent: as it is
+            cleaned["schedule_source"] = self.instance.schedule_source
         edited: dict[str, Any] = {
             field: cleaned.get(field)
             for field in ("schedule", "schedule_source")
-            if field in self.changed_data
+            if field in self.changed_data and cleaned.get(field) != getattr(self.instance, field)
         }
         try:
             cleaned.update(schedule_rule(self.instance, edited))

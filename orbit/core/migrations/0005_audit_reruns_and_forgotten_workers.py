@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
                     ("run.retried", "Run retried"),
                     ("run.cancelled", "Run cancelled"),
                     ("run.resumed", "Run resumed"),
-                    ("run.rerun", "Run run again"),
+                    ("run.rerun", "Rerun created"),
                     ("pipeline.created", "Pipeline created"),
                     ("pipeline.changed", "Pipeline changed"),
                     ("pipeline.enabled", "Pipeline enabled"),
