@@ -58,8 +58,8 @@ def ensure_database(url: str) -> None:
 
 SEED_SQL = """
 INSERT INTO runs_run (id, pipeline_id, status, metadata, priority, queue, available_at,
-                      attempt, current_step, interruptions, started_at, finished_at, error,
-                      created_at)
+                      fence, current_step, interruptions, started_at, finished_at, error,
+                      created_at, running_time)
 SELECT gen_random_uuid(),
        (%(pipelines)s)[1 + (i %% array_length(%(pipelines)s, 1))],
        s.status,
@@ -69,7 +69,9 @@ SELECT gen_random_uuid(),
        CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled')
             THEN s.created + interval '1 second' + s.took END,
        CASE s.status WHEN 'failed' THEN 'step two failed: upstream said 502' ELSE '' END,
-       s.created
+       s.created,
+       CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled')
+            THEN extract(epoch FROM s.took) ELSE 0 END
 FROM generate_series(1, %(runs)s) AS i
 CROSS JOIN LATERAL (
     SELECT now() - (%(days)s * interval '1 day') * (i::float / %(runs)s) AS created,
@@ -84,7 +86,7 @@ CROSS JOIN LATERAL (
 
 STEPS_SQL = """
 INSERT INTO runs_step (run_id, name, position, status, attempts, failures, result, error,
-                       error_type, traceback, logs, started_at, finished_at, duration)
+                       error_type, traceback, started_at, finished_at, duration)
 SELECT r.id, n.name, n.position,
        CASE WHEN r.status = 'succeeded' THEN 'succeeded'
             WHEN r.status = 'failed' AND n.position = 0 THEN 'succeeded'
@@ -96,13 +98,18 @@ SELECT r.id, n.name, n.position,
        CASE WHEN r.status = 'succeeded' THEN jsonb_build_object('rows', n.position * 10) END,
        CASE WHEN r.status = 'failed' AND n.position = 1 THEN 'upstream said 502' ELSE '' END,
        '', '',
-       jsonb_build_array(jsonb_build_object('time', r.started_at, 'level', 'INFO',
-                         'message', 'step ' || n.name, 'fields', '{}'::jsonb, 'attempt', 1)),
        r.started_at, r.finished_at,
        CASE WHEN r.finished_at IS NOT NULL
             THEN extract(epoch FROM r.finished_at - r.started_at) / 3 END
 FROM runs_run r
 CROSS JOIN (VALUES ('extract', 0), ('transform', 1), ('load', 2)) AS n(name, position)
+"""
+
+LOGS_SQL = """
+INSERT INTO runs_steplog (run_id, step_id, attempt, sequence, time, level, message, fields)
+SELECT s.run_id, s.id, 1, 0, s.started_at, 'INFO', 'step ' || s.name, '{}'::jsonb
+FROM runs_step s
+WHERE s.started_at IS NOT NULL
 """
 
 ATTEMPTS_SQL = """
@@ -132,7 +139,8 @@ def seed(runs: int, reseed: bool) -> None:
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE runs_stepattempt, runs_step, runs_run, runs_worker RESTART IDENTITY CASCADE"
+            "TRUNCATE runs_steplog, runs_stepattempt, runs_step, runs_run, runs_worker "
+            "RESTART IDENTITY CASCADE"
         )
         cursor.execute("SET synchronous_commit = off")
     ids = [
@@ -148,6 +156,7 @@ def seed(runs: int, reseed: bool) -> None:
             {"pipelines": ids, "runs": runs, "days": DAYS, "pending": 500, "running": 8},
         ),
         ("steps", STEPS_SQL, {}),
+        ("log records", LOGS_SQL, {}),
         ("attempts", ATTEMPTS_SQL, {}),
     ]
     for label, sql, params in steps:

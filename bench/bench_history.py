@@ -41,20 +41,21 @@ runs AS (
     INSERT INTO {run} (id, pipeline_id, status, metadata, priority, queue, available_at,
                        fence, lease_expires_at, current_step, interruptions, started_at,
                        finished_at, error, idempotency_key, scheduled_for, created_at,
-                       worker_id)
+                       worker_id, running_time)
     -- Time-ordered ids, as orbit.core.ids.uuid7 makes them: 48 bits of milliseconds, version 7.
     SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
             || substr(md5(random()::text), 1, 3) || '8'
             || substr(md5(random()::text), 1, 15))::uuid,
            %(pipeline)s, 'succeeded', '{{}}'::jsonb, 0, 'default', t,
-           1, NULL, '', 0, t + interval '3 ms', t + interval '5 ms', '', NULL, NULL, t, NULL
+           1, NULL, '', 0, t + interval '3 ms', t + interval '5 ms', '', NULL, NULL, t, NULL,
+           0.002
     FROM times
     RETURNING id, started_at, finished_at
 ),
 steps AS (
     INSERT INTO {step} (run_id, name, position, status, attempts, failures, result, error,
-                        error_type, traceback, logs, started_at, finished_at, duration)
-    SELECT id, 'noop', 0, 'succeeded', 1, 0, NULL, '', '', '', '[]'::jsonb,
+                        error_type, traceback, started_at, finished_at, duration)
+    SELECT id, 'noop', 0, 'succeeded', 1, 0, NULL, '', '', '',
            started_at, finished_at, 0.002
     FROM runs
     RETURNING id, run_id, started_at, finished_at

@@ -27,16 +27,16 @@ from bench.bench_worker import ROOT, django_ready, setup, start_workers, stop
 
 _QUEUE_RUNS = """
 WITH runs AS (
-    INSERT INTO {run} (id, pipeline_id, status, metadata, priority, queue, attempt,
-                       current_step, interruptions, error)
+    INSERT INTO {run} (id, pipeline_id, status, metadata, priority, queue, fence,
+                       current_step, interruptions, error, running_time)
     SELECT gen_random_uuid(), %(pipeline)s, 'pending', '{{}}'::jsonb, 0, 'default', 0,
-           '', 0, ''
+           'noop', 0, '', 0
     FROM generate_series(1, %(count)s)
     RETURNING id
 )
 INSERT INTO {step} (run_id, name, position, status, attempts, failures, error, error_type,
-                    traceback, logs)
-SELECT id, 'noop', 0, 'pending', 0, 0, '', '', '', '[]'::jsonb FROM runs
+                    traceback)
+SELECT id, 'noop', 0, 'pending', 0, 0, '', '', '' FROM runs
 """
 
 
