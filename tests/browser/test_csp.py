@@ -98,6 +98,12 @@ def test_polling_and_buttons_work_under_the_policy(watched, live_server, test_pi
     assert page.evaluate("window.__notReloaded") is True
 
     page.goto(f"{live_server.url}/dashboard/runs/{run.id}/")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Cancel").click()  # asks first; dismissed: nothing happens
+    assert asked == ["Cancel this run? A running step is stopped now."]
+    assert Run.objects.get(id=run.id).status == RunStatus.PENDING
+    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Cancel").click()
     assert page.get_by_text(f"Run {run.id} cancelled.").is_visible()
     page.locator("#run-live[data-status=cancelled]").wait_for()
