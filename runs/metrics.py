@@ -604,9 +604,14 @@ def waiting_runs(now: datetime | None = None) -> list[WaitingRuns]:
     it has left. Read through the pending rows only, like `live_figures`.
     """
     now = now or db_now()
+    claiming = (
+        Worker.objects.active()
+        .exclude(state=WorkerState.STOPPING)  # a stopping worker claims nothing new
+        .filter(last_heartbeat__gte=now - timedelta(seconds=orbit_settings.lease_seconds))
+    )
     serving = [
         (set(queues or []), {name: set(steps) for name, steps in (definitions or {}).items()})
-        for queues, definitions in Worker.objects.claiming().values_list("queues", "definitions")
+        for queues, definitions in claiming.values_list("queues", "definitions")
     ]
     due = Run.objects.filter(
         status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True

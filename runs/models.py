@@ -322,10 +322,6 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
     def alive(self) -> WorkerQuerySet:
         return self.active().filter(last_heartbeat__gte=_heartbeat_cutoff())
 
-    def claiming(self) -> WorkerQuerySet:
-        """Alive and taking work (a stopping worker claims nothing new)."""
-        return self.alive().exclude(state=WorkerState.STOPPING)
-
     def dead(self) -> WorkerQuerySet:
         """Not stopped, yet silent for longer than a lease: killed, frozen or cut off."""
         return self.active().filter(last_heartbeat__lt=_heartbeat_cutoff())

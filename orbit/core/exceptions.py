@@ -95,11 +95,15 @@ def type_path(error: type) -> str:
     return f"{error.__module__}.{error.__qualname__}"
 
 
+#: Where Orbit's own errors live: their messages say what happened without their type.
+_ORBITS_OWN = ("orbit.", "pipelines.", "runs.", "services.")
+
+
 def error_text(error_type: str, error: str) -> str:
     """An attempt's error as Python prints an exception (`KeyError: 'itemz'`): `str()` of
     an exception alone drops its type. Orbit's own outcomes (a timeout, a crash, a failed
     StepResult, a PermanentFailure) say what happened in the message itself."""
     name = error_type.rsplit(".", 1)[-1]
-    if not name or error_type.startswith(("orbit.", "pipelines.")) or name in error:
+    if not name or error_type.startswith(_ORBITS_OWN) or name in error:
         return error
     return f"{name}: {error}"

@@ -180,14 +180,18 @@ def test_worker_health_degraded_names_the_silent_workers():
     RunFactory(status=RunStatus.RUNNING, worker=live, lease_expires_at=NOW + timedelta(seconds=20))
     health = metrics.worker_health(NOW)
     assert health.status == "degraded"
-    assert health.reason == "1 worker stopped sending heartbeats without stopping (b:2)"
+    assert health.reason == "1 worker died in the last 15 min (b:2)"
     info = {w.name: w for w in health.workers}
     assert (info["a:1"].alive, info["a:1"].current_runs, info["a:1"].heartbeat_age) == (
         True,
         1,
         2.0,
     )
-    assert info["b:2"].alive is False
+    assert (info["b:2"].alive, info["b:2"].dead, info["b:2"].died_at) == (
+        False,
+        True,
+        NOW - timedelta(minutes=5),  # no sweep marked it yet: its last heartbeat
+    )
 
 
 def test_worker_health_healthy():
