@@ -6,12 +6,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console
+from orbit.cli import console, escape
 from runs.metrics import WaitingRuns, waiting_runs
 
 
 def waiting_table(rows: list[WaitingRuns]) -> Any:
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Runs waiting for a worker that can run them")

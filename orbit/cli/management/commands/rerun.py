@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console
+from orbit.cli import console, escape
 from orbit.core.audit import Actor
 from orbit.core.exceptions import OrbitError
 from runs.lifecycle import run_rerun
@@ -29,8 +29,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.markup import escape
-
         out = console()
         metadata = None
         if options["metadata"] is not None:
