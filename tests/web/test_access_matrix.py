@@ -31,7 +31,7 @@ from orbit.core.roles import ROLES, assign_role
 from orbit.core.tokens import create_token
 from orbit.web.ratelimit import limiter
 from pipelines.models import Pipeline
-from runs.models import Run, RunStatus, Worker
+from runs.models import Run, RunStatus, StepLog, Worker
 from services.models import VeryfiDocument
 from tests.factories import PipelineFactory, RunFactory, StepFactory, WorkerFactory
 
@@ -657,11 +657,16 @@ def secrets_stored(world: World) -> dict[str, Any]:
     run = world.failed
     run.metadata = {"api_key": "sk-live-4242", "note": "hello"}
     run.save(update_fields=["metadata"])
-    StepFactory(
+    step = StepFactory(run=run, name="fetch", result={"token": "sk-live-4242"})
+    StepLog.objects.create(
         run=run,
-        name="fetch",
-        result={"token": "sk-live-4242"},
-        logs=[{"message": "password=sk-live-4242", "fields": {"secret": "sk-live-4242"}}],
+        step=step,
+        attempt=1,
+        sequence=0,
+        time=timezone.now(),
+        level="INFO",
+        message="password=sk-live-4242",
+        fields={"secret": "sk-live-4242"},
     )
     world.pipeline.default_metadata = {"password": "sk-live-4242"}
     world.pipeline.save(update_fields=["default_metadata"])
