@@ -6,7 +6,7 @@ PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/orbit_ci
 export ORBIT_PIPELINE_MODULES ?=
 
-.PHONY: run orbit test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-memory chaos bench-api demo screenshots clean
+.PHONY: run orbit test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-memory bench-prune bench-hosts chaos bench-api demo screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,14 @@ bench-history: install
 ## One worker's memory (parent and step children) over 50,000 runs (PostgreSQL)
 bench-memory: install
 	$(BIN)/python bench/bench_memory.py
+
+## Prune 1,000,000 finished runs to 100,000 while two workers drain: drain rate, lock waits, charts (PostgreSQL)
+bench-prune: install
+	$(BIN)/python bench/bench_prune.py
+
+## 16 worker processes drain runs, directly and through PgBouncer in transaction pooling (PostgreSQL)
+bench-hosts: install
+	$(BIN)/python bench/bench_hosts.py
 
 chaos: install
 	$(BIN)/python bench/chaos.py

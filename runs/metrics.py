@@ -7,11 +7,18 @@ attempt_finished_idx), so the cost does not grow with the size of the history.
 docs/METRICS.md defines each figure.
 
 The API, the dashboard and the Prometheus collector all call these functions.
+
+Pruned runs (runs/retention.py) leave their figures in hourly rollups (`RunRollup`): the
+charts and the counters and histograms over a span (`runs_per_day`, `finished_counts`,
+`attempt_counts`, the duration histograms) add the rollup hours of that span to the rows
+still kept, so they read the same after pruning as before. A rollup hour counts whole: a
+span starting inside a pruned hour gets that hour's figures to the hour.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,15 +37,17 @@ from django.db.models import (
     Subquery,
     Sum,
 )
-from django.db.models.functions import TruncMinute
+from django.db.models.functions import TruncDay, TruncMinute
 
 from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
 from pipelines.models import Pipeline
 from runs.models import (
+    DURATION_BUCKETS,
     FAILED_OUTCOMES,
     AttemptOutcome,
     Run,
+    RunRollup,
     RunStatus,
     Step,
     StepAttempt,
@@ -50,8 +59,6 @@ from runs.store import store
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-#: Upper bounds (seconds) of the duration histogram buckets; the last bucket is +Inf.
-DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 #: Finished runs whose duration counts: a cancelled run's duration says nothing about the work.
 TIMED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 #: Attempt outcomes the step itself decided; interrupted and cancelled ones are not its doing.
@@ -114,6 +121,14 @@ class Stats:
 @dataclass(frozen=True)
 class MinuteBucket:
     minute: datetime
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+@dataclass(frozen=True)
+class DayBucket:
+    day: datetime  # midnight UTC
     succeeded: int = 0
     failed: int = 0
     cancelled: int = 0
@@ -350,10 +365,36 @@ def runs_per_minute(window: timedelta = HOUR, now: datetime | None = None) -> li
     return buckets
 
 
+def runs_per_day(days: int = 30, now: datetime | None = None) -> list[DayBucket]:
+    """Runs finished on each UTC day of the last `days` (today included), by outcome,
+    oldest first, gaps as zeros: the rows kept and the rollups of those pruned."""
+    now = now or db_now()
+    first = start_of_day(now) - timedelta(days=days - 1)
+    counts: dict[datetime, dict[str, int]] = {}
+    rows = (
+        Run.objects.filter(finished_at__gte=first, finished_at__lte=now)
+        .annotate(day=TruncDay("finished_at", tzinfo=UTC))
+        .values("day")
+        .annotate(**_OUTCOME_COUNTS)
+        .order_by()
+    )
+    for row in rows:
+        _add_outcomes(counts.setdefault(row["day"].astimezone(UTC), {}), row)
+    for row in RunRollup.objects.filter(hour__gte=first, hour__lte=now).values(
+        "hour", *_OUTCOME_NAMES
+    ):
+        _add_outcomes(counts.setdefault(start_of_day(row["hour"]), {}), row)
+    return [
+        DayBucket(day=day, **counts.get(day, {}))
+        for day in (first + timedelta(days=i) for i in range(days))
+    ]
+
+
 def run_duration_histogram(
     since: datetime, now: datetime | None = None, buckets: tuple[float, ...] = DURATION_BUCKETS
 ) -> Histogram:
-    """Running times of succeeded and failed runs that finished in (since, now], cumulative."""
+    """Running times of succeeded and failed runs that finished in (since, now], cumulative,
+    with the rollups of those pruned."""
     now = now or db_now()
     timed = Run.objects.filter(
         finished_at__gt=since,
@@ -361,7 +402,10 @@ def run_duration_histogram(
         status__in=TIMED_STATUSES,
         started_at__isnull=False,
     )
-    return _histogram(timed, "running_time", list(buckets), buckets)
+    kept = _histogram(timed, "running_time", list(buckets), buckets)
+    if buckets != DURATION_BUCKETS:
+        return kept
+    return _with_rollups(kept, _rollups(since, now), "run_durations", "run_seconds")
 
 
 def duration_histogram(window: timedelta = DAY, now: datetime | None = None) -> Histogram:
@@ -373,12 +417,16 @@ def duration_histogram(window: timedelta = DAY, now: datetime | None = None) -> 
 def step_duration_histogram(
     since: datetime, now: datetime | None = None, buckets: tuple[float, ...] = DURATION_BUCKETS
 ) -> Histogram:
-    """Durations of step attempts recorded in (since, now], all outcomes, cumulative."""
+    """Durations of step attempts recorded in (since, now], all outcomes, cumulative,
+    with the rollups of those pruned."""
     now = now or db_now()
     attempts = StepAttempt.objects.filter(
         finished_at__gt=since, finished_at__lte=now, duration__isnull=False
     )
-    return _histogram(attempts, "duration", list(buckets), buckets)
+    kept = _histogram(attempts, "duration", list(buckets), buckets)
+    if buckets != DURATION_BUCKETS:
+        return kept
+    return _with_rollups(kept, _rollups(since, now), "attempt_durations", "attempt_seconds")
 
 
 def attempt_counts(since: datetime, now: datetime | None = None) -> dict[str, int]:
@@ -389,19 +437,23 @@ def attempt_counts(since: datetime, now: datetime | None = None) -> dict[str, in
         outcome: Count("id", filter=Q(outcome=outcome)) for outcome in AttemptOutcome.values
     }
     figures["retries"] = Count("id", filter=Q(number__gt=1))
-    return attempts.aggregate(**figures)
+    counts: dict[str, int] = attempts.aggregate(**figures)
+    for row in _rollups(since, now).values("attempts", "retries"):
+        for outcome, n in (row["attempts"] or {}).items():
+            if outcome in counts:
+                counts[outcome] += n
+        counts["retries"] += row["retries"]
+    return counts
 
 
 def finished_counts(since: datetime, now: datetime | None = None) -> dict[str, int]:
-    """Runs finished in (since, now] by outcome."""
+    """Runs finished in (since, now] by outcome, with the rollups of those pruned."""
     now = now or db_now()
     finished = Run.objects.filter(finished_at__gt=since, finished_at__lte=now)
-    return finished.aggregate(
-        **{
-            status: Count("id", filter=Q(status=status))
-            for status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
-        }
-    )
+    counts: dict[str, int] = finished.aggregate(**_OUTCOME_COUNTS)
+    for row in _rollups(since, now).values(*_OUTCOME_NAMES):
+        _add_outcomes(counts, row)
+    return counts
 
 
 def step_failure_rates(
@@ -766,6 +818,42 @@ def _histogram(
     return Histogram(buckets=cumulative, count=values["count"], sum=_seconds(values["sum"]) or 0.0)
 
 
+# --- Rollups of pruned runs ------------------------------------------------------------------
+
+_OUTCOME_NAMES = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
+_OUTCOME_COUNTS = {status: Count("id", filter=Q(status=status)) for status in _OUTCOME_NAMES}
+
+
+def _rollups(since: datetime, until: datetime) -> QuerySet[RunRollup]:
+    """The rollup hours overlapping (since, until] (rollup_hour_idx)."""
+    return RunRollup.objects.filter(hour__gt=since - HOUR, hour__lte=until)
+
+
+def _add_outcomes(into: dict[str, int], row: Mapping[str, Any]) -> None:
+    for status in _OUTCOME_NAMES:
+        into[status] = into.get(status, 0) + (row.get(status) or 0)
+
+
+def _with_rollups(
+    kept: Histogram, rollups: QuerySet[RunRollup], counts: str, seconds: str
+) -> Histogram:
+    """A cumulative histogram of kept rows plus the rollups' per-bucket counts."""
+    added = [0] * len(kept.buckets)
+    total = 0.0
+    for row in rollups.values(counts, seconds):
+        for i, n in enumerate(row[counts] or []):
+            if i < len(added):
+                added[i] += n
+        total += row[seconds] or 0.0
+    if not any(added) and not total:
+        return kept
+    running, buckets = 0, []
+    for bucket, n in zip(kept.buckets, added, strict=True):
+        running += n
+        buckets.append(HistogramBucket(le=bucket.le, count=bucket.count + running))
+    return Histogram(buckets=buckets, count=kept.count + running, sum=kept.sum + total)
+
+
 # --- Helpers ---------------------------------------------------------------------------------
 
 
@@ -804,6 +892,7 @@ def _s(n: int) -> str:
 
 __all__ = [
     "DURATION_BUCKETS",
+    "DayBucket",
     "Histogram",
     "LiveFigures",
     "MinuteBucket",
@@ -823,6 +912,7 @@ __all__ = [
     "pipeline_figures",
     "pipeline_success_rate",
     "run_duration_histogram",
+    "runs_per_day",
     "runs_per_minute",
     "stats",
     "step_duration_histogram",

@@ -35,6 +35,10 @@ class AttemptOutcome(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"  # an operator cancelled the run
 
 
+#: Upper bounds (seconds) of the duration histogram buckets; the last bucket is +Inf.
+#: The metrics and the rollups of pruned runs (RunRollup) count in the same buckets.
+DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
 #: Outcomes that spend the step's retry budget; the others are not the step's fault.
 FAILED_OUTCOMES = (AttemptOutcome.FAILED, AttemptOutcome.TIMED_OUT, AttemptOutcome.CRASHED)
 
@@ -381,3 +385,42 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RunRollup(models.Model):
+    """The figures of pruned runs, per pipeline and hour, so charts outlive the rows.
+
+    Retention (runs/retention.py) adds a batch's figures here in the transaction that
+    deletes its rows, so every run counts once: in the runs table while it is kept, here
+    once it is pruned. Readers (runs/metrics.py) add both. Runs count in the hour they
+    finished, attempts in the hour they finished; histograms hold per-bucket counts (not
+    cumulative) over DURATION_BUCKETS, the last bucket being +Inf.
+    """
+
+    pipeline = models.ForeignKey(
+        "pipelines.Pipeline", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    hour = models.DateTimeField(help_text="The hour's start, UTC.")
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    run_durations = models.JSONField(
+        default=list, blank=True, help_text="Succeeded and failed runs per duration bucket."
+    )
+    run_seconds = models.FloatField(default=0.0, help_text="Their durations, summed.")
+    attempts = models.JSONField(default=dict, blank=True, help_text="Attempts by outcome.")
+    retries = models.PositiveIntegerField(default=0, help_text="Attempts after a step's first.")
+    attempt_durations = models.JSONField(
+        default=list, blank=True, help_text="Attempts with a duration, per duration bucket."
+    )
+    attempt_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["hour", "pipeline"]
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "hour"], name="rollup_unique_hour"),
+        ]
+        indexes = [models.Index(fields=["hour"], name="rollup_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id} {self.hour:%Y-%m-%d %H:00}"

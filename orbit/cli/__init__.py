@@ -27,6 +27,8 @@ Commands:
   recover [--auto-resume]   report interrupted runs, or put them back in the queue
   resume RUN_ID             execute a pending or interrupted run now, in the foreground
   rerun RUN_ID [--metadata JSON]  queue the run's pipeline again (its input, or an edited one)
+  prune [--older-than 7d] [--dry-run]
+                            delete finished runs and audit events past retention
   process-document PATH     run the document-processing pipeline for one file
   <command>                 any Django management command (migrate, createsuperuser, ...)
 
@@ -80,7 +82,7 @@ def _dispatch(args: list[str], auto_recover: bool) -> int:
 def run_management_command(command: str, rest: list[str]) -> int:
     from django.core.management import execute_from_command_line, get_commands
 
-    name = {"worker": "runworker"}.get(command, command.replace("-", "_"))
+    name = {"worker": "runworker", "prune": "prune_runs"}.get(command, command.replace("-", "_"))
     if name not in get_commands():
         print(f"orbit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,6 +50,18 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_SECURITY_POLICY": "",  # empty: DEFAULT_CONTENT_SECURITY_POLICY
     "DOCUMENTS_ROOT": "",  # empty: documents/ in the project folder (BASE_DIR)
     "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,  # Veryfi's own limit
+    # How long finished runs (with their steps, attempts and logs) and audit events are
+    # kept: "30d", "12h", "2w"; "" or "never" keeps them for ever (runs/retention.py).
+    "RETENTION_SUCCEEDED": "30d",
+    "RETENTION_FAILED": "90d",
+    "RETENTION_CANCELLED": "30d",
+    "RETENTION_AUDIT": "365d",
+    "RETENTION_INTERVAL": 60.0,  # seconds between a worker's looks for rows to prune
+    "RETENTION_BATCH": 500,  # runs (or audit events) per pruning transaction
+    "RETENTION_SHARE": 0.05,  # of a worker's time spent pruning while a backlog lasts
+    # A direct PostgreSQL URL for the workers' LISTEN connection, when DATABASE_URL goes
+    # through a transaction-pooling PgBouncer (docs/WORKER-DEPLOYMENT.md); "": DATABASE_URL.
+    "LISTEN_DATABASE_URL": "",
 }
 
 SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
@@ -195,6 +208,35 @@ class OrbitSettings:
     def content_security_policy(self) -> str:
         return str(self._get("CONTENT_SECURITY_POLICY") or DEFAULT_CONTENT_SECURITY_POLICY)
 
+    def retention(self, kind: str) -> timedelta | None:
+        """How long `kind` (succeeded, failed, cancelled, audit) is kept; None: for ever."""
+        name = f"RETENTION_{kind.upper()}"
+        return parse_age(f"ORBIT_{name}", self._get(name))
+
+    @property
+    def retention_interval(self) -> float:
+        return float(self._get("RETENTION_INTERVAL"))
+
+    @property
+    def retention_batch(self) -> int:
+        value = int(self._get("RETENTION_BATCH"))
+        if value < 1:
+            raise ImproperlyConfigured(f"ORBIT_RETENTION_BATCH must be at least 1, not {value}")
+        return value
+
+    @property
+    def retention_share(self) -> float:
+        value = float(self._get("RETENTION_SHARE"))
+        if not 0 < value <= 0.5:
+            raise ImproperlyConfigured(
+                f"ORBIT_RETENTION_SHARE must be above 0 and at most 0.5, not {value}"
+            )
+        return value
+
+    @property
+    def listen_database_url(self) -> str:
+        return str(self._get("LISTEN_DATABASE_URL") or "")
+
 
 @dataclass(frozen=True)
 class Rate:
@@ -205,6 +247,45 @@ class Rate:
 
     def __str__(self) -> str:
         return f"{self.limit}/{self.seconds}s"
+
+
+#: The shortest retention: the dashboard's last-hour cards and per-minute chart read only
+#: rows, never rollups, so nothing younger than an hour may be pruned.
+MIN_RETENTION = timedelta(hours=1)
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
+
+
+def parse_age(name: str, value: Any) -> timedelta | None:
+    """`7d`, `12h`, `2w`, `90m` as a timedelta; empty, `never` or `off`: None (keep for ever)."""
+    if isinstance(value, timedelta):
+        age = value
+    else:
+        text = str(value if value is not None else "").strip().lower()
+        if text in ("", "never", "off", "none", "forever"):
+            return None
+        match = _AGE.match(text)
+        if not match:
+            raise ImproperlyConfigured(
+                f"{name} is {text!r}; write an age such as '7d', '12h', '2w' or '90m' "
+                "(s, m, h, d, w), or 'never'"
+            )
+        age = timedelta(seconds=int(match[1]) * AGE_UNITS[match[2].lower()])
+    if age < MIN_RETENTION:
+        raise ImproperlyConfigured(
+            f"{name} is {format_age(age)}; keep at least 1h (the dashboard's last hour "
+            "reads the runs themselves)"
+        )
+    return age
+
+
+def format_age(age: timedelta) -> str:
+    """An age as `parse_age` reads it: 7d, 12h, 90m."""
+    seconds = int(age.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % AGE_UNITS[unit] == 0:
+            return f"{seconds // AGE_UNITS[unit]}{unit}"
+    return f"{seconds}s"
 
 
 RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

@@ -10,19 +10,31 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import reduce
+from datetime import datetime
+from functools import cache, reduce
 from operator import or_
+from typing import Any
 
 from django.db import IntegrityError, models, transaction
-from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
 from orbit.core.clock import db_now
 from orbit.core.exceptions import LeaseLost, type_path
 from orbit.core.models import AuditEvent
-from runs.models import Run, RunStatus, Step, StepAttempt, StepLog, StepStatus, Worker
+from runs.models import (
+    Run,
+    RunRollup,
+    RunStatus,
+    Step,
+    StepAttempt,
+    StepLog,
+    StepStatus,
+    Worker,
+)
 from runs.store import transitions as t
 from runs.store.protocol import Features, Wakeups
 from runs.store.records import (
@@ -36,8 +48,18 @@ from runs.store.records import (
     LogBatch,
     NewRun,
     Outcome,
+    Pruned,
     StepRow,
     StepStart,
+)
+from runs.store.rollups import (
+    OUTCOMES,
+    GoneAttempt,
+    GoneRun,
+    HourFigures,
+    add_counts,
+    add_outcomes,
+    summarise,
 )
 
 logger = logging.getLogger(__name__)
@@ -478,6 +500,75 @@ class PortableStore:
             self.announce()
         return str(before)
 
+    # -- retention --------------------------------------------------------------------
+    def prune_runs(self, before: Mapping[str, datetime], *, limit: int) -> Pruned:
+        if limit <= 0 or not _prunable_statuses(before):
+            return Pruned()
+        with transaction.atomic():
+            rows = list(
+                prunable(before)
+                .select_for_update(skip_locked=True)
+                .order_by("finished_at")
+                .values_list("id", "pipeline_id", "status", "running_time", "finished_at")[:limit]
+            )
+            if not rows:
+                return Pruned()
+            pipelines = {row[0]: row[1] for row in rows}
+            attempts = [
+                GoneAttempt(pipelines[run_id], outcome, number, duration, finished_at)
+                for run_id, outcome, number, duration, finished_at in StepAttempt.objects.filter(
+                    run_id__in=pipelines
+                ).values_list("run_id", "outcome", "number", "duration", "finished_at")
+            ]
+            gone = [
+                GoneRun(pipeline, status, running, finished)
+                for _, pipeline, status, running, finished in rows
+                if finished is not None
+            ]
+            self._add_rollups(summarise(gone, attempts))
+            # Django's own delete: the steps, attempts and logs cascade, and rows of
+            # other apps pointing at the runs are treated as their foreign keys say.
+            Run.objects.filter(id__in=list(pipelines)).delete()
+        return Pruned(runs=dict(Counter(row[2] for row in rows)), attempts=len(attempts))
+
+    def _add_rollups(self, figures: Sequence[HourFigures]) -> None:
+        for hour in figures:
+            row, _ = RunRollup.objects.select_for_update().get_or_create(
+                pipeline_id=hour.pipeline_id, hour=hour.hour
+            )
+            row.succeeded += hour.succeeded
+            row.failed += hour.failed
+            row.cancelled += hour.cancelled
+            row.run_durations = add_counts(list(row.run_durations or []), hour.run_durations)
+            row.run_seconds += hour.run_seconds
+            row.attempts = add_outcomes(dict(row.attempts or {}), hour.attempts)
+            row.retries += hour.retries
+            row.attempt_durations = add_counts(
+                list(row.attempt_durations or []), hour.attempt_durations
+            )
+            row.attempt_seconds += hour.attempt_seconds
+            row.save()
+
+    def count_prunable(self, before: Mapping[str, datetime]) -> dict[str, int]:
+        if not _prunable_statuses(before):
+            return {}
+        return dict(prunable(before).values_list("status").annotate(n=Count("id")).order_by())
+
+    def prune_audit(self, before: datetime, *, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        with transaction.atomic():
+            ids = list(
+                AuditEvent.objects.filter(created_at__lt=before)
+                .order_by("created_at", "id")
+                .values_list("id", flat=True)[:limit]
+            )
+            deleted, _ = AuditEvent.objects.filter(id__in=ids).delete()
+        return deleted
+
+    def count_audit(self, before: datetime) -> int:
+        return AuditEvent.objects.filter(created_at__lt=before).count()
+
     # -- reading ----------------------------------------------------------------------
     def estimated_rows(self, model: type[models.Model]) -> int | None:
         return None
@@ -528,6 +619,65 @@ def _locked_status(run_id: uuid.UUID, change: t.RunChange) -> str | None:
         .values_list("status", flat=True)
         .first()
     )
+
+
+def _prunable_statuses(before: Mapping[str, datetime]) -> list[str]:
+    unknown = set(before) - set(OUTCOMES)
+    if unknown:
+        raise ValueError(f"only finished runs are pruned, not {', '.join(sorted(unknown))} ones")
+    return [status for status in OUTCOMES if before.get(status) is not None]
+
+
+def prunable(before: Mapping[str, datetime]) -> QuerySet[Run]:
+    """Finished runs of a status in `before` that finished before its moment."""
+    return Run.objects.filter(
+        reduce(
+            or_,
+            (
+                Q(status=status, finished_at__lt=before[status])
+                for status in _prunable_statuses(before)
+            ),
+        )
+    )
+
+
+#: The engine's own tables, which the PostgreSQL store's pruning statement deletes.
+ENGINE_MODELS: tuple[type[models.Model], ...] = (Run, Step, StepAttempt)
+
+
+@cache
+def outside_relations() -> tuple[tuple[type[models.Model], Any], ...]:
+    """Foreign keys of other apps' models to runs, steps or attempts (parent, relation)."""
+    return tuple(
+        (parent, relation)
+        for parent in ENGINE_MODELS
+        for relation in parent._meta.related_objects
+        if relation.related_model not in ENGINE_MODELS
+    )
+
+
+def release_outside(run_ids: Sequence[uuid.UUID]) -> None:
+    """Before the runs' rows go without Django's delete, do to other apps' rows pointing
+    at them (or at their steps and attempts) what those foreign keys' on_delete says."""
+    for parent, relation in outside_relations():
+        lookup = {"pk__in": run_ids} if parent is Run else {"run_id__in": run_ids}
+        related = relation.related_model._base_manager.filter(
+            **{f"{relation.field.name}__in": parent._base_manager.filter(**lookup).values("pk")}
+        )
+        on_delete = relation.on_delete
+        if on_delete is models.DO_NOTHING:
+            continue
+        if on_delete is models.SET_NULL:
+            related.update(**{relation.field.name: None})
+        elif on_delete is models.SET_DEFAULT:
+            related.update(**{relation.field.name: relation.field.get_default()})
+        elif on_delete is models.CASCADE:
+            related.delete()
+        elif related.exists():
+            raise models.ProtectedError(
+                f"{relation.related_model._meta.label} rows protect runs being pruned",
+                set(related),
+            )
 
 
 def _write_attempt(run_id: uuid.UUID, attempt: AttemptRecord) -> None:

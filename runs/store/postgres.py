@@ -9,8 +9,10 @@ the portable store's ORM, which serves PostgreSQL equally well.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
@@ -19,7 +21,7 @@ from typing import Any
 from django.db import connection, models, transaction
 
 from orbit.core.models import AuditEvent
-from runs.models import Run, Step, StepAttempt, StepLog
+from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
 from runs.store import rows
 from runs.store import transitions as t
 from runs.store.listen import CANCEL_PREFIX, CHANNEL, Listener
@@ -28,6 +30,9 @@ from runs.store.portable import (
     INTERRUPTED_ERROR_TYPE,
     QUARANTINE_ERROR,
     PortableStore,
+    _prunable_statuses,
+    outside_relations,
+    release_outside,
 )
 from runs.store.protocol import Features, Wakeups
 from runs.store.queries import sql
@@ -39,9 +44,16 @@ from runs.store.records import (
     LogBatch,
     NewRun,
     Outcome,
+    Pruned,
     StepRow,
 )
+from runs.store.rollups import GoneAttempt, GoneRun, HourFigures, summarise
 from runs.store.transitions import Set
+
+logger = logging.getLogger(__name__)
+
+#: How long a new LISTEN connection waits for its own test announcement.
+PROBE_SECONDS = 2.0
 
 
 class PostgresStore(PortableStore):
@@ -60,6 +72,7 @@ class PostgresStore(PortableStore):
                 ("attempt", StepAttempt),
                 ("steplog", StepLog),
                 ("audit", AuditEvent),
+                ("rollup", RunRollup),
             ):
                 cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [model._meta.db_table])
                 found[key] = str(cursor.fetchone()[0])
@@ -198,6 +211,56 @@ class PostgresStore(PortableStore):
             for rid, step, worker_id, interruptions, quarantined, error in found
         ]
 
+    # -- retention --------------------------------------------------------------------
+    def prune_runs(self, before: Mapping[str, datetime], *, limit: int) -> Pruned:
+        statuses = _prunable_statuses(before)
+        if limit <= 0 or not statuses:
+            return Pruned()
+        with transaction.atomic():
+            self._execute("lazy_commit", {})
+            ids = [
+                row[0]
+                for row in self._execute(
+                    "prunable_runs",
+                    {
+                        "latest": max(before[s] for s in statuses),
+                        "succeeded": before.get("succeeded"),
+                        "failed": before.get("failed"),
+                        "cancelled": before.get("cancelled"),
+                        "limit": limit,
+                    },
+                )
+            ]
+            if not ids:
+                return Pruned()
+            if outside_relations():
+                release_outside(ids)
+            gone = self._execute("prune_runs", {"ids": ids})
+            runs = [GoneRun(p, s, st, fi) for kind, p, s, st, fi, _, _ in gone if kind == "run"]
+            attempts = [
+                GoneAttempt(p, outcome, number, duration, fi)
+                for kind, p, outcome, _, fi, number, duration in gone
+                if kind == "attempt"
+            ]
+            self._add_rollups(summarise(runs, attempts))
+        return Pruned(runs=dict(Counter(run.status for run in runs)), attempts=len(attempts))
+
+    def _add_rollups(self, figures: Sequence[HourFigures]) -> None:
+        if figures:
+            self._execute(
+                "add_rollups",
+                {
+                    "rollups": json.dumps([hour.values() for hour in figures]),
+                    "rollup_defaults": rows.defaults_json(RunRollup),
+                    "rollup_sequence": self._sequences["rollup"],
+                },
+            )
+
+    def prune_audit(self, before: datetime, *, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return int(self._execute("prune_audit", {"before": before, "limit": limit})[0][0])
+
     # -- reading ----------------------------------------------------------------------
     def estimated_rows(self, model: type[models.Model]) -> int | None:
         found = self._execute("estimated_rows", {"table": model._meta.db_table})
@@ -213,7 +276,21 @@ class PostgresStore(PortableStore):
     def wakeups(self) -> Wakeups | None:
         listener = Listener()
         listener.connect()
-        return listener
+        # An announcement goes through Django's connection; it must reach the listener.
+        if listener.probe(
+            lambda channel: self._execute("announce", {"channel": channel, "payload": "probe"}),
+            timeout=PROBE_SECONDS,
+        ):
+            return listener
+        listener.close()
+        logger.warning(
+            "Announcements sent through the database connection do not reach the LISTEN "
+            "connection (is DATABASE_URL a PgBouncer in transaction pooling? Set "
+            "ORBIT_LISTEN_DATABASE_URL to PostgreSQL itself); polling instead "
+            "(ORBIT_POLL_INTERVAL)",
+            extra={"event": "listen_unavailable"},
+        )
+        return None
 
     @contextmanager
     def exclusive(self, key: int) -> Iterator[bool]:

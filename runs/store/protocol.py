@@ -12,9 +12,10 @@ the claimant's fence (`Fence`), so a claimant that lost its lease writes nothing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from django.db import models
@@ -31,6 +32,7 @@ from runs.store.records import (
     LogBatch,
     NewRun,
     Outcome,
+    Pruned,
     StepRow,
     StepStart,
 )
@@ -168,6 +170,27 @@ class RunStore(Protocol):
     def retry(self, run_id: uuid.UUID, *, current_step: str) -> str | None:
         """Queue a failed or cancelled run again at `current_step`, its unfinished steps
         with a fresh retry budget; the status it had, or None if it was neither."""
+        ...
+
+    # -- retention --------------------------------------------------------------------
+    def prune_runs(self, before: Mapping[str, datetime], *, limit: int) -> Pruned:
+        """Delete up to `limit` finished runs, oldest first, each of a status in `before`
+        that finished before that status's moment, with their steps, attempts and logs,
+        after adding their figures to the hourly rollups (runs/store/rollups.py): one
+        short transaction that skips rows another holds. Rows of other apps that point
+        at them are treated as their foreign keys say (set to null, deleted)."""
+        ...
+
+    def count_prunable(self, before: Mapping[str, datetime]) -> dict[str, int]:
+        """How many runs `prune_runs` would delete with the same `before`, by status."""
+        ...
+
+    def prune_audit(self, before: datetime, *, limit: int) -> int:
+        """Delete up to `limit` audit events recorded before `before`, oldest first."""
+        ...
+
+    def count_audit(self, before: datetime) -> int:
+        """How many audit events were recorded before `before`."""
         ...
 
     # -- reading ----------------------------------------------------------------------

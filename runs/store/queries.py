@@ -15,7 +15,7 @@ from django.db import connection
 
 from orbit.core.models import AuditEvent
 from pipelines.models import Pipeline
-from runs.models import Run, Step, StepAttempt, StepLog
+from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -28,6 +28,7 @@ TABLES = {
     "steplog": StepLog,
     "pipeline": Pipeline,
     "audit": AuditEvent,
+    "rollup": RunRollup,
 }
 
 

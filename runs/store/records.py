@@ -196,3 +196,16 @@ class Announcements:
     delays: tuple[float, ...] = ()
     #: Running runs an operator cancelled: whoever holds one stops its step now.
     cancelled: tuple[uuid.UUID, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one pruning batch deleted (its figures went to the hourly rollups first)."""
+
+    #: Runs deleted, by status.
+    runs: Mapping[str, int] = field(default_factory=dict)
+    attempts: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.runs.values())

@@ -30,6 +30,7 @@ from runs.attempts import StopReason
 from runs.execution import Decision, HeldRun, Next, begin, hand_back, record_many, settle_lost
 from runs.models import Worker, WorkerState
 from runs.recovery import recover_interrupted
+from runs.retention import Policy, prune_turn
 from runs.store import Wakeups, store
 from runs.store.records import ClaimRequest
 from runs.supervision import LOG_WRITE_SECONDS
@@ -70,6 +71,7 @@ class WorkerLoop:
         poll_interval: float | None = None,
         listen: bool = True,
         schedules: bool = True,
+        prune: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -83,6 +85,10 @@ class WorkerLoop:
         self.poll_interval = poll_interval or orbit_settings.poll_interval
         self.listen = listen
         self.schedules = schedules
+        # A retention setting Orbit cannot read stops the worker here, not later.
+        self.prune = (
+            prune and Policy.from_settings().prunes_anything and orbit_settings.retention_share > 0
+        )
         self.slots = [Slot(index=i) for i in range(concurrency)]
         self.row: Worker | None = None
         self.runs_done = 0
@@ -110,6 +116,13 @@ class WorkerLoop:
                 lambda: orbit_settings.schedule_interval,
                 self._fire_schedules,
                 active=lambda: self.schedules and self.stop is None,
+            ),
+            # Retention: one batch at a time, one worker at a time, paced (runs/retention.py).
+            Duty(
+                "prune",
+                lambda: orbit_settings.retention_interval,
+                self._prune,
+                active=lambda: self.prune and self.stop is None,
             ),
             Duty(
                 "listen",
@@ -164,6 +177,8 @@ class WorkerLoop:
         self._register()
         # A small random delay so workers started together do not poll in step.
         self.timers.postpone("claim", random.uniform(0, min(self.poll_interval, 0.1)))
+        # Not at start, and not in step with the other workers.
+        self.timers.postpone("prune", random.uniform(0.5, 1.0) * orbit_settings.retention_interval)
         try:
             while True:
                 self._handle_signals()
@@ -407,6 +422,15 @@ class WorkerLoop:
             logger.exception(
                 "Firing schedules failed; will try again", extra={"event": "schedule_error"}
             )
+
+    def _prune(self) -> float | None:
+        try:
+            return prune_turn(Policy.from_settings(), limit=orbit_settings.retention_batch)
+        except DB_ERRORS:
+            raise
+        except Exception:
+            logger.exception("Pruning failed; will try again", extra={"event": "prune_error"})
+            return None
 
     def _connect_wakeups(self) -> None:
         try:

@@ -92,3 +92,33 @@ def test_staff_session_may_read_metrics(db):
     plain = Client()
     plain.force_login(User.objects.create_user("someone"))
     assert plain.get("/metrics").status_code == 403
+
+
+def test_pruning_leaves_the_days_counters_and_histograms_as_they_were(scrape, test_pipelines):
+    """Runs finished today and pruned (retention under a day) count from the rollups."""
+    from pipelines.models import Pipeline
+    from runs.metrics import start_of_day
+    from runs.retention import Policy, prune
+    from tests.factories import StepFactory
+
+    now = timezone.now()
+    if now - start_of_day(now) < timedelta(hours=2, minutes=5):
+        pytest.skip("the UTC day is too young to hold runs older than an hour and a bit")
+    pipeline = Pipeline.objects.get(name="t-single")
+    for i, status in enumerate(["succeeded", "failed", "succeeded"]):
+        end = now - timedelta(hours=2, seconds=i)
+        run = Run.objects.create(
+            pipeline=pipeline,
+            status=status,
+            started_at=end - timedelta(seconds=3 + i),
+            finished_at=end,
+        )
+        step = StepFactory(run=run, name="s", position=0)
+        StepAttemptFactory(step=step, number=1, outcome="failed", duration=1.0)
+        StepAttemptFactory(step=step, number=2, outcome=status, duration=2.0)
+    before = {k: v for k, v in samples(scrape()).items() if not k[0].endswith("_created")}
+    assert prune(Policy(succeeded=timedelta(hours=1), failed=timedelta(hours=1))).total_runs == 3
+    after = {k: v for k, v in samples(scrape()).items() if not k[0].endswith("_created")}
+    assert after == before
+    assert before[("orbit_step_retries_total", ())] == 3
+    assert before[("orbit_runs_finished_total", (("status", "succeeded"),))] == 2

@@ -48,9 +48,10 @@ def test_overview_renders_its_charts(logged_in, live_server, worker):
     finished(run.id)
     page = logged_in
     page.goto(f"{live_server.url}/dashboard/")
-    assert page.locator("svg.chart-svg").count() == 2
+    assert page.locator("svg.chart-svg").count() == 3
     page.locator("#chart-per-minute rect.bar-succeeded").first.wait_for()
     assert page.locator("#chart-durations rect.bar-duration").count() >= 1
+    assert page.locator("#chart-per-day rect.bar-succeeded").count() == 1  # today's bar
     assert page.get_by_text("Workers alive").is_visible()
     # Ready for a strict Content-Security-Policy: no inline script anywhere on the page.
     assert page.eval_on_selector_all("script", "els => els.filter(e => !e.src).length") == 0

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import F
 from django.utils import timezone
 
 from pipelines.models import Pipeline
@@ -66,7 +67,7 @@ def finished_run(status=RunStatus.FAILED, **kwargs):
     return run
 
 
-def test_overview_shows_the_cards_and_both_charts(op_client, test_pipelines):
+def test_overview_shows_the_cards_and_the_charts(op_client, test_pipelines):
     finished_run(status=RunStatus.SUCCEEDED)
     page = op_client.get("/dashboard/").content.decode()
     for label in (
@@ -81,8 +82,22 @@ def test_overview_shows_the_cards_and_both_charts(op_client, test_pipelines):
         "Recent runs",
     ):
         assert label in page
-    assert page.count('class="chart-svg"') == 2
+    assert page.count('class="chart-svg"') == 3
     assert 'class="bar-succeeded"' in page  # the finished run is drawn in the per-minute chart
+    assert "Runs finished per day, last 30 days (UTC)" in page
+
+
+def test_the_30_day_chart_reads_pruned_days_from_the_rollups(op_client, test_pipelines):
+    from runs.retention import Policy, prune
+
+    old = finished_run(status=RunStatus.FAILED)
+    Run.objects.filter(id=old.id).update(finished_at=F("finished_at") - timedelta(days=10))
+    before = op_client.get("/dashboard/").content.decode()
+    assert prune(Policy(failed=timedelta(days=7))).total_runs == 1
+    after = op_client.get("/dashboard/").content.decode()
+    chart = before.split('id="chart-per-day"')[1]
+    assert ": 1 failed" in chart
+    assert after.split('id="chart-per-day"')[1] == chart
 
 
 def test_overview_polls_a_partial_without_the_page_around_it(op_client, test_pipelines):
@@ -90,6 +105,7 @@ def test_overview_polls_a_partial_without_the_page_around_it(op_client, test_pip
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="overview-live"')
     assert "<html" not in body
+    assert "chart-per-day" not in body  # a month of runs is read once per page, not every 5 s
     assert response["Vary"].count("HX-Request") == 1
 
 

@@ -15,6 +15,9 @@ from runs import metrics
 from runs.models import Run
 
 RECENT_RUNS = 10
+#: The history chart's span: longer than the usual retention, so it reads the rollups of
+#: pruned runs for its older days (runs.metrics.runs_per_day).
+HISTORY_DAYS = 30
 OUTCOMES = (("succeeded", "Succeeded"), ("failed", "Failed"), ("cancelled", "Cancelled"))
 
 
@@ -38,7 +41,9 @@ class Health:
     reason: str
 
 
-def figures(now: datetime) -> dict[str, Any]:
+def figures(now: datetime, *, history: bool = False) -> dict[str, Any]:
+    """The overview's figures; with `history`, the 30-day chart too (it reads a month of
+    runs, so the page draws it once and the 5-second refresh leaves it out)."""
     stats = metrics.stats(now)
     workers = metrics.worker_health(now)
     hour = stats.last_hour
@@ -53,6 +58,7 @@ def figures(now: datetime) -> dict[str, Any]:
         ),
         "worker_health": workers,
         "hour": hour,
+        "per_day": per_day_chart(metrics.runs_per_day(HISTORY_DAYS, now)) if history else None,
     }
 
 
@@ -110,6 +116,19 @@ def per_minute_chart(buckets: list[metrics.MinuteBucket]) -> BarChart:
         for b in buckets
     ]
     return stacked_bars("Runs finished per minute, last hour", columns, OUTCOMES, label_every=10)
+
+
+def per_day_chart(buckets: list[metrics.DayBucket]) -> BarChart:
+    columns = [
+        (
+            f"{b.day:%b} {b.day.day}",
+            {"succeeded": b.succeeded, "failed": b.failed, "cancelled": b.cancelled},
+        )
+        for b in buckets
+    ]
+    return stacked_bars(
+        f"Runs finished per day, last {len(buckets)} days (UTC)", columns, OUTCOMES, label_every=5
+    )
 
 
 def duration_chart(hist: metrics.Histogram) -> BarChart:

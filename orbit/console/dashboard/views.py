@@ -76,8 +76,11 @@ def _is_htmx(request: HttpRequest) -> bool:
 @requires(access.VIEW_RUNS)
 @vary_on_headers("HX-Request")
 def overview_page(request: HttpRequest) -> HttpResponse:
-    context = _page(request, "Overview", "overview", figures=overview.figures(db_now()))
-    template = "dashboard/_overview_live.html" if _is_htmx(request) else "dashboard/overview.html"
+    live = _is_htmx(request)  # the 5-second refresh: the 30-day chart stays as drawn
+    context = _page(
+        request, "Overview", "overview", figures=overview.figures(db_now(), history=not live)
+    )
+    template = "dashboard/_overview_live.html" if live else "dashboard/overview.html"
     return render(request, template, context)
 
 

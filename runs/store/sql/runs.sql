@@ -1,6 +1,6 @@
 -- The PostgreSQL store's statements (runs/store/postgres.py), each named by the comment
 -- above it and loaded once by runs/store/queries.py. {run}, {step}, {attempt}, {steplog},
--- {pipeline} and {audit} are the models' tables; every other value is a bound parameter. Whole rows
+-- {pipeline}, {audit} and {rollup} are the models' tables; every other value is a bound parameter. Whole rows
 -- are inserted as jsonb_populate_record(NULL::table, defaults || values), with `defaults`
 -- derived from the models (runs/store/rows.py), so no statement lists columns by hand.
 -- The clock is statement_timestamp() throughout: Django's Now() on PostgreSQL.
@@ -384,3 +384,105 @@ SELECT pg_try_advisory_xact_lock(%(key)s)
 -- name: estimated_rows
 -- The row count as (auto)ANALYZE last saw it: free, and close enough to size a page.
 SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%(table)s)
+
+
+-- name: lazy_commit
+-- This transaction's COMMIT does not wait for its WAL to reach the disk. For pruning only:
+-- a batch lost in a crash loses nothing (its rows are still there, the rollups without
+-- them), and pruning a backlog then costs the database's disk far less.
+SET LOCAL synchronous_commit TO OFF
+
+
+-- name: prunable_runs
+-- Up to %(limit)s finished runs past their status's retention, oldest first, locked for
+-- the pruning transaction. Rows another transaction holds (an operator retrying a failed
+-- run) are skipped, never waited for. `finished_at < %(latest)s` walks run_finished_idx
+-- from the oldest finished run; a NULL moment keeps that status.
+SELECT r.id FROM {run} AS r
+WHERE r.finished_at < %(latest)s
+  AND r.finished_at < CASE r.status
+      WHEN 'succeeded' THEN %(succeeded)s::timestamptz
+      WHEN 'failed' THEN %(failed)s::timestamptz
+      WHEN 'cancelled' THEN %(cancelled)s::timestamptz END
+ORDER BY r.finished_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+
+-- name: prune_runs
+-- The runs %(ids)s (locked by prunable_runs), their attempts, steps and step logs, in one
+-- statement (the foreign keys are checked at commit). Returns what the rollups need
+-- (runs/store/rollups.py): a row per run and a row per attempt.
+WITH gone_attempts AS (
+    DELETE FROM {attempt} AS a WHERE a.run_id = ANY(%(ids)s::uuid[])
+    RETURNING a.run_id, a.outcome, a.number, a.duration, a.finished_at
+),
+gone_logs AS (
+    DELETE FROM {steplog} AS l WHERE l.run_id = ANY(%(ids)s::uuid[])
+),
+gone_steps AS (
+    DELETE FROM {step} AS s WHERE s.run_id = ANY(%(ids)s::uuid[])
+),
+gone_runs AS (
+    DELETE FROM {run} AS r WHERE r.id = ANY(%(ids)s::uuid[])
+    RETURNING r.id, r.pipeline_id, r.status, r.running_time, r.finished_at
+)
+SELECT 'run', r.pipeline_id, r.status, r.running_time, r.finished_at, NULL::int, NULL::float8
+FROM gone_runs AS r
+UNION ALL
+SELECT 'attempt', r.pipeline_id, a.outcome, NULL, a.finished_at, a.number, a.duration
+FROM gone_attempts AS a JOIN gone_runs AS r ON r.id = a.run_id
+
+
+-- name: add_rollups
+-- Each hour's figures (runs/store/rollups.py `HourFigures`) added to its rollup row,
+-- which starts at zero: counts and sums add, bucket lists add bucket by bucket, outcome
+-- counts add key by key.
+INSERT INTO {rollup} AS r
+SELECT (jsonb_populate_record(
+    NULL::{rollup},
+    %(rollup_defaults)s::jsonb || x.value || jsonb_build_object(
+        'id', nextval(%(rollup_sequence)s::regclass))
+)).*
+FROM jsonb_array_elements(%(rollups)s::jsonb) AS x(value)
+ON CONFLICT (pipeline_id, hour) DO UPDATE SET
+    succeeded = r.succeeded + EXCLUDED.succeeded,
+    failed = r.failed + EXCLUDED.failed,
+    cancelled = r.cancelled + EXCLUDED.cancelled,
+    run_durations = (
+        SELECT COALESCE(
+            jsonb_agg(COALESCE(b.old::bigint, 0) + COALESCE(b.new::bigint, 0) ORDER BY b.i),
+            '[]'::jsonb)
+        FROM ROWS FROM (jsonb_array_elements_text(r.run_durations),
+                        jsonb_array_elements_text(EXCLUDED.run_durations))
+             WITH ORDINALITY AS b(old, new, i)),
+    run_seconds = r.run_seconds + EXCLUDED.run_seconds,
+    attempts = (
+        SELECT COALESCE(jsonb_object_agg(e.key, e.n), '{{}}'::jsonb)
+        FROM (SELECT both_.key, sum(both_.value::bigint) AS n
+              FROM (SELECT * FROM jsonb_each_text(r.attempts)
+                    UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.attempts)) AS both_
+              GROUP BY both_.key) AS e),
+    retries = r.retries + EXCLUDED.retries,
+    attempt_durations = (
+        SELECT COALESCE(
+            jsonb_agg(COALESCE(b.old::bigint, 0) + COALESCE(b.new::bigint, 0) ORDER BY b.i),
+            '[]'::jsonb)
+        FROM ROWS FROM (jsonb_array_elements_text(r.attempt_durations),
+                        jsonb_array_elements_text(EXCLUDED.attempt_durations))
+             WITH ORDINALITY AS b(old, new, i)),
+    attempt_seconds = r.attempt_seconds + EXCLUDED.attempt_seconds
+
+
+-- name: prune_audit
+-- Up to %(limit)s audit events recorded before %(before)s, oldest first (audit_created_idx).
+WITH gone AS (
+    DELETE FROM {audit} WHERE id IN (
+        SELECT a.id FROM {audit} AS a
+        WHERE a.created_at < %(before)s
+        ORDER BY a.created_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) FROM gone

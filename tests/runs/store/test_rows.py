@@ -8,7 +8,7 @@ import re
 import pytest
 
 from orbit.core.models import AuditEvent
-from runs.models import Run, Step, StepAttempt, StepLog
+from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
 from runs.store import queries, rows
 
 MODELS = {
@@ -17,6 +17,7 @@ MODELS = {
     "attempt": StepAttempt,
     "steplog": StepLog,
     "audit": AuditEvent,
+    "rollup": RunRollup,
 }
 
 

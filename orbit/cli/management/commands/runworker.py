@@ -7,6 +7,7 @@ import os
 import socket
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from orbit.core.audit import Actor, acting
@@ -90,7 +91,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-listen",
             action="store_true",
-            help="Poll only, even on PostgreSQL (for PgBouncer transaction pooling).",
+            help="Poll only, even on PostgreSQL (see ORBIT_LISTEN_DATABASE_URL for PgBouncer).",
         )
         parser.add_argument(
             "--no-schedules",
@@ -102,6 +103,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Start even when a pipeline module fails to import, running the pipelines "
             "that did load (also ORBIT_ALLOW_BROKEN_MODULES=True).",
+        )
+        parser.add_argument(
+            "--no-prune",
+            action="store_true",
+            help="Do not apply ORBIT_RETENTION_* from this worker (docs/OPERATIONS.md).",
         )
         parser.add_argument(
             "--reload",
@@ -131,8 +137,9 @@ class Command(BaseCommand):
                 max_runs_per_child=options["max_runs_per_child"],
                 listen=not options["no_listen"],
                 schedules=not options["no_schedules"],
+                prune=not options["no_prune"],
             )
-        except ValueError as exc:
+        except (ValueError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
         worker.install_signal_handlers()
         # What the worker does on its own (resuming interrupted runs) is audited as it.
