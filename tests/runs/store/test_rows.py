@@ -40,7 +40,7 @@ def test_every_insert_sets_the_key_and_the_stamped_columns_itself():
                 needed.add(model._meta.pk.column)
             for column in needed:
                 assert f"'{column}'," in rest, f"{name}: INSERT INTO {table} does not set {column}"
-    assert inserts == 6
+    assert inserts == 7  # runs, steps, audit, attempts (commit, recovery), logs, rollups
 
 
 def test_a_statement_names_only_the_fixed_tables():
