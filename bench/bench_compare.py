@@ -1,8 +1,9 @@
 """`make bench`: Orbit and its peers on this machine, side by side in one table.
 
-    make bench                    # about 10 min: Orbit on PostgreSQL and SQLite, then the peers
+    make bench                    # about 15 min: Orbit on PostgreSQL and SQLite, then the peers
     BENCH_QUICK=1 make bench      # smoke run: 200 jobs per drain, 10 pickup samples, short pgbench
     BENCH_PEERS=0 make bench      # Orbit alone
+    BENCH_ONLY=tasks make bench   # only the @task drains: Orbit beside django-tasks-db (~7 min)
     PEERS_SCRIPT=/path/to/run_all.sh make bench
 
 The peers (procrastinate, django-tasks, DBOS, and pgbench for PostgreSQL's own limit) come
@@ -11,6 +12,10 @@ it builds its own venv under /tmp/peerbench and needs root. When it is missing o
 the table shows Orbit alone and says why. Both sides drain the same N no-op jobs per
 measurement and take the same number of pickup samples, timed the same way (wall clock
 from just before the enqueue call to the job function's start).
+
+Then the same N `@task` no-ops (Django's Tasks framework) drained through Orbit's backend
+(`runs.tasks.OrbitBackend`, bench/bench_tasks.py) and through django-tasks-db (the peers'
+django-tasks rows, from this run), side by side in a table of their own: `run_tasks`.
 
 Writes everything (Orbit's rows, the peers' raw results, the machine) to
 bench/results/bench-<time>.json.
@@ -100,8 +105,9 @@ def run_orbit(db: str, stamp: str) -> list[dict[str, Any]]:
     return rows
 
 
-def run_peers(stamp: str) -> tuple[dict[str, Any], str | None]:
-    """The peers' raw results, and why they are missing if they are."""
+def run_peers(stamp: str, **overrides: str) -> tuple[dict[str, Any], str | None]:
+    """The peers' raw results, and why they are missing if they are. `overrides` are
+    run_all.sh's settings (PEERBENCH_SYSTEMS="django-tasks", SKIP_PGBENCH="1", ...)."""
     if os.environ.get("BENCH_PEERS", "1") == "0":
         return {}, "skipped (BENCH_PEERS=0)"
     if not PEERS_SCRIPT.is_file():
@@ -110,7 +116,7 @@ def run_peers(stamp: str) -> tuple[dict[str, Any], str | None]:
         return {}, f"{PEERS_SCRIPT.name} needs root (it runs `su postgres`)"
     if shutil.which("pgbench") is None and not Path("/usr/lib/postgresql/15/bin/pgbench").exists():
         return {}, "pgbench (PostgreSQL 15) is not installed"
-    env = dict(os.environ, PEERBENCH_N=str(N), PEERBENCH_LAT_N=str(LAT_N))
+    env = {**os.environ, "PEERBENCH_N": str(N), "PEERBENCH_LAT_N": str(LAT_N), **overrides}
     if QUICK:
         env.setdefault("PGBENCH_SECS", "2")
         env.setdefault("PGBENCH_SCRIPTS", "claim_complete")
@@ -119,7 +125,8 @@ def run_peers(stamp: str) -> tuple[dict[str, Any], str | None]:
     for name in ("systems.jsonl", "pgbench.jsonl"):  # never show a previous run's figures
         (PEERS_RESULTS / name).unlink(missing_ok=True)
     PEERS_TMP.mkdir(parents=True, exist_ok=True)
-    log = PEERS_TMP / f"run_all-{stamp}.log"
+    systems = overrides.get("PEERBENCH_SYSTEMS", "").replace(" ", "-")
+    log = PEERS_TMP / f"run_all-{stamp}{'-' + systems if systems else ''}.log"
     print(f"peers: running {PEERS_SCRIPT} (log: {log})", flush=True)
     with log.open("w") as f:
         proc = subprocess.run(
@@ -133,6 +140,63 @@ def run_peers(stamp: str) -> tuple[dict[str, Any], str | None]:
     if not peers["systems"]:
         return peers, f"{PEERS_SCRIPT.name} wrote no results (see {log})"
     return peers, None
+
+
+def run_tasks(
+    stamp: str, peers: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """N `@task` no-ops drained through Orbit's Tasks backend and through django-tasks-db,
+    on PostgreSQL: the table's rows, django-tasks-db's raw results, and why they are
+    missing if they are.
+
+    Both sides enqueue with the framework's `task.enqueue()` and are timed as the other
+    drains are. django-tasks-db's figures are the peers' django-tasks rows of this run;
+    when the peers did not run it (BENCH_ONLY=tasks), it is run here, drains only.
+    """
+    out = RESULTS / f"orbit-tasks-{stamp}.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_worker.py"),
+            "--tasks",
+            "--db",
+            "postgres",
+            "--n",
+            str(N),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+    )
+    rows: list[dict[str, Any]] = []
+    if proc.returncode == 0:
+        orbit = json.loads(out.read_text())
+        out.unlink()  # folded into the combined file
+        rows.append(
+            {
+                "system": "Orbit (OrbitBackend)",
+                "config": f"runworker --concurrency {CONCURRENCY}",
+                "enqueue_s": statistics.mean(r["enqueue_per_s"] for r in orbit),
+                "drain_1p": rate(orbit, "bench.bench_tasks.noop", 1),
+                "drain_2p": rate(orbit, "bench.bench_tasks.noop", 2),
+                "steps_2p": None,
+                "lat_p50": None,
+                "lat_p95": None,
+            }
+        )
+    else:
+        print(f"orbit (@task): bench_worker.py --tasks exited with {proc.returncode}", flush=True)
+    mine = [r for r in peers.get("systems", []) if r.get("system") == "django-tasks"]
+    missing = None
+    if not mine:
+        ran, missing = run_peers(
+            stamp, PEERBENCH_SYSTEMS="django-tasks", SKIP_PGBENCH="1", PEERBENCH_LAT_N="0"
+        )
+        mine = [r for r in ran.get("systems", []) if r.get("system") == "django-tasks"]
+    rows += [{**r, "system": "django-tasks-db"} for r in peer_rows({"systems": mine})]
+    return rows, mine, missing if not mine else None
 
 
 def prepare_peer_database(env: dict[str, str]) -> None:
@@ -255,18 +319,79 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def print_tasks(rows: list[dict[str, Any]], missing: str | None) -> None:
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+    print()
+    print(
+        f"{N} @task no-ops (Django's Tasks framework: task.enqueue()) on PostgreSQL, "
+        "Orbit's backend beside django-tasks-db; tasks/s"
+    )
+    header = (
+        f"{'system':<22} {'configuration':<42} {'enqueue/s':>9} {'drain 1p':>9} {'drain 2p':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['system'][:22]:<22} {r['config'][:42]:<42} {cell(r['enqueue_s']):>9} "
+            f"{cell(r['drain_1p']):>9} {cell(r['drain_2p']):>9}"
+        )
+    if missing:
+        print(f"django-tasks-db: not available ({missing})")
+
+
 def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     started = time.time()
     host = machine()
+    only = os.environ.get("BENCH_ONLY", "")
     orbit: list[dict[str, Any]] = []
-    for db in ("postgres", "sqlite"):
-        orbit += run_orbit(db, stamp)
-    peers, missing = run_peers(stamp)
+    peers: dict[str, Any] = {}
+    missing: str | None = None
+    if only != "tasks":
+        for db in ("postgres", "sqlite"):
+            orbit += run_orbit(db, stamp)
+        peers, missing = run_peers(stamp)
+    tasks, tasks_peer, tasks_missing = run_tasks(stamp, peers)
     rows = orbit_rows(orbit) + peer_rows(peers)
     host["load_average_after"] = os.getloadavg()
 
+    if rows:
+        print_main(rows, host, missing)
+    print_tasks(tasks, tasks_missing)
+    versions = dict.fromkeys(
+        f"{r['system']} {r['version']}" for r in [*peers.get("systems", []), *tasks_peer]
+    )
+    if versions:
+        print("peer versions: " + "; ".join(versions))
+
+    out = RESULTS / f"bench-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "quick": QUICK,
+                "n": N,
+                "lat_n": LAT_N,
+                "concurrency": CONCURRENCY,
+                "machine": host,
+                "seconds": round(time.time() - started),
+                "table": rows,
+                "tasks_table": tasks,
+                "orbit": orbit,
+                "peers": peers,
+                "peers_missing": missing,
+                "tasks_peer": tasks_peer,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+def print_main(rows: list[dict[str, Any]], host: dict[str, Any], missing: str | None) -> None:
     print()
     print(
         f"{N} no-op jobs per drain, {LAT_N} pickup samples{' (BENCH_QUICK)' if QUICK else ''}; "
@@ -287,29 +412,6 @@ def main() -> None:
             )
     if missing:
         print(f"peers: not available ({missing})")
-    versions = dict.fromkeys(f"{r['system']} {r['version']}" for r in peers.get("systems", []))
-    if versions:
-        print("peer versions: " + "; ".join(versions))
-
-    out = RESULTS / f"bench-{stamp}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "quick": QUICK,
-                "n": N,
-                "lat_n": LAT_N,
-                "concurrency": CONCURRENCY,
-                "machine": host,
-                "seconds": round(time.time() - started),
-                "table": rows,
-                "orbit": orbit,
-                "peers": peers,
-                "peers_missing": missing,
-            },
-            indent=2,
-        )
-    )
-    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

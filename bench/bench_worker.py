@@ -22,7 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orbit_bench")
@@ -111,11 +113,13 @@ def drain(
     concurrency: int = 32,
     *,
     clear: bool = True,
+    enqueue_one: Callable[[], Any] | None = None,
 ) -> dict[str, float]:
     """Enqueue n runs, then time k workers draining them (worker start-up excluded).
 
     With clear=False the runs already in the database stay (bench_history.py), and only
-    runs created from now on are counted.
+    runs created from now on are counted. `enqueue_one` queues one run another way than
+    `enqueue(pipeline)` (a `@task`'s `enqueue`).
     """
     from runs import enqueue
     from runs.models import Run
@@ -128,7 +132,10 @@ def drain(
         counted = counted.filter(created_at__gte=db_now())
     started = time.perf_counter()
     for _ in range(n):
-        enqueue(pipeline)
+        if enqueue_one is not None:
+            enqueue_one()
+        else:
+            enqueue(pipeline)
     enqueue_rate = n / (time.perf_counter() - started)
     procs = start_workers(db, k, concurrency)
     first_seen = None
@@ -191,7 +198,15 @@ def main() -> None:
     parser.add_argument("--db", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument("--concurrency", type=int, default=32, help="slots per worker process")
     parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/)")
+    parser.add_argument(
+        "--tasks",
+        action="store_true",
+        help="only drain @task no-ops (bench/bench_tasks.py) through Orbit's Tasks backend",
+    )
     args = parser.parse_args()
+    if args.tasks:
+        tasks_only(args)
+        return
     dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
     results = []
     for db in dbs:
@@ -242,6 +257,37 @@ def main() -> None:
         )
     out = args.out or (
         ROOT / "bench" / "results" / f"bench_worker-{dbs[0]}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+def tasks_only(args: argparse.Namespace) -> None:
+    """Drain n `@task` no-ops with 1 and 2 workers: `noop.enqueue()`, Django's Tasks API."""
+    [db] = ["postgres"] if args.db == "both" else [args.db]
+    setup(db)
+    django_ready(db)
+    from bench.bench_tasks import noop
+
+    results = []
+    for k in (1, 2):
+        row = {
+            "db": db,
+            "pipeline": "bench.bench_tasks.noop",
+            "workers": k,
+            "concurrency": args.concurrency,
+            "n": args.n,
+            **drain(db, "", args.n, k, 1, args.concurrency, enqueue_one=noop.enqueue),
+        }
+        results.append(row)
+        print(
+            f"{db:8} @task noop   workers={k}  enqueue {row['enqueue_per_s']:7.0f}/s  "
+            f"drain {row['runs_per_s']:7.0f} tasks/s",
+            flush=True,
+        )
+    out = args.out or (
+        ROOT / "bench" / "results" / f"bench_tasks-{db}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

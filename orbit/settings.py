@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
     "orbit.console",  # the dashboard, and the admin of every app
     "orbit.cli",  # the management commands
     "ninja",  # serves /api/docs from local static files, which the CSP allows
+    # Django's Tasks framework: built in from Django 6.0, the backport's app before it.
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
 ]
 
 MIDDLEWARE = [
@@ -220,6 +223,19 @@ LOGGING = {
 
 if os.environ.get("ORBIT_TESTING"):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# --- Django's Tasks framework (docs/TASKS.md) ---------------------------------------------
+# `@task` functions run as Orbit runs: `runworker` serves them, the console shows them.
+TASKS = {
+    "default": {
+        "BACKEND": "runs.tasks.OrbitBackend",
+        "QUEUES": env.list("ORBIT_TASK_QUEUES", default=["default"]),
+        "OPTIONS": {
+            "MAX_RETRIES": env.int("ORBIT_TASK_MAX_RETRIES", default=0),
+            "BACKOFF": env.float("ORBIT_TASK_BACKOFF", default=1.0),
+        },
+    }
+}
 
 # --- Document processing (services/, docs/DOCUMENTS.md) --------------------------------
 # S3 credentials come from boto3's own chain (environment, profile, instance role), and

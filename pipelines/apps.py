@@ -9,8 +9,10 @@ class PipelinesConfig(AppConfig):
     verbose_name = "Pipelines"
 
     def ready(self) -> None:
+        from pipelines import tasks
         from pipelines.definition import registry
         from pipelines.sync import sync_after_migrate
 
+        registry.loader = tasks.load  # task functions, found by their dotted path
         registry.autodiscover()
         post_migrate.connect(sync_after_migrate, sender=self)

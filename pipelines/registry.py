@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -80,13 +81,17 @@ def import_failure(module: str, exc: BaseException) -> ImportFailure:
 
 
 class Registry(Generic[D]):
-    """Definitions by name, loaded from the pipeline modules on first use."""
+    """Definitions by name, loaded from the pipeline modules on first use, and from the
+    loader (task functions, found by their dotted path: pipelines/tasks.py) on first need."""
 
     def __init__(self) -> None:
         self._pipelines: dict[str, D] = {}
         # module path -> why and where it failed to import; the other modules still load.
         self.errors: dict[str, ImportFailure] = {}
         self.discovered = False
+        # Finds a definition no pipeline module registered, by its name (`fresh`: try
+        # again even if that failed a moment ago), and registers it; None: there is none.
+        self.loader: Callable[[str, bool], D | None] | None = None
 
     def register(self, pipeline: D) -> None:
         existing = self._pipelines.get(pipeline.name)
@@ -101,18 +106,26 @@ class Registry(Generic[D]):
         self._pipelines.pop(name, None)
 
     def get(self, name: str) -> D:
-        self.autodiscover()
-        try:
-            return self._pipelines[name]
-        except KeyError:
+        """The definition called `name`, or UnknownPipeline. The loader is asked again
+        even if it failed a moment ago: the caller is about to run it."""
+        definition = self._lookup(name, fresh=True)
+        if definition is None:
             known = ", ".join(sorted(self._pipelines)) or "none"
             raise UnknownPipeline(
                 f"No pipeline definition named {name!r}. Known definitions: {known}"
-            ) from None
+            )
+        return definition
 
     def find(self, name: str) -> D | None:
+        """The definition called `name`, or None when this process has none."""
+        return self._lookup(name, fresh=False)
+
+    def _lookup(self, name: str, *, fresh: bool) -> D | None:
         self.autodiscover()
-        return self._pipelines.get(name)
+        definition = self._pipelines.get(name)
+        if definition is None and self.loader is not None:
+            definition = self.loader(name, fresh)
+        return definition
 
     def step_names(self) -> dict[str, tuple[str, ...]]:
         """Each definition's step names, in order: what a claimant can run (runs/store)."""

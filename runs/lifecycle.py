@@ -59,11 +59,13 @@ def run_create(
     idempotency_key: str | None = None,
     scheduled_for: datetime | None = None,
     rerun_of: Run | None = None,
+    run_after: datetime | None = None,
     actor: Actor | None = None,
 ) -> Run:
     """Queue a run: validated, its steps laid out, committed, and announced to workers.
 
-    With an `idempotency_key`, a repeated call returns the run the first one created.
+    With an `idempotency_key`, a repeated call returns the run the first one created;
+    with `run_after`, no worker claims it before that moment.
     """
     row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
     if not row.enabled:  # every entry point: the API, the CLI, the dashboard, code
@@ -97,6 +99,8 @@ def run_create(
         action = AuditAction.RUN_RERUN
         changes["rerun_of"] = str(rerun_of.id)
         changes["metadata"] = {"changed_keys": changed_keys(rerun_of.metadata, metadata)}
+    if run_after is not None:
+        changes["run_after"] = run_after.isoformat()
     steps = definition.step_names
     first = planner.plan(steps, {})
     run.current_step = first.name if isinstance(first, planner.NextStep) else ""
@@ -114,6 +118,7 @@ def run_create(
                 scheduled_for=scheduled_for,
                 rerun_of=rerun_of.id if rerun_of is not None else None,
                 audit=event_values(action, run, actor=actor, changes=changes, label=run_label(run)),
+                run_after=run_after,
             )
         ]
     )

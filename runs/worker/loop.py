@@ -26,6 +26,7 @@ from django.db.models.functions import Now
 
 from orbit.core.conf import orbit_settings
 from pipelines.definition import registry
+from pipelines.tasks import discover
 from runs.attempts import StopReason
 from runs.execution import Decision, HeldRun, Next, begin, hand_back, record_many, settle_lost
 from runs.models import Worker, WorkerState
@@ -44,6 +45,9 @@ DB_ERRORS = (OperationalError, InterfaceError)
 BURST_HORIZON_SECONDS = 60.0
 #: Between attempts to open the wake-up channel after it failed.
 LISTEN_RETRY_SECONDS = 5.0
+#: Between looks for task pipelines this worker has not loaded yet (a claim that comes
+#: back empty while runs are due looks at once).
+DISCOVER_INTERVAL_SECONDS = 30.0
 
 
 class Stop(enum.Enum):
@@ -129,6 +133,12 @@ class WorkerLoop:
                 lambda: LISTEN_RETRY_SECONDS,
                 self._connect_wakeups,
                 active=lambda: self.listen and self._wakeups is None,
+            ),
+            Duty(
+                "discover",
+                lambda: DISCOVER_INTERVAL_SECONDS,
+                self._discover,
+                active=lambda: self.stop is None,
             ),
             # With a wake-up channel, polling is only a safety net; without, it is how
             # work is found. Freed slots and announcements bring it forward.
@@ -259,6 +269,13 @@ class WorkerLoop:
             )
             self.shutdown(Stop.DRAINED)
             return None
+        if due == 0:
+            # Due now, yet not claimed: a task this worker has not loaded yet (look now),
+            # a pipeline or step it does not define (left for a worker that does), or runs
+            # another worker is claiming this instant. Look again after a poll interval,
+            # not at once: claiming again at once would spin for as long as they wait.
+            self.timers.bring_forward("discover")
+            return self.poll_interval
         poll = self.timers.duties["claim"].interval()
         return poll if due is None else min(poll, due)
 
@@ -431,6 +448,18 @@ class WorkerLoop:
         except Exception:
             logger.exception("Pruning failed; will try again", extra={"event": "prune_error"})
             return None
+
+    def _discover(self) -> None:
+        """Load the tasks that pipeline rows name and this worker does not know yet, so
+        its claims take their runs (pipelines/tasks.py: a task is imported by its path)."""
+        loaded = discover(registry.step_names())
+        if loaded:
+            logger.info(
+                "Tasks loaded: %s",
+                ", ".join(loaded),
+                extra={"event": "tasks_loaded", "pipelines": loaded},
+            )
+            self.timers.bring_forward("claim")
 
     def _connect_wakeups(self) -> None:
         try:

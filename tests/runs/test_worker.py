@@ -3,6 +3,7 @@ processes sent real signals (see also test_crashes.py)."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from pathlib import Path
@@ -310,3 +311,44 @@ def test_second_signal_stops_at_once(test_pipelines, workers, effects):
     worker.send(signal.SIGINT)
     assert worker.wait(10) == 0
     assert Run.objects.get(id=run.id).status == RunStatus.PENDING
+
+
+def test_a_run_due_that_this_worker_cannot_take_is_not_claimed_over_and_over(test_pipelines):
+    """A run of a pipeline this worker does not define stays pending for one that does,
+    and the worker looks for it once a poll interval, not in a busy loop."""
+    import threading
+
+    from pipelines.definition import registry
+    from runs.worker.loop import Stop
+
+    run = enqueue("t-single")
+    definition = registry.find("t-single")
+    registry.unregister("t-single")
+    try:
+        worker = WorkerLoop(listen=False, schedules=False, poll_interval=0.2)
+        claims: list[float] = []
+        claim = worker.timers.duties["claim"].action
+        worker.timers.duties["claim"].action = lambda: claims.append(time.monotonic()) or claim()
+        threading.Timer(2.0, lambda: worker.shutdown(Stop.NOW)).start()
+        worker.run()
+    finally:
+        registry.register(definition)
+    assert len(claims) >= 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(claims)]
+    assert min(gaps) >= 0.19  # a poll interval apart (it claimed again at once: a busy loop)
+    assert Run.objects.get(id=run.id).status == RunStatus.PENDING
+
+
+def test_a_claim_that_finds_only_unknown_tasks_due_loads_them_and_runs_them(test_pipelines):
+    from pipelines import tasks
+    from pipelines.definition import registry
+    from tests import tasks_for_tests as t
+
+    result = t.add.enqueue(2, 3)
+    tasks._tasks.pop("tests.tasks_for_tests.add")  # as in a worker that never imported it
+    registry.unregister("tests.tasks_for_tests.add")
+    worker = WorkerLoop(burst=True, listen=False, schedules=False, poll_interval=0.05)
+    worker.timers.postpone("discover", 3600)  # only the empty claim can bring it forward
+    worker.run()
+    result.refresh()
+    assert (result.status, result.return_value) == ("SUCCESSFUL", 5)
