@@ -24,7 +24,7 @@ from orbit.core.exceptions import error_text
 from orbit.core.redaction import redact_text
 from pipelines.definition import Pipeline as Definition
 from pipelines.definition import StepDefinition, registry
-from runs import attempts, planner
+from runs import attempts, planner, signals
 from runs.attempts import AttemptReport, StepTask
 from runs.models import FAILED_OUTCOMES, AttemptOutcome, RunStatus, StepStatus
 from runs.store import store
@@ -348,6 +348,14 @@ def record_many(
             _replay(held, task, report, lease_seconds, continue_run, release_retries)
             for held, task, report in items
         ]
+    signals.send(
+        [
+            event
+            for (held, task, _), settlement in zip(items, settlements, strict=True)
+            if held.claim.run_id in committed
+            for event in signals.outcome_events(settlement.outcome, task.step)
+        ]
+    )
     return [
         _carry_out(held, task, report, settlement, lease_seconds)
         if held.claim.run_id in committed
@@ -439,6 +447,7 @@ _SETTLED = {
 def _commit_one(held: HeldRun, outcome: Outcome, decision: Decision) -> Decision:
     if held.claim.run_id not in store().commit([outcome]):
         return settle_lost(held)
+    signals.send(signals.outcome_events(outcome))
     if decision.next in (Next.SUCCEEDED, Next.FAILED):
         _log_run_finished(str(held.claim.run_id), decision)
     return decision

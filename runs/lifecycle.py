@@ -25,7 +25,7 @@ from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
 from orbit.core.redaction import unmask
 from pipelines.models import Pipeline
-from runs import planner
+from runs import planner, signals
 from runs.models import Run, RunStatus, Step
 from runs.store import store
 from runs.store.records import NewRun
@@ -234,6 +234,7 @@ def run_cancel(
             )
             if before == RunStatus.RUNNING:
                 store().announce_cancel(run.id)
+            signals.send([signals.cancelled_event(run.id, reason=reason, previous_status=before)])
     if before is None:
         run.refresh_from_db()
         raise InvalidTransition(

@@ -23,6 +23,7 @@ from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidTransition, WorkerNotFound
 from orbit.core.models import AuditAction
+from runs import signals
 from runs.lifecycle import get_run, run_label
 from runs.models import Run, RunStatus, Worker, WorkerState
 from runs.store import store
@@ -95,6 +96,7 @@ def recover_interrupted(*, auto_resume: bool = False) -> RecoveryReport:
     with transaction.atomic():
         taken = store().take_interrupted(max_interruptions=orbit_settings.max_interruptions)
         _sort(taken, report)
+        signals.send(signals.interrupted_events(taken))
         record_recovered(report.recovered)  # the audit trail, in the sweep's transaction
         if report.recovered:
             store().announce()
@@ -153,6 +155,7 @@ def recover_run(run_id: uuid.UUID | str) -> Run:
             )
             if taken:
                 store().announce()
+            signals.send(signals.interrupted_events(taken))
         _log(taken)
         if not taken:
             run.refresh_from_db()
