@@ -56,6 +56,7 @@ from runs.models import (
     WorkerState,
 )
 from runs.store import store
+from runs.store.portable import QUARANTINED
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -454,6 +455,38 @@ def finished_counts(since: datetime, now: datetime | None = None) -> dict[str, i
     for row in _rollups(since, now).values(*_OUTCOME_NAMES):
         _add_outcomes(counts, row)
     return counts
+
+
+def finished_counts_by_pipeline(
+    since: datetime, now: datetime | None = None
+) -> dict[str, dict[str, int]]:
+    """`finished_counts` per pipeline name (what a failure-rate alert per pipeline reads)."""
+    now = now or db_now()
+    counts: dict[str, dict[str, int]] = {}
+    rows = (
+        Run.objects.filter(finished_at__gt=since, finished_at__lte=now)
+        .values(name=F("pipeline__name"))
+        .annotate(**_OUTCOME_COUNTS)
+        .order_by()
+    )
+    for row in rows:
+        _add_outcomes(counts.setdefault(row["name"], {}), row)
+    for row in _rollups(since, now).values("pipeline__name", *_OUTCOME_NAMES):
+        _add_outcomes(counts.setdefault(row["pipeline__name"], {}), row)
+    return counts
+
+
+def quarantined_count(since: datetime, now: datetime | None = None) -> int:
+    """Runs quarantined in (since, now]: failed because they interrupted their workers too
+    often (runs/recovery.py). Counted from the kept rows: the rollups do not tell them
+    from other failures, so a retention shorter than a day would undercount."""
+    now = now or db_now()
+    return Run.objects.filter(
+        finished_at__gt=since,
+        finished_at__lte=now,
+        status=RunStatus.FAILED,
+        error__startswith=QUARANTINED,
+    ).count()
 
 
 def step_failure_rates(

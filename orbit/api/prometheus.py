@@ -87,6 +87,22 @@ class OrbitCollector(Collector):
         for status, count in metrics.finished_counts(since, now).items():
             finished.add_metric([status], count, created=created)
         yield finished
+        by_pipeline = CounterMetricFamily(
+            "orbit_pipeline_runs_finished",
+            "Runs finished since midnight UTC, by pipeline and outcome.",
+            labels=["pipeline", "status"],
+            created=created,
+        )
+        for name, outcomes in sorted(metrics.finished_counts_by_pipeline(since, now).items()):
+            for status, count in outcomes.items():
+                by_pipeline.add_metric([name, status], count, created=created)
+        yield by_pipeline
+        yield CounterMetricFamily(
+            "orbit_runs_quarantined",
+            "Runs quarantined since midnight UTC: failed for interrupting their workers too often.",
+            value=metrics.quarantined_count(since, now),
+            created=created,
+        )
         counts = metrics.attempt_counts(since, now)
         retries = counts.pop("retries")
         attempts = CounterMetricFamily(

@@ -71,8 +71,10 @@ INTERRUPTED_ERROR = (
 INTERRUPTED_ERROR_TYPE = type_path(LeaseLost)
 #: Why a run was quarantined: count, where ("in step 'x'" / "before its first step"), limit.
 #: The same %s template serves Python's % and PostgreSQL's format().
+#: A quarantined run's error starts with it (how /metrics counts quarantines).
+QUARANTINED = "Quarantined:"
 QUARANTINE_ERROR = (
-    "Quarantined: the run interrupted its worker %s times, last %s (ORBIT_MAX_INTERRUPTIONS=%s)"
+    QUARANTINED + " the run interrupted its worker %s times, last %s (ORBIT_MAX_INTERRUPTIONS=%s)"
 )
 _STEP_FIELDS = ("id", "name", "status", "result", "attempts", "failures")
 #: A claimant's log records are kept while it runs the run, and after an operator cancelled
