@@ -122,3 +122,29 @@ def test_pruning_leaves_the_days_counters_and_histograms_as_they_were(scrape, te
     assert after == before
     assert before[("orbit_step_retries_total", ())] == 3
     assert before[("orbit_runs_finished_total", (("status", "succeeded"),))] == 2
+
+
+def test_finished_runs_per_pipeline_and_quarantines(scrape, test_pipelines):
+    """What the alert rules (docs/alerts.yml) read: outcomes per pipeline, quarantines."""
+    from runs.store.portable import quarantine_error
+
+    def finish(pipeline: str, status: str, error: str = "") -> None:
+        run = enqueue(pipeline)
+        Run.objects.filter(id=run.id).update(status=status, finished_at=Now(), error=error)
+
+    finish("t-single", "succeeded")
+    finish("t-single", "failed", "Step 'noop' failed after 1 attempt: boom")
+    finish("t-three", "failed", quarantine_error(3, "two", 2))
+    finish("t-three", "cancelled")
+    found = samples(scrape())
+
+    def per_pipeline(pipeline: str, status: str) -> float:
+        key = (("pipeline", pipeline), ("status", status))
+        return found[("orbit_pipeline_runs_finished_total", key)]
+
+    assert per_pipeline("t-single", "succeeded") == 1
+    assert per_pipeline("t-single", "failed") == 1
+    assert per_pipeline("t-three", "failed") == 1
+    assert per_pipeline("t-three", "cancelled") == 1
+    assert per_pipeline("t-three", "succeeded") == 0
+    assert found[("orbit_runs_quarantined_total", ())] == 1

@@ -204,3 +204,27 @@ def test_nothing_is_read_while_no_receiver_listens(test_pipelines):
         signals.send(signals.interrupted_events([]))
         signals.send([signals.cancelled_event(run.id, reason="", previous_status="pending")])
         assert transaction.get_connection().run_on_commit == []
+
+
+def test_a_receiver_costs_one_read_per_commit(test_pipelines, heard):
+    """With a receiver connected, a one-step run costs one statement more than the
+    pinned count in test_worker.py (2 on PostgreSQL, 12 on SQLite): the run, read after
+    the commit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from runs.models import Worker
+
+    burst()  # warm up
+    Worker.objects.all().delete()
+    for _ in range(3):
+        enqueue("t-single")
+    with CaptureQueriesContext(connection) as three:
+        burst()
+    for _ in range(6):
+        enqueue("t-single")
+    with CaptureQueriesContext(connection) as six:
+        burst()
+    per_run = (len(six) - len(three)) / 3
+    assert per_run == (2 if connection.vendor == "postgresql" else 12) + 1
+    assert len(heard.named("run_succeeded")) == 9
