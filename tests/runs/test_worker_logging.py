@@ -53,15 +53,15 @@ def burst() -> WorkerLoop:
 
 
 def test_a_successful_run_writes_one_line_at_info(test_pipelines, logged):
-    """The worker's own start and stop lines aside, each successful one-step run adds
-    exactly one record at INFO: the run's outcome, with its duration."""
+    """The worker's own start and stop lines aside, each successful one-step run, from
+    its enqueue to its end, adds exactly one record at INFO: its outcome, with its duration."""
     burst()  # warm up: registers the pipelines
-    enqueue("t-single")
     logged.records.clear()
+    enqueue("t-single")
     burst()
     one = list(logged.records)
-    runs = [enqueue("t-single") for _ in range(3)]
     logged.records.clear()
+    runs = [enqueue("t-single") for _ in range(3)]
     burst()
     three = list(logged.records)
 
