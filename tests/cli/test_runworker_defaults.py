@@ -40,3 +40,17 @@ def test_a_bad_worker_concurrency_setting_stops_the_worker_with_a_clear_error(te
         done.stderr
     )
     assert not Worker.objects.exists()
+
+
+def test_runworker_called_in_process_returns_to_its_caller(test_pipelines):
+    """Only the real `runworker` process ends itself at once when its loop stops
+    (runworker.exit_now); `call_command` returns, here with the run done."""
+    from django.core.management import call_command
+
+    from runs import enqueue
+    from runs.models import Run
+
+    run = enqueue("t-single")
+    call_command("runworker", "--burst", "--no-schedules", "--no-listen", "--concurrency", "1")
+    assert Run.objects.get(id=run.id).status == "succeeded"
+    assert Worker.objects.get().state == "stopped"

@@ -172,6 +172,8 @@ def exit_now(code: int) -> None:
     hooks), which takes a second or more on a loaded host and delays whoever waits on the
     process (a deploy, a supervisor, the tests of a prompt stop). So: flush the log
     handlers and the standard streams, close the database connections cleanly, and exit.
+    `atexit` hooks do not run: Orbit registers none, and one that must run at a worker's
+    end belongs in the loop's cleanup. `call_command("runworker")` returns as before.
     """
     from django.db import connections
 
