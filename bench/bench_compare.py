@@ -184,6 +184,8 @@ def run_tasks(
             sys.executable,
             str(ROOT / "bench" / "bench_worker.py"),
             "--tasks",
+            "--log-level",
+            "default",  # as the peer's django-tasks-db logs at its default
             "--db",
             "postgres",
             "--n",
@@ -275,10 +277,13 @@ def orbit_rows(
         else f"runworker (default concurrency: {DEFAULT_CONCURRENCY})"
     )
     for db, label in (("postgres", "PostgreSQL"), ("sqlite", "SQLite")):
+        # Pickup (one slot busy at a time) is measured once, shown with the tuned rows.
+        with_pickup = concurrency == CONCURRENCY
         mine = [
             r
             for r in results
-            if r.get("db") == db and ("pickup" in r or r.get("concurrency") == concurrency)
+            if r.get("db") == db
+            and (r.get("concurrency") == concurrency or (with_pickup and "pickup" in r))
         ]
         if not mine:
             continue
