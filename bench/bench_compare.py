@@ -17,6 +17,12 @@ Then the same N `@task` no-ops (Django's Tasks framework) drained through Orbit'
 (`runs.tasks.OrbitBackend`, bench/bench_tasks.py) and through django-tasks-db (the peers'
 django-tasks rows, from this run), side by side in a table of their own: `run_tasks`.
 
+Two row sets. "Default logging": every system as it is installed, Orbit at INFO (its
+default, one line per successful run) and each peer at its own default; Orbit's rows at
+the tuned --concurrency 32 and at runworker's default concurrency (4 per CPU, at least 16).
+"Quiet logging": every system at WARNING, Orbit with ORBIT_LOG_LEVEL=WARNING and the peers
+with PEERBENCH_QUIET=1 (each the way it documents it), drains only.
+
 Writes everything (Orbit's rows, the peers' raw results, the machine) to
 bench/results/bench-<time>.json.
 """
@@ -44,6 +50,12 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 N = int(os.environ.get("BENCH_N", 200 if QUICK else 2000))
 LAT_N = int(os.environ.get("BENCH_LAT_N", 10 if QUICK else 50))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 32))
+
+sys.path.insert(0, str(ROOT))
+from orbit.core.conf import default_worker_concurrency  # noqa: E402  (after the path)
+
+#: What runworker runs at when it is not told (bench_worker.py --concurrency 0).
+DEFAULT_CONCURRENCY = default_worker_concurrency()
 
 
 def machine() -> dict[str, Any]:
@@ -77,9 +89,18 @@ def postgres_version() -> str | None:
     return str(row[0]) if row else None
 
 
-def run_orbit(db: str, stamp: str) -> list[dict[str, Any]]:
-    """Orbit's rows for one database; none (and a message) when the run failed."""
-    out = RESULTS / f"orbit-{db}-{stamp}.json"
+def run_orbit(
+    db: str,
+    stamp: str,
+    *,
+    log_level: str = "default",
+    concurrency: int = CONCURRENCY,
+    lat_n: int = LAT_N,
+    noop_only: bool = False,
+) -> list[dict[str, Any]]:
+    """Orbit's rows for one database; none (and a message) when the run failed.
+    log_level "default": Orbit's own (INFO); concurrency 0: runworker's default."""
+    out = RESULTS / f"orbit-{db}-{log_level}-{concurrency}-{stamp}.json"
     proc = subprocess.run(
         [
             sys.executable,
@@ -89,9 +110,12 @@ def run_orbit(db: str, stamp: str) -> list[dict[str, Any]]:
             "--n",
             str(N),
             "--lat-n",
-            str(LAT_N),
+            str(lat_n),
             "--concurrency",
-            str(CONCURRENCY),
+            str(concurrency),
+            "--log-level",
+            log_level,
+            *(["--noop-only"] if noop_only else []),
             "--out",
             str(out),
         ],
@@ -126,7 +150,8 @@ def run_peers(stamp: str, **overrides: str) -> tuple[dict[str, Any], str | None]
         (PEERS_RESULTS / name).unlink(missing_ok=True)
     PEERS_TMP.mkdir(parents=True, exist_ok=True)
     systems = overrides.get("PEERBENCH_SYSTEMS", "").replace(" ", "-")
-    log = PEERS_TMP / f"run_all-{stamp}{'-' + systems if systems else ''}.log"
+    quiet = "-quiet" if overrides.get("PEERBENCH_QUIET") else ""
+    log = PEERS_TMP / f"run_all-{stamp}{'-' + systems if systems else ''}{quiet}.log"
     print(f"peers: running {PEERS_SCRIPT} (log: {log})", flush=True)
     with log.open("w") as f:
         proc = subprocess.run(
@@ -159,6 +184,8 @@ def run_tasks(
             sys.executable,
             str(ROOT / "bench" / "bench_worker.py"),
             "--tasks",
+            "--log-level",
+            "default",  # as the peer's django-tasks-db logs at its default
             "--db",
             "postgres",
             "--n",
@@ -239,17 +266,32 @@ def rate(
     return None
 
 
-def orbit_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def orbit_rows(
+    results: list[dict[str, Any]], concurrency: int = CONCURRENCY
+) -> list[dict[str, Any]]:
+    """Orbit's table rows from bench_worker.py's results at one concurrency (0: the default)."""
     rows = []
+    config = (
+        f"runworker --concurrency {concurrency}"
+        if concurrency
+        else f"runworker (default concurrency: {DEFAULT_CONCURRENCY})"
+    )
     for db, label in (("postgres", "PostgreSQL"), ("sqlite", "SQLite")):
-        mine = [r for r in results if r.get("db") == db]
+        # Pickup (one slot busy at a time) is measured once, shown with the tuned rows.
+        with_pickup = concurrency == CONCURRENCY
+        mine = [
+            r
+            for r in results
+            if r.get("db") == db
+            and (r.get("concurrency") == concurrency or (with_pickup and "pickup" in r))
+        ]
         if not mine:
             continue
         pickup = next((r["pickup"] for r in mine if "pickup" in r), {})
         rows.append(
             {
                 "system": f"Orbit ({label})",
-                "config": f"runworker --concurrency {CONCURRENCY}",
+                "config": config,
                 "enqueue_s": statistics.mean(
                     r["enqueue_per_s"] for r in mine if "enqueue_per_s" in r
                 ),
@@ -319,6 +361,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def print_ratio(rows: list[dict[str, Any]]) -> None:
+    """Orbit's 2-process drain on PostgreSQL against the best peer's, in one row set."""
+    orbit = [r["drain_2p"] for r in rows if r["system"] == "Orbit (PostgreSQL)" and r["drain_2p"]]
+    peers = [
+        r["drain_2p"]
+        for r in rows
+        if not r["system"].startswith(("Orbit", "PostgreSQL")) and r["drain_2p"]
+    ]
+    if orbit and peers:
+        print(f"Orbit (PostgreSQL) 2-process drain: {max(orbit) / max(peers):.1f}x the best peer's")
+
+
 def print_tasks(rows: list[dict[str, Any]], missing: str | None) -> None:
     def cell(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
@@ -351,16 +405,38 @@ def main() -> None:
     orbit: list[dict[str, Any]] = []
     peers: dict[str, Any] = {}
     missing: str | None = None
+    quiet: list[dict[str, Any]] = []
+    peers_quiet: dict[str, Any] = {}
+    missing_quiet: str | None = None
     if only != "tasks":
+        # Default logging: Orbit at INFO, tuned and at runworker's default concurrency.
         for db in ("postgres", "sqlite"):
             orbit += run_orbit(db, stamp)
+            orbit += run_orbit(db, stamp, concurrency=0, lat_n=0, noop_only=True)
         peers, missing = run_peers(stamp)
+        # Quiet logging: every system at WARNING; drains only (pickup is one line apart).
+        for db in ("postgres", "sqlite"):
+            quiet += run_orbit(db, stamp, log_level="WARNING", lat_n=0)
+        peers_quiet, missing_quiet = run_peers(
+            stamp, PEERBENCH_QUIET="1", SKIP_PGBENCH="1", PEERBENCH_LAT_N="0"
+        )
     tasks, tasks_peer, tasks_missing = run_tasks(stamp, peers)
-    rows = orbit_rows(orbit) + peer_rows(peers)
+    rows = orbit_rows(orbit) + orbit_rows(orbit, 0) + peer_rows(peers)
+    quiet_rows = orbit_rows(quiet) + peer_rows(peers_quiet)
     host["load_average_after"] = os.getloadavg()
 
     if rows:
         print_main(rows, host, missing)
+    if quiet_rows:
+        print()
+        print(
+            "QUIET LOGGING: every system at WARNING (Orbit ORBIT_LOG_LEVEL=WARNING, "
+            "peers PEERBENCH_QUIET=1); drains only"
+        )
+        print_table(quiet_rows)
+        print_ratio(quiet_rows)
+        if missing_quiet:
+            print(f"peers (quiet): not available ({missing_quiet})")
     print_tasks(tasks, tasks_missing)
     versions = dict.fromkeys(
         f"{r['system']} {r['version']}" for r in [*peers.get("systems", []), *tasks_peer]
@@ -378,11 +454,16 @@ def main() -> None:
                 "concurrency": CONCURRENCY,
                 "machine": host,
                 "seconds": round(time.time() - started),
+                "default_concurrency": DEFAULT_CONCURRENCY,
                 "table": rows,
+                "quiet_table": quiet_rows,
                 "tasks_table": tasks,
                 "orbit": orbit,
                 "peers": peers,
                 "peers_missing": missing,
+                "orbit_quiet": quiet,
+                "peers_quiet": peers_quiet,
+                "peers_quiet_missing": missing_quiet,
                 "tasks_peer": tasks_peer,
             },
             indent=2,
@@ -403,7 +484,12 @@ def print_main(rows: list[dict[str, Any]], host: dict[str, Any], missing: str | 
         "pgbench: transactions/s with 1 or 2 clients"
     )
     print()
+    print(
+        "DEFAULT LOGGING: every system as installed (Orbit at INFO, one line per successful "
+        "run; each peer at its own default)"
+    )
     print_table(rows)
+    print_ratio(rows)
     for r in rows:
         if r.get("db_lat_p50") is not None:
             print(

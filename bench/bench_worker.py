@@ -31,12 +31,22 @@ PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:543
 SQLITE = os.environ.get("BENCH_SQLITE_PATH", "/tmp/orbit-bench.sqlite3")
 # Where the bench-stamp step writes when it started (pickup as the peers time it).
 LAT_FILE = os.environ.get("BENCH_LAT_FILE", "/tmp/orbit-bench-pickup.txt")
+# The workers' ORBIT_LOG_LEVEL; "default": Orbit's own (INFO). WARNING unless told, so the
+# other benchmarks that start workers through here keep measuring what they measured.
+LOG_LEVEL = os.environ.get("BENCH_ORBIT_LOG_LEVEL", "WARNING")
+# Where each worker's output goes (a file per worker, to count its bytes and lines);
+# "": nowhere.
+LOG_DIR = os.environ.get("BENCH_ORBIT_LOG_DIR", "")
 
 
 def env_for(db: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ORBIT_SQLITE_PATH")}
     env["ORBIT_PIPELINE_MODULES"] = "bench.bench_pipelines"
-    env["ORBIT_LOG_LEVEL"] = "WARNING"
+    env.pop("ORBIT_WORKER_CONCURRENCY", None)  # --concurrency 0 means runworker's own default
+    if LOG_LEVEL.lower() == "default":
+        env.pop("ORBIT_LOG_LEVEL", None)
+    else:
+        env["ORBIT_LOG_LEVEL"] = LOG_LEVEL
     env["DEBUG"] = "false"  # as in production: no per-query bookkeeping
     env.setdefault("SECRET_KEY", "bench-" + "x" * 40)
     env["PYTHONPATH"] = str(ROOT)
@@ -75,23 +85,26 @@ def django_ready(db: str) -> None:
 
 
 def start_workers(db: str, k: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "runworker",
-                "--concurrency",
-                str(concurrency),
-                "--no-schedules",
-            ],
-            cwd=ROOT,
-            env=env_for(db),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    """k `runworker` processes; concurrency 0: without --concurrency (the worker's default)."""
+    sized = ["--concurrency", str(concurrency)] if concurrency else []
+    procs = []
+    for i in range(k):
+        out: Any = subprocess.DEVNULL
+        if LOG_DIR:
+            Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
+            out = (Path(LOG_DIR) / f"worker-{time.monotonic_ns()}-{i}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "manage.py", "runworker", *sized, "--no-schedules"],
+                cwd=ROOT,
+                env=env_for(db),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         )
-        for _ in range(k)
-    ]
+        if out is not subprocess.DEVNULL:
+            out.close()  # the worker has its own copy
+    return procs
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -137,6 +150,7 @@ def drain(
         else:
             enqueue(pipeline)
     enqueue_rate = n / (time.perf_counter() - started)
+    logs_before = set(Path(LOG_DIR).glob("worker-*.log")) if LOG_DIR else set()
     procs = start_workers(db, k, concurrency)
     first_seen = None
     while True:
@@ -149,7 +163,12 @@ def drain(
         time.sleep(0.02)
     stop(procs)
     rate = (n - first_done) / (now - first_seen) if now > first_seen else float("nan")
-    return {"enqueue_per_s": enqueue_rate, "runs_per_s": rate, "steps_per_s": rate * steps}
+    figures = {"enqueue_per_s": enqueue_rate, "runs_per_s": rate, "steps_per_s": rate * steps}
+    if LOG_DIR:  # what the workers wrote, their start and stop lines included
+        written = [p.read_bytes() for p in set(Path(LOG_DIR).glob("worker-*.log")) - logs_before]
+        figures["log_bytes_per_run"] = sum(len(b) for b in written) / n
+        figures["log_lines_per_run"] = sum(b.count(b"\n") for b in written) / n
+    return figures
 
 
 def pickup(db: str, n: int) -> dict[str, float]:
@@ -192,11 +211,28 @@ def pickup(db: str, n: int) -> dict[str, float]:
 
 
 def main() -> None:
+    global LOG_LEVEL, LOG_DIR
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--lat-n", type=int, default=50)
     parser.add_argument("--db", choices=["postgres", "sqlite", "both"], default="both")
-    parser.add_argument("--concurrency", type=int, default=32, help="slots per worker process")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        help="slots per worker process; 0: runworker's default (no --concurrency)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=LOG_LEVEL,
+        help="the workers' ORBIT_LOG_LEVEL; 'default': Orbit's own, INFO (default WARNING)",
+    )
+    parser.add_argument(
+        "--log-dir", default=LOG_DIR, help="write each worker's output to a file in this folder"
+    )
+    parser.add_argument(
+        "--noop-only", action="store_true", help="drain only the one-step no-op pipeline"
+    )
     parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/)")
     parser.add_argument(
         "--tasks",
@@ -204,6 +240,8 @@ def main() -> None:
         help="only drain @task no-ops (bench/bench_tasks.py) through Orbit's Tasks backend",
     )
     args = parser.parse_args()
+    LOG_LEVEL, LOG_DIR = args.log_level, args.log_dir
+    os.environ["BENCH_ORBIT_LOG_LEVEL"], os.environ["BENCH_ORBIT_LOG_DIR"] = LOG_LEVEL, LOG_DIR
     if args.tasks:
         tasks_only(args)
         return
@@ -226,27 +264,40 @@ def main() -> None:
                     db,
                     "--concurrency",
                     str(args.concurrency),
+                    "--log-level",
+                    LOG_LEVEL,
+                    *(["--noop-only"] if args.noop_only else []),
                 ],
                 env=env_for(db),  # without the DATABASE_URL this process set for PostgreSQL
                 check=True,
             )
             continue
-        for pipeline, steps in (("bench-noop", 1), ("bench-three", 3)):
+        pipelines = [("bench-noop", 1)] + ([] if args.noop_only else [("bench-three", 3)])
+        for pipeline, steps in pipelines:
             for k in (1, 2):
                 row = {
                     "db": db,
                     "pipeline": pipeline,
                     "workers": k,
                     "concurrency": args.concurrency,
+                    "log_level": LOG_LEVEL,
                     "n": args.n,
                     **drain(db, pipeline, args.n, k, steps, args.concurrency),
                 }
                 results.append(row)
+                logged = (
+                    f"  log {row['log_bytes_per_run']:.0f} B, {row['log_lines_per_run']:.2f} lines/run"
+                    if "log_bytes_per_run" in row
+                    else ""
+                )
                 print(
                     f"{db:8} {pipeline:12} workers={k}  enqueue {row['enqueue_per_s']:7.0f}/s  "
-                    f"drain {row['runs_per_s']:7.0f} runs/s  {row['steps_per_s']:7.0f} steps/s",
+                    f"drain {row['runs_per_s']:7.0f} runs/s  {row['steps_per_s']:7.0f} steps/s"
+                    + logged,
                     flush=True,
                 )
+        if not args.lat_n:
+            continue
         lat = {"db": db, "pickup": pickup(db, args.lat_n)}
         results.append(lat)
         print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -67,6 +68,8 @@ class HeldRun:
 
     claim: Claim
     steps: dict[str, StepRow] = field(default_factory=dict)
+    #: When this claimant took the run (monotonic): the duration its outcome line reports.
+    claimed_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -392,7 +395,7 @@ def _carry_out(
     if decision.task is not None:
         held.update(decision.task.step, status=StepStatus.RUNNING.value)
     held.claim = replace(held.claim, started=decision.task.step if decision.task else "")
-    _log_recorded(task, report, decision)
+    _log_recorded(held, task, report, decision)
     if decision.next is Next.RETRY and settlement.outcome.run is t.RELEASE:
         store().announce(decision.delay or 0.0)
     if decision.next is Next.HANDED_BACK:
@@ -449,7 +452,7 @@ def _commit_one(held: HeldRun, outcome: Outcome, decision: Decision) -> Decision
         return settle_lost(held)
     signals.send(signals.outcome_events(outcome))
     if decision.next in (Next.SUCCEEDED, Next.FAILED):
-        _log_run_finished(str(held.claim.run_id), decision)
+        _log_run_finished(held, decision)
     return decision
 
 
@@ -558,7 +561,7 @@ def _log_step_started(task: StepTask) -> None:
         )
 
 
-def _log_recorded(task: StepTask, report: AttemptReport, decision: Decision) -> None:
+def _log_recorded(held: HeldRun, task: StepTask, report: AttemptReport, decision: Decision) -> None:
     if report.succeeded:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -605,16 +608,26 @@ def _log_recorded(task: StepTask, report: AttemptReport, decision: Decision) -> 
                 },
             )
     if decision.next in (Next.SUCCEEDED, Next.FAILED):
-        _log_run_finished(task.run_id, decision)
+        _log_run_finished(held, decision)
 
 
-def _log_run_finished(run_id: str, decision: Decision) -> None:
+def _log_run_finished(held: HeldRun, decision: Decision) -> None:
+    """The one line a successful run writes at INFO (a failed run's is an ERROR): its
+    outcome, and how long since this worker claimed it."""
     level = logging.INFO if decision.next is Next.SUCCEEDED else logging.ERROR
     if logger.isEnabledFor(level):
+        duration = time.monotonic() - held.claimed_at
         logger.log(
             level,
-            "Run %s %s",
-            run_id,
+            "Run %s of %s %s in %.3fs",
+            held.claim.run_id,
+            held.claim.pipeline,
             decision.next.value,
-            extra={"event": "run_finished", "run_id": run_id, "status": decision.next.value},
+            duration,
+            extra={
+                "event": "run_finished",
+                "run_id": str(held.claim.run_id),
+                "status": decision.next.value,
+                "duration": round(duration, 6),
+            },
         )

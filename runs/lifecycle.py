@@ -130,12 +130,13 @@ def run_create(
     run.created_at, run.available_at = inserted.created_at, inserted.available_at
     run._state.adding = False
     run._state.db = connection.alias
-    logger.info(
-        "Run %s of %s created",
-        run.id,
-        row.name,
-        extra={"event": "run_created", "run_id": str(run.id), "pipeline": row.name},
-    )
+    if logger.isEnabledFor(logging.DEBUG):  # the enqueue hot path: one line per run is
+        logger.debug(  # the outcome's, at INFO (runs/execution.py)
+            "Run %s of %s created",
+            run.id,
+            row.name,
+            extra={"event": "run_created", "run_id": str(run.id), "pipeline": row.name},
+        )
     return run
 
 

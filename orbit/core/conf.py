@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -62,9 +63,39 @@ DEFAULTS: dict[str, Any] = {
     # A direct PostgreSQL URL for the workers' LISTEN connection, when DATABASE_URL goes
     # through a transaction-pooling PgBouncer (docs/WORKER-DEPLOYMENT.md); "": DATABASE_URL.
     "LISTEN_DATABASE_URL": "",
+    # Steps a `runworker` executes at once when --concurrency is not given; "" (unset):
+    # default_worker_concurrency(), sized for the host (docs/WORKER-DEPLOYMENT.md).
+    "WORKER_CONCURRENCY": "",
 }
 
 SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
+
+#: Slots per CPU, and the bounds, of a worker's default concurrency.
+CONCURRENCY_PER_CPU = 4
+MIN_DEFAULT_CONCURRENCY = 16
+MAX_DEFAULT_CONCURRENCY = 64
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_worker_concurrency(cpus: int | None = None) -> int:
+    """How many steps a worker runs at once unless told: 4 per CPU, at least 16, at most 64.
+
+    Steps are mostly waiting on the network (HTTP calls to outside services), so a slot
+    costs a forked child's memory, not a CPU, and holds no database connection: children
+    never touch Orbit's tables, and the one connection of the worker loop claims and
+    commits for every slot (a turn's results in one statement). 16 keeps a small host's
+    worker busy while its steps wait; the cap bounds memory and process count on a large
+    one, where more worker processes are the better way to grow."""
+    cpus = usable_cpus() if cpus is None else cpus
+    return max(MIN_DEFAULT_CONCURRENCY, min(MAX_DEFAULT_CONCURRENCY, CONCURRENCY_PER_CPU * cpus))
+
 
 # Strict: only this origin's own files; no inline script or style, no eval, no framing.
 DEFAULT_CONTENT_SECURITY_POLICY = (
@@ -236,6 +267,22 @@ class OrbitSettings:
     @property
     def listen_database_url(self) -> str:
         return str(self._get("LISTEN_DATABASE_URL") or "")
+
+    @property
+    def worker_concurrency(self) -> int:
+        """ORBIT_WORKER_CONCURRENCY, or default_worker_concurrency() when it is unset."""
+        value = str(self._get("WORKER_CONCURRENCY") or "").strip()
+        if not value:
+            return default_worker_concurrency()
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise ImproperlyConfigured(
+                f"ORBIT_WORKER_CONCURRENCY must be a whole number of 1 or more, not {value!r}"
+            )
+        return number
 
 
 @dataclass(frozen=True)

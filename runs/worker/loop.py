@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, reset_queries
 from django.db.models import F
 from django.db.models.functions import Now
 
@@ -103,6 +104,7 @@ class WorkerLoop:
         self._wakeups: Wakeups | None = None
         self._counts = {"succeeded": 0, "failed": 0}
         self._db_failures = 0
+        self._forget_queries = False
         self.timers = Timers()
         for duty in self._duties():
             self.timers.add(duty)
@@ -185,6 +187,7 @@ class WorkerLoop:
 
     def run(self) -> int:
         self._register()
+        self._forget_queries = self._warn_if_debug()
         # A small random delay so workers started together do not poll in step.
         self.timers.postpone("claim", random.uniform(0, min(self.poll_interval, 0.1)))
         # Not at start, and not in step with the other workers.
@@ -207,6 +210,8 @@ class WorkerLoop:
 
     def _turn(self) -> bool:
         """One turn of the loop; True when the worker should exit."""
+        if self._forget_queries:
+            reset_queries()  # as Django does at each request: a loop is not one request
         self._commit_reports()
         for slot in self.slots:
             if slot.busy and slot.attempt is None:
@@ -532,6 +537,20 @@ class WorkerLoop:
             "woken by announcements" if self.listen else f"polling every {self.poll_interval:g} s",
             extra={"event": "worker_started", "worker": self.row.name},
         )
+
+    def _warn_if_debug(self) -> bool:
+        """With DEBUG on, Django times every query and keeps it in `connection.queries`
+        until the request ends; a worker's loop never ends, so it would keep them all
+        (up to 9,000 per connection) for as long as it runs. Say so once, and forget the
+        queries each turn. True when DEBUG is on."""
+        if not settings.DEBUG:
+            return False
+        logger.warning(
+            "DEBUG is on: every query is timed and formatted for Django's query log (the "
+            "worker forgets them each turn); turn DEBUG off for production",
+            extra={"event": "worker_debug"},
+        )
+        return True
 
     def _handle_signals(self) -> None:
         if self._signals_seen >= 2:
