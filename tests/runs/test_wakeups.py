@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import socket
 import time
 
@@ -23,19 +24,21 @@ POLL = "5"
 
 
 def idle_worker(workers, *args: str):
+    """A worker process listening for announcements and idle, with a poll far away."""
     worker = workers("--no-schedules", *args, env={"ORBIT_POLL_INTERVAL": POLL})
     wait_until(
-        lambda: WorkerRow.objects.filter(state="running").count() >= 1,
-        message="the worker to start",
+        lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start"
     )
-    # Past its first claim and into its idle wait, where only an announcement wakes it.
-    time.sleep(0.5)
+    # Its first run proves it listens (its next poll is POLL * 10 s away once it does).
+    warm_up = enqueue("t-single")
+    wait_until(lambda: Run.objects.filter(id=warm_up.id, status="succeeded").exists())
     return worker
 
 
-def picked_up_within(seconds: float) -> list[float]:
+def picked_up(n: int = 5) -> list[float]:
+    """Seconds from each enqueue (here, another process) to its claim by the worker."""
     latencies = []
-    for _ in range(5):
+    for _ in range(n):
         started = time.monotonic()
         run = enqueue("t-single")
         wait_until(
@@ -44,13 +47,20 @@ def picked_up_within(seconds: float) -> list[float]:
             interval=0.005,
         )
         latencies.append(time.monotonic() - started)
-    assert max(latencies) < seconds, latencies
+        time.sleep(0.05)  # let it go idle again
     return latencies
+
+
+def assert_woken(latencies: list[float]) -> None:
+    """Well under the poll: the median within 0.3 s, the slowest within 1 s (a loaded
+    machine), where polling would take up to 5 s."""
+    assert statistics.median(latencies) < 0.3, latencies
+    assert max(latencies) < 1.0, latencies
 
 
 def test_an_idle_worker_picks_up_a_run_enqueued_elsewhere_at_once(test_pipelines, workers):
     worker = idle_worker(workers)
-    picked_up_within(0.3)
+    assert_woken(picked_up())
     worker.send(signal.SIGTERM)
     assert worker.wait(10) == 0
 
@@ -67,7 +77,7 @@ def test_a_dead_workers_socket_does_not_stop_the_others_hearing(test_pipelines, 
     dead.close()
     assert stale.exists()
     worker = idle_worker(workers)
-    picked_up_within(0.3)
+    assert_woken(picked_up())
     assert not stale.exists()  # the first sender that found it stale removed it
     worker.send(signal.SIGTERM)
     assert worker.wait(10) == 0
