@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import socket
+import statistics
 import time
 
 import pytest
