@@ -122,8 +122,6 @@ SQLITE_PATH = env.str("ORBIT_SQLITE_PATH", default=str(BASE_DIR / "orbit.sqlite3
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Django's backend, with writers queued in the kernel (orbit/core/sqlite/base.py).
-    _db["ENGINE"] = "orbit.core.sqlite"
     _db["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": env.int("ORBIT_SQLITE_BUSY_TIMEOUT", default=30),

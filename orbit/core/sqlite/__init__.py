@@ -1,1 +1,0 @@
-"""Django's SQLite backend with writers queued in the kernel: see base.py."""
