@@ -9,8 +9,9 @@ never wakes for a run it cannot see yet. The datagram carries the same text as a
 
 Sending never blocks and never raises into the caller: a full socket buffer means its
 worker has announcements to read already, a socket nobody reads any more (its worker
-died) is removed, and anything else is ignored. The workers' poll stays the safety net,
-so a lost datagram costs at most one poll interval.
+died) is removed, and anything else is ignored. The workers' poll stays the safety net
+(every ten `ORBIT_POLL_INTERVAL`s while a wake-up channel is open, as with LISTEN), so a
+lost datagram delays a run, never loses it.
 """
 
 from __future__ import annotations
