@@ -27,8 +27,6 @@ from runs.store.records import Announcements
 logger = logging.getLogger(__name__)
 
 CHANNEL = "orbit_runs"
-#: A payload that starts with this names a cancelled run rather than a delay.
-CANCEL_PREFIX = "cancel:"
 
 
 class Listener:
@@ -87,21 +85,12 @@ class Listener:
         pgconn.consume_input()
         if pgconn.status != 0:  # CONNECTION_OK
             raise ConnectionError("LISTEN connection lost")
-        delays: list[float] = []
-        cancelled: list[uuid.UUID] = []
         early, self._early = self._early, []
-        for notify in [*early, *iter(pgconn.notifies, None)]:
-            if notify.relname.decode() != CHANNEL:
-                continue
-            payload = notify.extra.decode()
-            try:
-                if payload.startswith(CANCEL_PREFIX):
-                    cancelled.append(uuid.UUID(payload.removeprefix(CANCEL_PREFIX)))
-                else:
-                    delays.append(int(payload or 0) / 1000)
-            except ValueError:
-                delays.append(0.0)  # unreadable: look for work now, nothing is lost by it
-        return Announcements(tuple(delays), tuple(cancelled))
+        return Announcements.parse(
+            notify.extra.decode()
+            for notify in [*early, *iter(pgconn.notifies, None)]
+            if notify.relname.decode() == CHANNEL
+        )
 
     def close(self) -> None:
         if self._conn is not None:

@@ -35,9 +35,11 @@ from runs.models import (
     StepStatus,
     Worker,
 )
+from runs.store import datagrams
 from runs.store import transitions as t
 from runs.store.protocol import Features, Wakeups
 from runs.store.records import (
+    Announcements,
     AttemptRecord,
     Claim,
     ClaimRequest,
@@ -577,13 +579,17 @@ class PortableStore:
 
     # -- announcing and coordinating --------------------------------------------------
     def announce(self, delay: float = 0.0) -> None:
-        """Nothing to tell on a database without notifications: workers poll."""
+        """A datagram to each worker waiting on this database file, at commit
+        (runs/store/datagrams.py); on a database that is no file here, workers poll."""
+        datagrams.announce(Announcements.delay_payload(delay))
 
     def announce_cancel(self, run_id: uuid.UUID) -> None:
-        """Workers hear of it at their next lease renewal."""
+        """As `announce`; without the datagram, the holder hears of it at its next renewal."""
+        datagrams.announce(Announcements.cancel_payload(run_id))
 
     def wakeups(self) -> Wakeups | None:
-        return None
+        directory = datagrams.wake_directory()
+        return None if directory is None else datagrams.DatagramWakeups(directory)
 
     @contextmanager
     def exclusive(self, key: int) -> Iterator[bool]:

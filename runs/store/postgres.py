@@ -24,7 +24,7 @@ from orbit.core.models import AuditEvent
 from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
 from runs.store import rows
 from runs.store import transitions as t
-from runs.store.listen import CANCEL_PREFIX, CHANNEL, Listener
+from runs.store.listen import CHANNEL, Listener
 from runs.store.portable import (
     INTERRUPTED_ERROR,
     INTERRUPTED_ERROR_TYPE,
@@ -37,6 +37,7 @@ from runs.store.portable import (
 from runs.store.protocol import Features, Wakeups
 from runs.store.queries import sql
 from runs.store.records import (
+    Announcements,
     Claim,
     ClaimRequest,
     InsertedRun,
@@ -268,10 +269,14 @@ class PostgresStore(PortableStore):
 
     # -- announcing and coordinating --------------------------------------------------
     def announce(self, delay: float = 0.0) -> None:
-        self._execute("announce", {"channel": CHANNEL, "payload": str(int(max(delay, 0.0) * 1000))})
+        self._execute(
+            "announce", {"channel": CHANNEL, "payload": Announcements.delay_payload(delay)}
+        )
 
     def announce_cancel(self, run_id: uuid.UUID) -> None:
-        self._execute("announce", {"channel": CHANNEL, "payload": f"{CANCEL_PREFIX}{run_id}"})
+        self._execute(
+            "announce", {"channel": CHANNEL, "payload": Announcements.cancel_payload(run_id)}
+        )
 
     def wakeups(self) -> Wakeups | None:
         listener = Listener()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -188,6 +188,10 @@ class DeadWorker:
     held: tuple[Mapping[str, str], ...] = ()
 
 
+#: A payload that starts with this names a cancelled run rather than a delay.
+CANCEL_PREFIX = "cancel:"
+
+
 @dataclass(frozen=True)
 class Announcements:
     """What other processes announced since a listener last looked."""
@@ -196,6 +200,31 @@ class Announcements:
     delays: tuple[float, ...] = ()
     #: Running runs an operator cancelled: whoever holds one stops its step now.
     cancelled: tuple[uuid.UUID, ...] = ()
+
+    @staticmethod
+    def delay_payload(delay: float) -> str:
+        """An announcement's text for a run due in `delay` seconds: whole milliseconds."""
+        return str(int(max(delay, 0.0) * 1000))
+
+    @staticmethod
+    def cancel_payload(run_id: uuid.UUID) -> str:
+        return f"{CANCEL_PREFIX}{run_id}"
+
+    @classmethod
+    def parse(cls, payloads: Iterable[str]) -> Announcements:
+        """Read announcements as `delay_payload` and `cancel_payload` wrote them, whichever
+        channel carried them (NOTIFY on PostgreSQL, a datagram on SQLite)."""
+        delays: list[float] = []
+        cancelled: list[uuid.UUID] = []
+        for payload in payloads:
+            try:
+                if payload.startswith(CANCEL_PREFIX):
+                    cancelled.append(uuid.UUID(payload.removeprefix(CANCEL_PREFIX)))
+                else:
+                    delays.append(int(payload or 0) / 1000)
+            except ValueError:
+                delays.append(0.0)  # unreadable: look for work now, nothing is lost by it
+        return cls(tuple(delays), tuple(cancelled))
 
 
 @dataclass(frozen=True)

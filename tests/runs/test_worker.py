@@ -204,9 +204,8 @@ def process_gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-@pytest.mark.postgres
 def test_cancel_kills_the_steps_process_within_a_second(test_pipelines, workers):
-    """The worker hears of the cancel at once (NOTIFY), not at its next lease renewal: with
+    """The worker hears of the cancel at once (NOTIFY; a datagram on SQLite), not at its next lease renewal: with
     the default 30 s lease that renewal is up to 10 s away."""
     from runs.lifecycle import run_cancel
     from runs.models import StepLog
@@ -233,7 +232,6 @@ def test_cancel_kills_the_steps_process_within_a_second(test_pipelines, workers)
     assert worker.wait(10) == 0
 
 
-@pytest.mark.postgres
 def test_notify_wakes_an_idle_worker_at_once(test_pipelines, workers):
     worker = workers("--no-schedules", env={"ORBIT_POLL_INTERVAL": "30"})
     wait_until(
