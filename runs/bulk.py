@@ -20,7 +20,8 @@ from orbit.core.exceptions import OrbitError
 from orbit.core.limits import parse_json, validate_metadata
 from pipelines.lifecycle import pipeline_set_enabled
 from pipelines.models import Pipeline
-from runs.lifecycle import run_cancel, run_create, run_retry
+from runs.enqueueing import run_create
+from runs.lifecycle import run_cancel, run_retry
 from runs.models import Run, RunStatus, Worker
 from runs.recovery import run_resume, worker_forget
 from runs.uploads import run_create_with_upload

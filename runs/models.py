@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
@@ -178,6 +178,13 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+    def delayed_until(self, now: datetime) -> datetime | None:
+        """When this pending run becomes claimable, if that is still to come: a delayed
+        run (runs.enqueueing) or a retry's backoff; None otherwise."""
+        if self.status == RunStatus.PENDING and self.available_at and self.available_at > now:
+            return self.available_at
+        return None
 
     @property
     def is_finished(self) -> bool:

@@ -15,7 +15,7 @@ from orbit.core.documents import discard_upload, store_upload
 from orbit.core.exceptions import OrbitError
 from orbit.core.limits import validate_metadata
 from pipelines.models import Pipeline
-from runs.lifecycle import run_create
+from runs.enqueueing import run_create
 from runs.models import Run
 
 
