@@ -10,6 +10,7 @@ Options, and what a worker does with them, are in docs/FLOW-CONTROL.md.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,19 @@ def when(
     if run_after < now - PAST_TOLERANCE:
         raise OrbitError(f"run_after {run_after.isoformat()} is in the past; omit it to run now")
     return When(run_after=run_after)
+
+
+_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
+_DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_delay(text: str) -> timedelta:
+    """`30`, `30s`, `5m`, `2h`, `1d` as a timedelta: how the CLI and the dashboard read
+    a delay."""
+    match = _DELAY.match(text)
+    if not match:
+        raise OrbitError(f"delay {text!r}: write seconds or a duration such as 30s, 5m, 2h, 1d")
+    return timedelta(seconds=float(match[1]) * _DELAY_UNITS[(match[2] or "s").lower()])
 
 
 def validate_queue(queue: object) -> str:
@@ -336,6 +350,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "get_pipeline",
+    "parse_delay",
     "run_create",
     "run_label",
     "same_request",

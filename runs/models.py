@@ -6,6 +6,7 @@ from typing import Any
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from orbit.core.conf import orbit_settings
 from orbit.core.ids import uuid7
@@ -178,6 +179,12 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+    @property
+    def due_later(self) -> datetime | None:
+        """`delayed_until` by this process's clock: what the dashboard shows as
+        "scheduled for"."""
+        return self.delayed_until(timezone.now())
 
     def delayed_until(self, now: datetime) -> datetime | None:
         """When this pending run becomes claimable, if that is still to come: a delayed

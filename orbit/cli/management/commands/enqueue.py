@@ -4,27 +4,15 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from orbit.cli import console, escape
 from orbit.core.audit import Actor
-from orbit.core.conf import AGE_UNITS
 from orbit.core.exceptions import OrbitError
-from runs.enqueueing import enqueue
-
-_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
-
-
-def parse_delay(text: str) -> timedelta:
-    """`30`, `30s`, `5m`, `2h`, `1d` as a timedelta (the retention ages' units)."""
-    match = _DELAY.match(text)
-    if not match:
-        raise OrbitError(f"--delay {text!r}: write seconds or an age such as 30s, 5m, 2h, 1d")
-    return timedelta(seconds=float(match[1]) * AGE_UNITS[(match[2] or "s").lower()])
+from runs.enqueueing import enqueue, parse_delay
 
 
 class Command(BaseCommand):
