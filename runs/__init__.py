@@ -19,6 +19,7 @@ def enqueue(
     run_after: datetime | None = None,
     delay: timedelta | float | None = None,
     idempotency_key: str | None = None,
+    unique_key: str | None = None,
 ) -> Run:
     """Queue a run of the pipeline called `name`; validated, committed, and announced to
     workers (runs.enqueueing.enqueue, imported when called so `runs` loads before Django)."""
@@ -32,6 +33,7 @@ def enqueue(
         run_after=run_after,
         delay=delay,
         idempotency_key=idempotency_key,
+        unique_key=unique_key,
     )
 
 

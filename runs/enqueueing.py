@@ -42,6 +42,8 @@ PRIORITY_RANGE = (-1_000_000, 1_000_000)
 #: How far in the past `run_after` may be and still mean "now": clocks of the caller and
 #: the database differ a little, and a request takes a moment to arrive.
 PAST_TOLERANCE = timedelta(seconds=5)
+#: The longest idempotency or unique key (the columns' length).
+KEY_MAX_LENGTH = 255
 #: The most runs one `enqueue_many` call (and the API's bulk form) takes.
 MAX_BATCH = 1000
 
@@ -157,13 +159,16 @@ def enqueue(
     run_after: datetime | None = None,
     delay: timedelta | float | None = None,
     idempotency_key: str | None = None,
+    unique_key: str | None = None,
     actor: Actor | None = None,
 ) -> Run:
     """Queue a run of the pipeline `name` on `queue` (default: the definition's queue,
     else "default"); no worker claims it before `run_after`, or `delay` from now.
 
     With an `idempotency_key`, a repeated call returns the run the first one created, and
-    a repeat with other metadata or priority raises IdempotencyConflict.
+    a repeat with other metadata or priority raises IdempotencyConflict. With a
+    `unique_key`, while a pending or running run of this pipeline holds that key, the call
+    returns that run instead of queueing another (whatever its input).
     """
     [run] = enqueue_many(
         name,
@@ -173,6 +178,7 @@ def enqueue(
         run_after=run_after,
         delay=delay,
         idempotency_keys=[idempotency_key],
+        unique_keys=[unique_key],
         actor=actor,
     )
     return run
@@ -187,15 +193,15 @@ def enqueue_many(
     run_after: datetime | None = None,
     delay: timedelta | float | None = None,
     idempotency_keys: Sequence[str | None] | None = None,
+    unique_keys: Sequence[str | None] | None = None,
     actor: Actor | None = None,
 ) -> list[Run]:
     """Queue one run per metadata, with the same options, in one insert; all or none are
     validated before anything is written. Returns the runs in the order given."""
     if len(metadatas) > MAX_BATCH:
         raise OrbitError(f"at most {MAX_BATCH} runs at once, not {len(metadatas)}")
-    keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(metadatas)
-    if len(keys) != len(metadatas):
-        raise OrbitError("give one idempotency key per run, or none")
+    keys = _per_run(idempotency_keys, len(metadatas), "idempotency key")
+    uniques = _per_run(unique_keys, len(metadatas), "unique key")
     row = name if isinstance(name, Pipeline) else get_pipeline(name)
     return run_create_many(
         row,
@@ -203,9 +209,21 @@ def enqueue_many(
         priority=priority,
         queue=queue,
         idempotency_keys=keys,
+        unique_keys=uniques,
         start=when(run_after, delay, now=datetime.now(UTC)),
         actor=actor,
     )
+
+
+def _per_run(keys: Sequence[str | None] | None, count: int, what: str) -> list[str | None]:
+    """One key (or None) per run, each a non-empty string of at most 255 characters."""
+    given: list[str | None] = list(keys) if keys is not None else [None] * count
+    if len(given) != count:
+        raise OrbitError(f"give one {what} per run, or none")
+    for key in given:
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= KEY_MAX_LENGTH):
+            raise OrbitError(f"an {what} is 1-{KEY_MAX_LENGTH} characters, not {key!r}")
+    return given
 
 
 def run_create(
@@ -215,6 +233,7 @@ def run_create(
     priority: int = 0,
     queue: str | None = None,
     idempotency_key: str | None = None,
+    unique_key: str | None = None,
     scheduled_for: datetime | None = None,
     rerun_of: Run | None = None,
     run_after: datetime | None = None,
@@ -228,7 +247,8 @@ def run_create(
         [metadata],
         priority=priority,
         queue=queue,
-        idempotency_keys=[idempotency_key],
+        idempotency_keys=_per_run([idempotency_key], 1, "idempotency key"),
+        unique_keys=_per_run([unique_key], 1, "unique key"),
         scheduled_for=scheduled_for,
         rerun_of=rerun_of,
         start=when(run_after, delay, now=datetime.now(UTC)),
@@ -245,6 +265,7 @@ def run_create_many(
     queue: str | None,
     idempotency_keys: Sequence[str | None],
     start: When,
+    unique_keys: Sequence[str | None] | None = None,
     scheduled_for: datetime | None = None,
     rerun_of: Run | None = None,
     actor: Actor | None = None,
@@ -268,7 +289,8 @@ def run_create_many(
     current_step = first.name if isinstance(first, planner.NextStep) else ""
     runs: list[Run] = []
     news: list[NewRun] = []
-    for metadata, key in zip(merged, idempotency_keys, strict=True):
+    uniques = list(unique_keys) if unique_keys is not None else [None] * len(merged)
+    for metadata, key, unique in zip(merged, idempotency_keys, uniques, strict=True):
         run = Run(
             id=uuid7(),
             pipeline=row,
@@ -276,6 +298,7 @@ def run_create_many(
             priority=priority,
             queue=queue,
             idempotency_key=key,
+            unique_key=unique,
             scheduled_for=scheduled_for,
             rerun_of=rerun_of,
             current_step=current_step,
@@ -292,6 +315,8 @@ def run_create_many(
             changes["run_after"] = start.run_after.isoformat()
         if start.delay:
             changes["delay"] = start.delay
+        if unique is not None:
+            changes["unique_key"] = unique
         runs.append(run)
         news.append(
             NewRun(
@@ -303,6 +328,7 @@ def run_create_many(
                 priority=priority,
                 queue=queue,
                 idempotency_key=key,
+                unique_key=unique,
                 scheduled_for=scheduled_for,
                 rerun_of=rerun_of.id if rerun_of is not None else None,
                 audit=event_values(action, run, actor=actor, changes=changes, label=run_label(run)),
@@ -314,9 +340,14 @@ def run_create_many(
     results: list[Run] = []
     for run, new, given_metadata, done in zip(runs, news, given, inserted, strict=True):
         if not done.created:
-            if new.idempotency_key is None:  # a schedule slot another process fired first
+            if new.idempotency_key is None and new.unique_key is None:
+                # a schedule slot another process fired first
                 raise IntegrityError(f"Pipeline {row.name!r} already has a run for {scheduled_for}")
             held = Run.objects.select_related("pipeline").get(id=done.id)
+            if held.unique_key is not None and held.unique_key == new.unique_key:
+                results.append(held)  # the active run holding the key, whatever its input
+                continue
+            assert new.idempotency_key is not None
             if not new.idempotency_key.startswith("api:") and not same_request(
                 held, row, given_metadata, priority
             ):  # the API checks its own keys, and names them as its caller sent them

@@ -9,7 +9,7 @@ import logging
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from orbit.core.audit import Actor, record
 from orbit.core.exceptions import (
@@ -66,6 +66,16 @@ def run_retry(run_id: uuid.UUID | str, *, actor: Actor | None = None) -> Run:
     history of earlier attempts is kept.
     """
     run = get_run(run_id)
+    try:
+        return _retry(run, actor)
+    except IntegrityError:  # Run.unique_key: another pending or running run holds it
+        raise InvalidTransition(
+            f"Run {run.id} cannot be retried: another pending or running run of "
+            f"{run.pipeline.name} holds its unique key {run.unique_key!r}"
+        ) from None
+
+
+def _retry(run: Run, actor: Actor | None) -> Run:
     code = run.pipeline.code
     with transaction.atomic():
         statuses = dict(Step.objects.filter(run=run).values_list("name", "status"))

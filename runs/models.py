@@ -117,6 +117,13 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    unique_key = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="At most one pending or running run of its pipeline holds a key; "
+        "enqueueing another returns that run (docs/FLOW-CONTROL.md).",
+    )
     scheduled_for = models.DateTimeField(
         null=True, blank=True, help_text="The cron slot this run was created for."
     )
@@ -136,6 +143,11 @@ class Run(models.Model):
                 fields=["pipeline", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
                 name="run_unique_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "unique_key"],
+                condition=Q(unique_key__isnull=False, status__in=["pending", "running"]),
+                name="run_unique_key_active",
             ),
             models.UniqueConstraint(
                 fields=["pipeline", "scheduled_for"],

@@ -154,7 +154,7 @@ def create_run(
     with different metadata or priority is a 409, and so is a disabled pipeline. A bad
     queue name, a run_after in the past, or both run_after and delay_seconds are a 422."""
     payload = payload or RunIn(
-        metadata=None, priority=0, queue=None, run_after=None, delay_seconds=None
+        metadata=None, priority=0, queue=None, run_after=None, delay_seconds=None, unique_key=None
     )
     pipeline = _get(pipeline_id)
     key = scoped_key(request.user.pk, idempotency_key)
@@ -166,6 +166,7 @@ def create_run(
         run_after=payload.run_after,
         delay=payload.delay_seconds,
         idempotency_key=key,
+        unique_key=payload.unique_key,
         actor=api_actor(request),
     )
     if key is not None:

@@ -27,7 +27,7 @@ Commands:
   recover [--auto-resume]   report interrupted runs, or put them back in the queue
   resume RUN_ID             execute a pending or interrupted run now, in the foreground
   enqueue NAME [--metadata JSON] [--queue Q] [--delay 30s | --at ISO] [--priority N]
-        [--idempotency-key K]  queue a run for the workers (prints its id)
+        [--idempotency-key K] [--unique-key K]  queue a run for the workers (prints its id)
   rerun RUN_ID [--metadata JSON]  queue the run's pipeline again (its input, or an edited one)
   prune [--older-than 7d] [--dry-run]
                             delete finished runs and audit events past retention

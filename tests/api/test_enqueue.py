@@ -65,3 +65,14 @@ def test_a_bad_bulk_request_queues_nothing(operator_api, body):
 
 def test_the_bulk_form_of_an_unknown_pipeline_is_a_404(operator_api):
     assert operator_api.post("/api/pipelines/999999/runs/bulk", {"runs": [{}]}).status_code == 404
+
+
+def test_a_unique_key_returns_the_run_holding_it(operator_api):
+    path = f"/api/pipelines/{pipeline_id('t-single')}/runs"
+    first = operator_api.post(path, {"metadata": {"c": 1}, "unique_key": "sync-7"})
+    again = operator_api.post(path, {"metadata": {"c": 2}, "unique_key": "sync-7"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] == first.json()["id"]
+    assert first.json()["unique_key"] == "sync-7"
+    assert Run.objects.count() == 1
+    assert operator_api.post(path, {"unique_key": ""}).status_code == 422

@@ -310,3 +310,11 @@ def test_enqueue_refuses_bad_input_and_queues_nothing(test_pipelines, bad):
 def test_enqueue_of_an_unknown_pipeline_exits_2(test_pipelines):
     done = orbit("enqueue", "nope")
     assert done.returncode == 2 and "Unknown pipeline 'nope'" in done.stdout
+
+
+def test_enqueue_with_a_unique_key_returns_the_pending_run(test_pipelines):
+    first = orbit("enqueue", "t-single", "--unique-key", "sync-1")
+    again = orbit("enqueue", "t-single", "--unique-key", "sync-1", "--metadata", '{"b": 2}')
+    assert first.returncode == 0 and again.returncode == 0, again.stdout
+    run = Run.objects.get()
+    assert str(run.id) in again.stdout and run.unique_key == "sync-1"

@@ -124,3 +124,56 @@ def test_enqueue_many_inserts_all_in_one_statement(test_pipelines):
     inserts = [q for q in queries.captured_queries if "INSERT" in q["sql"].upper()]
     assert len(inserts) == 1
     assert Run.objects.count() == 50
+
+
+def test_a_unique_key_keeps_one_pending_or_running_run_per_pipeline(test_pipelines):
+    first = enqueue("t-single", {"customer": 1}, unique_key="sync-1")
+    again = enqueue("t-single", {"customer": 1, "other": True}, unique_key="sync-1")
+    assert again.id == first.id and again.metadata == {"customer": 1}
+    other = enqueue("t-single", unique_key="sync-2")
+    assert other.id != first.id
+    Run.objects.filter(id=first.id).update(status="running")
+    assert enqueue("t-single", unique_key="sync-1").id == first.id
+    Run.objects.filter(id=first.id).update(status="succeeded")
+    later = enqueue("t-single", unique_key="sync-1")
+    assert later.id != first.id
+    assert Run.objects.filter(unique_key="sync-1").count() == 2
+
+
+def test_a_retry_is_refused_while_another_run_holds_its_unique_key(test_pipelines):
+    from orbit.core.exceptions import InvalidTransition
+    from runs.lifecycle import run_retry
+
+    failed = enqueue("t-single", unique_key="sync-1")
+    Run.objects.filter(id=failed.id).update(status="failed")
+    enqueue("t-single", unique_key="sync-1")
+    with pytest.raises(InvalidTransition, match="holds its unique key 'sync-1'"):
+        run_retry(failed.id)
+    assert Run.objects.get(id=failed.id).status == "failed"
+
+
+def test_concurrent_enqueues_with_one_unique_key_make_one_run(test_pipelines):
+    import threading
+
+    from django.db import connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers: there is no race to lose")
+    Pipeline.objects.get(name="t-single")
+    ids: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def one() -> None:
+        try:
+            barrier.wait(timeout=10)
+            ids.append(enqueue("t-single", unique_key="race").id)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(ids) == 6 and len(set(ids)) == 1
+    assert Run.objects.filter(unique_key="race").count() == 1

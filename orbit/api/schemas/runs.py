@@ -53,6 +53,13 @@ class RunIn(Schema):
     delay_seconds: float | None = Field(
         None, ge=0, description="Not claimed before this many seconds from now (not with run_after)"
     )
+    unique_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="While a pending or running run of this pipeline holds this key, that "
+        "run is returned (201) and no other is queued",
+    )
 
 
 class RunBulkIn(Schema):
@@ -148,6 +155,7 @@ class RunOut(Schema):
     interruptions: int
     error: str
     idempotency_key: str | None
+    unique_key: str | None
     scheduled_for: datetime | None
     rerun_of: uuid.UUID | None = Field(description="The run this one runs again, if any")
     available_at: datetime

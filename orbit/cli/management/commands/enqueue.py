@@ -36,6 +36,11 @@ class Command(BaseCommand):
             default=None,
             help="a repeat with the same key returns the first run (a different input: error)",
         )
+        parser.add_argument(
+            "--unique-key",
+            default=None,
+            help="while a pending or running run of the pipeline holds this key, return it",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = console()
@@ -61,6 +66,7 @@ class Command(BaseCommand):
                 run_after=run_after,
                 delay=delay,
                 idempotency_key=options["idempotency_key"],
+                unique_key=options["unique_key"],
                 actor=Actor.cli(),
             )
         except OrbitError as exc:
