@@ -318,3 +318,11 @@ def test_enqueue_with_a_unique_key_returns_the_pending_run(test_pipelines):
     assert first.returncode == 0 and again.returncode == 0, again.stdout
     run = Run.objects.get()
     assert str(run.id) in again.stdout and run.unique_key == "sync-1"
+
+
+def test_run_with_enqueue_queues_for_the_workers_instead(test_pipelines):
+    done = orbit("run", "t-single", "--enqueue", "--queue", "documents", "--delay", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = Run.objects.get()
+    assert (run.status, run.queue) == (RunStatus.PENDING, "documents")
+    assert "scheduled for" in done.stdout
