@@ -25,6 +25,11 @@ NAME_RULE = (
     "starting with a letter or digit"
 )
 StepFunction = Callable[..., Any]
+#: The queue a run goes to when neither its enqueue nor its definition names one, and the
+#: one `runworker` serves when given no `--queue`.
+DEFAULT_QUEUE = "default"
+#: Queues follow the names' rule, within the column's 64 characters.
+QUEUE_MAX_LENGTH = 64
 
 
 def is_valid_name(name: object) -> bool:
@@ -110,6 +115,11 @@ def _build_step(pipeline: str, pending: Any) -> StepDefinition:
     )
 
 
+def is_valid_queue(queue: object) -> bool:
+    """Whether `queue` is a queue name: the names' rule, at most 64 characters."""
+    return is_valid_name(queue) and len(str(queue)) <= QUEUE_MAX_LENGTH
+
+
 class Pipeline:
     """An ordered list of steps with a unique name; registered as soon as it is built."""
 
@@ -122,6 +132,7 @@ class Pipeline:
         schedule: str = "",
         upload_field: str = "",
         metadata_example: dict[str, Any] | None = None,
+        queue: str = DEFAULT_QUEUE,
         register: bool = True,
     ) -> None:
         if not is_valid_name(name):
@@ -153,6 +164,11 @@ class Pipeline:
                 validate_schedule(schedule)
             except InvalidSchedule as exc:
                 raise DefinitionError(f"Pipeline {name!r}: {exc}") from None
+        if not is_valid_queue(queue):
+            raise DefinitionError(
+                f"Pipeline {name!r}: queue {queue!r} is invalid: use 1-64 letters, digits, "
+                "'-', '_' or '.', starting with a letter or digit"
+            )
         if upload_field and (not isinstance(upload_field, str) or not upload_field.isidentifier()):
             raise DefinitionError(
                 f"Pipeline {name!r}: upload_field must be a metadata key such as 'filePath', "
@@ -167,6 +183,8 @@ class Pipeline:
         self.schedule = schedule
         #: The metadata its steps expect, as an example run's: shown to whoever starts a run.
         self.metadata_example: dict[str, Any] | None = metadata_example
+        #: The queue its runs go to unless their enqueue names another (runworker --queue).
+        self.queue = queue
         self.steps: tuple[StepDefinition, ...] = tuple(built)
         self.module = _caller_module()
         if register:

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from orbit.core.audit import Actor
@@ -20,7 +21,8 @@ from orbit.core.exceptions import OrbitError
 from orbit.core.limits import parse_json, validate_metadata
 from pipelines.lifecycle import pipeline_set_enabled
 from pipelines.models import Pipeline
-from runs.lifecycle import run_cancel, run_create, run_retry
+from runs.enqueueing import run_create
+from runs.lifecycle import run_cancel, run_retry
 from runs.models import Run, RunStatus, Worker
 from runs.recovery import run_resume, worker_forget
 from runs.uploads import run_create_with_upload
@@ -178,9 +180,15 @@ class RunNowReport(ActionReport):
 
 
 def run_now(
-    pipelines: Iterable[Pipeline], metadata: dict[str, Any], *, actor: Actor | None = None
+    pipelines: Iterable[Pipeline],
+    metadata: dict[str, Any],
+    *,
+    queue: str | None = None,
+    delay: float | timedelta | None = None,
+    actor: Actor | None = None,
 ) -> RunNowReport:
-    """Queue one run of each pipeline with `metadata` (merged over its default metadata)."""
+    """Queue one run of each pipeline with `metadata` (merged over its default metadata),
+    on `queue` (None: each definition's) after `delay`."""
     report = RunNowReport(verb="queued")
     for row in pipelines:
         if not row.enabled:
@@ -190,7 +198,9 @@ def run_now(
             report.skipped["its definition is no longer in code"] += 1
             continue
         try:
-            report.created.append(run_create(row, metadata=metadata, actor=actor))
+            report.created.append(
+                run_create(row, metadata=metadata, queue=queue, delay=delay, actor=actor)
+            )
         except OrbitError as exc:
             # Per row: the metadata merged over this pipeline's defaults may be too large.
             report.skipped[f"it refused the run: {exc}"] += 1
@@ -200,7 +210,13 @@ def run_now(
 
 
 def run_now_with_upload(
-    pipeline: Pipeline, upload: Any, metadata: dict[str, Any], *, actor: Actor | None = None
+    pipeline: Pipeline,
+    upload: Any,
+    metadata: dict[str, Any],
+    *,
+    queue: str | None = None,
+    delay: float | timedelta | None = None,
+    actor: Actor | None = None,
 ) -> RunNowReport:
     """Queue one run of `pipeline` with an uploaded file, stored in the documents folder
     and given to the run under the pipeline's upload field (runs.uploads)."""
@@ -210,7 +226,15 @@ def run_now_with_upload(
         return report
     name = str(getattr(upload, "name", "") or "document")
     report.created.append(
-        run_create_with_upload(pipeline, upload, file_name=name, metadata=metadata, actor=actor)
+        run_create_with_upload(
+            pipeline,
+            upload,
+            file_name=name,
+            metadata=metadata,
+            queue=queue,
+            delay=delay,
+            actor=actor,
+        )
     )
     report.done += 1
     return report

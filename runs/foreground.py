@@ -24,8 +24,8 @@ from pipelines.definition import Pipeline as Definition
 from pipelines.models import Pipeline
 from runs.attempts import AttemptReport, StepTask
 from runs.child import StepProcess
+from runs.enqueueing import get_pipeline, run_create
 from runs.execution import Decision, HeldRun, Next, begin, hand_back, record
-from runs.lifecycle import get_pipeline, run_create
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.recovery import recover_run
 from runs.store import store

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from orbit.core.conf import orbit_settings
 from orbit.core.ids import uuid7
@@ -116,6 +117,13 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    unique_key = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="At most one pending or running run of its pipeline holds a key; "
+        "enqueueing another returns that run (docs/FLOW-CONTROL.md).",
+    )
     scheduled_for = models.DateTimeField(
         null=True, blank=True, help_text="The cron slot this run was created for."
     )
@@ -135,6 +143,11 @@ class Run(models.Model):
                 fields=["pipeline", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
                 name="run_unique_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "unique_key"],
+                condition=Q(unique_key__isnull=False, status__in=["pending", "running"]),
+                name="run_unique_key_active",
             ),
             models.UniqueConstraint(
                 fields=["pipeline", "scheduled_for"],
@@ -178,6 +191,19 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+    @property
+    def due_later(self) -> datetime | None:
+        """`delayed_until` by this process's clock: what the dashboard shows as
+        "scheduled for"."""
+        return self.delayed_until(timezone.now())
+
+    def delayed_until(self, now: datetime) -> datetime | None:
+        """When this pending run becomes claimable, if that is still to come: a delayed
+        run (runs.enqueueing) or a retry's backoff; None otherwise."""
+        if self.status == RunStatus.PENDING and self.available_at and self.available_at > now:
+            return self.available_at
+        return None
 
     @property
     def is_finished(self) -> bool:

@@ -24,7 +24,8 @@ from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidTransition, WorkerNotFound
 from orbit.core.models import AuditAction
 from runs import signals
-from runs.lifecycle import get_run, run_label
+from runs.enqueueing import run_label
+from runs.lifecycle import get_run
 from runs.models import Run, RunStatus, Worker, WorkerState
 from runs.store import store
 from runs.store.records import DeadWorker, Interrupted

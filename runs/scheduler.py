@@ -30,7 +30,7 @@ from orbit.core.exceptions import InvalidSchedule, OrbitError
 from orbit.core.models import AuditSource
 from pipelines.models import Pipeline
 from pipelines.schedules import next_slot, slots_between
-from runs.lifecycle import run_create
+from runs.enqueueing import run_create
 from runs.models import Run
 from runs.store import store
 

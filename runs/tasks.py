@@ -41,7 +41,7 @@ from pipelines.tasks_compat import (
     normalize_json,
     task_enqueued,
 )
-from runs.lifecycle import get_pipeline, run_create
+from runs.enqueueing import get_pipeline, run_create
 from runs.models import AttemptOutcome, Run, RunStatus, Step, StepAttempt
 
 logger = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ A run that is refused leaves no stored file behind.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from orbit.core.audit import Actor
@@ -15,7 +16,7 @@ from orbit.core.documents import discard_upload, store_upload
 from orbit.core.exceptions import OrbitError
 from orbit.core.limits import validate_metadata
 from pipelines.models import Pipeline
-from runs.lifecycle import run_create
+from runs.enqueueing import run_create
 from runs.models import Run
 
 
@@ -32,6 +33,8 @@ def run_create_with_upload(
     file_name: str,
     metadata: dict[str, Any] | None = None,
     priority: int = 0,
+    queue: str | None = None,
+    delay: float | timedelta | None = None,
     actor: Actor | None = None,
 ) -> Run:
     """Store `upload` in the documents folder and queue a run of `pipeline` with its path."""
@@ -42,7 +45,12 @@ def run_create_with_upload(
     path = store_upload(upload, file_name, max_bytes=orbit_settings.max_upload_bytes)
     try:
         return run_create(
-            pipeline, metadata={**metadata, field: path}, priority=priority, actor=actor
+            pipeline,
+            metadata={**metadata, field: path},
+            priority=priority,
+            queue=queue,
+            delay=delay,
+            actor=actor,
         )
     except BaseException:
         discard_upload(path)

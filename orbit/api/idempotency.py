@@ -13,16 +13,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from orbit.core.exceptions import OrbitError
-from orbit.core.limits import validate_metadata
+from orbit.core.exceptions import IdempotencyConflict
 from pipelines.models import Pipeline
+from runs.enqueueing import same_request
 from runs.models import Run
 
 _SCOPED = re.compile(r"^api:\d+:")
 
-
-class IdempotencyConflict(OrbitError):
-    """The Idempotency-Key was already used for a different request."""
+__all__ = ["IdempotencyConflict", "client_key", "ensure_same_request", "scoped_key"]
 
 
 def scoped_key(user_id: Any, key: str | None) -> str | None:
@@ -38,9 +36,9 @@ def client_key(stored: str | None) -> str | None:
 def ensure_same_request(
     run: Run, pipeline: Pipeline, metadata: dict[str, Any] | None, priority: int
 ) -> None:
-    """IdempotencyConflict unless `run` is what this request would have created."""
-    wanted = pipeline.merged_metadata(validate_metadata(metadata))
-    if run.metadata == wanted and run.priority == priority:
+    """IdempotencyConflict unless `run` is what this request would have created (the rule
+    is runs.enqueueing.same_request; only the key shown is the API's own)."""
+    if same_request(run, pipeline, metadata, priority):
         return
     raise IdempotencyConflict(
         f"Idempotency-Key {client_key(run.idempotency_key)!r} was already used for a "

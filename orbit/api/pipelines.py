@@ -13,7 +13,15 @@ from orbit.api.idempotency import ensure_same_request, scoped_key
 from orbit.api.pagination import by_created
 from orbit.api.runs import CURSOR, LIMIT, api_actor, run_with_steps
 from orbit.api.schemas.pipelines import PipelineDetailOut, PipelineIn, PipelineOut, PipelinePatch
-from orbit.api.schemas.runs import ErrorOut, RunDetailOut, RunIn, RunPageOut, ValidationErrorOut
+from orbit.api.schemas.runs import (
+    ErrorOut,
+    RunBulkIn,
+    RunDetailOut,
+    RunIn,
+    RunOut,
+    RunPageOut,
+    ValidationErrorOut,
+)
 from orbit.core.limits import parse_json
 from orbit.core.redaction import unmask
 from orbit.web.auth import allow, require_permissions
@@ -24,7 +32,7 @@ from pipelines.lifecycle import (
     pipeline_update,
 )
 from pipelines.models import Pipeline
-from runs.lifecycle import PRIORITY_RANGE, run_create
+from runs.enqueueing import PRIORITY_RANGE, enqueue_many, run_create
 from runs.metrics import pipeline_success_rate
 from runs.models import Run
 from runs.scheduler import next_fire_time
@@ -139,23 +147,52 @@ def create_run(
     payload: RunIn | None = None,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Any:
-    """Queue a run; with an Idempotency-Key header a repeated request returns the same run.
+    """Queue a run, on a queue, now or later (run_after or delay_seconds); with an
+    Idempotency-Key header a repeated request returns the same run.
 
     Keys are the caller's own (another caller's same key makes another run); the same key
-    with different metadata or priority is a 409, and so is a disabled pipeline."""
-    payload = payload or RunIn(metadata=None, priority=0)
+    with different metadata or priority is a 409, and so is a disabled pipeline. A bad
+    queue name, a run_after in the past, or both run_after and delay_seconds are a 422."""
+    payload = payload or RunIn(
+        metadata=None, priority=0, queue=None, run_after=None, delay_seconds=None, unique_key=None
+    )
     pipeline = _get(pipeline_id)
     key = scoped_key(request.user.pk, idempotency_key)
     run = run_create(
         pipeline,
         metadata=payload.metadata,
         priority=payload.priority,
+        queue=payload.queue,
+        run_after=payload.run_after,
+        delay=payload.delay_seconds,
         idempotency_key=key,
+        unique_key=payload.unique_key,
         actor=api_actor(request),
     )
     if key is not None:
         ensure_same_request(run, pipeline, payload.metadata, payload.priority)
     return Status(201, _run_detail(run.id))
+
+
+@router.post(
+    "/{pipeline_id}/runs/bulk",
+    response={201: list[RunOut], 409: ErrorOut, **BODY_ERRORS},
+    auth=allow("runs.operate_run"),
+)
+def create_runs(request: HttpRequest, pipeline_id: int, payload: RunBulkIn) -> Any:
+    """Queue one run per metadata in `runs` (at most 1000), with the same options, in one
+    insert: all are validated first, and bad input queues none."""
+    pipeline = _get(pipeline_id)
+    created = enqueue_many(
+        pipeline,
+        payload.runs,
+        queue=payload.queue,
+        priority=payload.priority,
+        run_after=payload.run_after,
+        delay=payload.delay_seconds,
+        actor=api_actor(request),
+    )
+    return Status(201, created)
 
 
 @router.post(

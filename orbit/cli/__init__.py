@@ -20,12 +20,15 @@ USAGE = """usage: orbit [--auto-recover] COMMAND [options]
 Commands:
   list                      pipelines: definition, steps, schedule, enabled, last run
                             (exit 1 when a pipeline module fails to import)
-  run NAME [--metadata JSON]  run a pipeline now in the foreground (exit 0 ok, 1 failed, 2 usage)
+  run NAME [--metadata JSON]  run a pipeline now in the foreground (exit 0 ok, 1 failed, 2 usage);
+                            with --enqueue: queue it for the workers (as `orbit enqueue`)
   worker [options]          run a worker (same options as `manage.py runworker`)
   check-interrupted         runs whose worker died, and why they count as interrupted
   check-waiting             due runs waiting for a worker that defines their pipeline
   recover [--auto-resume]   report interrupted runs, or put them back in the queue
   resume RUN_ID             execute a pending or interrupted run now, in the foreground
+  enqueue NAME [--metadata JSON] [--queue Q] [--delay 30s | --at ISO] [--priority N]
+        [--idempotency-key K] [--unique-key K]  queue a run for the workers (prints its id)
   rerun RUN_ID [--metadata JSON]  queue the run's pipeline again (its input, or an edited one)
   prune [--older-than 7d] [--dry-run]
                             delete finished runs and audit events past retention
@@ -182,6 +185,9 @@ def _next_fire(row: Any) -> str:
 
 def cmd_run(rest: list[str]) -> int:
     import argparse
+
+    if "--enqueue" in rest:  # queue it for the workers instead: `orbit enqueue`'s options
+        return run_management_command("enqueue", [a for a in rest if a != "--enqueue"])
 
     from orbit.core.exceptions import OrbitError
     from runs.foreground import ForegroundRunner

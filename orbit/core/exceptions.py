@@ -29,6 +29,10 @@ class PipelineDisabled(OrbitError):
     """The pipeline is disabled and cannot start runs."""
 
 
+class IdempotencyConflict(OrbitError):
+    """The idempotency key was already used for a different request."""
+
+
 class InvalidMetadata(OrbitError):
     """Run metadata must be a JSON object."""
 

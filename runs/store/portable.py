@@ -123,6 +123,7 @@ class PortableStore:
             priority=new.priority,
             queue=new.queue,
             idempotency_key=new.idempotency_key,
+            unique_key=new.unique_key,
             scheduled_for=new.scheduled_for,
             current_step=new.current_step,
             rerun_of_id=new.rerun_of,
@@ -148,10 +149,13 @@ class PortableStore:
         return InsertedRun(id=new.id, created=True, created_at=stamped[0], available_at=stamped[1])
 
     def _holder(self, new: NewRun) -> uuid.UUID | None:
-        """The run holding `new`'s idempotency key or schedule slot, if it can be seen."""
+        """The run holding `new`'s idempotency key, unique key or schedule slot, if it can
+        be seen."""
         taken = Q()
         if new.idempotency_key is not None:
             taken |= Q(idempotency_key=new.idempotency_key)
+        if new.unique_key is not None:
+            taken |= Q(unique_key=new.unique_key, status__in=[RunStatus.PENDING, RunStatus.RUNNING])
         if new.scheduled_for is not None:
             taken |= Q(scheduled_for=new.scheduled_for)
         if not taken:

@@ -319,6 +319,7 @@ def _new_run(new: NewRun) -> dict[str, Any]:
         "priority": new.priority,
         "queue": new.queue,
         "idempotency_key": new.idempotency_key,
+        "unique_key": new.unique_key,
         "scheduled_for": _iso(new.scheduled_for),
         "current_step": new.current_step,
         "rerun_of_id": None if new.rerun_of is None else str(new.rerun_of),

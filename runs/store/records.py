@@ -27,6 +27,8 @@ class NewRun:
     run_after: datetime | None = None
     delay: float = 0.0
     idempotency_key: str | None = None
+    #: Held by at most one pending or running run of the pipeline (Run.unique_key).
+    unique_key: str | None = None
     scheduled_for: datetime | None = None
     #: The run this one runs again (runs.lifecycle.run_rerun).
     rerun_of: uuid.UUID | None = None

@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 DB_ERRORS = (OperationalError, InterfaceError)
 #: A burst worker waits for runs due within this long, and exits if none are.
 BURST_HORIZON_SECONDS = 60.0
+#: How soon to claim again when runs were due yet the claim found none: once, since a
+#: delayed run may have come due between the claim and the question (docs/FLOW-CONTROL.md).
+DUE_RECHECK_SECONDS = 0.005
 #: Between attempts to open the wake-up channel after it failed.
 LISTEN_RETRY_SECONDS = 5.0
 #: Between looks for task pipelines this worker has not loaded yet (a claim that comes
@@ -88,6 +91,8 @@ class WorkerLoop:
         self.max_runs_per_child = max_runs_per_child
         self.lease_seconds = lease_seconds or orbit_settings.lease_seconds
         self.poll_interval = poll_interval or orbit_settings.poll_interval
+        #: Whether the last claim came back empty while runs were due (see `_claim`).
+        self._due_unclaimed = False
         self.listen = listen
         self.schedules = schedules
         # A retention setting Orbit cannot read stops the worker here, not later.
@@ -261,8 +266,10 @@ class WorkerLoop:
             slot.take(HeldRun(claim))
             self._begin(slot)
         if len(claims) == len(free):
+            self._due_unclaimed = False
             return 0.0  # a full batch: more may be waiting, claim again on the next turn
         if claims:
+            self._due_unclaimed = False
             return None
         # Nothing claimable now: sleep until the earliest run is due (woken earlier by an
         # announcement), or until the poll that is the safety net.
@@ -275,12 +282,18 @@ class WorkerLoop:
             self.shutdown(Stop.DRAINED)
             return None
         if due == 0:
-            # Due now, yet not claimed: a task this worker has not loaded yet (look now),
-            # a pipeline or step it does not define (left for a worker that does), or runs
-            # another worker is claiming this instant. Look again after a poll interval,
-            # not at once: claiming again at once would spin for as long as they wait.
+            # Due now, yet not claimed. Most often a delayed run came due between the
+            # claim and this question: claim again almost at once, one time. Otherwise: a
+            # task this worker has not loaded yet (look now), a pipeline or step it does
+            # not define (left for a worker that does), or runs another worker is claiming
+            # this instant. Look again after a poll interval, not at once: claiming again
+            # at once would spin for as long as they wait.
+            if not self._due_unclaimed:
+                self._due_unclaimed = True
+                return DUE_RECHECK_SECONDS
             self.timers.bring_forward("discover")
             return self.poll_interval
+        self._due_unclaimed = False
         poll = self.timers.duties["claim"].interval()
         return poll if due is None else min(poll, due)
 

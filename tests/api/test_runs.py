@@ -117,10 +117,10 @@ def test_the_same_key_with_a_different_request_is_a_409(operator_api, second):
         ),  # not a number
         ({"priority": 10**7}, "priority", "Input should be less than or equal to 1000000"),  # range
         (
-            {"metadata": {}, "queue": "x"},
-            "queue",
+            {"metadata": {}, "queues": "x"},
+            "queues",
             "Extra inputs are not permitted",
-        ),  # unknown field
+        ),  # unknown field (`queue` is a field since flow control)
     ],
 )
 def test_create_run_rejects_bad_input_naming_the_field(operator_api, body, field, message):

@@ -271,3 +271,58 @@ def test_the_login_message_names_the_port_orbit_runs_on(db, monkeypatch):
     assert out.getvalue().strip() == (
         "Created superuser. Log in at http://127.0.0.1:9123/admin/ as admin / pw-for-tests"
     )
+
+
+def test_enqueue_queues_a_delayed_run_on_a_queue_with_a_key(test_pipelines):
+    args = ("enqueue", "t-single", "--metadata", '{"a": 1}', "--queue", "documents")
+    done = orbit(*args, "--delay", "5m", "--priority", "3", "--idempotency-key", "k-1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = Run.objects.get()
+    assert "scheduled for" in done.stdout and str(run.id) in done.stdout
+    assert (run.queue, run.priority, run.metadata, run.idempotency_key) == (
+        "documents",
+        3,
+        {"a": 1},
+        "k-1",
+    )
+    assert 290 < (run.available_at - run.created_at).total_seconds() < 310
+    again = orbit(*args, "--delay", "5m", "--priority", "3", "--idempotency-key", "k-1")
+    assert again.returncode == 0 and str(run.id) in again.stdout
+    assert Run.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("--queue", "no spaces"),
+        ("--delay", "soon"),
+        ("--at", "2020-01-01T00:00:00+00:00"),
+        ("--at", "yesterday"),
+        ("--metadata", "{oops"),
+    ],
+)
+def test_enqueue_refuses_bad_input_and_queues_nothing(test_pipelines, bad):
+    done = orbit("enqueue", "t-single", *bad)
+    assert done.returncode == 2
+    assert Run.objects.count() == 0
+
+
+def test_enqueue_of_an_unknown_pipeline_exits_2(test_pipelines):
+    done = orbit("enqueue", "nope")
+    assert done.returncode == 2 and "Unknown pipeline 'nope'" in done.stdout
+
+
+def test_enqueue_with_a_unique_key_returns_the_pending_run(test_pipelines):
+    first = orbit("enqueue", "t-single", "--unique-key", "sync-1")
+    again = orbit("enqueue", "t-single", "--unique-key", "sync-1", "--metadata", '{"b": 2}')
+    assert first.returncode == 0 and again.returncode == 0, again.stdout
+    run = Run.objects.get()
+    assert str(run.id) in again.stdout and run.unique_key == "sync-1"
+
+
+def test_run_with_enqueue_queues_for_the_workers_instead(test_pipelines):
+    done = orbit("run", "t-single", "--enqueue", "--queue", "documents", "--delay", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = Run.objects.get()
+    assert (run.status, run.queue) == (RunStatus.PENDING, "documents")
+    assert "scheduled for" in done.stdout

@@ -331,9 +331,13 @@ def test_a_run_due_that_this_worker_cannot_take_is_not_claimed_over_and_over(tes
         worker.run()
     finally:
         registry.register(definition)
-    assert len(claims) >= 3
+    assert len(claims) >= 4
     gaps = [later - earlier for earlier, later in itertools.pairwise(claims)]
-    assert min(gaps) >= 0.19  # a poll interval apart (it claimed again at once: a busy loop)
+    # One quick look again (a delayed run may have come due between the claim and the
+    # question: runs/worker/loop.py DUE_RECHECK_SECONDS), then a poll interval apart
+    # (claiming again at once each time would be a busy loop).
+    assert gaps[0] < 0.19
+    assert min(gaps[1:]) >= 0.19
     assert Run.objects.get(id=run.id).status == RunStatus.PENDING
 
 

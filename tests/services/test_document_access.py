@@ -16,8 +16,8 @@ from django.test import Client
 
 from orbit.core.tokens import create_token
 from pipelines.models import Pipeline
+from runs.enqueueing import get_pipeline
 from runs.foreground import resume
-from runs.lifecycle import get_pipeline
 from runs.models import Run
 from tests.api.conftest import OPERATOR, make_user
 from tests.services.conftest import BUCKET, RECEIPT, s3_client

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.lifecycle import run_create
+from runs.enqueueing import run_create
 from runs.models import Run, RunStatus, StepAttempt
 from services.models import VeryfiDocument
 from tests.processes import wait_until

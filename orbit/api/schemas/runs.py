@@ -6,12 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
 from orbit.api.idempotency import client_key
 from orbit.core.redaction import redact, redact_logs
-from runs.lifecycle import PRIORITY_RANGE
+from runs.enqueueing import MAX_BATCH, PRIORITY_RANGE
 from runs.models import RunStatus, StepStatus
 
 # --- Errors -----------------------------------------------------------------------------------
@@ -41,6 +42,38 @@ class RunIn(Schema):
         None, description="The run's input, merged over the pipeline's default_metadata"
     )
     priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher first")
+    queue: str | None = Field(
+        None,
+        description="The queue (null: the pipeline definition's, else 'default'); workers "
+        "serve the queues given to `runworker --queue`",
+    )
+    run_after: datetime | None = Field(
+        None, description="Not claimed before this moment (not in the past; not with delay)"
+    )
+    delay_seconds: float | None = Field(
+        None, ge=0, description="Not claimed before this many seconds from now (not with run_after)"
+    )
+    unique_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="While a pending or running run of this pipeline holds this key, that "
+        "run is returned (201) and no other is queued",
+    )
+
+
+class RunBulkIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: list[dict[str, Any] | None] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"One metadata object (or null) per run to queue, at most {MAX_BATCH}",
+    )
+    priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher first")
+    queue: str | None = Field(None, description="As for one run")
+    run_after: datetime | None = Field(None, description="As for one run")
+    delay_seconds: float | None = Field(None, ge=0, description="As for one run")
 
 
 class RerunIn(Schema):
@@ -122,9 +155,14 @@ class RunOut(Schema):
     interruptions: int
     error: str
     idempotency_key: str | None
+    unique_key: str | None
     scheduled_for: datetime | None
     rerun_of: uuid.UUID | None = Field(description="The run this one runs again, if any")
     available_at: datetime
+    delayed_until: datetime | None = Field(
+        description="When a delayed pending run becomes claimable (shown as 'scheduled "
+        "for'); null once that moment has passed, and for runs in any other state"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -162,6 +200,10 @@ class RunOut(Schema):
     @staticmethod
     def resolve_idempotency_key(obj: Any) -> str | None:
         return client_key(obj.idempotency_key)
+
+    @staticmethod
+    def resolve_delayed_until(obj: Any) -> datetime | None:
+        return obj.delayed_until(timezone.now())  # type: ignore[no-any-return]
 
 
 class RunDetailOut(RunOut):

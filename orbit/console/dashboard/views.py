@@ -38,6 +38,7 @@ from runs.bulk import (
     run_now_with_upload,
     set_pipelines_enabled,
 )
+from runs.enqueueing import parse_delay, validate_queue
 from runs.lifecycle import run_cancel, run_rerun, run_retry
 from runs.metrics import worker_health
 from runs.models import Run, RunStatus, Step, StepStatus
@@ -396,10 +397,14 @@ def pipeline_run_now(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     document = request.FILES.get("document")
     try:
         metadata = parse_metadata(text)
+        # Checked before anything is stored: a bad queue or delay queues nothing.
+        queue = validate_queue(q) if (q := request.POST.get("queue", "").strip()) else None
+        delay = parse_delay(d) if (d := request.POST.get("delay", "").strip()) else None
+        options: dict[str, Any] = {"queue": queue, "delay": delay, "actor": _actor(request)}
         if document is not None:
-            report = run_now_with_upload(row, document, metadata, actor=_actor(request))
+            report = run_now_with_upload(row, document, metadata, **options)
         else:
-            report = run_now([row], metadata, actor=_actor(request))
+            report = run_now([row], metadata, **options)
     except OrbitError as exc:
         context = _pipelines_context(request, errors={row.id: str(exc)}, typed={row.id: text})
         return render(request, "dashboard/pipelines.html", context, status=400)

@@ -10,8 +10,8 @@
 
 -- name: insert_runs
 -- Runs, their steps, their audit events and one NOTIFY: one statement, so one round trip
--- (and its own transaction when none is open). A run whose idempotency key or schedule
--- slot is taken is skipped and answered with the id of the run holding it, when this
+-- (and its own transaction when none is open). A run whose idempotency key, unique key
+-- (held by a pending or running run) or schedule slot is taken is skipped and answered with the id of the run holding it, when this
 -- statement can see that run (one committed meanwhile is looked up by the caller).
 WITH input AS (
     SELECT x.ordinality AS ordinal, x.value AS run, (x.value->>'id')::uuid AS id
@@ -75,6 +75,7 @@ LEFT JOIN LATERAL (
     WHERE inserted.id IS NULL
       AND r.pipeline_id = (input.run->>'pipeline_id')::bigint
       AND (r.idempotency_key = input.run->>'idempotency_key'
+           OR (r.unique_key = input.run->>'unique_key' AND r.status IN ('pending', 'running'))
            OR r.scheduled_for = (input.run->>'scheduled_for')::timestamptz)
     LIMIT 1
 ) AS held ON true

@@ -102,6 +102,36 @@ def test_a_taken_schedule_slot_is_not_inserted_again(store, pipeline):
     assert (again.created, again.id) == (False, first)
 
 
+def test_a_unique_key_held_by_an_active_run_answers_with_that_run(store, pipeline):
+    first = insert(store, pipeline, unique_key="k")
+    (again,) = store.insert_runs([new_run(pipeline, unique_key="k")])
+    assert (again.created, again.id) == (False, first)
+    Run.objects.filter(id=first).update(status=RunStatus.SUCCEEDED)
+    (later,) = store.insert_runs([new_run(pipeline, unique_key="k")])
+    assert later.created and later.id != first
+
+
+def test_a_delayed_run_is_claimable_once_its_time_has_come(store, pipeline):
+    run_id = insert(store, pipeline, delay=0.3)
+    assert claim(store) == []
+    assert 0 < store.seconds_until_due(["default"]) <= 0.3
+    deadline = time.monotonic() + 10
+    claimed: list = []
+    while not claimed and time.monotonic() < deadline:
+        claimed = claim(store)
+    assert [c.run_id for c in claimed] == [run_id]
+
+
+def test_many_runs_are_inserted_in_one_statement(store, pipeline):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        inserted = store.insert_runs([new_run(pipeline, metadata={"n": i}) for i in range(20)])
+    assert all(r.created for r in inserted) and Run.objects.count() == 20
+    if store.name != "portable":  # the portable store inserts row by row, in one transaction
+        assert sum("INSERT" in q["sql"].upper() for q in queries.captured_queries) == 1
+
+
 def test_a_delayed_run_is_due_that_long_after_its_creation(store, pipeline):
     run_id = insert(store, pipeline, delay=90.0)
     run = Run.objects.get(id=run_id)

@@ -34,8 +34,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from orbit.cli import ProgressPrinter, console, escape
         from orbit.core.audit import Actor
+        from runs.enqueueing import run_create
         from runs.foreground import ForegroundRunner
-        from runs.lifecycle import run_create
 
         out = console()
         try:

@@ -1,0 +1,391 @@
+"""Queueing runs: the one path every entry point takes (code, the API, the CLI, the
+dashboard, schedules, reruns, Django tasks).
+
+`enqueue` and `enqueue_many` validate every option before anything is written, lay each
+run out (its steps, the planner's first step, its audit event) and insert them all with
+one `store().insert_runs` call: one statement on PostgreSQL, whatever their number.
+Options, and what a worker does with them, are in docs/FLOW-CONTROL.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection
+from django.utils import timezone
+
+from orbit.core.audit import Actor, changed_keys, event_values
+from orbit.core.exceptions import (
+    IdempotencyConflict,
+    OrbitError,
+    PipelineDisabled,
+    UnknownPipeline,
+)
+from orbit.core.ids import uuid7
+from orbit.core.limits import validate_metadata
+from orbit.core.models import AuditAction
+from pipelines.definition import DEFAULT_QUEUE, is_valid_queue
+from pipelines.models import Pipeline
+from runs import planner
+from runs.models import Run
+from runs.store import store
+from runs.store.records import NewRun
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_RANGE = (-1_000_000, 1_000_000)
+#: How far in the past `run_after` may be and still mean "now": clocks of the caller and
+#: the database differ a little, and a request takes a moment to arrive.
+PAST_TOLERANCE = timedelta(seconds=5)
+#: The longest idempotency or unique key (the columns' length).
+KEY_MAX_LENGTH = 255
+#: The most runs one `enqueue_many` call (and the API's bulk form) takes.
+MAX_BATCH = 1000
+
+
+class InvalidQueue(OrbitError):
+    """The queue name breaks the naming rule."""
+
+
+@dataclass(frozen=True)
+class When:
+    """When a run becomes claimable: at `run_after`, or `delay` seconds after the
+    database's clock at insert time (so the caller's clock does not matter)."""
+
+    run_after: datetime | None = None
+    delay: float = 0.0
+
+
+def when(
+    run_after: datetime | None = None,
+    delay: timedelta | float | None = None,
+    *,
+    now: datetime,
+) -> When:
+    """The start time asked for, checked: one of the two, no negative delay, no moment
+    already past (beyond PAST_TOLERANCE). Pure: `now` is the caller's clock."""
+    if run_after is not None and delay is not None:
+        raise OrbitError("give run_after or delay, not both")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise OrbitError(f"delay must be a number of seconds or a timedelta, not {delay!r}")
+        if not seconds >= 0:  # also refuses NaN
+            raise OrbitError(f"delay must not be negative, not {seconds:g} s")
+        return When(delay=float(seconds))
+    if run_after is None:
+        return When()
+    if not isinstance(run_after, datetime):
+        raise OrbitError(f"run_after must be a datetime, not {run_after!r}")
+    if timezone.is_naive(run_after):
+        run_after = timezone.make_aware(run_after)
+    if run_after < now - PAST_TOLERANCE:
+        raise OrbitError(f"run_after {run_after.isoformat()} is in the past; omit it to run now")
+    return When(run_after=run_after)
+
+
+_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
+_DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_delay(text: str) -> timedelta:
+    """`30`, `30s`, `5m`, `2h`, `1d` as a timedelta: how the CLI and the dashboard read
+    a delay."""
+    match = _DELAY.match(text)
+    if not match:
+        raise OrbitError(f"delay {text!r}: write seconds or a duration such as 30s, 5m, 2h, 1d")
+    return timedelta(seconds=float(match[1]) * _DELAY_UNITS[(match[2] or "s").lower()])
+
+
+def validate_queue(queue: object) -> str:
+    """`queue`, when it follows the naming rule (the pipelines' own, at most 64 long)."""
+    if not is_valid_queue(queue):
+        raise InvalidQueue(
+            f"Queue name {queue!r} is invalid: use 1-64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
+    assert isinstance(queue, str)
+    return queue
+
+
+def validate_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise OrbitError(f"priority must be an integer, not {priority!r}")
+    if not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
+        raise OrbitError(f"priority must be between {PRIORITY_RANGE[0]} and {PRIORITY_RANGE[1]}")
+    return priority
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """The pipeline row called `name`; rows missing for code definitions are created first."""
+    try:
+        return Pipeline.objects.get(name=name)
+    except Pipeline.DoesNotExist:
+        from pipelines.sync import sync_pipelines
+
+        sync_pipelines()
+    try:
+        return Pipeline.objects.get(name=name)
+    except Pipeline.DoesNotExist:
+        known = ", ".join(Pipeline.objects.values_list("name", flat=True)) or "none"
+        raise UnknownPipeline(f"Unknown pipeline {name!r}. Known pipelines: {known}") from None
+
+
+def run_label(run: Run) -> str:
+    """How the audit trail names a run: its pipeline and its id."""
+    return f"{run.pipeline.name} run {run.id}"
+
+
+def same_request(
+    run: Run, pipeline: Pipeline, metadata: dict[str, Any] | None, priority: int
+) -> bool:
+    """Whether `run` is what a request with this input would have created: the rule for
+    a repeated idempotency key, from every entry point (the API shows its scoped key)."""
+    wanted = pipeline.merged_metadata(validate_metadata(metadata))
+    return bool(run.metadata == wanted and run.priority == priority)
+
+
+def enqueue(
+    name: str | Pipeline,
+    metadata: dict[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int = 0,
+    run_after: datetime | None = None,
+    delay: timedelta | float | None = None,
+    idempotency_key: str | None = None,
+    unique_key: str | None = None,
+    actor: Actor | None = None,
+) -> Run:
+    """Queue a run of the pipeline `name` on `queue` (default: the definition's queue,
+    else "default"); no worker claims it before `run_after`, or `delay` from now.
+
+    With an `idempotency_key`, a repeated call returns the run the first one created, and
+    a repeat with other metadata or priority raises IdempotencyConflict. With a
+    `unique_key`, while a pending or running run of this pipeline holds that key, the call
+    returns that run instead of queueing another (whatever its input).
+    """
+    [run] = enqueue_many(
+        name,
+        [metadata],
+        queue=queue,
+        priority=priority,
+        run_after=run_after,
+        delay=delay,
+        idempotency_keys=[idempotency_key],
+        unique_keys=[unique_key],
+        actor=actor,
+    )
+    return run
+
+
+def enqueue_many(
+    name: str | Pipeline,
+    metadatas: Sequence[dict[str, Any] | None],
+    *,
+    queue: str | None = None,
+    priority: int = 0,
+    run_after: datetime | None = None,
+    delay: timedelta | float | None = None,
+    idempotency_keys: Sequence[str | None] | None = None,
+    unique_keys: Sequence[str | None] | None = None,
+    actor: Actor | None = None,
+) -> list[Run]:
+    """Queue one run per metadata, with the same options, in one insert; all or none are
+    validated before anything is written. Returns the runs in the order given."""
+    if len(metadatas) > MAX_BATCH:
+        raise OrbitError(f"at most {MAX_BATCH} runs at once, not {len(metadatas)}")
+    keys = _per_run(idempotency_keys, len(metadatas), "idempotency key")
+    uniques = _per_run(unique_keys, len(metadatas), "unique key")
+    row = name if isinstance(name, Pipeline) else get_pipeline(name)
+    return run_create_many(
+        row,
+        metadatas,
+        priority=priority,
+        queue=queue,
+        idempotency_keys=keys,
+        unique_keys=uniques,
+        start=when(run_after, delay, now=datetime.now(UTC)),
+        actor=actor,
+    )
+
+
+def _per_run(keys: Sequence[str | None] | None, count: int, what: str) -> list[str | None]:
+    """One key (or None) per run, each a non-empty string of at most 255 characters."""
+    given: list[str | None] = list(keys) if keys is not None else [None] * count
+    if len(given) != count:
+        raise OrbitError(f"give one {what} per run, or none")
+    for key in given:
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= KEY_MAX_LENGTH):
+            raise OrbitError(f"an {what} is 1-{KEY_MAX_LENGTH} characters, not {key!r}")
+    return given
+
+
+def run_create(
+    pipeline: str | Pipeline,
+    *,
+    metadata: dict[str, Any] | None = None,
+    priority: int = 0,
+    queue: str | None = None,
+    idempotency_key: str | None = None,
+    unique_key: str | None = None,
+    scheduled_for: datetime | None = None,
+    rerun_of: Run | None = None,
+    run_after: datetime | None = None,
+    delay: timedelta | float | None = None,
+    actor: Actor | None = None,
+) -> Run:
+    """One run, with the options schedules and reruns add (its slot, its original)."""
+    row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
+    [run] = run_create_many(
+        row,
+        [metadata],
+        priority=priority,
+        queue=queue,
+        idempotency_keys=_per_run([idempotency_key], 1, "idempotency key"),
+        unique_keys=_per_run([unique_key], 1, "unique key"),
+        scheduled_for=scheduled_for,
+        rerun_of=rerun_of,
+        start=when(run_after, delay, now=datetime.now(UTC)),
+        actor=actor,
+    )
+    return run
+
+
+def run_create_many(
+    row: Pipeline,
+    metadatas: Sequence[dict[str, Any] | None],
+    *,
+    priority: int,
+    queue: str | None,
+    idempotency_keys: Sequence[str | None],
+    start: When,
+    unique_keys: Sequence[str | None] | None = None,
+    scheduled_for: datetime | None = None,
+    rerun_of: Run | None = None,
+    actor: Actor | None = None,
+) -> list[Run]:
+    """Validate, lay out, insert in one call, and return the runs (or, for a key or a
+    schedule slot already taken, the run holding it)."""
+    if not row.enabled:  # every entry point: the API, the CLI, the dashboard, code
+        raise PipelineDisabled(f"Pipeline {row.name!r} is disabled; enable it to run it")
+    definition = row.code
+    if definition is None:
+        raise UnknownPipeline(
+            f"Pipeline {row.name!r} runs definition {row.definition!r}, which no longer "
+            "exists in code; it cannot start runs"
+        )
+    priority = validate_priority(priority)
+    queue = validate_queue(queue if queue is not None else definition.queue)
+    given = [validate_metadata(m) for m in metadatas]
+    merged = [validate_metadata(row.merged_metadata(m)) for m in given]
+    steps = definition.step_names
+    first = planner.plan(steps, {})
+    current_step = first.name if isinstance(first, planner.NextStep) else ""
+    runs: list[Run] = []
+    news: list[NewRun] = []
+    uniques = list(unique_keys) if unique_keys is not None else [None] * len(merged)
+    for metadata, key, unique in zip(merged, idempotency_keys, uniques, strict=True):
+        run = Run(
+            id=uuid7(),
+            pipeline=row,
+            metadata=metadata,
+            priority=priority,
+            queue=queue,
+            idempotency_key=key,
+            unique_key=unique,
+            scheduled_for=scheduled_for,
+            rerun_of=rerun_of,
+            current_step=current_step,
+        )
+        changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
+        if scheduled_for is not None:
+            changes["scheduled_for"] = scheduled_for.isoformat()
+        action = AuditAction.RUN_CREATED
+        if rerun_of is not None:  # its creation is the rerun's event: which run, what changed
+            action = AuditAction.RUN_RERUN
+            changes["rerun_of"] = str(rerun_of.id)
+            changes["metadata"] = {"changed_keys": changed_keys(rerun_of.metadata, metadata)}
+        if start.run_after is not None:
+            changes["run_after"] = start.run_after.isoformat()
+        if start.delay:
+            changes["delay"] = start.delay
+        if unique is not None:
+            changes["unique_key"] = unique
+        runs.append(run)
+        news.append(
+            NewRun(
+                id=run.id,
+                pipeline_id=row.pk,
+                steps=steps,
+                current_step=current_step,
+                metadata=metadata,
+                priority=priority,
+                queue=queue,
+                idempotency_key=key,
+                unique_key=unique,
+                scheduled_for=scheduled_for,
+                rerun_of=rerun_of.id if rerun_of is not None else None,
+                audit=event_values(action, run, actor=actor, changes=changes, label=run_label(run)),
+                run_after=start.run_after,
+                delay=start.delay,
+            )
+        )
+    inserted = store().insert_runs(news)
+    results: list[Run] = []
+    for run, new, given_metadata, done in zip(runs, news, given, inserted, strict=True):
+        if not done.created:
+            if new.idempotency_key is None and new.unique_key is None:
+                # a schedule slot another process fired first
+                raise IntegrityError(f"Pipeline {row.name!r} already has a run for {scheduled_for}")
+            held = Run.objects.select_related("pipeline").get(id=done.id)
+            if held.unique_key is not None and held.unique_key == new.unique_key:
+                results.append(held)  # the active run holding the key, whatever its input
+                continue
+            assert new.idempotency_key is not None
+            if not new.idempotency_key.startswith("api:") and not same_request(
+                held, row, given_metadata, priority
+            ):  # the API checks its own keys, and names them as its caller sent them
+                raise IdempotencyConflict(
+                    f"Idempotency key {new.idempotency_key!r} was already used for a "
+                    f"different request (run {held.id}): repeat it with the same metadata "
+                    "and priority, or use a new key"
+                )
+            results.append(held)
+            continue
+        assert done.created_at is not None and done.available_at is not None
+        run.created_at, run.available_at = done.created_at, done.available_at
+        run._state.adding = False
+        run._state.db = connection.alias
+        if logger.isEnabledFor(logging.DEBUG):  # the enqueue hot path: one line per run is
+            logger.debug(  # the outcome's, at INFO (runs/execution.py)
+                "Run %s of %s created",
+                run.id,
+                row.name,
+                extra={"event": "run_created", "run_id": str(run.id), "pipeline": row.name},
+            )
+        results.append(run)
+    return results
+
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "MAX_BATCH",
+    "PRIORITY_RANGE",
+    "InvalidQueue",
+    "When",
+    "enqueue",
+    "enqueue_many",
+    "get_pipeline",
+    "parse_delay",
+    "run_create",
+    "run_label",
+    "same_request",
+    "validate_queue",
+    "when",
+]

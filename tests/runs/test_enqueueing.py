@@ -1,0 +1,179 @@
+"""Queueing runs from code (runs.enqueueing): every option, and bad input changing nothing."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orbit.core.clock import db_now
+from orbit.core.exceptions import IdempotencyConflict, OrbitError, UnknownPipeline
+from pipelines.models import Pipeline
+from runs import enqueue, enqueue_many
+from runs.enqueueing import InvalidQueue, when
+from runs.models import Run
+from runs.store import store
+from runs.store.records import ClaimRequest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def test_when_takes_one_of_delay_or_run_after_and_nothing_in_the_past():
+    assert when(now=NOW).delay == 0.0
+    assert when(delay=timedelta(seconds=30), now=NOW).delay == 30.0
+    assert when(run_after=NOW + timedelta(hours=1), now=NOW).run_after == NOW + timedelta(hours=1)
+    assert when(run_after=NOW - timedelta(seconds=2), now=NOW).run_after is not None  # tolerance
+    for bad in (
+        {"delay": -1},
+        {"delay": float("nan")},
+        {"run_after": NOW - timedelta(minutes=1)},
+        {"run_after": NOW, "delay": 5},
+    ):
+        with pytest.raises(OrbitError):
+            when(now=NOW, **bad)  # type: ignore[arg-type]
+
+
+def test_a_run_goes_to_the_queue_asked_else_the_definitions_else_default(
+    test_pipelines, monkeypatch
+):
+    assert enqueue("t-single").queue == "default"
+    assert enqueue("t-single", queue="documents").queue == "documents"
+    monkeypatch.setattr(Pipeline.objects.get(name="t-single").code, "queue", "reports")
+    assert enqueue("t-single").queue == "reports"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"queue": "bad queue"},
+        {"queue": ""},
+        {"queue": "x" * 65},
+        {"delay": -5},
+        {"run_after": datetime(2020, 1, 1, tzinfo=UTC)},
+        {"delay": 5, "run_after": datetime(2099, 1, 1, tzinfo=UTC)},
+        {"priority": 10**9},
+    ],
+)
+def test_bad_options_are_refused_and_queue_nothing(test_pipelines, options):
+    with pytest.raises(OrbitError) as raised:
+        enqueue("t-single", **options)
+    if "queue" in options:
+        assert isinstance(raised.value, InvalidQueue)
+    assert Run.objects.count() == 0
+
+
+def test_an_unknown_pipeline_is_refused(test_pipelines):
+    with pytest.raises(UnknownPipeline, match="Unknown pipeline 'nope'"):
+        enqueue("nope")
+
+
+def test_a_delayed_run_is_not_claimed_before_its_time_and_is_after(test_pipelines):
+    run = enqueue("t-single", delay=0.5)
+    assert run.delayed_until(db_now()) == run.available_at
+    assert abs((run.available_at - run.created_at).total_seconds() - 0.5) < 0.05
+    request = ClaimRequest(worker_id=None, limit=5, queues=("default",), lease_seconds=30.0)
+    assert store().claim(request) == []
+    assert 0 < store().seconds_until_due(["default"]) <= 0.5
+    deadline = time.monotonic() + 10
+    claimed = []
+    while not claimed and time.monotonic() < deadline:
+        claimed = store().claim(request)
+    assert [c.run_id for c in claimed] == [run.id]
+    assert claimed and db_now() >= run.available_at
+
+
+def test_run_after_sets_when_the_run_becomes_due(test_pipelines):
+    at = (db_now() + timedelta(hours=2)).replace(microsecond=0)
+    run = enqueue("t-single", run_after=at)
+    assert Run.objects.get(id=run.id).available_at == at
+
+
+def test_an_idempotency_key_from_code_returns_the_first_run_or_refuses_another_input(
+    test_pipelines,
+):
+    first = enqueue("t-single", {"a": 1}, idempotency_key="order-1")
+    assert enqueue("t-single", {"a": 1}, idempotency_key="order-1").id == first.id
+    with pytest.raises(IdempotencyConflict, match="order-1"):
+        enqueue("t-single", {"a": 2}, idempotency_key="order-1")
+    assert Run.objects.count() == 1
+
+
+def test_enqueue_many_queues_every_run_with_the_same_options(test_pipelines):
+    runs = enqueue_many("t-single", [{"n": i} for i in range(5)], queue="bulk", delay=60)
+    assert [r.metadata["n"] for r in runs] == list(range(5))
+    stored = Run.objects.filter(queue="bulk").order_by("metadata__n")
+    assert stored.count() == 5
+    assert all(r.delayed_until(db_now()) for r in stored)
+
+
+def test_enqueue_many_with_one_bad_input_queues_none(test_pipelines):
+    with pytest.raises(OrbitError):
+        enqueue_many("t-single", [{"n": 1}, "not a dict"])  # type: ignore[list-item]
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.postgres
+def test_enqueue_many_inserts_all_in_one_statement(test_pipelines):
+    Pipeline.objects.get(name="t-single")  # the row exists: no sync in the count
+    with CaptureQueriesContext(connection) as queries:
+        enqueue_many("t-single", [{"n": i} for i in range(50)])
+    inserts = [q for q in queries.captured_queries if "INSERT" in q["sql"].upper()]
+    assert len(inserts) == 1
+    assert Run.objects.count() == 50
+
+
+def test_a_unique_key_keeps_one_pending_or_running_run_per_pipeline(test_pipelines):
+    first = enqueue("t-single", {"customer": 1}, unique_key="sync-1")
+    again = enqueue("t-single", {"customer": 1, "other": True}, unique_key="sync-1")
+    assert again.id == first.id and again.metadata == {"customer": 1}
+    other = enqueue("t-single", unique_key="sync-2")
+    assert other.id != first.id
+    Run.objects.filter(id=first.id).update(status="running")
+    assert enqueue("t-single", unique_key="sync-1").id == first.id
+    Run.objects.filter(id=first.id).update(status="succeeded")
+    later = enqueue("t-single", unique_key="sync-1")
+    assert later.id != first.id
+    assert Run.objects.filter(unique_key="sync-1").count() == 2
+
+
+def test_a_retry_is_refused_while_another_run_holds_its_unique_key(test_pipelines):
+    from orbit.core.exceptions import InvalidTransition
+    from runs.lifecycle import run_retry
+
+    failed = enqueue("t-single", unique_key="sync-1")
+    Run.objects.filter(id=failed.id).update(status="failed")
+    enqueue("t-single", unique_key="sync-1")
+    with pytest.raises(InvalidTransition, match="holds its unique key 'sync-1'"):
+        run_retry(failed.id)
+    assert Run.objects.get(id=failed.id).status == "failed"
+
+
+def test_concurrent_enqueues_with_one_unique_key_make_one_run(test_pipelines):
+    import threading
+
+    from django.db import connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers: there is no race to lose")
+    Pipeline.objects.get(name="t-single")
+    ids: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def one() -> None:
+        try:
+            barrier.wait(timeout=10)
+            ids.append(enqueue("t-single", unique_key="race").id)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(ids) == 6 and len(set(ids)) == 1
+    assert Run.objects.filter(unique_key="race").count() == 1
