@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from runs import enqueue
 from runs.models import Run
 from runs.recovery import recover_interrupted
-from runs.worker import WorkerLoop
 from tests.factories import WorkerFactory
 from tests.runs.test_recovery import interrupt
+from tests.runs.workers import burst
 
 RULES = Path(__file__).resolve().parents[2] / "docs" / "alerts.yml"
 PROMTOOL = shutil.which("promtool")
@@ -105,7 +105,7 @@ def test_each_rule_evaluated_over_a_live_scrape(test_pipelines, settings, tmp_pa
         enqueue("t-permanent")
     for _ in range(2):
         enqueue("t-single")
-    WorkerLoop(burst=True, listen=False, schedules=False, poll_interval=0.05).run()
+    burst()
     assert Run.objects.filter(status="failed").count() == 8
     # One run kills its worker and is quarantined; another's worker just died.
     interrupt(enqueue("t-three"))

@@ -19,8 +19,8 @@ from runs.foreground import ForegroundRunner
 from runs.lifecycle import run_cancel
 from runs.models import Run, RunStatus
 from runs.recovery import recover_interrupted
-from runs.worker import WorkerLoop
 from tests.runs.test_recovery import interrupt
+from tests.runs.workers import burst, statements_per_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,14 +56,6 @@ def heard() -> Iterator[Heard]:
     yield found
     for signal, receiver in receivers:
         signal.disconnect(receiver, sender=Run)
-
-
-def burst(concurrency: int = 1) -> WorkerLoop:
-    worker = WorkerLoop(
-        burst=True, listen=False, schedules=False, poll_interval=0.05, concurrency=concurrency
-    )
-    worker.run()
-    return worker
 
 
 def test_a_worker_run_that_succeeds_is_heard_once(test_pipelines, heard):
@@ -211,20 +203,7 @@ def test_a_receiver_costs_one_read_per_commit(test_pipelines, heard):
     pinned count in test_worker.py (2 on PostgreSQL, 12 on SQLite): the run, read after
     the commit."""
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
-    from runs.models import Worker
-
-    burst()  # warm up
-    Worker.objects.all().delete()
-    for _ in range(3):
-        enqueue("t-single")
-    with CaptureQueriesContext(connection) as three:
-        burst()
-    for _ in range(6):
-        enqueue("t-single")
-    with CaptureQueriesContext(connection) as six:
-        burst()
-    per_run = (len(six) - len(three)) / 3
+    per_run, _ = statements_per_run()
     assert per_run == (2 if connection.vendor == "postgresql" else 12) + 1
     assert len(heard.named("run_succeeded")) == 9

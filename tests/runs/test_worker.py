@@ -10,21 +10,15 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from runs import enqueue
 from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt
 from runs.models import Worker as WorkerRow
 from runs.worker import WorkerLoop
 from tests.processes import wait_until
+from tests.runs.workers import burst, statements_per_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def burst(**options) -> WorkerLoop:
-    worker = WorkerLoop(burst=True, listen=False, schedules=False, poll_interval=0.05, **options)
-    worker.run()
-    return worker
 
 
 def statuses() -> dict[str, int]:
@@ -47,17 +41,7 @@ def test_burst_worker_drains_the_queue_and_stops(test_pipelines):
 def test_queries_per_run_are_pinned(test_pipelines):
     """Claim, begin, commit: a one-step run costs a fixed number of statements. On
     PostgreSQL that is two: the claim starts the step, one statement commits its success."""
-    burst()  # warm up: registers pipelines, opens the connection
-    WorkerRow.objects.all().delete()
-    for _ in range(3):
-        enqueue("t-single")
-    with CaptureQueriesContext(connection) as three:
-        burst()
-    for _ in range(6):
-        enqueue("t-single")
-    with CaptureQueriesContext(connection) as six:
-        burst()
-    per_run = (len(six) - len(three)) / 3
+    per_run, six = statements_per_run()
     expected = 2 if connection.vendor == "postgresql" else 12
     assert per_run == expected, [q["sql"][:80] for q in six.captured_queries]
 

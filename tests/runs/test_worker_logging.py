@@ -11,7 +11,7 @@ from django.db import connection
 
 from runs import enqueue
 from runs.models import Run, RunStatus
-from runs.worker import WorkerLoop
+from tests.runs.workers import burst
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,12 +44,6 @@ def logged() -> Iterator[Records]:
     for lg, level in zip(loggers, levels, strict=True):
         lg.removeHandler(handler)
         lg.setLevel(level)
-
-
-def burst() -> WorkerLoop:
-    worker = WorkerLoop(burst=True, listen=False, schedules=False, poll_interval=0.05)
-    worker.run()
-    return worker
 
 
 def test_a_successful_run_writes_one_line_at_info(test_pipelines, logged):
