@@ -30,6 +30,10 @@ StepFunction = Callable[..., Any]
 DEFAULT_QUEUE = "default"
 #: Queues follow the names' rule, within the column's 64 characters.
 QUEUE_MAX_LENGTH = 64
+QUEUE_RULE = (
+    "Queue name {queue!r} is invalid: use 1-64 letters, digits, '-', '_' or '.', "
+    "starting with a letter or digit"
+)
 
 
 def is_valid_name(name: object) -> bool:
@@ -165,10 +169,7 @@ class Pipeline:
             except InvalidSchedule as exc:
                 raise DefinitionError(f"Pipeline {name!r}: {exc}") from None
         if not is_valid_queue(queue):
-            raise DefinitionError(
-                f"Pipeline {name!r}: queue {queue!r} is invalid: use 1-64 letters, digits, "
-                "'-', '_' or '.', starting with a letter or digit"
-            )
+            raise DefinitionError(f"Pipeline {name!r}: {QUEUE_RULE.format(queue=queue)}")
         if upload_field and (not isinstance(upload_field, str) or not upload_field.isidentifier()):
             raise DefinitionError(
                 f"Pipeline {name!r}: upload_field must be a metadata key such as 'filePath', "

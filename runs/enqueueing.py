@@ -29,7 +29,7 @@ from orbit.core.exceptions import (
 from orbit.core.ids import uuid7
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
-from pipelines.definition import DEFAULT_QUEUE, is_valid_queue
+from pipelines.definition import DEFAULT_QUEUE, QUEUE_RULE, is_valid_queue
 from pipelines.models import Pipeline
 from runs import planner
 from runs.models import Run
@@ -105,10 +105,7 @@ def parse_delay(text: str) -> timedelta:
 def validate_queue(queue: object) -> str:
     """`queue`, when it follows the naming rule (the pipelines' own, at most 64 long)."""
     if not is_valid_queue(queue):
-        raise InvalidQueue(
-            f"Queue name {queue!r} is invalid: use 1-64 letters, digits, '-', '_' or '.', "
-            "starting with a letter or digit"
-        )
+        raise InvalidQueue(QUEUE_RULE.format(queue=queue))
     assert isinstance(queue, str)
     return queue
 
