@@ -43,6 +43,7 @@ from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
 from pipelines.models import Pipeline
 from runs.models import (
+    ACTIVE_STATUSES,
     DURATION_BUCKETS,
     FAILED_OUTCOMES,
     AttemptOutcome,
@@ -240,7 +241,7 @@ class WorkerHealth:
 def live_figures(now: datetime | None = None) -> LiveFigures:
     """What is queued and running now: read through the pending and running rows only."""
     now = now or db_now()
-    live = Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING]).aggregate(
+    live = Run.objects.filter(status__in=ACTIVE_STATUSES).aggregate(
         pending=Count("id", filter=Q(status=RunStatus.PENDING)),
         running=Count("id", filter=Q(status=RunStatus.RUNNING)),
         interrupted=Count("id", filter=Q(status=RunStatus.RUNNING, lease_expires_at__lt=now)),
@@ -535,7 +536,7 @@ def pipeline_figures(window: timedelta = DAY, now: datetime | None = None) -> li
     now = now or db_now()
     live: dict[str, Any] = {
         row["pipeline__name"]: row
-        for row in Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING])
+        for row in Run.objects.filter(status__in=ACTIVE_STATUSES)
         .values("pipeline__name")
         .annotate(
             pending=Count("id", filter=Q(status=RunStatus.PENDING)),

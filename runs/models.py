@@ -20,6 +20,10 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"  # stopped by an operator
 
 
+#: A run not finished yet: queued or held by a worker (what a unique key is held by).
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
 class StepStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # not started, or waiting for its next attempt
     RUNNING = "running", "Running"  # an attempt is in progress
@@ -146,7 +150,7 @@ class Run(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["pipeline", "unique_key"],
-                condition=Q(unique_key__isnull=False, status__in=["pending", "running"]),
+                condition=Q(unique_key__isnull=False, status__in=list(ACTIVE_STATUSES)),
                 name="run_unique_key_active",
             ),
             models.UniqueConstraint(

@@ -26,6 +26,7 @@ from orbit.core.clock import db_now
 from orbit.core.exceptions import LeaseLost, type_path
 from orbit.core.models import AuditEvent
 from runs.models import (
+    ACTIVE_STATUSES,
     Run,
     RunRollup,
     RunStatus,
@@ -155,7 +156,7 @@ class PortableStore:
         if new.idempotency_key is not None:
             taken |= Q(idempotency_key=new.idempotency_key)
         if new.unique_key is not None:
-            taken |= Q(unique_key=new.unique_key, status__in=[RunStatus.PENDING, RunStatus.RUNNING])
+            taken |= Q(unique_key=new.unique_key, status__in=ACTIVE_STATUSES)
         if new.scheduled_for is not None:
             taken |= Q(scheduled_for=new.scheduled_for)
         if not taken:

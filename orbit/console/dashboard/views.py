@@ -41,7 +41,7 @@ from runs.bulk import (
 from runs.enqueueing import parse_delay, validate_queue
 from runs.lifecycle import run_cancel, run_rerun, run_retry
 from runs.metrics import worker_health
-from runs.models import Run, RunStatus, Step, StepStatus
+from runs.models import ACTIVE_STATUSES, Run, RunStatus, Step, StepStatus
 from runs.recovery import run_resume, worker_forget
 from runs.scheduler import last_scheduled_run, next_fire_time
 from runs.steplogs import run_logs
@@ -228,7 +228,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         # keeps updating until the stopped attempt is recorded (or a lease has passed).
         "live": not run.is_finished or _settling(run, steps, now),
         "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),
-        "can_cancel": run.status in (RunStatus.PENDING, RunStatus.RUNNING),
+        "can_cancel": run.status in ACTIVE_STATUSES,
         "can_resume": interrupted,
         "reruns": list(run.reruns.order_by("id").values_list("id", flat=True)),
         "audit": list(AuditEvent.objects.for_target(run)[:AUDIT_SHOWN])
