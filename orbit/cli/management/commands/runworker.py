@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from orbit.core.audit import Actor, acting
 from orbit.core.conf import orbit_settings
 from orbit.core.models import AuditSource
+from pipelines.definition import DEFAULT_QUEUE
 from pipelines.registry import ImportFailure
 
 
@@ -144,7 +145,7 @@ class Command(BaseCommand):
             concurrency = options["concurrency"] or orbit_settings.worker_concurrency
             worker = WorkerLoop(
                 concurrency=concurrency,
-                queues=options["queues"] or ["default"],
+                queues=options["queues"] or [DEFAULT_QUEUE],
                 grace=options["grace"],
                 burst=options["burst"],
                 max_runs=options["max_runs"],
