@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -199,9 +200,7 @@ class OrbitSettings:
         """Fragments of key names whose values are masked on output, as they are matched:
         lower-case letters and digits only (orbit.core.redaction.key_name)."""
         value = self._get("REDACT_KEYS")
-        names = value.split(",") if isinstance(value, str) else value
-        fragments = (re.sub(r"[^a-z0-9]+", "", str(n).lower()) for n in names)
-        return tuple(dict.fromkeys(f for f in fragments if f))
+        return _key_fragments(value if isinstance(value, str) else tuple(value))
 
     @property
     def api_rate_limit(self) -> Rate | None:
@@ -301,6 +300,14 @@ class Rate:
 MIN_RETENTION = timedelta(hours=1)
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
+
+
+@lru_cache(maxsize=8)
+def _key_fragments(names: str | tuple[Any, ...]) -> tuple[str, ...]:
+    """ORBIT_REDACT_KEYS as matched, parsed once per value: every log line reads them."""
+    parts = names.split(",") if isinstance(names, str) else names
+    fragments = (re.sub(r"[^a-z0-9]+", "", str(n).lower()) for n in parts)
+    return tuple(dict.fromkeys(f for f in fragments if f))
 
 
 def parse_age(name: str, value: Any) -> timedelta | None:
