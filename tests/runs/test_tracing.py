@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from orbit.core import tracing
+from orbit.core.tokens import create_token
 from runs.models import Run, StepLog
 from runs.store.records import Claim
 from runs.tracing import run_span
-from orbit.core.tokens import create_token
 from tests.api.conftest import OPERATOR, Api, make_user, pipeline_id
 from tests.processes import wait_until
 from tests.runs.workers import burst, statements_per_run
@@ -200,9 +200,7 @@ def test_tracing_costs_a_run_no_statement(spans, test_pipelines):
 
 
 @pytest.mark.slow
-def test_a_worker_process_exports_the_run_its_steps_and_their_spans(
-    spans, operator_api, workers
-):
+def test_a_worker_process_exports_the_run_its_steps_and_their_spans(spans, operator_api, workers):
     """A real worker, exporting with the SDK's standard console exporter (configured by
     OTEL_TRACES_EXPORTER alone): its spans reach the exporter before it exits by os._exit."""
     run = enqueue_through_the_api(operator_api, "t-traced")
