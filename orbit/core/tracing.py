@@ -37,6 +37,9 @@ EXPORTER_GROUP = "opentelemetry_traces_exporter"
 DEFAULT_SERVICE_NAME = "orbit"
 #: The instrumentation scope of Orbit's own spans.
 SCOPE = "orbit"
+#: The longest `tracestate` carried on (the W3C minimum a vendor must keep); a longer
+#: one, which any caller may send, is dropped rather than stored with every run it queues.
+TRACESTATE_MAX = 512
 
 _on = False
 _relay: Any = None  # the _Relay on the provider, made once per process
@@ -235,7 +238,8 @@ def end_span(
 
 def carrier(span: Any = None) -> dict[str, str]:
     """The W3C trace context of `span` (or of the current context) as headers, through
-    the configured propagator; empty while tracing is off or when there is none."""
+    the configured propagator, without baggage and bounded; empty while tracing is off
+    or when there is none."""
     if not _on:
         return {}
     from opentelemetry import propagate, trace
@@ -243,6 +247,9 @@ def carrier(span: Any = None) -> dict[str, str]:
     headers: dict[str, str] = {}
     context = trace.set_span_in_context(span) if span is not None else None
     propagate.inject(headers, context=context)
+    headers.pop("baggage", None)  # application data, not trace context: not stored in runs
+    if len(headers.get("tracestate", "")) > TRACESTATE_MAX:
+        del headers["tracestate"]
     return headers
 
 

@@ -112,6 +112,26 @@ def test_every_run_of_a_bulk_request_carries_its_trace(spans, operator_api):
     assert Run.objects.count() == 2
 
 
+def test_only_a_bounded_trace_context_is_stored_whatever_the_caller_sends(spans, operator_api):
+    vendors = ",".join(f"v{i}=" + "x" * 200 for i in range(30))  # a valid, 6 kB tracestate
+    response = operator_api.post(
+        f"/api/pipelines/{pipeline_id('t-single')}/runs",
+        {"metadata": {}},
+        headers={"traceparent": TRACEPARENT, "tracestate": vendors, "baggage": "user=alice"},
+    )
+    assert response.status_code in (200, 201), response.content
+    run = Run.objects.get(id=response.json()["id"])
+    assert list(run.trace_context) == ["traceparent"]  # no baggage, no oversized tracestate
+
+    response = operator_api.post(
+        f"/api/pipelines/{pipeline_id('t-single')}/runs",
+        {"metadata": {}},
+        headers={"traceparent": TRACEPARENT, "tracestate": "vendor=abc"},
+    )
+    run = Run.objects.get(id=response.json()["id"])
+    assert run.trace_context["tracestate"] == "vendor=abc"  # a usual one is carried on
+
+
 def test_a_failed_attempt_records_its_error_masked_and_the_retry_is_a_new_run_span(
     spans, operator_api
 ):
