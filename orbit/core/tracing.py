@@ -140,7 +140,10 @@ def _setup() -> None:
 
         def on_end(self, span: Any) -> None:
             if self.send is not None:
-                self.send(_snapshot(span))
+                try:
+                    self.send(_snapshot(span))
+                except (OSError, ValueError):  # the supervisor is gone: nobody to export it
+                    pass
             elif self.target is not None:
                 self.target.on_end(span)
 
@@ -349,10 +352,10 @@ def export_relayed(snapshot: Snapshot) -> None:
             trace_state=TraceState(state),
         )
 
-    code, description = snapshot["status"]
-    scope = snapshot["scope"]
-    _relay.target.on_end(
-        ReadableSpan(
+    try:
+        code, description = snapshot["status"]
+        scope = snapshot["scope"]
+        span = ReadableSpan(
             name=snapshot["name"],
             context=ctx(snapshot["context"]),
             parent=ctx(snapshot["parent"]),
@@ -366,4 +369,7 @@ def export_relayed(snapshot: Snapshot) -> None:
             end_time=snapshot["end"],
             instrumentation_scope=InstrumentationScope(*scope) if scope else None,
         )
-    )
+    except (KeyError, TypeError, ValueError):  # never let a span stop the supervisor
+        logger.warning("A step's span could not be read; dropped", exc_info=True)
+        return
+    _relay.target.on_end(span)

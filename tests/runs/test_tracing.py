@@ -185,6 +185,24 @@ def test_a_steps_log_records_carry_the_ids_of_the_span_they_were_written_in(span
     assert line.fields["span_id"] == hexid(own.context.span_id)
 
 
+def test_a_step_stopped_at_its_timeout_ends_its_span_timed_out(spans, test_pipelines):
+    """The supervisor, not the step's process, ends the step span: a killed step's too."""
+    from runs import enqueue
+
+    run = enqueue("t-slow-once")
+    burst()
+    steps = sorted(
+        by_name(spans.get_finished_spans())["orbit.step sleeps-once"],
+        key=lambda s: s.attributes["orbit.step_attempt"],
+    )
+    assert [(s.attributes["orbit.step_attempt"], s.attributes["orbit.outcome"]) for s in steps] == [
+        (1, "timed_out"),
+        (2, "succeeded"),
+    ]
+    assert steps[0].status.status_code.name == "ERROR"
+    assert Run.objects.get(id=run.id).status == "succeeded"
+
+
 def test_the_foreground_runner_traces_as_the_worker_does(spans, test_pipelines):
     from runs.foreground import ForegroundRunner
 
