@@ -131,6 +131,12 @@ class Run(models.Model):
     scheduled_for = models.DateTimeField(
         null=True, blank=True, help_text="The cron slot this run was created for."
     )
+    trace_context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The enqueuing code's trace context (W3C traceparent, tracestate), the "
+        "parent of the run's spans; empty while tracing is off (docs/TRACING.md).",
+    )
     created_at = models.DateTimeField(db_default=Now())
 
     objects = RunQuerySet.as_manager()

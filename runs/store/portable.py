@@ -128,6 +128,7 @@ class PortableStore:
             scheduled_for=new.scheduled_for,
             current_step=new.current_step,
             rerun_of_id=new.rerun_of,
+            trace_context=dict(new.trace_context),
         )
         if new.run_after is not None:
             run.available_at = new.run_after
@@ -212,7 +213,13 @@ class PortableStore:
                 status=RunStatus.RUNNING,
                 worker_id=worker_id,  # type: ignore[misc]  # None: IS NULL
             ).values_list(
-                "id", "fence", "pipeline__name", "pipeline__definition", "metadata", "current_step"
+                "id",
+                "fence",
+                "pipeline__name",
+                "pipeline__definition",
+                "metadata",
+                "current_step",
+                "trace_context",
             )
         )
         steps: dict[uuid.UUID, list[StepRow]] = {row[0]: [] for row in rows}
@@ -223,7 +230,7 @@ class PortableStore:
         ):
             steps[step.pop("run_id")].append(StepRow(**step))
         claims = []
-        for run_id, fence, pipeline, definition, metadata, current in rows:
+        for run_id, fence, pipeline, definition, metadata, current, trace_context in rows:
             startable = next(
                 (
                     s
@@ -244,6 +251,7 @@ class PortableStore:
                     metadata=metadata,
                     steps=tuple(steps[run_id]),
                     started=startable.name if startable else "",
+                    trace_context=trace_context,
                 )
             )
         return claims

@@ -141,8 +141,9 @@ class PostgresStore(PortableStore):
                 metadata=_json(metadata) or {},
                 steps=tuple(StepRow(*step) for step in (_json(steps) or [])),
                 started=started,
+                trace_context=_json(trace_context) or {},
             )
-            for run_id, fence, pipeline, definition, metadata, started, steps in found
+            for run_id, fence, pipeline, definition, metadata, started, steps, trace_context in found
         ]
 
     # -- committing -------------------------------------------------------------------
@@ -327,6 +328,7 @@ def _new_run(new: NewRun) -> dict[str, Any]:
         "_delay": new.delay,
         "_steps": list(new.steps),
         "_audit": None if new.audit is None else dict(new.audit),
+        "trace_context": dict(new.trace_context),
     }
 
 

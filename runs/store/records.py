@@ -34,6 +34,8 @@ class NewRun:
     rerun_of: uuid.UUID | None = None
     #: The audit event's columns (orbit.core.audit.event_values), written with the run.
     audit: Mapping[str, Any] | None = None
+    #: The enqueuing code's trace context (Run.trace_context); empty while tracing is off.
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Claim:
     metadata: dict[str, Any]
     steps: tuple[StepRow, ...]
     started: str = ""
+    #: The run's trace context (Run.trace_context): the parent of its run span.
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def held(self) -> Fence:

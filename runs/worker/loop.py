@@ -25,6 +25,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import F
 from django.db.models.functions import Now
 
+from orbit.core import tracing
 from orbit.core.conf import orbit_settings
 from pipelines.definition import registry
 from pipelines.tasks import discover
@@ -36,6 +37,7 @@ from runs.retention import Policy, prune_turn
 from runs.store import Wakeups, store
 from runs.store.records import ClaimRequest
 from runs.supervision import LOG_WRITE_SECONDS
+from runs.tracing import run_span
 from runs.worker.slots import Slot
 from runs.worker.timers import Duty, Timers
 
@@ -263,7 +265,7 @@ class WorkerLoop:
                         "fence": claim.fence,
                     },
                 )
-            slot.take(HeldRun(claim))
+            slot.take(HeldRun(claim, span=run_span(claim)))
             self._begin(slot)
         if len(claims) == len(free):
             self._due_unclaimed = False
@@ -340,7 +342,7 @@ class WorkerLoop:
             self._counts["succeeded"] += 1
         elif outcome is Next.FAILED:
             self._counts["failed"] += 1
-        slot.free()
+        slot.free(outcome.value)
         self.runs_done += 1
         self.timers.bring_forward("claim")
         if self.max_runs is not None and self.runs_done >= self.max_runs and self.stop is None:
@@ -431,7 +433,7 @@ class WorkerLoop:
                 extra={"event": "lease_lost", "run_id": str(slot.held.claim.run_id)},
             )
             if slot.attempt is None:
-                slot.free()
+                slot.free(Next.LOST.value)
             elif not slot.attempt.done:
                 slot.attempt.stop(StopReason.LOST)
             else:
@@ -588,7 +590,7 @@ class WorkerLoop:
                     logger.warning(
                         "Could not hand back run %s; recovery will", slot.held.claim.run_id
                     )
-                slot.free()
+                slot.free(Next.HANDED_BACK.value)
 
     def _cleanup(self) -> None:
         for slot in self.slots:
@@ -607,6 +609,7 @@ class WorkerLoop:
         logger.info(
             "Worker stopped after %d run(s)", self.runs_done, extra={"event": "worker_stopped"}
         )
+        tracing.flush()  # runworker leaves by os._exit: no atexit hook would export them
         if self._signal_pipe is not None:
             signal.set_wakeup_fd(-1)
             for fd in self._signal_pipe:

@@ -116,7 +116,7 @@ claimed AS (
         started_at = COALESCE(r.started_at, statement_timestamp())
     FROM candidates
     WHERE r.id = candidates.id
-    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step
+    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
 ),
 started AS (
     UPDATE {step} AS s
@@ -129,7 +129,8 @@ SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, '
        (SELECT json_agg(
                    json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
                    ORDER BY s.position)
-        FROM {step} AS s WHERE s.run_id = c.id)
+        FROM {step} AS s WHERE s.run_id = c.id),
+       c.trace_context
 FROM claimed AS c
 JOIN {pipeline} AS p ON p.id = c.pipeline_id
 LEFT JOIN started ON started.run_id = c.id
@@ -162,7 +163,7 @@ claimed AS (
         started_at = COALESCE(r.started_at, statement_timestamp())
     FROM candidates
     WHERE r.id = candidates.id
-    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step
+    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
 ),
 started AS (
     UPDATE {step} AS s
@@ -175,7 +176,8 @@ SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, '
        (SELECT json_agg(
                    json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
                    ORDER BY s.position)
-        FROM {step} AS s WHERE s.run_id = c.id)
+        FROM {step} AS s WHERE s.run_id = c.id),
+       c.trace_context
 FROM claimed AS c
 JOIN {pipeline} AS p ON p.id = c.pipeline_id
 LEFT JOIN started ON started.run_id = c.id
