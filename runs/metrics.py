@@ -247,9 +247,11 @@ def live_figures(now: datetime | None = None) -> LiveFigures:
         interrupted=Count("id", filter=Q(status=RunStatus.RUNNING, lease_expires_at__lt=now)),
         delayed=Count("id", filter=Q(status=RunStatus.PENDING, available_at__gt=now)),
     )
-    queue = Run.objects.filter(
-        status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True
-    ).aggregate(depth=Count("id"), oldest=Min("available_at"))
+    queue = (
+        Run.objects.filter(status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True)
+        .unpaused()
+        .aggregate(depth=Count("id"), oldest=Min("available_at"))
+    )
     return LiveFigures(
         pending=live["pending"],
         running=live["running"],
@@ -701,7 +703,7 @@ def waiting_runs(now: datetime | None = None) -> list[WaitingRuns]:
     ]
     due = Run.objects.filter(
         status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True
-    )
+    ).unpaused()  # a paused run waits for its resume, not for a worker
     groups = due.values_list("pipeline__definition", "queue").annotate(n=Count("id")).order_by()
     found = []
     for definition, queue, n in groups:

@@ -480,6 +480,7 @@ class PortableStore:
         due = (
             Run.objects.pending()
             .filter(queue__in=queues, pipeline__enabled=True)
+            .unpaused()
             .aggregate(at=Min("available_at"))["at"]
         )
         if due is None:
