@@ -75,6 +75,12 @@ class Held:
     pause: Pause
     pending: int
 
+    @property
+    def reason(self) -> str:
+        """One line for health reports: `queue 'mail' paused by alice: 2 pending runs wait`."""
+        runs = "1 pending run waits" if self.pending == 1 else f"{self.pending} pending runs wait"
+        return f"{self.kind} {self.name!r} paused by {self.pause.paused_by}: {runs}"
+
 
 def validate_reason(reason: Any) -> str:
     """The reason, stripped: text, at most MAX_REASON characters, no NUL."""
