@@ -54,6 +54,10 @@ class Pause:
     paused_by: str
     reason: str
 
+    def describe(self, now: datetime) -> str:
+        """`paused by alice 3 min ago`: how every entry point shows a pause."""
+        return f"paused by {self.paused_by} {ago((now - self.paused_at).total_seconds())}"
+
 
 @dataclass(frozen=True)
 class QueueState:
@@ -80,6 +84,16 @@ class Held:
         """One line for health reports: `queue 'mail' paused by alice: 2 pending runs wait`."""
         runs = "1 pending run waits" if self.pending == 1 else f"{self.pending} pending runs wait"
         return f"{self.kind} {self.name!r} paused by {self.pause.paused_by}: {runs}"
+
+
+def ago(seconds: float) -> str:
+    """`just now`, `12 s ago`, `3 min ago`, `2 h ago`, `4 d ago`: whole units, rounded down."""
+    if seconds < 1:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
 
 
 def validate_reason(reason: Any) -> str:
