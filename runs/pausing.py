@@ -102,14 +102,14 @@ def validate_reason(reason: Any) -> str:
         return ""
     if not isinstance(reason, str):
         raise InvalidReason(f"reason must be text, not {type(reason).__name__}", field="reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON:
+    text: str = reason.strip()
+    if len(text) > MAX_REASON:
         raise InvalidReason(f"reason is longer than {MAX_REASON} characters", field="reason")
-    if not storable(reason):
+    if not storable(text):
         raise InvalidReason(
             "reason cannot hold a NUL character or an unpaired surrogate", field="reason"
         )
-    return reason
+    return text
 
 
 def pipeline_pause(pipeline: Pipeline, *, reason: Any = "", actor: Actor | None = None) -> bool:
@@ -221,6 +221,25 @@ def queue_resume(queue: Any, *, actor: Actor | None = None) -> bool:
     return True
 
 
+def queue_pause_reason(queue: Any, reason: Any, *, actor: Actor | None = None) -> bool:
+    """Change a paused queue's reason (its author and time stay); False when not paused."""
+    queue = validate_queue(queue)
+    reason = validate_reason(reason)
+    with transaction.atomic():
+        row = QueuePause.objects.select_for_update().filter(queue=queue).first()
+        if row is None:
+            return False
+        if row.reason != reason:
+            record(
+                AuditAction.QUEUE_PAUSE_CHANGED,
+                row,
+                actor=actor,
+                changes={"reason": [row.reason, reason]},
+            )
+            QueuePause.objects.filter(queue=queue).update(reason=reason)
+    return True
+
+
 def queue_pause_of(queue: str) -> Pause | None:
     """The queue's pause, if it is paused."""
     row = QueuePause.objects.filter(queue=queue).first()
@@ -271,8 +290,8 @@ def held() -> list[Held]:
         .order_by()
     )
     for row in QueuePause.objects.all():
-        pause = Pause(row.paused_at, row.paused_by, row.reason)
-        found.append(Held("queue", row.queue, pause, queue_counts.get(row.queue, 0)))
+        held_by = Pause(row.paused_at, row.paused_by, row.reason)
+        found.append(Held("queue", row.queue, held_by, queue_counts.get(row.queue, 0)))
     pipeline_counts = dict(
         pending.filter(pipeline__paused_at__isnull=False)
         .values_list("pipeline_id")
@@ -281,6 +300,8 @@ def held() -> list[Held]:
     )
     for pipeline in Pipeline.objects.filter(paused_at__isnull=False):
         pause = pipeline_pause_of(pipeline)
-        assert pause is not None
-        found.append(Held("pipeline", pipeline.name, pause, pipeline_counts.get(pipeline.id, 0)))
+        if pause is not None:
+            found.append(
+                Held("pipeline", pipeline.name, pause, pipeline_counts.get(pipeline.id, 0))
+            )
     return sorted(found, key=lambda h: (-h.pending, h.kind, h.name))

@@ -82,6 +82,7 @@ class AuditAction(models.TextChoices):
     PIPELINE_RESUMED = "pipeline.resumed", "Pipeline resumed"
     QUEUE_PAUSED = "queue.paused", "Queue paused"
     QUEUE_RESUMED = "queue.resumed", "Queue resumed"
+    QUEUE_PAUSE_CHANGED = "queue.pause_changed", "Queue pause's reason changed"
     TOKEN_CREATED = "token.created", "API token created"
     TOKEN_REVOKED = "token.revoked", "API token revoked"
     WORKER_FORGOTTEN = "worker.forgotten", "Dead worker forgotten"
