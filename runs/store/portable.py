@@ -177,6 +177,10 @@ class PortableStore:
                 .filter(queue__in=request.queues)
                 .order_by("-priority", "available_at")
             )
+            if request.older_than is not None:
+                candidates = candidates.filter(
+                    available_at__lte=t.now_plus(-request.older_than)
+                ).order_by("available_at")
             if request.definitions is not None:
                 candidates = _runnable_by(candidates, request.definitions)
             ids = list(

@@ -80,8 +80,9 @@ class RunStore(Protocol):
     # -- claiming and starting --------------------------------------------------------
     def claim(self, request: ClaimRequest) -> list[Claim]:
         """Claim up to `request.limit` due runs of enabled pipelines, neither paused nor
-        on a paused queue, highest priority first, then the longest waiting; each claim
-        starts its run's current step."""
+        on a paused queue, highest priority first, then the longest waiting (with
+        `request.older_than`: only runs due for longer, the longest waiting first); each
+        claim starts its run's current step."""
         ...
 
     def claim_run(
