@@ -4,6 +4,7 @@ its pending runs out of every claim, in the claim statement itself (runs/pausing
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import connections
@@ -65,6 +66,7 @@ def test_no_claim_that_starts_after_a_pause_commits_takes_a_paused_run(store, pi
             started.wait()
             while not stop.is_set():
                 claim(store, limit=1)
+                time.sleep(0.01)  # leave the pause a way in (SQLite's one writer)
         finally:
             connections.close_all()
 
