@@ -215,3 +215,13 @@ def test_a_viewer_may_see_but_not_change_queue_pauses_in_the_admin(viewer):
     assert viewer.post("/admin/runs/queuepause/add/", {"queue": "x"}).status_code == 403
     assert viewer.post("/admin/runs/queuepause/mail/delete/", {"post": "yes"}).status_code == 403
     assert QueuePause.objects.count() == 1
+
+
+def test_a_viewer_cannot_pause_pipelines_through_the_admin(viewer):
+    row = Pipeline.objects.get(name="t-single")
+    response = viewer.post(
+        "/admin/pipelines/pipeline/", {"action": "pause_selected", "_selected_action": [row.id]}
+    )
+    assert response.status_code in (200, 302, 403)
+    assert not Pipeline.objects.get(id=row.id).is_paused
+    assert not AuditEvent.objects.filter(action="pipeline.paused").exists()
