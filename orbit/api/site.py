@@ -17,6 +17,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from orbit.api.idempotency import IdempotencyConflict
 from orbit.api.pipelines import router as pipelines_router
+from orbit.api.queues import router as queues_router
 from orbit.api.runs import runs_router, steps_router, worker_router
 from orbit.core.exceptions import (
     DocumentTooLarge,
@@ -58,6 +59,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
 )
 api.add_router("/pipelines", pipelines_router)
+api.add_router("/queues", queues_router)
 api.add_router("/runs", runs_router)
 api.add_router("/steps", steps_router)
 api.add_router("/worker", worker_router)

@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "PIPELINE_MODULES": [],
     "ALLOW_BROKEN_MODULES": False,  # start workers even when a pipeline module fails to import
     "POLL_INTERVAL": 1.0,
+    # A due run waiting longer than this is claimed ahead of every priority by the next
+    # aging probe of a worker serving its queue (docs/FLOW-CONTROL.md); 0: pure priority.
+    "PRIORITY_AGING_SECONDS": 300.0,
     "LEASE_SECONDS": 30.0,
     "MAX_INTERRUPTIONS": 3,
     "DEAD_WORKER_WINDOW": 900.0,  # seconds a worker's death keeps worker health "degraded"
@@ -127,6 +130,10 @@ class OrbitSettings:
     @property
     def poll_interval(self) -> float:
         return float(self._get("POLL_INTERVAL"))
+
+    @property
+    def priority_aging_seconds(self) -> float:
+        return max(0.0, float(self._get("PRIORITY_AGING_SECONDS")))
 
     @property
     def lease_seconds(self) -> float:

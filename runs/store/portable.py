@@ -178,6 +178,10 @@ class PortableStore:
                 .filter(queue__in=request.queues)
                 .order_by("-priority", "available_at")
             )
+            if request.older_than is not None:
+                candidates = candidates.filter(
+                    available_at__lte=t.now_plus(-request.older_than)
+                ).order_by("available_at")
             if request.definitions is not None:
                 candidates = _runnable_by(candidates, request.definitions)
             ids = list(
@@ -488,6 +492,7 @@ class PortableStore:
         due = (
             Run.objects.pending()
             .filter(queue__in=queues, pipeline__enabled=True)
+            .unpaused()
             .aggregate(at=Min("available_at"))["at"]
         )
         if due is None:

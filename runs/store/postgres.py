@@ -117,6 +117,10 @@ class PostgresStore(PortableStore):
     def claim(self, request: ClaimRequest) -> list[Claim]:
         if request.limit <= 0:
             return []
+        if request.older_than is not None:
+            # The aging probe: a few times a minute per worker, never on the hot path, so
+            # the portable claim (the reference the named statements are held to) serves.
+            return super().claim(request)
         one_queue = len(request.queues) == 1
         found = self._execute(
             "claim" if one_queue else "claim_in_queues",

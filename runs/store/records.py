@@ -103,6 +103,9 @@ class ClaimRequest:
     queues: tuple[str, ...]
     lease_seconds: float
     definitions: Mapping[str, tuple[str, ...]] | None = None
+    #: The aging probe (runs/worker/aging.py): only runs due for longer than this many
+    #: seconds, the longest waiting first, whatever their priority.
+    older_than: float | None = None
 
 
 @dataclass(frozen=True)

@@ -735,8 +735,13 @@ def test_the_one_character_oracle_is_gone_on_every_admin(
     assert answers[0].content == answers[1].content
 
 
+#: Admins of models that hold nothing secret and relate to nothing that does.
+NOTHING_SECRET = {"runs.queuepause"}  # a queue's name, who paused it, when and why
+
+
 def test_every_admin_covers_the_models_with_secrets() -> None:
-    assert {label for label, _, _ in ORACLES} == {m._meta.label_lower for m in ADMINS}
+    covered = {label for label, _, _ in ORACLES} | NOTHING_SECRET
+    assert covered == {m._meta.label_lower for m in ADMINS}
 
 
 @pytest.mark.parametrize("model", ADMINS, ids=[m._meta.label_lower for m in ADMINS])

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import (
     Count,
@@ -38,6 +39,7 @@ from orbit.console.dashboard.present import (
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import OrbitError
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_logs
 from runs.bulk import (
@@ -47,7 +49,9 @@ from runs.bulk import (
     resume_runs,
     retry_runs,
 )
-from runs.models import Run, Step, StepAttempt, Worker, WorkerState
+from runs.enqueueing import validate_queue
+from runs.models import QueuePause, Run, Step, StepAttempt, Worker, WorkerState
+from runs.pausing import queue_pause, queue_pause_reason, queue_resume, validate_reason
 from runs.steplogs import run_logs, step_logs
 
 ORBIT_CSS = {"all": ["orbit/dashboard.css"]}
@@ -548,3 +552,77 @@ def _is_dead(worker: Worker) -> bool:
     """Not stopped, and silent for longer than a lease (the same rule as Worker.objects.dead())."""
     cutoff = _checked_at(worker) - timedelta(seconds=orbit_settings.lease_seconds)
     return worker.state != WorkerState.STOPPED and worker.last_heartbeat < cutoff
+
+
+class QueuePauseForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A queue's name follows the queue naming rule (runs.enqueueing.validate_queue)."""
+
+    class Meta:
+        model = QueuePause
+        fields = ("queue", "reason")
+
+    def clean_queue(self) -> str:
+        try:
+            return validate_queue(self.cleaned_data["queue"])
+        except OrbitError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_reason(self) -> str:
+        try:
+            return validate_reason(self.cleaned_data["reason"])
+        except OrbitError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(QueuePause)
+class QueuePauseAdmin(OrbitModelAdmin):
+    """Paused queues: adding a row pauses a queue, deleting it resumes the queue, editing
+    changes the reason; each through runs.pausing, so it is audited and a resume wakes the
+    workers. Seen by whoever may view runs, changed by whoever may operate them."""
+
+    form = QueuePauseForm
+    list_display = ("queue", "paused_by", "paused_at", "reason")
+    search_fields = ("queue",)
+
+    class Media:
+        css = ORBIT_CSS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("paused_by", "paused_at") if obj is None else ("queue", "paused_by", "paused_at")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("queue", "reason") if obj is None else ("queue", "paused_by", "paused_at", "reason")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("runs.view_run"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("runs.view_run"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def save_model(self, request: HttpRequest, obj: QueuePause, form: Any, change: bool) -> None:
+        actor = _actor(request)
+        if change:
+            queue_pause_reason(obj.queue, obj.reason, actor=actor)
+        else:
+            queue_pause(obj.queue, reason=obj.reason, actor=actor)
+        obj.refresh_from_db()
+
+    def delete_model(self, request: HttpRequest, obj: QueuePause) -> None:
+        queue_resume(obj.queue, actor=_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[QueuePause]) -> None:
+        for row in list(queryset):
+            queue_resume(row.queue, actor=_actor(request))
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, AuditSource.ADMIN)

@@ -57,6 +57,8 @@ def figures(now: datetime, *, history: bool = False) -> dict[str, Any]:
             Run.objects.select_related("pipeline").order_by("-created_at", "-id")[:RECENT_RUNS]
         ),
         "worker_health": workers,
+        # Paused queues and pipelines, so a queue that is not draining is explained.
+        "paused": [{"held": h, "text": h.pause.describe(now)} for h in workers.paused],
         "hour": hour,
         "per_day": per_day_chart(metrics.runs_per_day(HISTORY_DAYS, now)) if history else None,
     }

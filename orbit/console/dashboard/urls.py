@@ -19,4 +19,7 @@ urlpatterns = [
     path("pipelines/", views.pipelines_page, name="pipelines"),
     path("pipelines/<int:pipeline_id>/run/", views.pipeline_run_now, name="pipeline-run"),
     path("pipelines/<int:pipeline_id>/enabled/", views.pipeline_enabled, name="pipeline-enabled"),
+    path("pipelines/<int:pipeline_id>/paused/", views.pipeline_paused, name="pipeline-paused"),
+    path("queues/", views.queues_page, name="queues"),
+    path("queues/paused/", views.queue_paused, name="queue-paused"),
 ]

@@ -42,6 +42,14 @@ from runs.enqueueing import parse_delay, validate_queue
 from runs.lifecycle import run_cancel, run_rerun, run_retry
 from runs.metrics import worker_health
 from runs.models import ACTIVE_STATUSES, Run, RunStatus, Step, StepStatus
+from runs.pausing import (
+    pipeline_pause,
+    pipeline_pause_of,
+    pipeline_resume,
+    queue_pause,
+    queue_resume,
+    queue_states,
+)
 from runs.recovery import run_resume, worker_forget
 from runs.scheduler import last_scheduled_run, next_fire_time
 from runs.steplogs import run_logs
@@ -360,9 +368,11 @@ def _pipelines_context(
 ) -> dict[str, Any]:
     rows = list(Pipeline.objects.all())
     rates = overview.success_rates()
+    now = db_now()
     items = []
     for row in rows:
         definition = row.code
+        pause = pipeline_pause_of(row)
         items.append(
             {
                 "pipeline": row,
@@ -379,6 +389,8 @@ def _pipelines_context(
                 else "",
                 "error": (errors or {}).get(row.id, ""),
                 "typed": (typed or {}).get(row.id, ""),
+                "pause": pause,
+                "pause_text": pause.describe(now) if pause else "",
             }
         )
     return _page(request, "Pipelines", "pipelines", items=items)
@@ -430,3 +442,73 @@ def pipeline_enabled(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     else:
         messages.info(request, f"Pipeline {row.name} was already {state}.")
     return HttpResponseRedirect(reverse("dashboard:pipelines") + f"#pipeline-{row.id}")
+
+
+@require_POST
+@requires(OPERATE_PIPELINES)
+def pipeline_paused(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    """Pause (`paused=1`, with a `reason`) or resume (`paused=0`) one pipeline."""
+    row = get_object_or_404(Pipeline, id=pipeline_id)
+    back = HttpResponseRedirect(reverse("dashboard:pipelines") + f"#pipeline-{row.id}")
+    try:
+        if request.POST.get("paused") == "1":
+            done = pipeline_pause(row, reason=request.POST.get("reason", ""), actor=_actor(request))
+            state = "paused"
+        else:
+            done = pipeline_resume(row, actor=_actor(request))
+            state = "resumed"
+    except OrbitError as exc:
+        context = _pipelines_context(request, errors={row.id: str(exc)})
+        return render(request, "dashboard/pipelines.html", context, status=400)
+    if done:
+        messages.success(request, f"Pipeline {row.name} {state}.")
+    elif state == "paused":
+        pause = pipeline_pause_of(row)
+        told = pause.describe(db_now()) if pause else "paused"
+        messages.info(request, f"Pipeline {row.name} was already {told}; left as it was.")
+    else:
+        messages.info(request, f"Pipeline {row.name} was not paused.")
+    return back
+
+
+# --- Queues ---------------------------------------------------------------------------------
+
+
+def _queues_context(request: HttpRequest, error: str = "", typed: str = "") -> dict[str, Any]:
+    now = db_now()
+    rows = [
+        {"state": state, "pause_text": state.pause.describe(now) if state.pause else ""}
+        for state in queue_states()
+    ]
+    return _page(request, "Queues", "queues", rows=rows, error=error, typed=typed)
+
+
+@requires(access.VIEW_RUNS)
+def queues_page(request: HttpRequest) -> HttpResponse:
+    """Every queue with pending or running runs, and every paused queue."""
+    return render(request, "dashboard/queues.html", _queues_context(request))
+
+
+@require_POST
+@requires(OPERATE_RUNS)
+def queue_paused(request: HttpRequest) -> HttpResponse:
+    """Pause (`paused=1`, with a `reason`) or resume (`paused=0`) the queue `queue`; any
+    valid name may be paused, so a queue can be held before its first run."""
+    name = request.POST.get("queue", "").strip()
+    try:
+        if request.POST.get("paused") == "1":
+            done = queue_pause(name, reason=request.POST.get("reason", ""), actor=_actor(request))
+            state = "paused"
+        else:
+            done = queue_resume(name, actor=_actor(request))
+            state = "resumed"
+    except OrbitError as exc:
+        context = _queues_context(request, error=str(exc), typed=printable(name)[:64])
+        return render(request, "dashboard/queues.html", context, status=400)
+    if done:
+        messages.success(request, f"Queue {name} {state}.")
+    else:
+        messages.info(
+            request, f"Queue {name} was {'already paused' if state == 'paused' else 'not paused'}."
+        )
+    return HttpResponseRedirect(reverse("dashboard:queues"))
