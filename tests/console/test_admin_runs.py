@@ -105,17 +105,32 @@ def test_run_page_shows_steps_attempts_and_links(admin_client_, test_pipelines):
     ("term", "found"),
     [
         ("{id}", True),  # a whole run id
-        ("invoice-77", False),  # text in the metadata: not searched (an oracle, a full scan)
+        ("{tail}", True),  # the part of the id the lists show
+        ("{middle}", True),  # any fragment of it
+        ("ref=invoice-77", True),  # key=value in the metadata
+        ("ref = invoice-77", True),
+        ("invoice-77", False),  # free text: not searched (an oracle, a full scan)
+        ("ref=invoice", False),  # whole values only
         ("nothing-like-it", False),
-        ("not-a-uuid-but-not-in-metadata", False),
     ],
 )
-def test_search_by_run_id_only(admin_client_, test_pipelines, term, found):
+def test_search_by_any_part_of_the_id_or_a_metadata_value(
+    admin_client_, test_pipelines, term, found
+):
     run = RunFactory(metadata={"ref": "invoice-77"})
     RunFactory(metadata={"ref": "other"})
-    response = admin_client_.get("/admin/runs/run/", {"q": term.format(id=run.id)})
+    text = str(run.id)
+    term = term.format(id=text, tail=text[-8:], middle=text[15:27])
+    response = admin_client_.get("/admin/runs/run/", {"q": term})
     ids = [r.id for r in response.context["cl"].result_list]
     assert ids == ([run.id] if found else [])
+
+
+def test_search_refuses_a_key_redaction_masks_and_says_so(admin_client_, test_pipelines):
+    RunFactory(metadata={"password": "hunter2"})
+    response = admin_client_.get("/admin/runs/run/", {"q": "password=hunter2"})
+    assert list(response.context["cl"].result_list) == []
+    assert "Metadata key &#x27;password&#x27; is masked" in response.content.decode()
 
 
 def test_list_pages_do_not_count_the_whole_table(admin_client_, test_pipelines):

@@ -38,6 +38,7 @@ from orbit.console.dashboard.present import (
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidRunQuery
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_logs
 from runs.bulk import (
@@ -48,6 +49,7 @@ from runs.bulk import (
     retry_runs,
 )
 from runs.models import Run, Step, StepAttempt, Worker, WorkerState
+from runs.search import METADATA_PREFIX, parse_run_query, run_condition
 from runs.steplogs import run_logs, step_logs
 
 ORBIT_CSS = {"all": ["orbit/dashboard.css"]}
@@ -108,7 +110,7 @@ class RunAdmin(ReadOnlyHistory):
     # A whole run id only (get_search_results): the metadata holds what redaction masks,
     # and searching its text was both an oracle for it and a full scan of the table.
     search_fields = ("id",)
-    search_help_text = "A whole run id."
+    search_help_text = "Any part of a run id, or key=value of its metadata."
     ordering = ("-created_at", "-id")
     actions = ["retry_selected", "cancel_selected", "resume_selected"]
     fieldsets = (
@@ -162,10 +164,18 @@ class RunAdmin(ReadOnlyHistory):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Run], search_term: str
     ) -> tuple[QuerySet[Run], bool]:
-        if not search_term.strip():
+        """Any part of a run id, or `key=value` in its metadata (runs/search.py: keys that
+        redaction masks are refused, with the reason shown)."""
+        term = search_term.strip()
+        if not term:
             return queryset, False
-        by_id = _search_run_id(queryset, search_term, "id")
-        return (by_id if by_id is not None else queryset.none()), False
+        key, equals, value = term.partition("=")
+        params = {f"{METADATA_PREFIX}{key.strip()}": value.strip()} if equals else {"q": term}
+        try:
+            return queryset.filter(run_condition(parse_run_query(params))), False
+        except InvalidRunQuery as exc:
+            messages.error(request, str(exc))
+            return queryset.none(), False
 
     @admin.display(description="Run", ordering="id")
     def run_id(self, run: Run) -> str:
