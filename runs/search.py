@@ -149,6 +149,7 @@ def _moment(params: Mapping[str, Any], name: str, *, end_of_day: bool = False) -
     text = _text(params, name)
     if not text:
         return None
+    moment: datetime | None
     try:
         # A date first: parse_datetime would read `2026-05-01` as its midnight.
         day = parse_date(text)
