@@ -31,9 +31,40 @@ def messages_of(response):
 def act(client, action, runs):
     return client.post(
         "/admin/runs/run/",
-        {"action": action, "_selected_action": [str(r.id) for r in runs]},
+        {"action": action, "_selected_action": [str(r.id) for r in runs], "confirmed": "yes"},
         follow=True,
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "action", "question"),
+    [
+        ("/admin/runs/run/", "cancel_selected", "Cancel these runs?"),
+        ("/admin/runs/run/", "retry_selected", "Retry these runs?"),
+        ("/admin/runs/worker/", "forget_selected", "Forget these workers?"),
+    ],
+)
+def test_destructive_admin_actions_ask_first_and_change_nothing_until_confirmed(
+    admin_client_, test_pipelines, url, action, question
+):
+    run = RunFactory(status=RunStatus.FAILED if action == "retry_selected" else RunStatus.PENDING)
+    dead = WorkerFactory(state="running", last_heartbeat=timezone.now() - timedelta(minutes=10))
+    target = dead if "worker" in url else run
+    selection = {"action": action, "_selected_action": [str(target.pk)]}
+    response = admin_client_.post(url, selection)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert question in page
+    assert '<input type="hidden" name="confirmed" value="yes">' in page
+    assert Run.objects.get(id=run.id).status == run.status
+    assert Worker.objects.get(id=dead.id).forgotten_at is None
+    admin_client_.post(url, {**selection, "confirmed": "yes"})
+    changed = (
+        Worker.objects.get(id=dead.id).forgotten_at is not None
+        if "worker" in url
+        else Run.objects.get(id=run.id).status != run.status
+    )
+    assert changed
 
 
 def test_retry_action_reports_what_it_did_and_skipped(admin_client_, test_pipelines):
@@ -306,7 +337,11 @@ def test_dead_workers_are_forgotten_and_live_ones_skipped(admin_client_):
     alive = WorkerFactory(state="running")
     response = admin_client_.post(
         "/admin/runs/worker/",
-        {"action": "forget_selected", "_selected_action": [str(dead.pk), str(alive.pk)]},
+        {
+            "action": "forget_selected",
+            "_selected_action": [str(dead.pk), str(alive.pk)],
+            "confirmed": "yes",
+        },
         follow=True,
     )
     assert messages_of(response) == ["1 worker forgotten; 1 skipped because it is alive."]

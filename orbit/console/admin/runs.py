@@ -21,7 +21,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -275,7 +275,8 @@ class RunAdmin(ReadOnlyHistory):
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("runs.operate_run"))
 
-    def _act(self, request: HttpRequest, queryset: QuerySet[Run], act: Any) -> None:
+    def _act(self, request: HttpRequest, queryset: QuerySet[Run], act: Any) -> HttpResponse | None:
+        """Carry out `act` and say what it did; None: back to the list."""
         runs = list(queryset.select_related("pipeline")[: MAX_RUNS_PER_ACTION + 1])
         if len(runs) > MAX_RUNS_PER_ACTION:
             self.message_user(
@@ -283,19 +284,26 @@ class RunAdmin(ReadOnlyHistory):
                 f"Select at most {MAX_RUNS_PER_ACTION} runs at once; nothing was changed.",
                 messages.ERROR,
             )
-            return
+            return None
         report = act(runs, actor=Actor.from_request(request, AuditSource.ADMIN))
         self.message_user(
             request, report.message() + ".", messages.SUCCESS if report.done else messages.WARNING
         )
+        return None
 
     @admin.action(description="Retry the selected runs", permissions=["operate"])
-    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._act(request, queryset, retry_runs)
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
+        question = "Retry these runs? Each failed or cancelled one is queued again."
+        return self.ask_first(request, queryset, question) or self._act(
+            request, queryset, retry_runs
+        )
 
     @admin.action(description="Cancel the selected runs", permissions=["operate"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._act(request, queryset, cancel_runs)
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
+        question = "Cancel these runs? Their running steps are stopped now."
+        return self.ask_first(request, queryset, question) or self._act(
+            request, queryset, cancel_runs
+        )
 
     @admin.action(description="Resume the selected interrupted runs", permissions=["operate"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
@@ -486,13 +494,19 @@ class WorkerAdmin(ReadOnlyHistory):
         return bool(request.user.has_perm("runs.operate_run"))
 
     @admin.action(description="Forget the selected dead workers", permissions=["operate"])
-    def forget_selected(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+    def forget_selected(
+        self, request: HttpRequest, queryset: QuerySet[Worker]
+    ) -> HttpResponse | None:
+        question = "Forget these workers? They leave the lists and the health figures."
+        if (page := self.ask_first(request, queryset, question)) is not None:
+            return page
         report = forget_workers(
             queryset[:MAX_RUNS_PER_ACTION], actor=Actor.from_request(request, AuditSource.ADMIN)
         )
         self.message_user(
             request, report.message() + ".", messages.SUCCESS if report.done else messages.WARNING
         )
+        return None
 
     @admin.display(description="Pipelines it runs")
     def definitions_list(self, worker: Worker) -> str:
