@@ -13,7 +13,8 @@ Cost at a million runs, and why each condition is shaped as it is:
 - Metadata `key=value` pairs are JSON containment (`metadata @> '{"key": "value"}'`) on
   PostgreSQL, served by the GIN index `run_metadata_gin` (jsonb_path_ops, migration 0014);
   on SQLite a JSON key lookup.
-- Creation time bounds use the (created_at, id) indexes the lists already order by.
+- Creation time bounds use the (created_at, id) indexes the lists already order by;
+  finish time bounds (the overview's bars link to them) the partial run_finished_idx.
 
 Secrets: a key whose value redaction masks (orbit/core/redaction.py) cannot be searched,
 and neither can a value holding a URL password, because an exact match answers whether a
@@ -64,14 +65,14 @@ class RunQuery:
     metadata: tuple[tuple[str, str], ...] = field(default=())
     created_after: datetime | None = None
     created_before: datetime | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self.id_fragment or self.metadata or self.created_after or self.created_before)
+    finished_after: datetime | None = None  # what the overview's bars link to
+    finished_before: datetime | None = None
 
 
 def parse_run_query(params: Mapping[str, Any]) -> RunQuery:
     """The search in a query string (`q` or `id`, `metadata.KEY`, `created_after`,
-    `created_before`); InvalidRunQuery (400) says what is wrong with the first bad one."""
+    `created_before`, `finished_after`, `finished_before`); InvalidRunQuery (400) says
+    what is wrong with the first bad one."""
     fragment = _fragment(_text(params, "q") or _text(params, "id"))
     pairs = []
     for name in params:
@@ -84,6 +85,8 @@ def parse_run_query(params: Mapping[str, Any]) -> RunQuery:
         metadata=tuple(pairs),
         created_after=_moment(params, "created_after"),
         created_before=_moment(params, "created_before", end_of_day=True),
+        finished_after=_moment(params, "finished_after"),
+        finished_before=_moment(params, "finished_before", end_of_day=True),
     )
 
 
@@ -98,6 +101,10 @@ def run_condition(query: RunQuery) -> Q:
         condition &= Q(created_at__gte=query.created_after)
     if query.created_before is not None:
         condition &= Q(created_at__lte=query.created_before)
+    if query.finished_after is not None:
+        condition &= Q(finished_at__gte=query.finished_after)
+    if query.finished_before is not None:
+        condition &= Q(finished_at__lte=query.finished_before)
     return condition
 
 

@@ -155,3 +155,29 @@ def test_every_dashboard_page_fits_a_phone_and_keeps_its_buttons_on_screen(
     disable = page.get_by_role("button", name="Disable").first
     box = disable.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+
+CONTRAST = """el => {
+  const rgb = c => c.match(/\\d+/g).slice(0, 3).map(Number);
+  const lum = c => {
+    const [r, g, b] = rgb(c).map(v => v / 255).map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const bar = getComputedStyle(el).fill;
+  let node = el.closest('.card'), bg = 'rgba(0, 0, 0, 0)';
+  while (node && (bg = getComputedStyle(node).backgroundColor) === 'rgba(0, 0, 0, 0)') node = node.parentElement;
+  const [a, b] = [lum(bar), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_duration_bars_stand_out_in_both_themes(logged_in, live_server, worker, scheme):
+    run = enqueue("t-single")
+    finished(run.id)
+    page = logged_in
+    page.emulate_media(color_scheme=scheme)
+    page.goto(f"{live_server.url}/dashboard/")
+    bar = page.locator("#chart-durations rect.bar-duration").first
+    bar.wait_for()
+    assert bar.evaluate(CONTRAST) >= 3  # WCAG's minimum for graphics

@@ -87,6 +87,22 @@ def test_overview_shows_the_cards_and_the_charts(op_client, test_pipelines):
     assert "Runs finished per day, last 30 days (UTC)" in page
 
 
+def test_a_chart_bar_links_to_the_runs_it_counts(op_client, test_pipelines):
+    import html
+    import re
+
+    counted = finished_run(status=RunStatus.FAILED)
+    other = finished_run(status=RunStatus.SUCCEEDED)
+    Run.objects.filter(id=other.id).update(finished_at=F("finished_at") - timedelta(minutes=5))
+    page = op_client.get("/dashboard/").content.decode()
+    chart = page.split('id="chart-per-minute"')[1].split("</figure>")[0]
+    links = re.findall(r'<a href="([^"]+status=failed)" class="bar-link">', chart)
+    assert len(links) == 1
+    listed = op_client.get(html.unescape(links[0])).content.decode()
+    assert f'id="run-{counted.id}"' in listed
+    assert f'id="run-{other.id}"' not in listed
+
+
 def test_the_30_day_chart_reads_pruned_days_from_the_rollups(op_client, test_pipelines):
     from runs.retention import Policy, prune
 
@@ -554,3 +570,11 @@ def test_enable_switch_flips_the_pipeline(op_client, test_pipelines):
     assert "Pipeline t-single was already disabled." in [
         str(m) for m in response.context["messages"]
     ]
+
+
+def test_the_favicon_is_answered_without_a_logged_warning(client, caplog):
+    with caplog.at_level("WARNING", logger="django.request"):
+        response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"].endswith("orbit/favicon.svg")
+    assert caplog.records == []

@@ -94,7 +94,7 @@ def overview_page(request: HttpRequest) -> HttpResponse:
 
 
 #: The search fields of the runs page, as runs.search reads them (with `metadata.KEY`).
-SEARCH_PARAMS = ("q", "created_after", "created_before")
+SEARCH_PARAMS = ("q", "created_after", "created_before", "finished_after", "finished_before")
 
 
 class BadFilter(ValueError):
