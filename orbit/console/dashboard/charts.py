@@ -80,9 +80,9 @@ def count_scale(value: float, most_ticks: int = 4) -> tuple[int, int]:
 
 def _next_nice(step: int) -> int:
     """1 -> 2 -> 5 -> 10 -> 20 -> 50 -> 100 ..."""
-    magnitude = 10 ** (len(str(step)) - 1)
-    lead = step // magnitude
-    return {1: 2, 2: 5, 5: 10}[lead] * magnitude
+    magnitude: int = 10 ** (len(str(step)) - 1)
+    following = {1: 2, 2: 5, 5: 10}
+    return following[step // magnitude] * magnitude
 
 
 def _y_ticks(top_value: int, step: int) -> list[Tick]:
