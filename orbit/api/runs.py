@@ -88,7 +88,7 @@ def run_with_steps(run_id: uuid.UUID | str) -> Run:
 # --- Runs -----------------------------------------------------------------------------------
 
 
-@runs_router.get("", response={200: RunPageOut, **ERRORS}, auth=VIEW_RUNS)
+@runs_router.get("", response={200: RunPageOut, 400: ErrorOut, **ERRORS}, auth=VIEW_RUNS)
 def list_runs(
     request: HttpRequest,
     status: RunStatus | None = None,
