@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
-from django.db.models import CharField, JSONField, Q, Subquery, Value
+from django.db.models import CharField, JSONField, Q, Value
 from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Cast, Coalesce, Replace
+from django.db.models.functions import Cast, Replace
 from django.db.models.lookups import Contains
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -46,6 +46,8 @@ from runs.store import store
 
 #: How many of the newest runs a fragment from the middle or end of an id is looked for in.
 ID_SEARCH_WINDOW = 100_000
+#: The most runs an id fragment finds by each way (its start; anywhere among the newest).
+MAX_ID_MATCHES = 200
 #: The query-string prefix of a metadata filter: `metadata.customer=acme`.
 METADATA_PREFIX = "metadata."
 MAX_METADATA_FILTERS = 5
@@ -177,16 +179,26 @@ def _moment(params: Mapping[str, Any], name: str, *, end_of_day: bool = False) -
 
 
 def _id_condition(digits: str) -> Q:
+    """The runs whose id holds `digits`, found first (newest first, at most
+    MAX_ID_MATCHES of each kind) and then named by id.
+
+    Found apart from the page's other conditions on purpose: joined to a list ordered by
+    creation time, a condition that one run in a million meets lets PostgreSQL walk the
+    creation-time index hoping for an early match, and read the whole table (measured:
+    0.9 s at a million runs, against a few ms this way)."""
     low = uuid.UUID(digits.ljust(32, "0"))
     high = uuid.UUID(digits.ljust(32, "f"))
-    begins = Q(id__gte=low, id__lte=high)
-    if len(digits) == 32:
-        return begins
-    # The id of the ID_SEARCH_WINDOW-th newest run (ids grow with time), or the least id.
-    oldest = Run.objects.order_by("-id").values("id")[ID_SEARCH_WINDOW - 1 : ID_SEARCH_WINDOW]
-    window = Q(id__gte=Coalesce(Subquery(oldest), Value(uuid.UUID(int=0))))
-    as_text = Replace(Cast("id", CharField()), Value("-"), Value(""))  # hex digits only
-    return begins | (window & Q(Contains(as_text, digits)))
+    newest_first = Run.objects.order_by("-id").values_list("id", flat=True)
+    ids = list(newest_first.filter(id__gte=low, id__lte=high)[:MAX_ID_MATCHES])
+    if len(digits) < 32:
+        # The id of the ID_SEARCH_WINDOW-th newest run (ids grow with time), or the least id.
+        oldest = newest_first[ID_SEARCH_WINDOW - 1 : ID_SEARCH_WINDOW].first()
+        as_text = Replace(Cast("id", CharField()), Value("-"), Value(""))  # hex digits only
+        inside = newest_first.filter(Contains(as_text, digits))
+        if oldest is not None:
+            inside = inside.filter(id__gte=oldest)
+        ids += list(inside[:MAX_ID_MATCHES])
+    return Q(id__in=ids)
 
 
 def _metadata_condition(key: str, value: str) -> Q:

@@ -120,10 +120,12 @@ def test_created_after_and_before_bound_the_creation_time(pipeline):
 def test_postgresql_finds_by_metadata_and_id_prefix_through_indexes(pipeline):
     from django.db import connection
 
-    RunFactory(pipeline=pipeline, metadata={"customer": "acme"})
+    run = RunFactory(pipeline=pipeline, metadata={"customer": "acme"})
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be scanned
     by_metadata = Run.objects.filter(run_condition(parse_run_query({"metadata.customer": "acme"})))
     assert "run_metadata_gin" in by_metadata.explain()
-    by_prefix = Run.objects.filter(run_condition(parse_run_query({"q": "01a23796-1c"})))
+    # An id fragment is looked up first, and the list then reads the runs by primary key.
+    by_prefix = Run.objects.filter(run_condition(parse_run_query({"q": str(run.id)[:11]})))
     assert "runs_run_pkey" in by_prefix.explain()
+    assert list(by_prefix) == [run]
