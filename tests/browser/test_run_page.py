@@ -181,3 +181,25 @@ def test_duration_bars_stand_out_in_both_themes(logged_in, live_server, worker, 
     bar = page.locator("#chart-durations rect.bar-duration").first
     bar.wait_for()
     assert bar.evaluate(CONTRAST) >= 3  # WCAG's minimum for graphics
+
+
+def test_runs_ticked_on_the_live_list_stay_ticked_and_are_cancelled_after_confirming(
+    logged_in, live_server, test_pipelines
+):
+    chosen, other = enqueue("t-single"), enqueue("t-single")  # no worker: they stay pending
+    page = logged_in
+    page.goto(f"{live_server.url}/dashboard/runs/")
+    page.locator(f"#select-{chosen.id}").check()
+    # Wait for a refresh: a run queued now appears only through one.
+    late = enqueue("t-single")
+    page.locator(f"#run-{late.id}").wait_for(timeout=15_000)
+    assert page.locator(f"#select-{chosen.id}").is_checked()
+    assert not page.locator(f"#select-{other.id}").is_checked()
+    questions: list[str] = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Cancel selected").click()
+    page.get_by_text("1 run cancelled.").wait_for()
+    assert questions == ["Cancel the selected runs? Their running steps are stopped now."]
+    statuses = dict(Run.objects.values_list("id", "status"))
+    assert statuses[chosen.id] == RunStatus.CANCELLED
+    assert statuses[other.id] == statuses[late.id] == RunStatus.PENDING
