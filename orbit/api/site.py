@@ -21,6 +21,7 @@ from orbit.api.queues import router as queues_router
 from orbit.api.runs import runs_router, steps_router, worker_router
 from orbit.core.exceptions import (
     DocumentTooLarge,
+    InvalidRunQuery,
     InvalidTransition,
     MetadataTooLarge,
     OrbitError,
@@ -41,6 +42,7 @@ ERROR_STATUS: dict[type[OrbitError], int] = {
     WorkerNotFound: 404,
     UnknownPipeline: 404,
     InvalidTransition: 409,
+    InvalidRunQuery: 400,
     PipelineDisabled: 409,
     PipelineConflict: 409,
     MetadataTooLarge: 413,

@@ -61,7 +61,7 @@ class PostgresStore(PortableStore):
     """`RunStore` on PostgreSQL."""
 
     name = "postgresql"
-    features = Features(percentiles=True, text_timestamps=False)
+    features = Features(percentiles=True, text_timestamps=False, json_containment=True)
 
     @cached_property
     def _sequences(self) -> dict[str, str]:

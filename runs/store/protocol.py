@@ -61,6 +61,8 @@ class Features:
     percentiles: bool
     #: Timestamps are stored as text and compare as text (SQLite): a cursor keeps the text.
     text_timestamps: bool
+    #: `metadata @> {...}` (jsonb containment, GIN-indexed) finds runs by metadata.
+    json_containment: bool = False
 
 
 class RunStore(Protocol):

@@ -126,7 +126,7 @@ def _upload() -> SimpleUploadedFile:
 
 def _admin_action(url: str, name: str, target: Callable[[World], Any], **extra: str) -> Any:
     return lambda c, w: c.client.post(
-        url, {"action": name, "_selected_action": [str(target(w).pk)], **extra}
+        url, {"action": name, "_selected_action": [str(target(w).pk)], "confirmed": "yes", **extra}
     )
 
 
@@ -351,6 +351,26 @@ ACTIONS = [
         ),
         _reruns_of(lambda w: w.failed),
         "run.rerun",
+        ok=302,
+    ),
+    Action(
+        "dashboard-bulk-cancel",
+        "dashboard",
+        "operator",
+        lambda c, w: c.client.post(
+            "/dashboard/runs/bulk/", {"action": "cancel", "run": [str(w.pending.id)]}
+        ),
+        _status(lambda w: w.pending),
+        "run.cancelled",
+        ok=302,
+    ),
+    Action(
+        "dashboard-bulk-retry-failed",
+        "dashboard",
+        "operator",
+        lambda c, w: c.client.post("/dashboard/runs/bulk/", {"action": "retry-failed"}),
+        _status(lambda w: w.failed),
+        "run.retried",
         ok=302,
     ),
     Action(

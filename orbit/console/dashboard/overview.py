@@ -7,6 +7,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from orbit.console.dashboard.charts import BarChart, histogram, stacked_bars
 from orbit.console.dashboard.present import format_duration, format_percent
@@ -117,7 +120,10 @@ def per_minute_chart(buckets: list[metrics.MinuteBucket]) -> BarChart:
         )
         for b in buckets
     ]
-    return stacked_bars("Runs finished per minute, last hour", columns, OUTCOMES, label_every=10)
+    links = [finished_between(b.minute, b.minute + timedelta(minutes=1)) for b in buckets]
+    return stacked_bars(
+        "Runs finished per minute, last hour", columns, OUTCOMES, label_every=10, links=links
+    )
 
 
 def per_day_chart(buckets: list[metrics.DayBucket]) -> BarChart:
@@ -128,9 +134,21 @@ def per_day_chart(buckets: list[metrics.DayBucket]) -> BarChart:
         )
         for b in buckets
     ]
+    links = [finished_between(b.day, b.day + timedelta(days=1)) for b in buckets]
     return stacked_bars(
-        f"Runs finished per day, last {len(buckets)} days (UTC)", columns, OUTCOMES, label_every=5
+        f"Runs finished per day, last {len(buckets)} days (UTC)",
+        columns,
+        OUTCOMES,
+        label_every=5,
+        links=links,
     )
+
+
+def finished_between(start: datetime, end: datetime) -> str:
+    """The runs page listing the runs finished in [start, end): what a bar counts."""
+    last = end - timedelta(microseconds=1)
+    query = urlencode({"finished_after": start.isoformat(), "finished_before": last.isoformat()})
+    return f"{reverse('dashboard:runs')}?{query}"
 
 
 def duration_chart(hist: metrics.Histogram) -> BarChart:

@@ -11,6 +11,7 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.overview_page, name="overview"),
     path("runs/", views.runs_page, name="runs"),
+    path("runs/bulk/", views.runs_bulk_action, name="runs-bulk"),
     path("runs/<uuid:run_id>/", views.run_page, name="run"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun_action, name="run-rerun"),
     path("runs/<uuid:run_id>/<slug:action>/", views.run_action, name="run-action"),
