@@ -462,7 +462,7 @@ def _run_maker(shared: dict[str, Any]) -> Callable[[dict[str, Any]], Run]:
                 values[i] = field.get_default()
         for name, value in own.items():
             values[where[name]] = value
-        return Run(*values)
+        return Run(*values)  # type: ignore[misc]  # django-stubs types keywords only
 
     return make
 
