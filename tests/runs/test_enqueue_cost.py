@@ -144,3 +144,50 @@ def test_a_row_given_by_the_caller_is_checked_too(test_pipelines):
     with pytest.raises(PipelineDisabled):
         enqueue_row(row)
     assert Run.objects.count() == 0
+
+
+@pytest.mark.postgres
+def test_an_enqueue_waits_for_a_disable_in_progress_and_then_refuses(test_pipelines):
+    """The insert locks the pipeline row FOR SHARE: an UPDATE that disables it and has not
+    committed yet makes the enqueue wait; once it commits, the enqueue sees it and queues
+    nothing (no run is created after a disable has committed)."""
+    import threading
+
+    import psycopg
+
+    from tests.processes import database_env, wait_until
+
+    enqueue("t-single")  # cached here as enabled
+    url = database_env()["DATABASE_URL"]
+    outcome: list[BaseException | str] = []
+    with psycopg.connect(url) as disabling, psycopg.connect(url, autocommit=True) as watcher:
+        disabling.execute("UPDATE pipelines_pipeline SET enabled = false WHERE name = 't-single'")
+
+        def queue_one() -> None:
+            from django.db import connections
+
+            try:
+                outcome.append(str(enqueue("t-single").id))
+            except BaseException as exc:  # handed to the test, which asserts on it
+                outcome.append(exc)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=queue_one)
+        thread.start()
+        wait_until(
+            lambda: (
+                watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE '%%insert_runs%%'"
+                ).fetchone()[0]  # type: ignore[index]
+                == 1
+            ),
+            timeout=20,
+            message="the enqueue never waited for the disabling transaction",
+        )
+        assert not outcome  # still waiting
+        disabling.commit()
+        thread.join(timeout=20)
+    assert len(outcome) == 1 and isinstance(outcome[0], PipelineDisabled), outcome
+    assert Run.objects.count() == 1
