@@ -373,6 +373,98 @@ def print_ratio(rows: list[dict[str, Any]]) -> None:
         print(f"Orbit (PostgreSQL) 2-process drain: {max(orbit) / max(peers):.1f}x the best peer's")
 
 
+def enqueue_rows(orbit: list[dict[str, Any]], peers: dict[str, Any]) -> list[dict[str, Any]]:
+    """The enqueue table's rows: Orbit's single enqueue and `enqueue_many` per database
+    (bench_worker.py `enqueue_rates`), each peer's single enqueue (the mean of its
+    measurements, at its fastest configuration), and pickup from the enqueue call for
+    Orbit and for each peer that measured it (its best configuration)."""
+    rows: list[dict[str, Any]] = []
+    for db, label in (("postgres", "PostgreSQL"), ("sqlite", "SQLite")):
+        pickup = next((r["pickup"] for r in orbit if r.get("db") == db and "pickup" in r), {})
+        for r in orbit:
+            rate = r.get("enqueue")
+            if r.get("db") != db or rate is None:
+                continue
+            single = rate["batch"] == 1
+            rows.append(
+                {
+                    "system": f"Orbit ({label})",
+                    "how": "enqueue(), one at a time"
+                    if single
+                    else f"enqueue_many(), {rate['batch']:,} a statement",
+                    "runs_per_s": rate["runs_per_s"],
+                    "lat_p50": pickup.get("wall_p50_ms") if single else None,
+                    "lat_p95": pickup.get("wall_p95_ms") if single else None,
+                }
+            )
+    best: dict[str, dict[str, Any]] = {}
+    for r in peers.get("systems", []):
+        if not r.get("enqueue_s"):
+            continue
+        rate = statistics.mean(r["enqueue_s"])
+        latency = r.get("latency") or {}
+        mine = best.setdefault(r["system"], {"runs_per_s": 0.0, "lat_p50": None, "lat_p95": None})
+        mine["runs_per_s"] = max(mine["runs_per_s"], rate)
+        if latency.get("lat_p50_ms") is not None and (
+            mine["lat_p50"] is None or latency["lat_p50_ms"] < mine["lat_p50"]
+        ):
+            mine["lat_p50"], mine["lat_p95"] = latency["lat_p50_ms"], latency["lat_p95_ms"]
+    for system, mine in best.items():
+        rows.append(
+            {"system": system, "how": "its enqueue, one at a time (fastest config)", **mine}
+        )
+    return rows
+
+
+def print_enqueue(rows: list[dict[str, Any]]) -> None:
+    """The enqueue table, and how Orbit's single enqueue and pickup stand against the
+    fastest peer's enqueue and the best peer pickup, from this same run."""
+
+    def cell(value: float | None, unit: str = "") -> str:
+        return (
+            "-" if value is None else f"{value:,.0f}{unit}" if value >= 10 else f"{value:.1f}{unit}"
+        )
+
+    print()
+    print(
+        "ENQUEUE: runs queued per second with no worker running (one transaction per call, "
+        "as the peers time theirs);\npickup = enqueue call to the job function's start "
+        "(wall clock), one idle worker"
+    )
+    header = f"{'system':<22} {'how':<44} {'runs/s':>9} {'pickup p50':>10} {'p95':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['system'][:22]:<22} {r['how'][:44]:<44} {cell(r['runs_per_s']):>9} "
+            f"{cell(r['lat_p50'], ' ms'):>10} {cell(r['lat_p95'], ' ms'):>8}"
+        )
+    orbit = next(
+        (
+            r
+            for r in rows
+            if r["system"] == "Orbit (PostgreSQL)" and r["how"].startswith("enqueue()")
+        ),
+        None,
+    )
+    peers = [r for r in rows if not r["system"].startswith("Orbit")]
+    if orbit and peers:
+        fastest = max(peers, key=lambda r: r["runs_per_s"])
+        print(
+            f"Orbit (PostgreSQL) single enqueue: {orbit['runs_per_s']:,.0f}/s against the fastest "
+            f"peer's {fastest['runs_per_s']:,.0f}/s ({fastest['system']}): "
+            f"{orbit['runs_per_s'] / fastest['runs_per_s']:.2f}x"
+        )
+        timed = [r for r in peers if r["lat_p50"] is not None]
+        if timed and orbit["lat_p50"] is not None:
+            quickest = min(timed, key=lambda r: r["lat_p50"])
+            print(
+                f"Orbit (PostgreSQL) pickup p50 {orbit['lat_p50']:.1f} ms, p95 "
+                f"{orbit['lat_p95']:.1f} ms against {quickest['system']}'s "
+                f"{quickest['lat_p50']:.1f} / {quickest['lat_p95']:.1f} ms"
+            )
+
+
 def print_tasks(rows: list[dict[str, Any]], missing: str | None) -> None:
     def cell(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
@@ -427,6 +519,9 @@ def main() -> None:
 
     if rows:
         print_main(rows, host, missing)
+    enqueue = enqueue_rows(orbit, peers)
+    if enqueue:
+        print_enqueue(enqueue)
     if quiet_rows:
         print()
         print(
@@ -458,6 +553,7 @@ def main() -> None:
                 "table": rows,
                 "quiet_table": quiet_rows,
                 "tasks_table": tasks,
+                "enqueue_table": enqueue,
                 "orbit": orbit,
                 "peers": peers,
                 "peers_missing": missing,

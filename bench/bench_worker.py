@@ -171,6 +171,37 @@ def drain(
     return figures
 
 
+#: The batch sizes `enqueue_many` is timed at (bench_compare.py's enqueue table).
+BATCHES = (1_000, 10_000)
+
+
+def enqueue_rates(n: int, batches: tuple[int, ...] = BATCHES) -> list[dict[str, Any]]:
+    """Runs queued per second, no worker running: n `enqueue` calls one after another
+    (each its own transaction, as the peers time their single enqueue), then `enqueue_many`
+    in batches of each size (at least two batches per size, into an emptied table)."""
+    from runs import enqueue, enqueue_many
+    from runs.models import Run
+
+    rows: list[dict[str, Any]] = []
+    enqueue("bench-noop")  # the pipeline row is read (and cached) before the clock starts
+    Run.objects.all().delete()
+    started = time.perf_counter()
+    for _ in range(n):
+        enqueue("bench-noop")
+    rows.append({"batch": 1, "runs": n, "runs_per_s": n / (time.perf_counter() - started)})
+    for batch in batches:
+        total = max(n, 2 * batch)
+        Run.objects.all().delete()
+        started = time.perf_counter()
+        for _ in range(total // batch):
+            enqueue_many("bench-noop", [{"i": i} for i in range(batch)])
+        rows.append(
+            {"batch": batch, "runs": total, "runs_per_s": total / (time.perf_counter() - started)}
+        )
+    Run.objects.all().delete()
+    return rows
+
+
 def pickup(db: str, n: int) -> dict[str, float]:
     from orbit.core.conf import orbit_settings
     from runs import enqueue
@@ -233,6 +264,12 @@ def main() -> None:
     parser.add_argument(
         "--noop-only", action="store_true", help="drain only the one-step no-op pipeline"
     )
+    parser.add_argument(
+        "--enqueue-only",
+        action="store_true",
+        help="only the enqueue rates: --n single enqueues, then enqueue_many in batches of "
+        + " and ".join(f"{b:,}" for b in BATCHES),
+    )
     parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/)")
     parser.add_argument(
         "--tasks",
@@ -267,10 +304,21 @@ def main() -> None:
                     "--log-level",
                     LOG_LEVEL,
                     *(["--noop-only"] if args.noop_only else []),
+                    *(["--enqueue-only"] if args.enqueue_only else []),
                 ],
                 env=env_for(db),  # without the DATABASE_URL this process set for PostgreSQL
                 check=True,
             )
+            continue
+        if args.enqueue_only or not args.noop_only:
+            for rate in enqueue_rates(args.n):
+                results.append({"db": db, "enqueue": rate, "load_average": os.getloadavg()[0]})
+                print(
+                    f"{db:8} enqueue {'one at a time' if rate['batch'] == 1 else 'enqueue_many':13} "
+                    f"batch {rate['batch']:>6,}  {rate['runs_per_s']:8.0f} runs/s",
+                    flush=True,
+                )
+        if args.enqueue_only:
             continue
         pipelines = [("bench-noop", 1)] + ([] if args.noop_only else [("bench-three", 3)])
         for pipeline, steps in pipelines:

@@ -17,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 
 from orbit.core.audit import Actor
 from orbit.core.models import AuditSource
+from pipelines import lookup
 from pipelines.definition import registry
 from pipelines.lifecycle import record_saved, snapshot
 from pipelines.models import Pipeline, ScheduleSource
@@ -29,7 +30,9 @@ CODE_SYNC = Actor.system(AuditSource.CODE, "pipeline sync")
 
 def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Create the missing rows and bring code-sourced schedules up to date with the code;
-    returns the names created. Operators' edits are kept."""
+    returns the names created. Operators' edits are kept. Forgets the rows this process
+    cached for enqueueing (pipelines/lookup.py), so the next enqueue reads them again."""
+    lookup.forget()
     rows = list(Pipeline.objects.using(using).all())
     existing = {row.definition for row in rows}
     created = []

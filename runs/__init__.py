@@ -45,12 +45,22 @@ def enqueue_many(
     priority: int = 0,
     run_after: datetime | None = None,
     delay: timedelta | float | None = None,
+    idempotency_keys: list[str | None] | None = None,
+    unique_keys: list[str | None] | None = None,
 ) -> list[Run]:
-    """Queue one run per metadata in one insert (runs.enqueueing.enqueue_many)."""
+    """Queue one run per metadata in one insert (runs.enqueueing.enqueue_many); the keys,
+    when given, one per run."""
     from runs.enqueueing import enqueue_many as _enqueue_many
 
     return _enqueue_many(
-        name, metadatas, queue=queue, priority=priority, run_after=run_after, delay=delay
+        name,
+        metadatas,
+        queue=queue,
+        priority=priority,
+        run_after=run_after,
+        delay=delay,
+        idempotency_keys=idempotency_keys,
+        unique_keys=unique_keys,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,17 +25,19 @@ from orbit.core.exceptions import (
     IdempotencyConflict,
     OrbitError,
     PipelineDisabled,
+    StalePipeline,
     UnknownPipeline,
 )
 from orbit.core.ids import uuid7
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
+from pipelines import lookup
 from pipelines.definition import DEFAULT_QUEUE, QUEUE_RULE, is_valid_queue
 from pipelines.models import Pipeline
 from runs import planner
 from runs.models import Run
 from runs.store import store
-from runs.store.records import NewRun
+from runs.store.records import InsertedRun, NewRun, PipelineCheck
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,9 @@ PRIORITY_RANGE = (-1_000_000, 1_000_000)
 PAST_TOLERANCE = timedelta(seconds=5)
 #: The longest idempotency or unique key (the columns' length).
 KEY_MAX_LENGTH = 255
-#: The most runs one `enqueue_many` call (and the API's bulk form) takes.
-MAX_BATCH = 1000
+#: The most runs one `enqueue_many` call takes (one statement on PostgreSQL; the API's bulk
+#: form takes fewer, orbit.api.schemas.runs.BULK_MAX).
+MAX_BATCH = 10_000
 
 
 class InvalidQueue(OrbitError):
@@ -120,15 +123,20 @@ def validate_priority(priority: object) -> int:
 
 
 def get_pipeline(name: str) -> Pipeline:
-    """The pipeline row called `name`; rows missing for code definitions are created first."""
+    """The pipeline row called `name`, as last read by this process (pipelines/lookup.py:
+    the insert checks the copy is current); rows missing for code definitions are created
+    first."""
+    row = lookup.cached(name)
+    if row is not None:
+        return row
     try:
-        return Pipeline.objects.get(name=name)
+        return lookup.keep(Pipeline.objects.get(name=name))
     except Pipeline.DoesNotExist:
         from pipelines.sync import sync_pipelines
 
         sync_pipelines()
     try:
-        return Pipeline.objects.get(name=name)
+        return lookup.keep(Pipeline.objects.get(name=name))
     except Pipeline.DoesNotExist:
         known = ", ".join(Pipeline.objects.values_list("name", flat=True)) or "none"
         raise UnknownPipeline(f"Unknown pipeline {name!r}. Known pipelines: {known}") from None
@@ -200,9 +208,8 @@ def enqueue_many(
         raise OrbitError(f"at most {MAX_BATCH} runs at once, not {len(metadatas)}")
     keys = _per_run(idempotency_keys, len(metadatas), "idempotency key")
     uniques = _per_run(unique_keys, len(metadatas), "unique key")
-    row = name if isinstance(name, Pipeline) else get_pipeline(name)
     return run_create_many(
-        row,
+        name,
         metadatas,
         priority=priority,
         queue=queue,
@@ -214,14 +221,34 @@ def enqueue_many(
 
 
 def _per_run(keys: Sequence[str | None] | None, count: int, what: str) -> list[str | None]:
-    """One key (or None) per run, each a non-empty string of at most 255 characters."""
+    """One key (or None) per run, each a non-empty string of at most 255 characters and
+    no two alike: a batch that names one key twice would queue one run and answer the
+    other with it, so it is refused whole, naming both places."""
     given: list[str | None] = list(keys) if keys is not None else [None] * count
     if len(given) != count:
         raise OrbitError(f"give one {what} per run, or none")
-    for key in given:
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= KEY_MAX_LENGTH):
-            raise OrbitError(f"an {what} is 1-{KEY_MAX_LENGTH} characters, not {key!r}")
+    seen: dict[str, int] = {}
+    for index, key in enumerate(given):
+        if key is None:
+            continue
+        if not isinstance(key, str) or not 0 < len(key) <= KEY_MAX_LENGTH:
+            raise OrbitError(
+                _at(index, count, f"an {what} is 1-{KEY_MAX_LENGTH} characters, not {key!r}"),
+                index=index,
+            )
+        if key in seen:
+            raise OrbitError(
+                f"run {index}: {what} {key!r} is also run {seen[key]}'s; one batch takes "
+                "each key once",
+                index=index,
+            )
+        seen[key] = index
     return given
+
+
+def _at(index: int, count: int, message: str) -> str:
+    """`message` about the run at `index`, named when there are several."""
+    return message if count == 1 else f"run {index}: {message}"
 
 
 def run_create(
@@ -239,9 +266,8 @@ def run_create(
     actor: Actor | None = None,
 ) -> Run:
     """One run, with the options schedules and reruns add (its slot, its original)."""
-    row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
     [run] = run_create_many(
-        row,
+        pipeline,
         [metadata],
         priority=priority,
         queue=queue,
@@ -256,7 +282,7 @@ def run_create(
 
 
 def run_create_many(
-    row: Pipeline,
+    pipeline: str | Pipeline,
     metadatas: Sequence[dict[str, Any] | None],
     *,
     priority: int,
@@ -269,7 +295,56 @@ def run_create_many(
     actor: Actor | None = None,
 ) -> list[Run]:
     """Validate, lay out, insert in one call, and return the runs (or, for a key or a
-    schedule slot already taken, the run holding it)."""
+    schedule slot already taken, the run holding it).
+
+    A pipeline named is read from this process's cache (pipelines/lookup.py): the insert
+    writes nothing unless the stored row is enabled and still says what the copy says.
+    When it does not, the pipeline is read again (by name when named, by id when given
+    as a row) and the runs are validated and laid out anew from it, or refused."""
+    row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
+    for _ in range(STALE_RETRIES):
+        try:
+            return _create_many(
+                row,
+                metadatas,
+                priority=priority,
+                queue=queue,
+                idempotency_keys=idempotency_keys,
+                unique_keys=unique_keys,
+                start=start,
+                scheduled_for=scheduled_for,
+                rerun_of=rerun_of,
+                actor=actor,
+            )
+        except StalePipeline:
+            lookup.forget(row.name)
+            if isinstance(pipeline, str):  # the name may now be another row's, or none's
+                row = get_pipeline(pipeline)
+                continue
+            fresh = Pipeline.objects.filter(pk=row.pk).first()
+            if fresh is None:
+                raise UnknownPipeline(f"Pipeline {row.name!r} was deleted") from None
+            row = fresh
+    raise StalePipeline(f"Pipeline {row.name!r} kept changing while runs were queued; try again")
+
+
+#: How many times a batch is laid out again for a pipeline row that changed meanwhile.
+STALE_RETRIES = 3
+
+
+def _create_many(
+    row: Pipeline,
+    metadatas: Sequence[dict[str, Any] | None],
+    *,
+    priority: int,
+    queue: str | None,
+    idempotency_keys: Sequence[str | None],
+    unique_keys: Sequence[str | None] | None,
+    start: When,
+    scheduled_for: datetime | None,
+    rerun_of: Run | None,
+    actor: Actor | None,
+) -> list[Run]:
     if not row.enabled:  # every entry point: the API, the CLI, the dashboard, code
         raise PipelineDisabled(f"Pipeline {row.name!r} is disabled; enable it to run it")
     definition = row.code
@@ -280,49 +355,69 @@ def run_create_many(
         )
     priority = validate_priority(priority)
     queue = validate_queue(queue if queue is not None else definition.queue)
-    given = [validate_metadata(m) for m in metadatas]
-    merged = [validate_metadata(row.merged_metadata(m)) for m in given]
+    count = len(metadatas)
+    given: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = []
+    for index, metadata in enumerate(metadatas):
+        try:
+            given.append(validate_metadata(metadata))
+            # with no default metadata, the merged input is the given one, checked already
+            merged.append(
+                validate_metadata(row.merged_metadata(given[-1]))
+                if row.default_metadata
+                else dict(given[-1])
+            )
+        except OrbitError as exc:  # the same error, saying which run it is about
+            raise type(exc)(_at(index, count, str(exc)), index=index) from None
     steps = definition.step_names
     first = planner.plan(steps, {})
     current_step = first.name if isinstance(first, planner.NextStep) else ""
-    runs: list[Run] = []
-    news: list[NewRun] = []
+    changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
+    if scheduled_for is not None:
+        changes["scheduled_for"] = scheduled_for.isoformat()
+    action = AuditAction.RUN_RERUN if rerun_of is not None else AuditAction.RUN_CREATED
+    if rerun_of is not None:  # its creation is the rerun's event: which run, what changed
+        changes["rerun_of"] = str(rerun_of.id)
+    if start.run_after is not None:
+        changes["run_after"] = start.run_after.isoformat()
+    if start.delay:
+        changes["delay"] = start.delay
     # The caller's trace (a request's span, say): the parent of the runs' spans. Empty,
     # and never read, while tracing is off.
     trace_context = tracing.carrier()
-    uniques = list(unique_keys) if unique_keys is not None else [None] * len(merged)
+    make = _run_maker(
+        {
+            "trace_context": trace_context,
+            "pipeline_id": row.pk,
+            "priority": priority,
+            "queue": queue,
+            "scheduled_for": scheduled_for,
+            "rerun_of_id": rerun_of.id if rerun_of is not None else None,
+            "current_step": current_step,
+        }
+    )
+    runs: list[Run] = []
+    news: list[NewRun] = []
+    uniques = list(unique_keys) if unique_keys is not None else [None] * count
     for metadata, key, unique in zip(merged, idempotency_keys, uniques, strict=True):
-        run = Run(
-            id=uuid7(),
-            pipeline=row,
-            metadata=metadata,
-            priority=priority,
-            queue=queue,
-            idempotency_key=key,
-            unique_key=unique,
-            scheduled_for=scheduled_for,
-            rerun_of=rerun_of,
-            current_step=current_step,
-            trace_context=trace_context,
+        run_id = uuid7()
+        run = make(
+            {"id": run_id, "metadata": metadata, "idempotency_key": key, "unique_key": unique}
         )
-        changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
-        if scheduled_for is not None:
-            changes["scheduled_for"] = scheduled_for.isoformat()
-        action = AuditAction.RUN_CREATED
-        if rerun_of is not None:  # its creation is the rerun's event: which run, what changed
-            action = AuditAction.RUN_RERUN
-            changes["rerun_of"] = str(rerun_of.id)
-            changes["metadata"] = {"changed_keys": changed_keys(rerun_of.metadata, metadata)}
-        if start.run_after is not None:
-            changes["run_after"] = start.run_after.isoformat()
-        if start.delay:
-            changes["delay"] = start.delay
-        if unique is not None:
-            changes["unique_key"] = unique
+        run.pipeline = row
+        if rerun_of is not None:
+            run.rerun_of = rerun_of
+        own = changes
+        if rerun_of is not None or unique is not None:
+            own = dict(changes)
+            if rerun_of is not None:
+                own["metadata"] = {"changed_keys": changed_keys(rerun_of.metadata, metadata)}
+            if unique is not None:
+                own["unique_key"] = unique
         runs.append(run)
         news.append(
             NewRun(
-                id=run.id,
+                id=run_id,
                 pipeline_id=row.pk,
                 steps=steps,
                 current_step=current_step,
@@ -333,14 +428,64 @@ def run_create_many(
                 unique_key=unique,
                 scheduled_for=scheduled_for,
                 rerun_of=rerun_of.id if rerun_of is not None else None,
-                audit=event_values(action, run, actor=actor, changes=changes, label=run_label(run)),
+                audit=event_values(action, run, actor=actor, changes=own, label=run_label(run)),
                 run_after=start.run_after,
                 delay=start.delay,
                 trace_context=trace_context,
             )
         )
-    inserted = store().insert_runs(news)
+    check = PipelineCheck(
+        id=row.pk,
+        name=row.name,
+        definition=row.definition,
+        default_metadata=row.default_metadata or {},
+    )
+    inserted = store().insert_runs(news, pipeline=check)
+    return _answer(row, runs, news, given, inserted, priority, scheduled_for)
+
+
+def _run_maker(shared: dict[str, Any]) -> Callable[[dict[str, Any]], Run]:
+    """Make the Run instances of one batch positionally, `Run(*values)`, from the columns
+    the batch shares worked out once. The keyword constructor fills each column it is not
+    given from its field's default, one by one: a fifth of a large batch's time. A field
+    whose default is callable (a fresh dict, an id) gets its own value per run."""
+    fields = Run._meta.concrete_fields
+    where = {field.attname: i for i, field in enumerate(fields)}
+    base = [
+        shared[field.attname] if field.attname in shared else field.get_default()
+        for field in fields
+    ]
+    fresh = [
+        (i, field)
+        for i, field in enumerate(fields)
+        if field.has_default() and callable(field.default)
+    ]
+
+    def make(own: dict[str, Any]) -> Run:
+        values = base.copy()
+        for i, field in fresh:
+            if field.attname not in own and field.attname not in shared:
+                values[i] = field.get_default()
+        for name, value in own.items():
+            values[where[name]] = value
+        return Run(*values)  # type: ignore[misc]  # django-stubs types keywords only
+
+    return make
+
+
+def _answer(
+    row: Pipeline,
+    runs: list[Run],
+    news: list[NewRun],
+    given: list[dict[str, Any]],
+    inserted: list[InsertedRun],
+    priority: int,
+    scheduled_for: datetime | None,
+) -> list[Run]:
+    """Each run as inserted, or the run already holding its key or schedule slot."""
     results: list[Run] = []
+    alias = connection.alias
+    debug = logger.isEnabledFor(logging.DEBUG)
     for run, new, given_metadata, done in zip(runs, news, given, inserted, strict=True):
         if not done.created:
             if new.idempotency_key is None and new.unique_key is None:
@@ -364,9 +509,9 @@ def run_create_many(
         assert done.created_at is not None and done.available_at is not None
         run.created_at, run.available_at = done.created_at, done.available_at
         run._state.adding = False
-        run._state.db = connection.alias
-        if logger.isEnabledFor(logging.DEBUG):  # the enqueue hot path: one line per run is
-            logger.debug(  # the outcome's, at INFO (runs/execution.py)
+        run._state.db = alias
+        if debug:  # the enqueue hot path: one line per run is the outcome's, at INFO
+            logger.debug(  # (runs/execution.py)
                 "Run %s of %s created",
                 run.id,
                 row.name,

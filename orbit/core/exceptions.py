@@ -29,6 +29,11 @@ class PipelineDisabled(OrbitError):
     """The pipeline is disabled and cannot start runs."""
 
 
+class StalePipeline(OrbitError):
+    """The pipeline row changed since it was read (disabled, renamed, redefined or given
+    other default metadata): nothing was inserted; read it again."""
+
+
 class IdempotencyConflict(OrbitError):
     """The idempotency key was already used for a different request."""
 

@@ -23,8 +23,9 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
 from orbit.core.clock import db_now
-from orbit.core.exceptions import LeaseLost, type_path
+from orbit.core.exceptions import LeaseLost, StalePipeline, type_path
 from orbit.core.models import AuditEvent
+from pipelines.models import Pipeline
 from runs.models import (
     ACTIVE_STATUSES,
     Run,
@@ -51,6 +52,7 @@ from runs.store.records import (
     LogBatch,
     NewRun,
     Outcome,
+    PipelineCheck,
     Pruned,
     StepRow,
     StepStart,
@@ -85,6 +87,48 @@ _STEP_FIELDS = ("id", "name", "status", "result", "attempts", "failures")
 LOGGING_STATUSES = (RunStatus.RUNNING.value, RunStatus.CANCELLED.value)
 
 
+def _as_checked(pipeline: PipelineCheck) -> bool:
+    """Whether the stored pipeline row is enabled and has the values the caller read."""
+    stored = (
+        Pipeline.objects.filter(pk=pipeline.id, enabled=True)
+        .values_list("name", "definition", "default_metadata")
+        .first()
+    )
+    return stored is not None and stored == (
+        pipeline.name,
+        pipeline.definition,
+        dict(pipeline.default_metadata),
+    )
+
+
+def _cannot_conflict(new: NewRun) -> bool:
+    """Whether `new` holds nothing another run may hold: no key, no schedule slot."""
+    return new.idempotency_key is None and new.unique_key is None and new.scheduled_for is None
+
+
+def _run_row(new: NewRun) -> Run:
+    """The Run to insert for `new`, due at its `run_after`, or its delay from the
+    database's clock, or (by the column's default) now."""
+    run = Run(
+        id=new.id,
+        pipeline_id=new.pipeline_id,
+        metadata=dict(new.metadata),
+        priority=new.priority,
+        queue=new.queue,
+        idempotency_key=new.idempotency_key,
+        unique_key=new.unique_key,
+        scheduled_for=new.scheduled_for,
+        current_step=new.current_step,
+        rerun_of_id=new.rerun_of,
+        trace_context=dict(new.trace_context),
+    )
+    if new.run_after is not None:
+        run.available_at = new.run_after
+    elif new.delay:
+        run.available_at = t.now_plus(new.delay)
+    return run
+
+
 def quarantine_error(interruptions: int, step: str, limit: int) -> str:
     where = f"in step '{step}'" if step else "before its first step"
     return QUARANTINE_ERROR % (interruptions, where, limit)
@@ -102,11 +146,19 @@ class PortableStore:
     features = Features(percentiles=False, text_timestamps=True)
 
     # -- creating ---------------------------------------------------------------------
-    def insert_runs(self, runs: Sequence[NewRun]) -> list[InsertedRun]:
+    def insert_runs(
+        self, runs: Sequence[NewRun], *, pipeline: PipelineCheck | None = None
+    ) -> list[InsertedRun]:
         results: list[InsertedRun] = []
-        with transaction.atomic():
-            for new in runs:
-                results.append(self._insert_one(new))
+        with transaction.atomic():  # IMMEDIATE on SQLite: no one changes the row meanwhile
+            if pipeline is not None and not _as_checked(pipeline):
+                raise StalePipeline(f"pipeline {pipeline!r} changed since it was read")
+            # A run holding no key and no schedule slot cannot conflict: those go in one
+            # INSERT per table (SQLite splits a very large batch), with no savepoint. The
+            # others go one by one, each in a savepoint, so a conflict undoes it alone.
+            free = [new for new in runs if _cannot_conflict(new)]
+            inserted = self._insert_free(free) if free else {}
+            results = [inserted.get(new.id) or self._insert_one(new) for new in runs]
             if any(r.created for r in results):
                 self.announce(
                     min(
@@ -116,24 +168,29 @@ class PortableStore:
                 )
         return results
 
-    def _insert_one(self, new: NewRun) -> InsertedRun:
-        run = Run(
-            id=new.id,
-            pipeline_id=new.pipeline_id,
-            metadata=dict(new.metadata),
-            priority=new.priority,
-            queue=new.queue,
-            idempotency_key=new.idempotency_key,
-            unique_key=new.unique_key,
-            scheduled_for=new.scheduled_for,
-            current_step=new.current_step,
-            rerun_of_id=new.rerun_of,
-            trace_context=dict(new.trace_context),
+    def _insert_free(self, news: Sequence[NewRun]) -> dict[uuid.UUID, InsertedRun]:
+        """Insert runs that cannot conflict, each table in one statement; their stamps
+        come back with the INSERT (RETURNING)."""
+        made = Run.objects.bulk_create([_run_row(new) for new in news])
+        Step.objects.bulk_create(
+            Step(run_id=new.id, name=name, position=i)
+            for new in news
+            for i, name in enumerate(new.steps)
         )
-        if new.run_after is not None:
-            run.available_at = new.run_after
-        elif new.delay:
-            run.available_at = t.now_plus(new.delay)
+        AuditEvent.objects.bulk_create(
+            AuditEvent(**{**new.audit, "target_id": str(new.id)})
+            for new in news
+            if new.audit is not None
+        )
+        return {
+            run.id: InsertedRun(
+                id=run.id, created=True, created_at=run.created_at, available_at=run.available_at
+            )
+            for run in made
+        }
+
+    def _insert_one(self, new: NewRun) -> InsertedRun:
+        run = _run_row(new)
         try:
             with transaction.atomic():  # a savepoint: a conflict undoes this run only
                 run.save(force_insert=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.db import connection, models, transaction
 
+from orbit.core.exceptions import StalePipeline
 from orbit.core.models import AuditEvent
 from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
 from runs.store import rows
@@ -45,6 +46,7 @@ from runs.store.records import (
     LogBatch,
     NewRun,
     Outcome,
+    PipelineCheck,
     Pruned,
     StepRow,
 )
@@ -80,11 +82,14 @@ class PostgresStore(PortableStore):
         return found
 
     # -- creating ---------------------------------------------------------------------
-    def insert_runs(self, runs: Sequence[NewRun]) -> list[InsertedRun]:
+    def insert_runs(
+        self, runs: Sequence[NewRun], *, pipeline: PipelineCheck | None = None
+    ) -> list[InsertedRun]:
         if not runs:
             return []
         params = {
             "runs": json.dumps([_new_run(new) for new in runs], default=str),
+            "pipeline": None if pipeline is None else json.dumps(_check(pipeline)),
             "run_defaults": rows.defaults_json(Run),
             "step_defaults": rows.defaults_json(Step),
             "audit_defaults": rows.defaults_json(AuditEvent),
@@ -97,6 +102,8 @@ class PostgresStore(PortableStore):
                 found = self._execute("insert_runs", params)
         else:
             found = self._execute("insert_runs", params)
+        if not found:  # the statement wrote nothing: the pipeline is not as the caller read it
+            raise StalePipeline(f"pipeline {pipeline!r} changed since it was read")
         return [
             InsertedRun(
                 id=held if not created else run_id, created=created, created_at=c, available_at=a
@@ -333,6 +340,15 @@ def _new_run(new: NewRun) -> dict[str, Any]:
         "_steps": list(new.steps),
         "_audit": None if new.audit is None else dict(new.audit),
         "trace_context": dict(new.trace_context),
+    }
+
+
+def _check(pipeline: PipelineCheck) -> dict[str, Any]:
+    return {
+        "id": pipeline.id,
+        "name": pipeline.name,
+        "definition": pipeline.definition,
+        "default_metadata": dict(pipeline.default_metadata),
     }
 
 

@@ -32,6 +32,7 @@ from runs.store.records import (
     LogBatch,
     NewRun,
     Outcome,
+    PipelineCheck,
     Pruned,
     StepRow,
     StepStart,
@@ -73,10 +74,14 @@ class RunStore(Protocol):
     features: Features
 
     # -- creating ---------------------------------------------------------------------
-    def insert_runs(self, runs: Sequence[NewRun]) -> list[InsertedRun]:
+    def insert_runs(
+        self, runs: Sequence[NewRun], *, pipeline: PipelineCheck | None = None
+    ) -> list[InsertedRun]:
         """Insert runs with their steps and audit events, and announce them; a run whose
-        idempotency key or schedule slot is taken is not inserted (`created` False, with
-        the id of the run that holds it). All or nothing otherwise."""
+        idempotency key, unique key or schedule slot is taken is not inserted (`created`
+        False, with the id of the run that holds it). All or nothing otherwise. With a
+        `pipeline`, nothing is written unless that row is enabled and still has those
+        values: StalePipeline (the caller's copy, perhaps cached, is out of date)."""
         ...
 
     # -- claiming and starting --------------------------------------------------------

@@ -46,10 +46,19 @@ def parse(text: str) -> dict[str, str]:
 
 @cache
 def statements(filename: str = "runs.sql") -> dict[str, str]:
-    """The file's statements with the table names filled in."""
+    """The file's statements with the table names filled in, as they are sent."""
     names = {key: connection.ops.quote_name(model._meta.db_table) for key, model in TABLES.items()}
     raw = parse((SQL_DIR / filename).read_text())
-    return {name: body.format(**names) for name, body in raw.items()}
+    return {name: sendable(name, body.format(**names)) for name, body in raw.items()}
+
+
+def sendable(name: str, body: str) -> str:
+    """`body` without its comment lines, under one naming it (so pg_stat_activity and the
+    logs still say which statement runs). psycopg keeps a statement's parsed form only
+    up to 4,096 characters (MAX_CACHED_STATEMENT_LENGTH); the comments pushed the
+    longest statements past it, to be parsed again on every call."""
+    kept = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+    return "\n".join([f"-- orbit: {name}", *kept])
 
 
 def sql(name: str, filename: str = "runs.sql") -> str:

@@ -39,6 +39,18 @@ class NewRun:
 
 
 @dataclass(frozen=True)
+class PipelineCheck:
+    """The pipeline row as the caller laid its runs out for it (perhaps from a cached copy,
+    pipelines/lookup.py): `insert_runs` writes them only while the stored row is enabled
+    and still has these values, and otherwise writes nothing and raises StalePipeline."""
+
+    id: int
+    name: str
+    definition: str
+    default_metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class InsertedRun:
     """One `NewRun`'s fate: inserted, or the run already holding its idempotency key or
     schedule slot (`created` False)."""

@@ -177,3 +177,41 @@ def test_concurrent_enqueues_with_one_unique_key_make_one_run(test_pipelines):
         thread.join(timeout=30)
     assert len(ids) == 6 and len(set(ids)) == 1
     assert Run.objects.filter(unique_key="race").count() == 1
+
+
+def test_enqueue_many_names_the_bad_run_and_queues_none(test_pipelines):
+    from orbit.core.exceptions import InvalidMetadata
+
+    with pytest.raises(InvalidMetadata, match=r"^run 2: Run metadata must be a JSON object") as bad:
+        enqueue_many("t-single", [{"n": 0}, {"n": 1}, ["not", "an", "object"]])  # type: ignore[list-item]
+    assert bad.value.context["index"] == 2
+    with pytest.raises(OrbitError, match=r"^run 1: an idempotency key is 1-255") as bad:
+        enqueue_many("t-single", [{}, {}], idempotency_keys=["ok", ""])
+    assert bad.value.context["index"] == 1
+    assert Run.objects.count() == 0
+
+
+def test_one_key_twice_in_a_batch_refuses_the_batch(test_pipelines):
+    for option, what in (("idempotency_keys", "idempotency key"), ("unique_keys", "unique key")):
+        with pytest.raises(OrbitError, match=rf"^run 2: {what} 'k' is also run 0's"):
+            enqueue_many("t-single", [{}, {}, {}], **{option: ["k", "other", "k"]})
+    assert Run.objects.count() == 0
+
+
+def test_idempotency_keys_in_a_batch_return_the_runs_already_queued(test_pipelines):
+    first = enqueue_many("t-single", [{"n": 1}, {"n": 2}], idempotency_keys=["a", "b"])
+    again = enqueue_many("t-single", [{"n": 1}, {"n": 3}], idempotency_keys=["a", "c"])
+    assert again[0].id == first[0].id and again[1].id not in {r.id for r in first}
+    assert Run.objects.count() == 3
+    with pytest.raises(IdempotencyConflict, match="'b'"):
+        enqueue_many("t-single", [{"n": 9}], idempotency_keys=["b"])
+    assert Run.objects.count() == 3
+
+
+def test_enqueue_many_takes_ten_thousand_runs_and_refuses_more(test_pipelines):
+    from runs.enqueueing import MAX_BATCH
+
+    assert len(enqueue_many("t-single", [None] * MAX_BATCH)) == MAX_BATCH == 10_000
+    with pytest.raises(OrbitError, match="at most 10000 runs at once"):
+        enqueue_many("t-single", [None] * (MAX_BATCH + 1))
+    assert Run.objects.count() == MAX_BATCH

@@ -74,28 +74,3 @@ def test_cancel_then_retry(test_pipelines):
     assert not Run.objects.claimable().exists()
     assert run_retry(run.id).status == RunStatus.PENDING
     assert Run.objects.claimable().filter(id=run.id).exists()
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_enqueue_is_one_statement_after_the_pipeline_lookup_on_postgresql(test_pipelines):
-    """The run, its steps, its audit event and the NOTIFY go in one statement
-    (runs/store: insert_runs); the query count is pinned so a change that adds round trips shows."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from orbit.core.models import AuditEvent
-    from runs.models import Step
-
-    enqueue("t-three")  # warm up: the pipeline rows exist
-    with CaptureQueriesContext(connection) as queries:
-        run = enqueue("t-three", metadata={"a": 1}, priority=3)
-    assert len(queries) == 2, [q["sql"][:60] for q in queries.captured_queries]
-    stored = Run.objects.get(id=run.id)
-    assert (stored.status, stored.metadata, stored.priority) == ("pending", {"a": 1}, 3)
-    assert (stored.created_at, stored.available_at) == (run.created_at, run.available_at)
-    assert list(
-        Step.objects.filter(run=run).order_by("position").values_list("name", "position")
-    ) == [("one", 0), ("two", 1), ("three", 2)]
-    event = AuditEvent.objects.get(target_id=str(run.id))
-    assert (event.action, event.changes["priority"]) == ("run.created", 3)

@@ -308,13 +308,17 @@ def test_aenqueue_and_aget_result(test_pipelines):
     assert (fetched.id, fetched.status, fetched.args) == (result.id, TaskResultStatus.READY, [1, 2])
 
 
-def test_enqueue_costs_two_statements_on_postgresql(test_pipelines):
-    """As any run: the pipeline lookup and the insert (its row is made on first enqueue)."""
+def test_enqueue_costs_what_any_enqueue_costs(test_pipelines):
+    """As any run (tests/runs/test_enqueue_cost.py): the insert alone on PostgreSQL, its
+    pipeline row cached (made and read on the first enqueue)."""
+    from tests.runs.test_enqueue_cost import SINGLE
+
     t.add.enqueue(1, 2)
     with CaptureQueriesContext(connection) as queries:
         t.add.enqueue(3, 4)
-    expected = 2 if connection.vendor == "postgresql" else len(queries)
-    assert len(queries) == expected, [q["sql"][:80] for q in queries.captured_queries]
+    assert len(queries) == SINGLE[connection.vendor], [
+        q["sql"][:80] for q in queries.captured_queries
+    ]
 
 
 def test_a_cancelled_task_is_failed_with_the_reason(test_pipelines):

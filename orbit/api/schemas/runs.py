@@ -12,7 +12,7 @@ from pydantic import ConfigDict
 
 from orbit.api.idempotency import client_key
 from orbit.core.redaction import redact, redact_logs
-from runs.enqueueing import MAX_BATCH, PRIORITY_RANGE
+from runs.enqueueing import PRIORITY_RANGE
 from runs.models import RunStatus, StepStatus
 
 # --- Errors -----------------------------------------------------------------------------------
@@ -62,13 +62,18 @@ class RunIn(Schema):
     )
 
 
+#: The most runs one bulk request queues: a request body stays small (enqueue_many from
+#: code takes runs.enqueueing.MAX_BATCH).
+BULK_MAX = 1000
+
+
 class RunBulkIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     runs: list[dict[str, Any] | None] = Field(
         min_length=1,
-        max_length=MAX_BATCH,
-        description=f"One metadata object (or null) per run to queue, at most {MAX_BATCH}",
+        max_length=BULK_MAX,
+        description=f"One metadata object (or null) per run to queue, at most {BULK_MAX}",
     )
     priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher first")
     queue: str | None = Field(None, description="As for one run")
