@@ -49,3 +49,12 @@ def test_every_insert_sets_the_key_and_the_stamped_columns_itself():
 def test_a_statement_names_only_the_fixed_tables():
     for name, body in queries.parse((queries.SQL_DIR / "runs.sql").read_text()).items():
         assert set(re.findall(r"\{(\w+)\}", body)) <= set(queries.TABLES), name
+
+
+def test_every_whole_row_is_built_once_not_once_per_column():
+    """`SELECT (jsonb_populate_record(...)).*` runs the function, and the nextval() inside
+    it, once per column: ten times the work, and ids burnt by the dozen. Each insert
+    builds its row in a LATERAL join instead."""
+    for name, body in queries.parse((queries.SQL_DIR / "runs.sql").read_text()).items():
+        code = "\n".join(line.split("--")[0] for line in body.splitlines())
+        assert ")).*" not in code, f"{name} builds a row once per column"
