@@ -25,6 +25,7 @@ from runs.store.records import (
     AttemptRecord,
     Claim,
     ClaimRequest,
+    Claims,
     DeadWorker,
     Fence,
     InsertedRun,
@@ -78,9 +79,15 @@ class RunStore(Protocol):
         ...
 
     # -- claiming and starting --------------------------------------------------------
-    def claim(self, request: ClaimRequest) -> list[Claim]:
+    def claim(self, request: ClaimRequest) -> Claims:
         """Claim up to `request.limit` due runs of enabled pipelines, highest priority
-        first, then the longest waiting; each claim starts its run's current step."""
+        first, then the longest waiting; each claim starts its run's current step. Runs
+        under a flow limit (docs/FLOW-CONTROL.md) are claimed only with `request.limited`,
+        first, within their limits, holding a lock that serialises every such claimer."""
+        ...
+
+    def has_limits(self) -> bool:
+        """Whether an enabled pipeline has a concurrency or rate limit."""
         ...
 
     def claim_run(
@@ -159,7 +166,8 @@ class RunStore(Protocol):
 
     def seconds_until_due(self, queues: Sequence[str]) -> float | None:
         """Until the earliest pending run of an enabled pipeline in `queues` is due
-        (0 when one is due now; None when there is none)."""
+        (0 when one is due now; None when there is none). Due runs under a flow limit are
+        left out: a freed slot or a rate window's end brings their claim, not this."""
         ...
 
     # -- operators --------------------------------------------------------------------

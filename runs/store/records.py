@@ -82,10 +82,19 @@ class Claim:
     metadata: dict[str, Any]
     steps: tuple[StepRow, ...]
     started: str = ""
+    #: Claimed under a flow limit (pipelines/limits.py): its end may free a slot.
+    limited: bool = False
 
     @property
     def held(self) -> Fence:
         return Fence(self.run_id, self.fence)
+
+
+class Claims(list[Claim]):
+    """A claim's runs, and what limited claiming learnt: `retry_after` seconds until a
+    rate limit that is full admits another claim (None: none is full)."""
+
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,10 @@ class ClaimRequest:
     queues: tuple[str, ...]
     lease_seconds: float
     definitions: Mapping[str, tuple[str, ...]] | None = None
+    #: Also claim runs under flow limits (serialised by the limits' lock, a few statements
+    #: more). False when the caller knows no limit applies: runs of limited pipelines and
+    #: queues are then left alone, never claimed past their limit.
+    limited: bool = True
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,10 @@ BURST_HORIZON_SECONDS = 60.0
 #: How soon to claim again when runs were due yet the claim found none: once, since a
 #: delayed run may have come due between the claim and the question (docs/FLOW-CONTROL.md).
 DUE_RECHECK_SECONDS = 0.005
+#: How long a worker trusts its answer to "does any pipeline have a flow limit?": a limit
+#: an operator sets on an unlimited pipeline holds its runs at once (the plain claim leaves
+#: them alone) and they are claimed within this long.
+LIMITS_REFRESH_SECONDS = 5.0
 #: Between attempts to open the wake-up channel after it failed.
 LISTEN_RETRY_SECONDS = 5.0
 #: Between looks for task pipelines this worker has not loaded yet (a claim that comes
@@ -93,6 +97,15 @@ class WorkerLoop:
         self.poll_interval = poll_interval or orbit_settings.poll_interval
         #: Whether the last claim came back empty while runs were due (see `_claim`).
         self._due_unclaimed = False
+        #: When claiming under flow limits is next worth its statements (monotonic): at
+        #: once after a limited run of ours ends, an announcement or a recovery; when a
+        #: full rate window admits again; else a poll interval on (others' runs ending).
+        self._limited_at = 0.0
+        #: Seconds until a full rate window admits again, as the last claim learnt.
+        self._rate_wait: float | None = None
+        #: (when asked, whether any pipeline has a limit); queue limits are settings.
+        self._limits_seen: tuple[float, bool] | None = None
+        self._queue_limited = bool(set(self.queues) & set(orbit_settings.queue_limits))
         self.listen = listen
         self.schedules = schedules
         # A retention setting Orbit cannot read stops the worker here, not later.
@@ -239,8 +252,27 @@ class WorkerLoop:
 
     # ------------------------------------------------------------------ claiming and steps
 
+    def _claims_limited(self, now: float) -> bool:
+        """Whether this claim also takes runs under flow limits (docs/FLOW-CONTROL.md):
+        only when some limit applies, so unlimited work pays no statement for them."""
+        if now < self._limited_at:
+            return False
+        if self._queue_limited:
+            return True
+        if self._limits_seen is None or now - self._limits_seen[0] > LIMITS_REFRESH_SECONDS:
+            self._limits_seen = (now, store().has_limits())
+        return self._limits_seen[1]
+
     def _claim(self) -> float | None:
+        wait = self._claim_free()
+        if self._rate_wait is None:
+            return wait
+        return self._rate_wait if wait is None else min(wait, self._rate_wait)
+
+    def _claim_free(self) -> float | None:
         free = [s for s in self.slots if not s.busy]
+        now = time.monotonic()
+        limited = self._claims_limited(now)
         claims = store().claim(
             ClaimRequest(
                 worker_id=self.row_id,
@@ -248,8 +280,14 @@ class WorkerLoop:
                 queues=self.queues,
                 lease_seconds=self.lease_seconds,
                 definitions=registry.step_names(),
+                limited=limited,
             )
         )
+        self._rate_wait = claims.retry_after
+        if limited:
+            full = len(claims) == len(free)
+            later = min(self.poll_interval, claims.retry_after or self.poll_interval)
+            self._limited_at = now + (0.0 if full else later)
         for slot, claim in zip(free, claims, strict=False):
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -336,6 +374,10 @@ class WorkerLoop:
             self._carry_out(slot, decision)
 
     def _run_done(self, slot: Slot, outcome: Next) -> None:
+        if slot.held is not None and slot.held.claim.limited:
+            self._limited_at = 0.0  # a slot of its limit is free: claim it at once
+            if self.stop is not None:
+                store().announce()  # not this worker, which is stopping: another one
         if outcome is Next.SUCCEEDED:
             self._counts["succeeded"] += 1
         elif outcome is Next.FAILED:
@@ -440,6 +482,7 @@ class WorkerLoop:
     def _sweep(self) -> float:
         report = recover_interrupted(auto_resume=True)
         if report.recovered:
+            self._limited_at = 0.0  # the slots their runs held under limits are free
             self.timers.bring_forward("claim")
         expiry = store().seconds_until_lease_expiry()
         interval = orbit_settings.sweep_interval
@@ -511,6 +554,7 @@ class WorkerLoop:
         now = time.monotonic()
         for delay in announced.delays:
             self.timers.bring_forward("claim", now + max(delay, 0.0))
+            self._limited_at = min(self._limited_at, now + max(delay, 0.0))
         held = {s.held.claim.run_id for s in self.slots if s.held is not None}
         if held & set(announced.cancelled):
             self.timers.bring_forward("heartbeat")  # it finds the run gone and stops its step

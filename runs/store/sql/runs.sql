@@ -98,7 +98,11 @@ WITH candidates AS (
       AND r.available_at <= statement_timestamp()
       AND r.pipeline_id IN (
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
+            -- Runs under a flow limit are claimed by the limited path (portable.py
+            -- `_claim_limited`, under the limits' lock), never here.
+            AND p.max_concurrency IS NULL AND p.rate_limit = '')
+      AND r.queue <> ALL(%(limited_queues)s::text[])
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
@@ -144,7 +148,11 @@ WITH candidates AS (
       AND r.available_at <= statement_timestamp()
       AND r.pipeline_id IN (
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
+            -- Runs under a flow limit are claimed by the limited path (portable.py
+            -- `_claim_limited`, under the limits' lock), never here.
+            AND p.max_concurrency IS NULL AND p.rate_limit = '')
+      AND r.queue <> ALL(%(limited_queues)s::text[])
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
@@ -375,6 +383,11 @@ JOIN taken ON taken.id = x.id
 -- name: announce
 -- The payload: milliseconds until the run is due, or "cancel:<run id>".
 SELECT pg_notify(%(channel)s, %(payload)s)
+
+
+-- name: lock_limits
+-- Serialises the claimers of runs under flow limits, until the transaction ends.
+SELECT pg_advisory_xact_lock(%(key)s)
 
 
 -- name: try_exclusive
