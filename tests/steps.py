@@ -196,3 +196,21 @@ def fails_revealing_secrets(ctx: StepContext) -> None:
     dsn = ctx.metadata.get("dsn")
     via = f" connecting to {dsn}" if dsn else ""
     raise ValueError(f"login refused: password={ctx.metadata['password']} (Bearer abc.def){via}")
+
+
+def span(ctx: StepContext) -> dict[str, Any]:
+    """Sleeps `metadata.seconds` (default 0.3), then records when it started and ended
+    (the host's clock) in orbit_test_spans (the `spans` fixture): how many overlapped is
+    measured outside Orbit."""
+    from django.db import connection
+
+    started = time.time()
+    time.sleep(ctx.metadata.get("seconds", 0.3))
+    ended = time.time()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO orbit_test_spans (run_id, pipeline, started, ended, pid) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [ctx.run_id, ctx.pipeline, started, ended, os.getpid()],
+        )
+    return {"started": started}

@@ -208,8 +208,10 @@ class PortableStore:
             return Claims(self._claim_ids(ids, request.worker_id, request.lease_seconds))
 
     def _lock_limits(self) -> None:
-        """Serialise limited claimers until the transaction ends. SQLite's write lock,
-        taken at BEGIN IMMEDIATE, already does."""
+        """Serialise limited claimers until the transaction ends, queue limits included.
+        SQLite's write lock, taken at BEGIN IMMEDIATE, already does; elsewhere only the
+        limited pipelines' rows are locked (below), so queue limits are exact on SQLite
+        and with the PostgreSQL store."""
 
     def _claim_limited(self, request: ClaimRequest) -> Claims:
         """Claim due runs of limited pipelines and queues, within their limits: count
@@ -221,7 +223,12 @@ class PortableStore:
         rows = Pipeline.objects.enabled().limited()
         if request.definitions is not None:
             rows = rows.filter(definition__in=list(request.definitions))
-        pipelines = list(rows.values_list("id", "name", "max_concurrency", "rate_limit"))
+        # Locked (in name order, so claimers never deadlock): on a database server each
+        # claimer of a limited pipeline waits for the one before, and the statements after
+        # this one see its claims. SQLite's write lock already serialises claimers.
+        pipelines = list(
+            rows.select_for_update().values_list("id", "name", "max_concurrency", "rate_limit")
+        )
         if not pipelines and not queue_limits:
             return Claims()
         now = db_now().timestamp()
@@ -278,7 +285,7 @@ class PortableStore:
             (due.filter(pipeline_id=pid), min(request.limit, *_rooms_of(buckets(pid, q), rooms)))
             for pid, q in ((p[0], "") for p in pipelines)
         ] + [
-            (unlimited(due.filter(queue=queue)), min(request.limit, rooms[("queue", queue)]))
+            (due.filter(UNLIMITED, queue=queue), min(request.limit, rooms[("queue", queue)]))
             for queue in queue_limits
         ]
         for query, most in fetches:
