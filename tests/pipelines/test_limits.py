@@ -150,3 +150,54 @@ def test_queue_limits_and_named_rates_come_from_settings(settings):
 def test_a_bad_queue_limit_setting_names_the_setting(text):
     with pytest.raises(ImproperlyConfigured, match="ORBIT_QUEUE_LIMITS"):
         parse_named("ORBIT_QUEUE_LIMITS", text, lambda v: int(v) if int(v) > 0 else int("x"))
+
+
+@pytest.fixture
+def defined(db):
+    """Define `t-lim` in code (again, to change it), unregistered at the end."""
+    from pipelines.definition import registry
+
+    def define(**limits: object) -> Pipeline:
+        registry.unregister("t-lim")
+        return Pipeline("t-lim", steps=[step("noop", steps.noop)], **limits)  # type: ignore[arg-type]
+
+    yield define
+    registry.unregister("t-lim")
+
+
+def test_a_rows_limits_follow_its_code_until_an_operator_changes_max_concurrency(defined):
+    from pipelines.lifecycle import pipeline_update
+    from pipelines.models import Pipeline as Row
+    from pipelines.sync import sync_pipelines
+
+    defined(max_concurrency=2, rate_limit="5/2s")
+    sync_pipelines()
+    row = Row.objects.get(name="t-lim")
+    assert (row.max_concurrency, row.max_concurrency_source, row.rate_limit) == (2, "code", "5/2s")
+    defined(max_concurrency=5, rate_limit="veryfi")
+    sync_pipelines()
+    row.refresh_from_db()
+    assert (row.max_concurrency, row.rate_limit) == (5, "veryfi")  # a deploy changes both
+    pipeline_update(row, max_concurrency=3)
+    defined(max_concurrency=9, rate_limit="")
+    sync_pipelines()
+    row.refresh_from_db()
+    # The operator's max_concurrency wins over the code's; the rate limit is the code's.
+    assert (row.max_concurrency, row.max_concurrency_source, row.rate_limit) == (3, "operator", "")
+    pipeline_update(row, max_concurrency_source="code")
+    row.refresh_from_db()
+    assert (row.max_concurrency, row.max_concurrency_source) == (9, "code")
+
+
+@pytest.mark.parametrize("value", [0, "3", 2.5])
+def test_an_operators_bad_max_concurrency_changes_nothing(defined, value):
+    from pipelines.lifecycle import pipeline_update
+    from pipelines.models import Pipeline as Row
+    from pipelines.sync import sync_pipelines
+
+    defined(max_concurrency=2)
+    sync_pipelines()
+    row = Row.objects.get(name="t-lim")
+    with pytest.raises(InvalidLimit):
+        pipeline_update(row, max_concurrency=value)
+    assert Row.objects.get(name="t-lim").max_concurrency == 2
