@@ -66,12 +66,15 @@ class RateRule:
     rate: Rate | None
 
 
-def rate_rule(pipeline: str, spec: str, named: Mapping[str, Rate]) -> RateRule | None:
-    """The rule a pipeline row's `rate_limit` stands for (None: it has none)."""
+def rate_rule(pipeline: str, spec: str, named: Mapping[str, Rate | None]) -> RateRule | None:
+    """The rule a pipeline row's `rate_limit` stands for (None: it has none, or it names
+    a limit configured "off")."""
     if not spec:
         return None
     if "/" in spec:
         return RateRule(INLINE_PREFIX + pipeline, parse_rate("rate_limit", spec))
+    if spec in named and named[spec] is None:
+        return None
     return RateRule(spec, named.get(spec))
 
 

@@ -228,8 +228,9 @@ class OrbitSettings:
         return parse_named("ORBIT_QUEUE_LIMITS", self._get("QUEUE_LIMITS"), _positive)
 
     @property
-    def rate_limits(self) -> dict[str, Rate]:
-        """The named rate limits: ORBIT_RATE_LIMITS, and "veryfi" from ORBIT_VERYFI_RATE_LIMIT."""
+    def rate_limits(self) -> dict[str, Rate | None]:
+        """The named rate limits: ORBIT_RATE_LIMITS, and "veryfi" from ORBIT_VERYFI_RATE_LIMIT
+        (None: configured "off", no limit)."""
         named = parse_named(
             "ORBIT_RATE_LIMITS",
             self._get("RATE_LIMITS"),
@@ -237,7 +238,7 @@ class OrbitSettings:
         )
         if "veryfi" not in named:
             named["veryfi"] = parse_rate("ORBIT_VERYFI_RATE_LIMIT", self._get("VERYFI_RATE_LIMIT"))
-        return {name: rate for name, rate in named.items() if rate is not None}
+        return named
 
     @property
     def trusted_proxies(self) -> int:

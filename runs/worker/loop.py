@@ -285,9 +285,10 @@ class WorkerLoop:
         )
         self._rate_wait = claims.retry_after
         if limited:
-            full = len(claims) == len(free)
+            # More may be claimable under limits at once only if they filled the batch.
+            more = len(claims) == len(free) and any(c.limited for c in claims)
             later = min(self.poll_interval, claims.retry_after or self.poll_interval)
-            self._limited_at = now + (0.0 if full else later)
+            self._limited_at = now + (0.0 if more else later)
         for slot, claim in zip(free, claims, strict=False):
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(

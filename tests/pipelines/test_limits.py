@@ -143,7 +143,8 @@ def test_queue_limits_and_named_rates_come_from_settings(settings):
     assert orbit_settings.queue_limits == {"documents": 4, "mail": 10}
     assert orbit_settings.rate_limits == {"maps": Rate(5, 2), "veryfi": Rate(30, 60)}
     settings.ORBIT_VERYFI_RATE_LIMIT = "off"
-    assert "veryfi" not in orbit_settings.rate_limits
+    assert orbit_settings.rate_limits["veryfi"] is None
+    assert rate_rule("docs", "veryfi", orbit_settings.rate_limits) is None  # off: no limit
 
 
 @pytest.mark.parametrize("text", ["documents", "documents=0", "documents=x", "=4"])

@@ -241,7 +241,7 @@ class PipelineAdmin(OrbitModelAdmin):
     def rate_shown(self, row: Pipeline) -> str:
         rule = rate_rule(row.name, row.rate_limit, orbit_settings.rate_limits)
         if rule is None:
-            return "none"
+            return f"{row.rate_limit}: configured off" if row.rate_limit else "none"
         if rule.rate is None:
             return f"{row.rate_limit}: not configured in ORBIT_RATE_LIMITS, so its runs wait"
         shared = "" if "/" in row.rate_limit else f"{row.rate_limit}, shared by name: "
