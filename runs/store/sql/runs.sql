@@ -96,12 +96,14 @@ WITH candidates AS (
     WHERE r.status = 'pending'
       AND r.queue = %(queue)s
       AND r.available_at <= statement_timestamp()
-      AND r.pipeline_id IN (
+      -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a run
+      -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
+      AND r.pipeline_id = ANY(ARRAY(
           SELECT p.id FROM {pipeline} AS p
           WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
             -- Runs under a flow limit are claimed by the limited path (portable.py
             -- `_claim_limited`, under the limits' lock), never here.
-            AND p.max_concurrency IS NULL AND p.rate_limit = '')
+            AND p.max_concurrency IS NULL AND p.rate_limit = ''))
       AND r.queue <> ALL(%(limited_queues)s::text[])
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
@@ -146,12 +148,14 @@ WITH candidates AS (
     WHERE r.status = 'pending'
       AND r.queue = ANY(%(queues)s)
       AND r.available_at <= statement_timestamp()
-      AND r.pipeline_id IN (
+      -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a run
+      -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
+      AND r.pipeline_id = ANY(ARRAY(
           SELECT p.id FROM {pipeline} AS p
           WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
             -- Runs under a flow limit are claimed by the limited path (portable.py
             -- `_claim_limited`, under the limits' lock), never here.
-            AND p.max_concurrency IS NULL AND p.rate_limit = '')
+            AND p.max_concurrency IS NULL AND p.rate_limit = ''))
       AND r.queue <> ALL(%(limited_queues)s::text[])
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id

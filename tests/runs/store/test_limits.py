@@ -110,6 +110,7 @@ def test_both_limits_apply_together(store):
 
 
 def test_has_limits_sees_enabled_limited_pipelines_only(store, pipeline):
+    Pipeline.objects.limited().update(enabled=False)  # the document pipeline's, say
     assert store.has_limits() is False
     limited = row("t-lim", max_concurrency=1, enabled=False)
     assert store.has_limits() is False
