@@ -327,6 +327,11 @@ class PortableStore:
             for claim in claims
             if (rule := rules.get(pipeline_of[claim.run_id])) is not None
         )
+        if started:
+            # Recorded at a moment after the claims (the decision was taken before them):
+            # each run's claim time lies between, so every window the windows admit by is
+            # at least as full as the real one, whatever the statements' own timestamps.
+            now = db_now().timestamp()
         waits = []
         for rule in {r.key: r for r in rules.values() if r is not None and r.rate}.values():
             assert rule.rate is not None
