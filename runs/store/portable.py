@@ -27,7 +27,7 @@ from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import LeaseLost, type_path
 from orbit.core.models import AuditEvent
-from pipelines.limits import MAX_CONCURRENCY, Candidate, RateRule, admit, choose, rate_rule, room
+from pipelines.limits import Candidate, RateRule, admit, choose, rate_rule, room
 from pipelines.models import Pipeline
 from runs.models import (
     ACTIVE_STATUSES,
@@ -263,10 +263,8 @@ class PortableStore:
                     _warn_unconfigured(rule.key, name)
                     rooms[("rate", rule.key)] = 0
                 else:
-                    wanted = request.limit
-                    rooms[("rate", rule.key)] = admit(
-                        windows.get(rule.key, []), now, rule.rate, wanted
-                    ).granted
+                    window = windows.get(rule.key, [])
+                    rooms[("rate", rule.key)] = admit(window, now, rule.rate, request.limit).granted
         for queue, most in queue_limits.items():
             rooms[("queue", queue)] = max(0, most - by_queue.get(queue, 0))
 
@@ -281,15 +279,21 @@ class PortableStore:
         if request.definitions is not None:
             due = _runnable_by(due, request.definitions)
         found: list[tuple[int, Any, uuid.UUID, int, str]] = []
+
+        def bound_for(keys: Sequence[Hashable]) -> int:
+            """How many due runs under these limits are worth locking and looking at."""
+            return min([request.limit, *(rooms[k] for k in keys if k in rooms)])
+
+        # Per limited pipeline and per limited queue, at most what its room allows: a
+        # backlog held by one limit is never read in full.
         fetches = [
-            (due.filter(pipeline_id=pid), min(request.limit, *_rooms_of(buckets(pid, q), rooms)))
-            for pid, q in ((p[0], "") for p in pipelines)
+            (due.filter(pipeline_id=pid), bound_for(buckets(pid, ""))) for pid, *_ in pipelines
         ] + [
-            (due.filter(UNLIMITED, queue=queue), min(request.limit, rooms[("queue", queue)]))
+            (due.filter(UNLIMITED, queue=queue), bound_for([("queue", queue)]))
             for queue in queue_limits
         ]
-        for query, most in fetches:
-            if most <= 0:
+        for query, bound in fetches:
+            if bound <= 0:
                 continue
             found.extend(
                 (-priority, available_at, rid, pid, queue)
@@ -297,7 +301,7 @@ class PortableStore:
                     "-priority", "available_at"
                 )
                 .select_for_update(skip_locked=True, of=("self",))
-                .values_list("id", "pipeline_id", "queue", "priority", "available_at")[:most]
+                .values_list("id", "pipeline_id", "queue", "priority", "available_at")[:bound]
             )
         found.sort(key=lambda row: (row[0], row[1]))
         chosen = choose(
@@ -776,10 +780,6 @@ def limited_queues() -> list[str]:
 def unlimited(runs: QuerySet[Run]) -> QuerySet[Run]:
     """The runs no flow limit holds: of a pipeline with neither limit, on a queue with none."""
     return runs.filter(UNLIMITED).exclude(queue__in=limited_queues())
-
-
-def _rooms_of(buckets: Sequence[Hashable], rooms: Mapping[Hashable, int]) -> list[int]:
-    return [rooms[b] for b in buckets if b in rooms] or [MAX_CONCURRENCY]
 
 
 _warned: set[str] = set()
