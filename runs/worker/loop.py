@@ -51,6 +51,9 @@ DUE_RECHECK_SECONDS = 0.005
 #: an operator sets on an unlimited pipeline holds its runs at once (the plain claim leaves
 #: them alone) and they are claimed within this long.
 LIMITS_REFRESH_SECONDS = 5.0
+#: The least time between claims under limits that announcements bring forward: a stream
+#: of enqueues (one announcement each) must not cost every claim the limits' lock.
+ANNOUNCED_LIMITED_GAP_SECONDS = 0.05
 #: Between attempts to open the wake-up channel after it failed.
 LISTEN_RETRY_SECONDS = 5.0
 #: Between looks for task pipelines this worker has not loaded yet (a claim that comes
@@ -101,6 +104,8 @@ class WorkerLoop:
         #: once after a limited run of ours ends, an announcement or a recovery; when a
         #: full rate window admits again; else a poll interval on (others' runs ending).
         self._limited_at = 0.0
+        self._limited_tried = 0.0  # when it last did (monotonic)
+        self._limited_announced = False  # an announcement set `_limited_at`
         #: Seconds until a full rate window admits again, as the last claim learnt.
         self._rate_wait: float | None = None
         #: (when asked, whether any pipeline has a limit); queue limits are settings.
@@ -265,9 +270,13 @@ class WorkerLoop:
 
     def _claim(self) -> float | None:
         wait = self._claim_free()
-        if self._rate_wait is None:
-            return wait
-        return self._rate_wait if wait is None else min(wait, self._rate_wait)
+        # Claim again when a full rate window admits, and when an announcement asked for
+        # a claim under limits this one could not make yet (ANNOUNCED_LIMITED_GAP_SECONDS).
+        announced = self._limited_at - time.monotonic() if self._limited_announced else None
+        for sooner in (self._rate_wait, announced):
+            if sooner is not None:
+                wait = max(sooner, 0.0) if wait is None else min(wait, max(sooner, 0.0))
+        return wait
 
     def _claim_free(self) -> float | None:
         free = [s for s in self.slots if not s.busy]
@@ -285,6 +294,8 @@ class WorkerLoop:
         )
         self._rate_wait = claims.retry_after
         if limited:
+            self._limited_tried = now
+            self._limited_announced = False
             # More may be claimable under limits at once only if they filled the batch.
             more = len(claims) == len(free) and any(c.limited for c in claims)
             later = min(self.poll_interval, claims.retry_after or self.poll_interval)
@@ -555,7 +566,9 @@ class WorkerLoop:
         now = time.monotonic()
         for delay in announced.delays:
             self.timers.bring_forward("claim", now + max(delay, 0.0))
-            self._limited_at = min(self._limited_at, now + max(delay, 0.0))
+            soonest = self._limited_tried + ANNOUNCED_LIMITED_GAP_SECONDS
+            self._limited_at = min(self._limited_at, max(now + max(delay, 0.0), soonest))
+            self._limited_announced = True
         held = {s.held.claim.run_id for s in self.slots if s.held is not None}
         if held & set(announced.cancelled):
             self.timers.bring_forward("heartbeat")  # it finds the run gone and stops its step
