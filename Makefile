@@ -6,7 +6,7 @@ PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/orbit_ci
 export ORBIT_PIPELINE_MODULES ?=
 
-.PHONY: run orbit test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-memory bench-prune bench-hosts chaos bench-api demo screenshots clean
+.PHONY: run orbit test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-memory bench-prune bench-hosts bench-limits chaos bench-api demo screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ bench-prune: install
 ## 16 worker processes drain runs, directly and through PgBouncer in transaction pooling (PostgreSQL)
 bench-hosts: install
 	$(BIN)/python bench/bench_hosts.py
+
+# Flow limits: unlimited drain with and without limits elsewhere, then 20/minute over five
+# minutes across 4 workers (docs/FLOW-CONTROL.md, "Measured").
+bench-limits: install
+	$(BIN)/python bench/bench_limits.py drain
+	$(BIN)/python bench/bench_limits.py rate
 
 chaos: install
 	$(BIN)/python bench/chaos.py

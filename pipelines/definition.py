@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orbit.core.exceptions import DefinitionError, InvalidSchedule
+from orbit.core.exceptions import DefinitionError, InvalidLimit, InvalidSchedule
+from pipelines.limits import check_max_concurrency, check_rate_limit
 from pipelines.registry import Registry
 from pipelines.retry import Backoff, RetryPolicy
 from pipelines.schedules import validate_schedule
@@ -137,6 +138,8 @@ class Pipeline:
         upload_field: str = "",
         metadata_example: dict[str, Any] | None = None,
         queue: str = DEFAULT_QUEUE,
+        max_concurrency: int | None = None,
+        rate_limit: str = "",
         register: bool = True,
     ) -> None:
         if not is_valid_name(name):
@@ -170,6 +173,11 @@ class Pipeline:
                 raise DefinitionError(f"Pipeline {name!r}: {exc}") from None
         if not is_valid_queue(queue):
             raise DefinitionError(f"Pipeline {name!r}: {QUEUE_RULE.format(queue=queue)}")
+        try:
+            max_concurrency = check_max_concurrency(max_concurrency)
+            rate_limit = check_rate_limit(rate_limit)
+        except InvalidLimit as exc:
+            raise DefinitionError(f"Pipeline {name!r}: {exc}") from None
         if upload_field and (not isinstance(upload_field, str) or not upload_field.isidentifier()):
             raise DefinitionError(
                 f"Pipeline {name!r}: upload_field must be a metadata key such as 'filePath', "
@@ -186,6 +194,11 @@ class Pipeline:
         self.metadata_example: dict[str, Any] | None = metadata_example
         #: The queue its runs go to unless their enqueue names another (runworker --queue).
         self.queue = queue
+        #: The most of its runs running at once over every worker (None: no limit); a row's
+        #: operator may change it (docs/FLOW-CONTROL.md, "Limits").
+        self.max_concurrency = max_concurrency
+        #: Claims per period: a named limit (ORBIT_RATE_LIMITS) or a rate ("20/minute").
+        self.rate_limit = rate_limit
         self.steps: tuple[StepDefinition, ...] = tuple(built)
         self.module = _caller_module()
         if register:

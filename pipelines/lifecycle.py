@@ -20,13 +20,23 @@ from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
 from orbit.core.text import storable
 from pipelines.definition import NAME_RULE, is_valid_name, registry
-from pipelines.models import Pipeline, ScheduleSource
+from pipelines.limits import check_max_concurrency
+from pipelines.models import LimitSource, Pipeline, ScheduleSource
 from pipelines.schedules import validate_schedule
 
 logger = logging.getLogger(__name__)
 
 #: The fields `pipeline_update` may change; the definition is fixed once runs exist.
-CHANGEABLE = ("name", "description", "schedule", "schedule_source", "default_metadata", "enabled")
+CHANGEABLE = (
+    "name",
+    "description",
+    "schedule",
+    "schedule_source",
+    "default_metadata",
+    "enabled",
+    "max_concurrency",
+    "max_concurrency_source",
+)
 
 
 class PipelineConflict(OrbitError):
@@ -64,6 +74,9 @@ def pipeline_create(
         schedule_source=ScheduleSource.OPERATOR,
         default_metadata=_check_metadata(default_metadata),
         enabled=enabled,
+        # Limits follow the code until an operator changes max_concurrency on the row.
+        max_concurrency=code.max_concurrency,
+        rate_limit=code.rate_limit,
     )
     try:
         with transaction.atomic():
@@ -98,6 +111,7 @@ def pipeline_update(pipeline: Pipeline, *, actor: Actor | None = None, **changes
     if changes.get("schedule") is None and "schedule" in changes:
         changes["schedule"] = ""
     changes = schedule_rule(pipeline, changes)
+    changes = limit_rule(pipeline, changes)
     if changes.get("description") is None and "description" in changes:
         changes["description"] = ""
     if not changes:
@@ -150,6 +164,41 @@ def schedule_rule(pipeline: Pipeline, changes: dict[str, Any]) -> dict[str, Any]
     return changes
 
 
+def limit_rule(pipeline: Pipeline, changes: dict[str, Any]) -> dict[str, Any]:
+    """max_concurrency as schedules go (docs/FLOW-CONTROL.md, "Code or operator"): an
+    operator's new value is kept over the code's (source "operator") until
+    `max_concurrency_source="code"` hands it back, taking the code's value now."""
+    changes = dict(changes)
+    if "max_concurrency" in changes:
+        changes["max_concurrency"] = check_max_concurrency(changes["max_concurrency"])
+    source = changes.get("max_concurrency_source")
+    if source is not None and source not in LimitSource.values:
+        raise OrbitError(
+            f"max_concurrency_source must be one of: {', '.join(LimitSource.values)}",
+            field="max_concurrency_source",
+        )
+    if source == LimitSource.CODE:
+        code = pipeline.code
+        if code is None:
+            raise DefinitionError(
+                f"Pipeline {pipeline.name!r} runs definition {pipeline.definition!r}, which is "
+                "not in code: its max_concurrency cannot follow the code",
+                field="max_concurrency_source",
+            )
+        changes["max_concurrency"] = code.max_concurrency
+    elif (
+        "max_concurrency" in changes
+        and changes["max_concurrency"] != pipeline.max_concurrency
+        and source is None
+    ):
+        changes["max_concurrency_source"] = LimitSource.OPERATOR
+    if changes.get("max_concurrency_source") == pipeline.max_concurrency_source:
+        del changes["max_concurrency_source"]
+    if changes.get("max_concurrency", ...) == pipeline.max_concurrency:
+        del changes["max_concurrency"]
+    return changes
+
+
 def pipeline_set_enabled(pipeline: Pipeline, enabled: bool, *, actor: Actor | None = None) -> bool:
     """Enable or disable a row; False when it already was. Enabling resumes its schedule
     from the next slot: the slots missed while disabled are not caught up."""
@@ -194,6 +243,9 @@ def snapshot(pipeline: Pipeline) -> dict[str, Any]:
         "schedule_source": pipeline.schedule_source,
         "default_metadata": pipeline.default_metadata,
         "enabled": pipeline.enabled,
+        "max_concurrency": pipeline.max_concurrency,
+        "max_concurrency_source": pipeline.max_concurrency_source,
+        "rate_limit": pipeline.rate_limit,
     }
 
 

@@ -19,9 +19,17 @@ class ScheduleSource(models.TextChoices):
     OPERATOR = "operator", "Operator"  # changed in the database: code changes leave it be
 
 
+#: Where a row's max_concurrency came from: the same rule as its schedule's source.
+LimitSource = ScheduleSource
+
+
 class PipelineQuerySet(models.QuerySet["Pipeline"]):
     def enabled(self) -> PipelineQuerySet:
         return self.filter(enabled=True)
+
+    def limited(self) -> PipelineQuerySet:
+        """Rows with a concurrency or rate limit: their runs are claimed under the limits' lock."""
+        return self.filter(Q(max_concurrency__isnull=False) | ~Q(rate_limit=""))
 
     def scheduled(self) -> PipelineQuerySet:
         return self.enabled().exclude(schedule="")
@@ -60,6 +68,26 @@ class Pipeline(models.Model):
         "changed here, and changes in code leave it as it is.",
     )
     enabled = models.BooleanField(default=True)
+    max_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The most runs of this pipeline running at once, over every worker "
+        "(empty: no limit). docs/FLOW-CONTROL.md",
+    )
+    max_concurrency_source = models.CharField(
+        max_length=16,
+        choices=LimitSource.choices,
+        default=LimitSource.CODE,
+        help_text="Code: max_concurrency follows the definition's in code. Operator: it was "
+        "changed here, and changes in code leave it as it is.",
+    )
+    rate_limit = models.CharField(
+        max_length=100,
+        blank=True,
+        editable=False,
+        help_text="The definition's rate limit: a name in ORBIT_RATE_LIMITS or a rate such "
+        "as 20/minute (empty: none). Follows the code.",
+    )
     schedule_anchor = models.DateTimeField(
         db_default=Now(),
         editable=False,
@@ -115,6 +143,12 @@ class Pipeline(models.Model):
     def code(self) -> Definition | None:
         """The definition in code, or None when it is gone (the row then cannot start runs)."""
         return registry.find(self.definition)
+
+    @property
+    def code_max_concurrency(self) -> int | None:
+        """The definition's max_concurrency (None: none, or the definition is gone)."""
+        code = self.code
+        return None if code is None else code.max_concurrency
 
     @property
     def code_schedule(self) -> str | None:

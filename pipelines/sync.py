@@ -20,7 +20,7 @@ from orbit.core.models import AuditSource
 from pipelines import lookup
 from pipelines.definition import registry
 from pipelines.lifecycle import record_saved, snapshot
-from pipelines.models import Pipeline, ScheduleSource
+from pipelines.models import LimitSource, Pipeline, ScheduleSource
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,16 @@ def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
                     description=definition.description,
                     schedule=definition.schedule,
                     schedule_source=ScheduleSource.CODE,
+                    max_concurrency=definition.max_concurrency,
+                    rate_limit=definition.rate_limit,
                 )
         except IntegrityError:
             continue  # another process created it, or a row already uses the name
         created.append(definition.name)
     for row in rows:
         code = registry.find(row.definition)
+        if code is not None:
+            _sync_limits(row, code, using)
         if row.schedule_source != ScheduleSource.CODE or code is None:
             continue
         if row.schedule == code.schedule:
@@ -70,6 +74,33 @@ def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
             extra={"event": "pipeline_schedule_synced", "pipeline": row.name},
         )
     return created
+
+
+def _sync_limits(row: Pipeline, code: Any, using: str) -> None:
+    """The row's rate limit follows its code always; its max_concurrency while its
+    source is "code" (an operator's value is kept, as an operator's schedule is)."""
+    changes: dict[str, Any] = {}
+    if row.rate_limit != code.rate_limit:
+        changes["rate_limit"] = code.rate_limit
+    if (
+        row.max_concurrency_source == LimitSource.CODE
+        and row.max_concurrency != code.max_concurrency
+    ):
+        changes["max_concurrency"] = code.max_concurrency
+    if not changes:
+        return
+    before = snapshot(row)
+    with transaction.atomic(using=using):
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.save(using=using, update_fields=[*changes, "updated_at"])
+        record_saved(row, before, actor=CODE_SYNC)
+    logger.info(
+        "Pipeline %s follows its code's limits: %s",
+        row.name,
+        ", ".join(f"{k}={v!r}" for k, v in sorted(changes.items())),
+        extra={"event": "pipeline_limits_synced", "pipeline": row.name},
+    )
 
 
 def sync_after_migrate(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:

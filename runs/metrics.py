@@ -242,6 +242,15 @@ class WorkerHealth:
 # --- Figures -------------------------------------------------------------------------------
 
 
+def running_by_pipeline(pipeline_ids: list[int] | None = None) -> dict[int, int]:
+    """How many runs of each pipeline are running now (pipelines with none are left out):
+    what a concurrency limit counts, shown beside it."""
+    running = Run.objects.filter(status=RunStatus.RUNNING)
+    if pipeline_ids is not None:
+        running = running.filter(pipeline_id__in=pipeline_ids)
+    return dict(running.values_list("pipeline_id").annotate(n=Count("id")).order_by())
+
+
 def live_figures(now: datetime | None = None) -> LiveFigures:
     """What is queued and running now: read through the pending and running rows only."""
     now = now or db_now()

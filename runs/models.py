@@ -497,3 +497,19 @@ class QueuePause(models.Model):
 
     def __str__(self) -> str:
         return f"queue {self.queue}"
+
+
+class RateWindow(models.Model):
+    """The recent claims one rate limit has admitted (pipelines/limits.py `admit`): a named
+    limit's, shared by the pipelines naming it, or one pipeline's own (`pipeline:<name>`).
+    Read and written only under the limits' lock (runs/store/), so one row is never
+    updated by two claimers at once."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    #: The admitted claims still inside the window, as seconds since the epoch by the
+    #: database clock, oldest first; at most the limit's count.
+    starts = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -13,6 +13,9 @@ document_processing = Pipeline(
     description="Upload a document to S3, extract it with Veryfi, store the result",
     upload_field="filePath",
     metadata_example={"filePath": "/path/to/receipt.pdf"},
+    # One Veryfi account for every worker: at most ORBIT_VERYFI_RATE_LIMIT claims (default
+    # 20/minute) over all of them; each run calls Veryfi once (docs/FLOW-CONTROL.md).
+    rate_limit="veryfi",
     steps=[
         step("s3-upload", s3_upload, max_retries=3, timeout=60),
         step("veryfi-process", veryfi_process, max_retries=2, timeout=180),

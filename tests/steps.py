@@ -211,3 +211,21 @@ def traced(ctx: StepContext) -> dict[str, Any]:
     with step_span("store", rows=3):
         pass
     return {"fetched": 3}
+
+
+def span(ctx: StepContext) -> dict[str, Any]:
+    """Sleeps `metadata.seconds` (default 0.3), then records when it started and ended
+    (the host's clock) in orbit_test_spans (the `spans` fixture): how many overlapped is
+    measured outside Orbit."""
+    from django.db import connection
+
+    started = time.time()
+    time.sleep(ctx.metadata.get("seconds", 0.3))
+    ended = time.time()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO orbit_test_spans (run_id, pipeline, started, ended, pid) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [ctx.run_id, ctx.pipeline, started, ended, os.getpid()],
+        )
+    return {"started": started}

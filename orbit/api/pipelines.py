@@ -1,6 +1,6 @@
 """/api/pipelines: list, read, create, change, enable, disable, pause, resume and delete
-pipelines, and start their runs. Enabling, disabling, pausing and resuming is an
-operator's; the rest of editing an admin's."""
+pipelines, and start their runs. Enabling, disabling, pausing, resuming and the concurrency
+limit (PUT .../limits) are an operator's; the rest of editing an admin's."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from orbit.api.idempotency import ensure_same_request, scoped_key
 from orbit.api.pagination import by_created
 from orbit.api.runs import CURSOR, LIMIT, api_actor, run_with_steps
 from orbit.api.schemas.pipelines import (
+    LimitsIn,
     PauseIn,
     PipelineDetailOut,
     PipelineIn,
@@ -40,7 +41,7 @@ from pipelines.lifecycle import (
 )
 from pipelines.models import Pipeline
 from runs.enqueueing import PRIORITY_RANGE, enqueue_many, run_create
-from runs.metrics import pipeline_success_rate
+from runs.metrics import pipeline_success_rate, running_by_pipeline
 from runs.models import Run
 from runs.pausing import pipeline_pause, pipeline_resume
 from runs.scheduler import next_fire_time
@@ -78,7 +79,11 @@ BODY_ERRORS: dict[int, Any] = {**ERRORS, 400: ErrorOut, 413: ErrorOut}
 @router.get("", response={200: list[PipelineOut], **ERRORS}, auth=READ)
 def list_pipelines(request: HttpRequest) -> Any:
     """Every pipeline, by name, with its steps as defined in code."""
-    return Pipeline.objects.all()
+    rows = list(Pipeline.objects.all())
+    running = running_by_pipeline()
+    for row in rows:
+        row.running = running.get(row.id, 0)  # type: ignore[attr-defined]
+    return rows
 
 
 @router.post(
@@ -113,6 +118,22 @@ def update_pipeline(request: HttpRequest, pipeline_id: int, payload: PipelinePat
         require_permissions(request.user, ("pipelines.operate_pipeline",))
     if changes.get("default_metadata") is not None:
         changes["default_metadata"] = unmask(changes["default_metadata"], pipeline.default_metadata)
+    return _detail(pipeline_update(pipeline, actor=api_actor(request), **changes))
+
+
+@router.put(
+    "/{pipeline_id}/limits",
+    response={200: PipelineDetailOut, **BODY_ERRORS},
+    auth=OPERATE,
+)
+def set_limits(request: HttpRequest, pipeline_id: int, payload: LimitsIn) -> Any:
+    """Set the pipeline's max_concurrency (null: no limit), which then stays the operator's
+    whatever the code says; or `follow_code` to take the code's and follow it again."""
+    pipeline = _get(pipeline_id)
+    if payload.follow_code:
+        changes: dict[str, Any] = {"max_concurrency_source": "code"}
+    else:
+        changes = {"max_concurrency": payload.max_concurrency, "max_concurrency_source": "operator"}
     return _detail(pipeline_update(pipeline, actor=api_actor(request), **changes))
 
 
@@ -273,6 +294,7 @@ def _get(pipeline_id: int) -> Pipeline:
 
 
 def _detail(pipeline: Pipeline) -> Pipeline:
+    pipeline.running = running_by_pipeline([pipeline.id]).get(pipeline.id, 0)  # type: ignore[attr-defined]
     pipeline.next_fire_time = next_fire_time(pipeline)  # type: ignore[attr-defined]
     pipeline.success_rate = pipeline_success_rate(pipeline.id)  # type: ignore[attr-defined]
     return pipeline

@@ -70,6 +70,13 @@ DEFAULTS: dict[str, Any] = {
     # Steps a `runworker` executes at once when --concurrency is not given; "" (unset):
     # default_worker_concurrency(), sized for the host (docs/WORKER-DEPLOYMENT.md).
     "WORKER_CONCURRENCY": "",
+    # Flow limits (docs/FLOW-CONTROL.md, "Limits"): the most runs running at once per queue,
+    # over every worker ("documents=4,mail=10"); named rate limits that pipelines share by
+    # name ("veryfi=20/minute,maps=5/2s"); the document pipeline's "veryfi" limit, unless
+    # ORBIT_RATE_LIMITS names it ("off": none).
+    "QUEUE_LIMITS": "",
+    "RATE_LIMITS": "",
+    "VERYFI_RATE_LIMIT": "20/minute",
 }
 
 SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
@@ -222,6 +229,24 @@ class OrbitSettings:
         return parse_rate("ORBIT_ADMIN_SEARCH_RATE_LIMIT", self._get("ADMIN_SEARCH_RATE_LIMIT"))
 
     @property
+    def queue_limits(self) -> dict[str, int]:
+        """ORBIT_QUEUE_LIMITS: queue -> the most of its runs running at once."""
+        return parse_named("ORBIT_QUEUE_LIMITS", self._get("QUEUE_LIMITS"), _positive)
+
+    @property
+    def rate_limits(self) -> dict[str, Rate | None]:
+        """The named rate limits: ORBIT_RATE_LIMITS, and "veryfi" from ORBIT_VERYFI_RATE_LIMIT
+        (None: configured "off", no limit)."""
+        named = parse_named(
+            "ORBIT_RATE_LIMITS",
+            self._get("RATE_LIMITS"),
+            lambda text: parse_rate("ORBIT_RATE_LIMITS", text),
+        )
+        if "veryfi" not in named:
+            named["veryfi"] = parse_rate("ORBIT_VERYFI_RATE_LIMIT", self._get("VERYFI_RATE_LIMIT"))
+        return named
+
+    @property
     def trusted_proxies(self) -> int:
         value = int(self._get("TRUSTED_PROXIES"))
         if value < 0:
@@ -367,6 +392,37 @@ def parse_rate(name: str, value: Any) -> Rate | None:
     unit = match[3].lower()
     period = next(s for p, s in RATE_PERIODS.items() if p.startswith(unit))
     return Rate(limit=int(match[1]), seconds=int(match[2] or 1) * period)
+
+
+#: A named limit's name: the names' rule of pipelines, within 64 characters.
+LIMIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_named(setting: str, value: Any, parse: Any) -> dict[str, Any]:
+    """'a=x,b=y' as {a: parse(x), b: parse(y)}; ImproperlyConfigured names the setting."""
+    text = str(value or "")
+    found: dict[str, Any] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not LIMIT_NAME.fullmatch(name):
+            raise ImproperlyConfigured(
+                f"{setting} is {text!r}; write it as name=value pairs separated by commas, "
+                "such as 'documents=4,mail=10'"
+            )
+        try:
+            found[name] = parse(raw.strip())
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{setting}: {name}: {exc}") from None
+    return found
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"a limit is a whole number of 1 or more, not {text!r}")
+    return int(text)
 
 
 orbit_settings = OrbitSettings()

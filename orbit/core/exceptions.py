@@ -21,6 +21,10 @@ class InvalidSchedule(OrbitError):
     """The schedule is not a valid cron expression."""
 
 
+class InvalidLimit(OrbitError):
+    """A concurrency or rate limit is not valid."""
+
+
 class UnknownPipeline(OrbitError):
     """No pipeline has that name."""
 

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
     """Pausing a pipeline: its queued runs wait, new ones are accepted (runs/pausing.py)."""
 
     dependencies = [
-        ("pipelines", "0004_schedule_source"),
+        ("pipelines", "0005_flow_limits"),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     """Paused queues: one row per paused queue, which the claim skips (runs/pausing.py)."""
 
     dependencies = [
-        ("runs", "0011_trace_context"),
+        ("runs", "0012_flow_limits"),
     ]
 
     operations = [

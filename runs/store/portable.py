@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import cache, reduce
 from operator import or_
@@ -23,11 +24,14 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
 from orbit.core.clock import db_now
+from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import LeaseLost, StalePipeline, type_path
 from orbit.core.models import AuditEvent
+from pipelines.limits import Candidate, RateRule, admit, choose, rate_rule, room
 from pipelines.models import Pipeline
 from runs.models import (
     ACTIVE_STATUSES,
+    RateWindow,
     Run,
     RunRollup,
     RunStatus,
@@ -45,6 +49,7 @@ from runs.store.records import (
     AttemptRecord,
     Claim,
     ClaimRequest,
+    Claims,
     DeadWorker,
     Fence,
     InsertedRun,
@@ -226,12 +231,27 @@ class PortableStore:
         )
 
     # -- claiming and starting --------------------------------------------------------
-    def claim(self, request: ClaimRequest) -> list[Claim]:
+    def claim(self, request: ClaimRequest) -> Claims:
         if request.limit <= 0:
-            return []
+            return Claims()
+        if not request.limited:
+            return self._claim_unlimited(request)
+        # One transaction: the limits' lock is held until the claims are committed, so
+        # the next limited claimer counts them.
+        with transaction.atomic():
+            limited = self._claim_limited(request)
+            rest = replace(request, limit=request.limit - len(limited))
+            claims = Claims([*limited, *self._claim_unlimited(rest)])
+        claims.retry_after = limited.retry_after
+        return claims
+
+    def _claim_unlimited(self, request: ClaimRequest) -> Claims:
+        """Claim due runs that no flow limit holds."""
+        if request.limit <= 0:
+            return Claims()
         with transaction.atomic():  # IMMEDIATE on SQLite: the write lock is taken at BEGIN
             candidates: QuerySet[Run] = (
-                Run.objects.claimable()
+                unlimited(Run.objects.claimable())
                 .filter(queue__in=request.queues)
                 .order_by("-priority", "available_at")
             )
@@ -246,7 +266,151 @@ class PortableStore:
                     "id", flat=True
                 )[: request.limit]
             )
-            return self._claim_ids(ids, request.worker_id, request.lease_seconds)
+            return Claims(self._claim_ids(ids, request.worker_id, request.lease_seconds))
+
+    def _lock_limits(self) -> None:
+        """Serialise limited claimers until the transaction ends, queue limits included.
+        SQLite's write lock, taken at BEGIN IMMEDIATE, already does; elsewhere only the
+        limited pipelines' rows are locked (below), so queue limits are exact on SQLite
+        and with the PostgreSQL store."""
+
+    def _claim_limited(self, request: ClaimRequest) -> Claims:
+        """Claim due runs of limited pipelines and queues, within their limits: count
+        what runs and what the rate windows admitted, choose (pipelines/limits.py), claim,
+        record the admitted starts. Inside the caller's transaction, under the lock, so
+        every count includes every claim committed before."""
+        self._lock_limits()
+        queue_limits = {q: n for q, n in orbit_settings.queue_limits.items() if q in request.queues}
+        rows = Pipeline.objects.enabled().limited()
+        if request.definitions is not None:
+            rows = rows.filter(definition__in=list(request.definitions))
+        # Locked (in name order, so claimers never deadlock): on a database server each
+        # claimer of a limited pipeline waits for the one before, and the statements after
+        # this one see its claims. SQLite's write lock already serialises claimers.
+        pipelines = list(
+            rows.select_for_update().values_list("id", "name", "max_concurrency", "rate_limit")
+        )
+        if not pipelines and not queue_limits:
+            return Claims()
+        now = db_now().timestamp()
+        running = Run.objects.running()
+        by_pipeline = dict(
+            running.filter(pipeline_id__in=[p[0] for p in pipelines])
+            .values_list("pipeline_id")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        by_queue = dict(
+            running.filter(queue__in=list(queue_limits))
+            .values_list("queue")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        named = orbit_settings.rate_limits
+        rules = {pid: rate_rule(name, spec, named) for pid, name, _, spec in pipelines}
+        windows = dict(
+            RateWindow.objects.filter(
+                name__in={r.key for r in rules.values() if r is not None}
+            ).values_list("name", "starts")
+        )
+        rooms: dict[Hashable, int] = {}
+        for pid, name, most, _ in pipelines:
+            left = room(most, by_pipeline.get(pid, 0))
+            if left is not None:
+                rooms[("pipeline", pid)] = left
+            rule = rules[pid]
+            if rule is not None and ("rate", rule.key) not in rooms:
+                if rule.rate is None:
+                    _warn_unconfigured(rule.key, name)
+                    rooms[("rate", rule.key)] = 0
+                else:
+                    window = windows.get(rule.key, [])
+                    rooms[("rate", rule.key)] = admit(window, now, rule.rate, request.limit).granted
+        for queue, most in queue_limits.items():
+            rooms[("queue", queue)] = max(0, most - by_queue.get(queue, 0))
+
+        def buckets(pid: int, queue: str) -> tuple[Hashable, ...]:
+            rule = rules.get(pid)
+            found: list[Hashable] = [("pipeline", pid), ("queue", queue)]
+            if rule is not None:
+                found.append(("rate", rule.key))
+            return tuple(found)
+
+        due: QuerySet[Run] = Run.objects.claimable().filter(queue__in=request.queues)
+        if request.definitions is not None:
+            due = _runnable_by(due, request.definitions)
+        found: list[tuple[int, Any, uuid.UUID, int, str]] = []
+
+        def bound_for(keys: Sequence[Hashable]) -> int:
+            """How many due runs under these limits are worth locking and looking at."""
+            return min([request.limit, *(rooms[k] for k in keys if k in rooms)])
+
+        # Per limited pipeline and per limited queue, at most what its room allows: a
+        # backlog held by one limit is never read in full.
+        fetches = [
+            (due.filter(pipeline_id=pid), bound_for(buckets(pid, ""))) for pid, *_ in pipelines
+        ] + [
+            (due.filter(UNLIMITED, queue=queue), bound_for([("queue", queue)]))
+            for queue in queue_limits
+        ]
+        for query, bound in fetches:
+            if bound <= 0:
+                continue
+            found.extend(
+                (-priority, available_at, rid, pid, queue)
+                for rid, pid, queue, priority, available_at in query.order_by(
+                    "-priority", "available_at"
+                )
+                .select_for_update(skip_locked=True, of=("self",))
+                .values_list("id", "pipeline_id", "queue", "priority", "available_at")[:bound]
+            )
+        found.sort(key=lambda row: (row[0], row[1]))
+        chosen = choose(
+            [Candidate(rid, buckets(pid, queue)) for _, _, rid, pid, queue in found],
+            limit=request.limit,
+            rooms=rooms,
+        )
+        claims = Claims(
+            replace(claim, limited=True)
+            for claim in self._claim_ids(chosen, request.worker_id, request.lease_seconds)
+        )
+        claims.retry_after = self._record_starts(claims, found, rules, windows, now)
+        return claims
+
+    def _record_starts(
+        self,
+        claims: Sequence[Claim],
+        found: Sequence[tuple[int, Any, uuid.UUID, int, str]],
+        rules: Mapping[int, RateRule | None],
+        windows: Mapping[str, Any],
+        now: float,
+    ) -> float | None:
+        """Add the claims to their rate windows; the seconds until a full one admits again."""
+        pipeline_of = {row[2]: row[3] for row in found}
+        started = Counter(
+            rule.key
+            for claim in claims
+            if (rule := rules.get(pipeline_of[claim.run_id])) is not None
+        )
+        if started:
+            # Recorded at a moment after the claims (the decision was taken before them):
+            # each run's claim time lies between, so every window the windows admit by is
+            # at least as full as the real one, whatever the statements' own timestamps.
+            now = db_now().timestamp()
+        waits = []
+        for rule in {r.key: r for r in rules.values() if r is not None and r.rate}.values():
+            assert rule.rate is not None
+            admitted = admit(windows.get(rule.key, []), now, rule.rate, started[rule.key])
+            if started[rule.key]:
+                RateWindow.objects.update_or_create(
+                    name=rule.key, defaults={"starts": list(admitted.starts)}
+                )
+            if admitted.next_at is not None:
+                waits.append(max(0.0, admitted.next_at - now))
+        return min(waits, default=None)
+
+    def has_limits(self) -> bool:
+        return Pipeline.objects.enabled().limited().exists()
 
     def claim_run(
         self, run_id: uuid.UUID, *, worker_id: int | None, lease_seconds: float
@@ -546,12 +710,12 @@ class PortableStore:
         return float((earliest - db_now()).total_seconds())
 
     def seconds_until_due(self, queues: Sequence[str]) -> float | None:
-        due = (
-            Run.objects.pending()
-            .filter(queue__in=queues, pipeline__enabled=True)
-            .unpaused()
-            .aggregate(at=Min("available_at"))["at"]
-        )
+        pending = Run.objects.pending().filter(queue__in=queues, pipeline__enabled=True).unpaused()
+        # Due runs under a limit wait for a slot or a rate window, which bring their
+        # claim; counting them here would have an idle worker claim in vain every poll.
+        due = pending.filter(
+            Q(available_at__gt=Now()) | Q(id__in=unlimited(pending).values("id"))
+        ).aggregate(at=Min("available_at"))["at"]
         if due is None:
             return None
         return max(0.0, float((due - db_now()).total_seconds()))
@@ -671,6 +835,35 @@ class PortableStore:
         """No lock to take: correctness never rests on this (see its callers), and
         SQLite serialises writers anyway, so everyone may go ahead."""
         yield True
+
+
+#: Runs of a pipeline with neither a concurrency nor a rate limit.
+UNLIMITED = Q(pipeline__max_concurrency__isnull=True, pipeline__rate_limit="")
+
+
+def limited_queues() -> list[str]:
+    return list(orbit_settings.queue_limits)
+
+
+def unlimited(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """The runs no flow limit holds: of a pipeline with neither limit, on a queue with none."""
+    return runs.filter(UNLIMITED).exclude(queue__in=limited_queues())
+
+
+_warned: set[str] = set()
+
+
+def _warn_unconfigured(key: str, pipeline: str) -> None:
+    """A named rate limit nobody configured holds its runs: say so once per process."""
+    if key not in _warned:
+        _warned.add(key)
+        logger.error(
+            "Pipeline %s names the rate limit %r, which ORBIT_RATE_LIMITS does not define: "
+            "its runs wait until it does",
+            pipeline,
+            key,
+            extra={"event": "rate_limit_unconfigured", "pipeline": pipeline, "limit": key},
+        )
 
 
 def _runnable_by(

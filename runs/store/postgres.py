@@ -32,6 +32,7 @@ from runs.store.portable import (
     QUARANTINE_ERROR,
     PortableStore,
     _prunable_statuses,
+    limited_queues,
     outside_relations,
     release_outside,
 )
@@ -41,6 +42,7 @@ from runs.store.records import (
     Announcements,
     Claim,
     ClaimRequest,
+    Claims,
     InsertedRun,
     Interrupted,
     LogBatch,
@@ -54,6 +56,10 @@ from runs.store.rollups import GoneAttempt, GoneRun, HourFigures, summarise
 from runs.store.transitions import Set
 
 logger = logging.getLogger(__name__)
+
+#: The advisory lock that serialises claimers of runs under flow limits (any number,
+#: distinct from the keys of `exclusive` duties).
+LIMITS_LOCK = 0x0F1C_0001
 
 #: How long a new LISTEN connection waits for its own test announcement.
 PROBE_SECONDS = 2.0
@@ -121,13 +127,13 @@ class PostgresStore(PortableStore):
         return InsertedRun(id=holder, created=False)
 
     # -- claiming ---------------------------------------------------------------------
-    def claim(self, request: ClaimRequest) -> list[Claim]:
+    def _claim_unlimited(self, request: ClaimRequest) -> Claims:
         if request.limit <= 0:
-            return []
+            return Claims()
         if request.older_than is not None:
             # The aging probe: a few times a minute per worker, never on the hot path, so
             # the portable claim (the reference the named statements are held to) serves.
-            return super().claim(request)
+            return super()._claim_unlimited(request)
         one_queue = len(request.queues) == 1
         found = self._execute(
             "claim" if one_queue else "claim_in_queues",
@@ -140,9 +146,10 @@ class PostgresStore(PortableStore):
                 "definitions": None
                 if request.definitions is None
                 else json.dumps({k: list(v) for k, v in request.definitions.items()}),
+                "limited_queues": limited_queues(),
             },
         )
-        return [
+        return Claims(
             Claim(
                 run_id=run_id,
                 fence=fence,
@@ -155,7 +162,14 @@ class PostgresStore(PortableStore):
                 trace_context=_json(trace_context) or {},
             )
             for run_id, fence, pipeline, definition, metadata, started, steps, trace_context in found
-        ]
+        )
+
+    def _lock_limits(self) -> None:
+        """Wait for the limits' lock, held until the transaction ends. Its own statement:
+        the statements after it read a snapshot taken once it is held, so they see every
+        claim the previous holder committed (one statement taking the lock would count
+        with the snapshot it started with)."""
+        self._execute("lock_limits", {"key": LIMITS_LOCK})
 
     # -- committing -------------------------------------------------------------------
     def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:

@@ -25,6 +25,7 @@ from runs.store.records import (
     AttemptRecord,
     Claim,
     ClaimRequest,
+    Claims,
     DeadWorker,
     Fence,
     InsertedRun,
@@ -85,11 +86,17 @@ class RunStore(Protocol):
         ...
 
     # -- claiming and starting --------------------------------------------------------
-    def claim(self, request: ClaimRequest) -> list[Claim]:
+    def claim(self, request: ClaimRequest) -> Claims:
         """Claim up to `request.limit` due runs of enabled pipelines, neither paused nor
         on a paused queue, highest priority first, then the longest waiting (with
         `request.older_than`: only runs due for longer, the longest waiting first); each
-        claim starts its run's current step."""
+        claim starts its run's current step. Runs under a flow limit (docs/FLOW-CONTROL.md)
+        are claimed only with `request.limited`, first, within their limits, holding a
+        lock that serialises every such claimer."""
+        ...
+
+    def has_limits(self) -> bool:
+        """Whether an enabled pipeline has a concurrency or rate limit."""
         ...
 
     def claim_run(
@@ -168,8 +175,9 @@ class RunStore(Protocol):
 
     def seconds_until_due(self, queues: Sequence[str]) -> float | None:
         """Until the earliest pending run of an enabled, unpaused pipeline in `queues`
-        (paused queues aside) is due
-        (0 when one is due now; None when there is none)."""
+        (paused queues aside) is due (0 when one is due now; None when there is none).
+        Due runs under a flow limit are left out: a freed slot or a rate window's end
+        brings their claim, not this."""
         ...
 
     # -- operators --------------------------------------------------------------------

@@ -98,10 +98,19 @@ class Claim:
     started: str = ""
     #: The run's trace context (Run.trace_context): the parent of its run span.
     trace_context: Mapping[str, str] = field(default_factory=dict)
+    #: Claimed under a flow limit (pipelines/limits.py): its end may free a slot.
+    limited: bool = False
 
     @property
     def held(self) -> Fence:
         return Fence(self.run_id, self.fence)
+
+
+class Claims(list[Claim]):
+    """A claim's runs, and what limited claiming learnt: `retry_after` seconds until a
+    rate limit that is full admits another claim (None: none is full)."""
+
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,10 @@ class ClaimRequest:
     #: The aging probe (runs/worker/aging.py): only runs due for longer than this many
     #: seconds, the longest waiting first, whatever their priority.
     older_than: float | None = None
+    #: Also claim runs under flow limits (serialised by the limits' lock, a few statements
+    #: more). False when the caller knows no limit applies: runs of limited pipelines and
+    #: queues are then left alone, never claimed past their limit.
+    limited: bool = True
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,13 @@ BURST_HORIZON_SECONDS = 60.0
 #: How soon to claim again when runs were due yet the claim found none: once, since a
 #: delayed run may have come due between the claim and the question (docs/FLOW-CONTROL.md).
 DUE_RECHECK_SECONDS = 0.005
+#: How long a worker trusts its answer to "does any pipeline have a flow limit?": a limit
+#: an operator sets on an unlimited pipeline holds its runs at once (the plain claim leaves
+#: them alone) and they are claimed within this long.
+LIMITS_REFRESH_SECONDS = 5.0
+#: The least time between claims under limits that announcements bring forward: a stream
+#: of enqueues (one announcement each) must not cost every claim the limits' lock.
+ANNOUNCED_LIMITED_GAP_SECONDS = 0.05
 #: Between attempts to open the wake-up channel after it failed.
 LISTEN_RETRY_SECONDS = 5.0
 #: Between looks for task pipelines this worker has not loaded yet (a claim that comes
@@ -99,6 +106,17 @@ class WorkerLoop:
         self._due_unclaimed = False
         # The first aging probe comes one probe interval after start, not at once.
         self._last_aging_probe = time.monotonic()
+        #: When claiming under flow limits is next worth its statements (monotonic): at
+        #: once after a limited run of ours ends, an announcement or a recovery; when a
+        #: full rate window admits again; else a poll interval on (others' runs ending).
+        self._limited_at = 0.0
+        self._limited_tried = 0.0  # when it last did (monotonic)
+        self._limited_announced = False  # an announcement set `_limited_at`
+        #: Seconds until a full rate window admits again, as the last claim learnt.
+        self._rate_wait: float | None = None
+        #: (when asked, whether any pipeline has a limit); queue limits are settings.
+        self._limits_seen: tuple[float, bool] | None = None
+        self._queue_limited = bool(set(self.queues) & set(orbit_settings.queue_limits))
         self.listen = listen
         self.schedules = schedules
         # A retention setting Orbit cannot read stops the worker here, not later.
@@ -245,7 +263,28 @@ class WorkerLoop:
 
     # ------------------------------------------------------------------ claiming and steps
 
+    def _claims_limited(self, now: float) -> bool:
+        """Whether this claim also takes runs under flow limits (docs/FLOW-CONTROL.md):
+        only when some limit applies, so unlimited work pays no statement for them."""
+        if now < self._limited_at:
+            return False
+        if self._queue_limited:
+            return True
+        if self._limits_seen is None or now - self._limits_seen[0] > LIMITS_REFRESH_SECONDS:
+            self._limits_seen = (now, store().has_limits())
+        return self._limits_seen[1]
+
     def _claim(self) -> float | None:
+        wait = self._claim_free()
+        # Claim again when a full rate window admits, and when an announcement asked for
+        # a claim under limits this one could not make yet (ANNOUNCED_LIMITED_GAP_SECONDS).
+        announced = self._limited_at - time.monotonic() if self._limited_announced else None
+        for sooner in (self._rate_wait, announced):
+            if sooner is not None:
+                wait = max(sooner, 0.0) if wait is None else min(wait, max(sooner, 0.0))
+        return wait
+
+    def _claim_free(self) -> float | None:
         free = [s for s in self.slots if not s.busy]
         request = ClaimRequest(
             worker_id=self.row_id,
@@ -254,19 +293,29 @@ class WorkerLoop:
             lease_seconds=self.lease_seconds,
             definitions=registry.step_names(),
         )
-        aging = orbit_settings.priority_aging_seconds
         now = time.monotonic()
+        aging = orbit_settings.priority_aging_seconds
         if probe_due(self._last_aging_probe, now, aging):
             # Runs that waited past the aging threshold first, whatever their priority
-            # (runs/worker/aging.py); the usual claim fills the slots left.
+            # (runs/worker/aging.py); the usual claim fills the slots left. Runs under a
+            # flow limit are not aged: they are offered free slots first already.
             self._last_aging_probe = now
-            aged = store().claim(replace(request, older_than=aging))
+            aged = store().claim(replace(request, older_than=aging, limited=False))
             self._take(free, aged)
             free = free[len(aged) :]
             if not free:
                 return 0.0
             request = replace(request, limit=len(free))
-        claims = store().claim(request)
+        limited = self._claims_limited(now)
+        claims = store().claim(replace(request, limited=limited))
+        self._rate_wait = claims.retry_after
+        if limited:
+            self._limited_tried = now
+            self._limited_announced = False
+            # More may be claimable under limits at once only if they filled the batch.
+            more = len(claims) == len(free) and any(c.limited for c in claims)
+            later = min(self.poll_interval, claims.retry_after or self.poll_interval)
+            self._limited_at = now + (0.0 if more else later)
         self._take(free, claims)
         if len(claims) == len(free):
             self._due_unclaimed = False
@@ -276,7 +325,7 @@ class WorkerLoop:
             return None
         return self._idle_wait()
 
-    def _take(self, free: list[Slot], claims: list[Claim]) -> None:
+    def _take(self, free: list[Slot], claims: Sequence[Claim]) -> None:
         """Start each claimed run in a free slot."""
         for slot, claim in zip(free, claims, strict=False):
             if logger.isEnabledFor(logging.DEBUG):
@@ -361,6 +410,10 @@ class WorkerLoop:
             self._carry_out(slot, decision)
 
     def _run_done(self, slot: Slot, outcome: Next) -> None:
+        if slot.held is not None and slot.held.claim.limited:
+            self._limited_at = 0.0  # a slot of its limit is free: claim it at once
+            if self.stop is not None:
+                store().announce()  # not this worker, which is stopping: another one
         if outcome is Next.SUCCEEDED:
             self._counts["succeeded"] += 1
         elif outcome is Next.FAILED:
@@ -465,6 +518,7 @@ class WorkerLoop:
     def _sweep(self) -> float:
         report = recover_interrupted(auto_resume=True)
         if report.recovered:
+            self._limited_at = 0.0  # the slots their runs held under limits are free
             self.timers.bring_forward("claim")
         expiry = store().seconds_until_lease_expiry()
         interval = orbit_settings.sweep_interval
@@ -536,6 +590,9 @@ class WorkerLoop:
         now = time.monotonic()
         for delay in announced.delays:
             self.timers.bring_forward("claim", now + max(delay, 0.0))
+            soonest = self._limited_tried + ANNOUNCED_LIMITED_GAP_SECONDS
+            self._limited_at = min(self._limited_at, max(now + max(delay, 0.0), soonest))
+            self._limited_announced = True
         held = {s.held.claim.run_id for s in self.slots if s.held is not None}
         if held & set(announced.cancelled):
             self.timers.bring_forward("heartbeat")  # it finds the run gone and stops its step

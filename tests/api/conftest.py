@@ -42,6 +42,14 @@ class Api:
             headers=self._headers(kw.get("headers")),
         )
 
+    def put(self, path: str, body: Any, **kw: Any) -> Any:
+        return self.client.put(
+            path,
+            json.dumps(body),
+            content_type="application/json",
+            headers=self._headers(kw.get("headers")),
+        )
+
     def delete(self, path: str, **kw: Any) -> Any:
         return self.client.delete(path, headers=self._headers(kw.get("headers")))
 

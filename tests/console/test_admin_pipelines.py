@@ -55,3 +55,25 @@ def test_the_admin_refuses_default_metadata_a_database_cannot_store(admin_client
     assert response.status_code == 200
     assert "cannot hold a NUL character" in response.content.decode()
     assert not Pipeline.objects.filter(name="with-nul").exists()
+
+
+def test_the_admin_sets_max_concurrency_shows_it_and_refuses_a_bad_one(
+    admin_client_, test_pipelines
+):
+    from runs import enqueue
+    from runs.models import Run
+
+    row = Pipeline.objects.get(name="t-single")
+    Run.objects.filter(id=enqueue("t-single").id).update(status="running")
+    url = f"/admin/pipelines/pipeline/{row.pk}/change/"
+    form = {"description": "", "default_metadata": "{}", "enabled": "on", "schedule": ""}
+    admin_client_.post(url, {**form, "max_concurrency": "3"})
+    row.refresh_from_db()
+    assert (row.max_concurrency, row.max_concurrency_source) == (3, "operator")
+    listing = admin_client_.get("/admin/pipelines/pipeline/").content.decode()
+    assert "3 at once (1 running)" in listing
+    response = admin_client_.post(url, {**form, "max_concurrency": "0"})
+    assert response.status_code == 200  # the form comes back with the error
+    assert "max_concurrency must be a whole number from 1 to 100,000" in response.content.decode()
+    row.refresh_from_db()
+    assert row.max_concurrency == 3

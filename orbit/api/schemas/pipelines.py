@@ -11,7 +11,8 @@ from pydantic import ConfigDict
 from orbit.core.conf import orbit_settings
 from orbit.core.redaction import redact
 from pipelines.definition import NAME_PATTERN
-from pipelines.models import Pipeline, ScheduleSource
+from pipelines.limits import MAX_CONCURRENCY, rate_rule
+from pipelines.models import LimitSource, Pipeline, ScheduleSource
 from pipelines.schedules import describe_schedule
 
 
@@ -43,6 +44,25 @@ class PipelineOut(Schema):
     paused_at: datetime | None
     paused_by: str = Field(description="Who paused it, as named then (empty: not paused)")
     pause_reason: str
+    max_concurrency: int | None = Field(
+        description="The most runs of it running at once over every worker (null: no limit)"
+    )
+    max_concurrency_source: LimitSource = Field(
+        description="code: it follows the definition's max_concurrency; operator: it was "
+        "changed here and code changes leave it be (docs/FLOW-CONTROL.md)"
+    )
+    code_max_concurrency: int | None = Field(
+        description="The max_concurrency the definition in code gives (null: none)"
+    )
+    running: int = Field(description="Its runs running now, what max_concurrency counts")
+    rate_limit: str = Field(
+        description="Claims per period, from the code: a named limit (ORBIT_RATE_LIMITS) or "
+        "a rate such as 20/minute; empty: none"
+    )
+    rate: str | None = Field(
+        description="The rate in force as count/seconds (null: no rate limit, or a named one "
+        "nobody configured, which holds the runs)"
+    )
     default_metadata: dict[str, Any]
     in_code: bool = Field(description="False when the code definition is gone: no runs start")
     upload_field: str | None = Field(
@@ -62,6 +82,19 @@ class PipelineOut(Schema):
     @staticmethod
     def resolve_default_metadata(obj: Pipeline) -> Any:
         return redact(obj.default_metadata)
+
+    @staticmethod
+    def resolve_code_max_concurrency(obj: Pipeline) -> int | None:
+        return obj.code_max_concurrency
+
+    @staticmethod
+    def resolve_running(obj: Pipeline) -> int:
+        return int(getattr(obj, "running", 0))
+
+    @staticmethod
+    def resolve_rate(obj: Pipeline) -> str | None:
+        rule = rate_rule(obj.name, obj.rate_limit, orbit_settings.rate_limits)
+        return None if rule is None or rule.rate is None else str(rule.rate)
 
     @staticmethod
     def resolve_code_schedule(obj: Pipeline) -> str | None:
@@ -134,6 +167,29 @@ class PipelinePatch(Schema):
     )
     default_metadata: dict[str, Any] = None  # type: ignore[assignment]
     enabled: bool = None  # type: ignore[assignment]
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CONCURRENCY,
+        description="null: no limit; setting it makes it the operator's",
+    )
+    max_concurrency_source: LimitSource = Field(  # type: ignore[assignment]
+        None,
+        description="`code` makes max_concurrency follow the code again (taking its value now)",
+    )
+
+
+class LimitsIn(Schema):
+    """An operator's change to a pipeline's concurrency limit (PUT .../limits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int | None = Field(
+        None, ge=1, le=MAX_CONCURRENCY, description="The most runs running at once; null: no limit"
+    )
+    follow_code: bool = Field(
+        False, description="True: take the definition's max_concurrency and follow it from now on"
+    )
 
 
 class PauseIn(Schema):

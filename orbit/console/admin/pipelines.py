@@ -20,11 +20,13 @@ from orbit.console.admin.base import OrbitModelAdmin
 from orbit.console.dashboard.present import pretty_json
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
+from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import OrbitError
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditSource
 from pipelines.definition import NAME_RULE, is_valid_name, registry
-from pipelines.lifecycle import record_deleted, record_saved, schedule_rule, snapshot
+from pipelines.lifecycle import limit_rule, record_deleted, record_saved, schedule_rule, snapshot
+from pipelines.limits import rate_rule
 from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import describe_schedule
 from runs.bulk import (
@@ -34,6 +36,7 @@ from runs.bulk import (
     run_now,
     set_pipelines_enabled,
 )
+from runs.metrics import running_by_pipeline
 from runs.pausing import pipeline_pause_of
 from runs.scheduler import next_fire_time
 
@@ -51,12 +54,15 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
             "schedule",
             "schedule_source",
             "enabled",
+            "max_concurrency",
+            "max_concurrency_source",
         )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if "schedule_source" in self.fields:
-            self.fields["schedule_source"].required = False
+        for optional in ("schedule_source", "max_concurrency_source"):
+            if optional in self.fields:
+                self.fields[optional].required = False
         if "definition" in self.fields:
             names = [d.name for d in registry.all()]
             self.fields["definition"] = forms.ChoiceField(
@@ -88,6 +94,18 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
             cleaned.update(schedule_rule(self.instance, edited))
         except OrbitError as exc:
             raise forms.ValidationError({"schedule_source": str(exc)}) from None
+        # The same rule for max_concurrency (docs/FLOW-CONTROL.md, "Code or operator").
+        if not cleaned.get("max_concurrency_source"):
+            cleaned["max_concurrency_source"] = self.instance.max_concurrency_source
+        limits: dict[str, Any] = {
+            field: cleaned.get(field)
+            for field in ("max_concurrency", "max_concurrency_source")
+            if field in self.changed_data and cleaned.get(field) != getattr(self.instance, field)
+        }
+        try:
+            cleaned.update(limit_rule(self.instance, limits))
+        except OrbitError as exc:
+            raise forms.ValidationError({"max_concurrency": str(exc)}) from None
         return cleaned
 
     def clean_default_metadata(self) -> Any:
@@ -113,7 +131,16 @@ class RunNowForm(forms.Form):
 @admin.register(Pipeline)
 class PipelineAdmin(OrbitModelAdmin):
     form = PipelineForm
-    list_display = ("name", "definition", "enabled", "paused", "schedule", "next_fire", "in_code")
+    list_display = (
+        "name",
+        "definition",
+        "enabled",
+        "paused",
+        "schedule",
+        "limits",
+        "next_fire",
+        "in_code",
+    )
     list_filter = ("enabled",)
     search_fields = ("name", "definition", "description")
     actions = [
@@ -130,6 +157,9 @@ class PipelineAdmin(OrbitModelAdmin):
         "code_schedule_shown",
         "next_fire",
         "default_metadata_masked",
+        "code_max_concurrency_shown",
+        "running_now",
+        "rate_shown",
         "created_at",
         "updated_at",
     )
@@ -146,6 +176,13 @@ class PipelineAdmin(OrbitModelAdmin):
             "schedule_explained",
             "next_fire",
         )
+        limits = (
+            "max_concurrency",
+            "max_concurrency_source",
+            "code_max_concurrency_shown",
+            "running_now",
+            "rate_shown",
+        )
         if obj is None:
             return (
                 (None, {"fields": main[:-1]}),  # a new row is not paused
@@ -159,6 +196,7 @@ class PipelineAdmin(OrbitModelAdmin):
         return (
             (None, {"fields": main}),
             ("Schedule", {"fields": schedule}),
+            ("Limits", {"fields": limits}),
             ("Runs", {"fields": (metadata,)}),
             ("Steps (from code)", {"fields": ("steps_table",)}),
             ("History", {"fields": ("created_at", "updated_at")}),
@@ -200,6 +238,38 @@ class PipelineAdmin(OrbitModelAdmin):
         for row in queryset:
             record_deleted(row, actor=actor)
         super().delete_queryset(request, queryset)
+
+    @admin.display(description="Limits")
+    def limits(self, row: Pipeline) -> str:
+        """The concurrency limit with what runs now, and the rate: "3 (1 running), veryfi"."""
+        parts = []
+        if row.max_concurrency is not None:
+            running = running_by_pipeline([row.id]).get(row.id, 0)
+            parts.append(f"{row.max_concurrency} at once ({running} running)")
+        if row.rate_limit:
+            parts.append(f"rate {row.rate_limit}")
+        return ", ".join(parts) or "—"
+
+    @admin.display(description="Code's max concurrency")
+    def code_max_concurrency_shown(self, row: Pipeline) -> str:
+        if row.code is None:
+            return "— (not in code)"
+        value = row.code_max_concurrency
+        return "no limit" if value is None else str(value)
+
+    @admin.display(description="Running now")
+    def running_now(self, row: Pipeline) -> int:
+        return running_by_pipeline([row.id]).get(row.id, 0)
+
+    @admin.display(description="Rate limit (from code)")
+    def rate_shown(self, row: Pipeline) -> str:
+        rule = rate_rule(row.name, row.rate_limit, orbit_settings.rate_limits)
+        if rule is None:
+            return f"{row.rate_limit}: configured off" if row.rate_limit else "none"
+        if rule.rate is None:
+            return f"{row.rate_limit}: not configured in ORBIT_RATE_LIMITS, so its runs wait"
+        shared = "" if "/" in row.rate_limit else f"{row.rate_limit}, shared by name: "
+        return f"{shared}{rule.rate.limit} claims per {rule.rate.seconds} s"
 
     @admin.display(description="Next fire")
     def next_fire(self, row: Pipeline) -> str:

@@ -121,9 +121,15 @@ WITH candidates AS (
       AND r.queue = %(queue)s
       AND r.available_at <= statement_timestamp()
       AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = %(queue)s)
-      AND r.pipeline_id IN (
+      -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a run
+      -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
+      AND r.pipeline_id = ANY(ARRAY(
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
+            -- Runs under a flow limit are claimed by the limited path (portable.py
+            -- `_claim_limited`, under the limits' lock), never here.
+            AND p.max_concurrency IS NULL AND p.rate_limit = ''))
+      AND r.queue <> ALL(%(limited_queues)s::text[])
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
@@ -169,9 +175,15 @@ WITH candidates AS (
       AND r.queue = ANY(%(queues)s)
       AND r.available_at <= statement_timestamp()
       AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = r.queue)
-      AND r.pipeline_id IN (
+      -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a run
+      -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
+      AND r.pipeline_id = ANY(ARRAY(
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
+            -- Runs under a flow limit are claimed by the limited path (portable.py
+            -- `_claim_limited`, under the limits' lock), never here.
+            AND p.max_concurrency IS NULL AND p.rate_limit = ''))
+      AND r.queue <> ALL(%(limited_queues)s::text[])
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
@@ -406,6 +418,11 @@ JOIN taken ON taken.id = x.id
 -- name: announce
 -- The payload: milliseconds until the run is due, or "cancel:<run id>".
 SELECT pg_notify(%(channel)s, %(payload)s)
+
+
+-- name: lock_limits
+-- Serialises the claimers of runs under flow limits, until the transaction ends.
+SELECT pg_advisory_xact_lock(%(key)s)
 
 
 -- name: try_exclusive

@@ -1,0 +1,166 @@
+"""Flow limits under load (not a test; docs/FLOW-CONTROL.md, "Measured").
+
+    python bench/bench_limits.py drain [--n 3000] [--rounds 2]
+    python bench/bench_limits.py rate [--minutes 5] [--per-minute 20]
+
+`drain`: 4 `runworker` processes at concurrency 8 drain `n` runs of a no-op pipeline,
+alternately with no flow limit anywhere ("none") and with limits configured on other
+pipelines ("limited": a max_concurrency=3 pipeline with a backlog of slow runs, held
+back throughout, and a rate-limited one with queued runs); the unlimited pipeline's
+runs/s in each, same database, same run. `rate`: 4 workers and a named rate limit of
+`per-minute` starts a minute (ORBIT_RATE_LIMITS=bench-veryfi=20/minute) over `minutes`;
+the most step starts in any 60 s window, by the steps' own clock. Run `rate` once: it
+takes its minutes. PostgreSQL at BENCH_DATABASE_URL (default orbit_bench_limits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orbit_bench_limits")
+
+from bench import bench_worker  # noqa: E402
+from bench.bench_worker import LAT_FILE, django_ready, setup, stop  # noqa: E402
+
+MODULES = "bench.bench_pipelines,bench.bench_limited_pipelines"
+
+
+def start(k: int, concurrency: int, extra: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    env = {**bench_worker.env_for("postgres"), "ORBIT_PIPELINE_MODULES": MODULES, **extra}
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "runworker",
+                "--concurrency",
+                str(concurrency),
+                "--no-schedules",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(k)
+    ]
+
+
+def drain_once(n: int, limited: bool) -> float:
+    """Runs/s of bench-noop with 4 workers at concurrency 8, worker start-up excluded."""
+    from pipelines.models import Pipeline
+    from runs import enqueue_many
+    from runs.models import Run
+
+    Run.objects.all().delete()
+    Pipeline.objects.limited().update(enabled=limited)
+    if limited:
+        enqueue_many("bench-limited", [{"seconds": 0.5}] * 400)
+        enqueue_many("bench-rated", [{}] * 200)
+    for at in range(0, n, 1000):
+        enqueue_many("bench-noop", [{}] * min(1000, n - at))
+    done = Run.objects.filter(pipeline__name="bench-noop", status="succeeded")
+    procs = start(4, 8, {"ORBIT_RATE_LIMITS": "bench-veryfi=20/minute"})
+    try:
+        first = None
+        while True:
+            count = done.count()
+            now = time.perf_counter()
+            if count and first is None:
+                first, first_count = now, count
+            if count >= n:
+                break
+            time.sleep(0.02)
+    finally:
+        stop(procs)
+    assert first is not None
+    if limited:
+        running = Run.objects.filter(pipeline__name="bench-limited", status="running").count()
+        assert running <= 3, running
+    return (n - first_count) / (now - first)
+
+
+def drain(args: argparse.Namespace) -> None:
+    figures: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(args.rounds):
+        for limited in (False, True):
+            figures[limited].append(drain_once(args.n, limited))
+            print(f"{'limited' if limited else 'none':>8}: {figures[limited][-1]:7.1f} runs/s")
+    none, limited = statistics.median(figures[False]), statistics.median(figures[True])
+    print(
+        f"median   none {none:.1f} runs/s, limited {limited:.1f} runs/s: "
+        f"{100 * (limited - none) / none:+.1f}%"
+    )
+
+
+def rate(args: argparse.Namespace) -> None:
+    from pipelines.models import Pipeline
+    from runs import enqueue_many
+    from runs.models import Run
+
+    Path(LAT_FILE).unlink(missing_ok=True)
+    Run.objects.all().delete()
+    Pipeline.objects.exclude(name="bench-rated").update(enabled=False)
+    procs = start(4, 8, {"ORBIT_RATE_LIMITS": f"bench-veryfi={args.per_minute}/minute"})
+    try:
+        # Warm up: every slot gets its child process, so a step starts when it is claimed.
+        Pipeline.objects.filter(name="bench-noop").update(enabled=True)
+        enqueue_many("bench-noop", [{}] * 200)
+        while Run.objects.exclude(status="succeeded").exists():
+            time.sleep(0.1)
+        Path(LAT_FILE).unlink(missing_ok=True)
+        enqueue_many("bench-rated", [{}] * (args.per_minute * (args.minutes + 2)))
+        time.sleep(args.minutes * 60)
+    finally:
+        stop(procs)
+    steps = sorted(float(line.split()[1]) for line in Path(LAT_FILE).read_text().splitlines())
+    claims = sorted(
+        t.timestamp()
+        for t in Run.objects.filter(
+            pipeline__name="bench-rated", started_at__isnull=False
+        ).values_list("started_at", flat=True)
+    )
+    for what, moments in (("step starts (host clock)", steps), ("claims (database)", claims)):
+        t0 = moments[0]
+        inside = [s for s in moments if s < t0 + args.minutes * 60]
+        most = max(sum(1 for s in inside if t <= s < t + 60) for t in inside)
+        per_minute = [
+            sum(1 for s in inside if t0 + 60 * m <= s < t0 + 60 * (m + 1))
+            for m in range(args.minutes)
+        ]
+        print(
+            f"{what}: {len(inside)} in {args.minutes} min across 4 workers (limit "
+            f"{args.per_minute}/minute); most in any 60 s window: {most}; "
+            f"per minute from the first: {per_minute}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("drain")
+    d.add_argument("--n", type=int, default=3000)
+    d.add_argument("--rounds", type=int, default=2)
+    r = sub.add_parser("rate")
+    r.add_argument("--minutes", type=int, default=5)
+    r.add_argument("--per-minute", type=int, default=20)
+    args = parser.parse_args()
+    setup("postgres")
+    django_ready("postgres")
+    import bench.bench_limited_pipelines  # noqa: F401  (registers them here too)
+    from pipelines.sync import sync_pipelines
+
+    sync_pipelines()
+    drain(args) if args.what == "drain" else rate(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Flow limits as plain values and pure decisions (docs/FLOW-CONTROL.md, "Limits").
+
+A *concurrency limit* caps how many runs of a pipeline (or of a queue) are running at once,
+counted over every worker; a *rate limit* caps how many claims (each claim starts the step
+a run is at) a pipeline, or a named limit shared by several pipelines, gets in any window
+of its period. The store (runs/store/) reads the counts and the recent starts under a lock
+that serialises the claimers of limited work; this module decides, without a database,
+how many of which runs may be claimed, and when a rate limit next admits one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orbit.core.conf import LIMIT_NAME, Rate, parse_rate
+from orbit.core.exceptions import InvalidLimit
+
+#: The largest max_concurrency accepted: more than any deployment runs at once.
+MAX_CONCURRENCY = 100_000
+CONCURRENCY_RULE = "max_concurrency must be a whole number from 1 to {most}, or null for no limit"
+#: The rate window key of a pipeline's own inline rate (`rate_limit="20/minute"`).
+INLINE_PREFIX = "pipeline:"
+
+
+def check_max_concurrency(value: Any) -> int | None:
+    """`value` as a concurrency limit (None: no limit); InvalidLimit names the rule."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidLimit(
+            CONCURRENCY_RULE.format(most=f"{MAX_CONCURRENCY:,}"), field="max_concurrency"
+        )
+    return value
+
+
+def check_rate_limit(value: Any) -> str:
+    """A pipeline's `rate_limit`: '' (none), a named limit ('veryfi', configured in
+    ORBIT_RATE_LIMITS) or an inline rate ('20/minute', '5/2s'); InvalidLimit otherwise."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise InvalidLimit(f"rate_limit must be text, not {value!r}", field="rate_limit")
+    if "/" in value:
+        try:
+            parse_rate("rate_limit", value)
+        except Exception as exc:  # ImproperlyConfigured: its message names the format
+            raise InvalidLimit(str(exc), field="rate_limit") from None
+        return value.strip()
+    if not LIMIT_NAME.fullmatch(value):
+        raise InvalidLimit(
+            f"rate_limit {value!r} is neither a rate such as '20/minute' nor the name of a "
+            "limit in ORBIT_RATE_LIMITS (1-64 letters, digits, '-', '_' or '.')",
+            field="rate_limit",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """Where a pipeline's claims are counted (`key`, shared by every pipeline naming the
+    same limit) and how many its window admits (None: a named limit nobody configured)."""
+
+    key: str
+    rate: Rate | None
+
+
+def rate_rule(pipeline: str, spec: str, named: Mapping[str, Rate | None]) -> RateRule | None:
+    """The rule a pipeline row's `rate_limit` stands for (None: it has none, or it names
+    a limit configured "off")."""
+    if not spec:
+        return None
+    if "/" in spec:
+        return RateRule(INLINE_PREFIX + pipeline, parse_rate("rate_limit", spec))
+    if spec in named and named[spec] is None:
+        return None
+    return RateRule(spec, named.get(spec))
+
+
+# -- decisions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a rate window allows now: `granted` claims, the starts to keep (the window
+    after them), and when the next claim would be admitted (None: at once)."""
+
+    granted: int
+    starts: tuple[float, ...]
+    next_at: float | None
+
+
+def admit(starts: Iterable[float], now: float, rate: Rate, wanted: int) -> Admission:
+    """Admit up to `wanted` claims at `now` (seconds, the database clock) so that no
+    window of `rate.seconds` ever holds more than `rate.limit` starts (a sliding window
+    over the recorded starts: exact, not a token bucket's burst of twice the limit)."""
+    window = sorted(s for s in starts if s > now - rate.seconds)
+    granted = max(0, min(wanted, rate.limit - len(window)))
+    kept = tuple((window + [now] * granted)[-rate.limit :])
+    # The next start waits until the oldest start it would make one too many leaves the window.
+    next_at = kept[-rate.limit] + rate.seconds if len(kept) >= rate.limit else None
+    return Admission(granted, kept, next_at)
+
+
+def room(limit: int | None, running: int) -> int | None:
+    """Claims a concurrency limit leaves (None: unlimited)."""
+    return None if limit is None else max(0, limit - running)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A due pending run that limited claiming may take, with every limit it counts
+    against (("pipeline", id), ("queue", name), ("rate", key)...)."""
+
+    id: Any
+    buckets: tuple[Hashable, ...]
+
+
+def choose(
+    candidates: Sequence[Candidate], *, limit: int, rooms: Mapping[Hashable, int]
+) -> list[Any]:
+    """The ids to claim, in the candidates' order (claim order: priority, then the longest
+    due): each taken while every limit it counts against has room left (a bucket with no
+    room given is unlimited), at most `limit` in all. A run whose limit is full does not
+    hold back a lower one under other limits (no head-of-line blocking)."""
+    left = dict(rooms)
+    chosen: list[Any] = []
+    for candidate in candidates:
+        if len(chosen) >= limit:
+            break
+        if any(left.get(b, 1) <= 0 for b in candidate.buckets):
+            continue
+        chosen.append(candidate.id)
+        for bucket in candidate.buckets:
+            if bucket in left:
+                left[bucket] -= 1
+    return chosen

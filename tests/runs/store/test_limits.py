@@ -1,0 +1,154 @@
+"""Flow limits in the claim (docs/FLOW-CONTROL.md, "Limits"), for every store: a pipeline's
+max_concurrency, a queue's limit, a rate limit (inline or named and shared), and many
+claimers at once never taking more than a limit allows."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+
+from pipelines.models import Pipeline
+from runs.models import RateWindow, Run
+from tests.runs.store.conftest import claim, insert
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def row(name: str, **limits: object) -> Pipeline:
+    return Pipeline.objects.create(name=name, definition="t-three", **limits)
+
+
+def running(pipeline: Pipeline) -> int:
+    return Run.objects.filter(pipeline=pipeline, status="running").count()
+
+
+def test_a_pipeline_limit_caps_its_running_runs_until_one_ends(store):
+    limited = row("t-lim", max_concurrency=2)
+    ids = [insert(store, limited) for _ in range(5)]
+    first = claim(store)
+    assert len(first) == 2 and all(c.limited for c in first)
+    assert claim(store) == []  # full: the other three stay pending
+    store.cancel(first[0].run_id, reason="done with it")
+    (again,) = claim(store)
+    assert again.run_id == ids[2]  # the next in claim order, the moment a slot freed
+    assert running(limited) == 2
+
+
+def test_an_unlimited_pipeline_is_claimed_beside_a_full_limited_one(store, pipeline):
+    limited = row("t-lim", max_concurrency=1)
+    for _ in range(3):
+        insert(store, limited)
+    free = {insert(store, pipeline) for _ in range(3)}
+    claims = claim(store, limit=10)
+    assert len(claims) == 4
+    assert {c.run_id for c in claims if not c.limited} == free
+
+
+def test_a_claim_told_no_limit_applies_leaves_limited_runs_alone(store, pipeline):
+    limited = row("t-lim", max_concurrency=5)
+    insert(store, limited)
+    free = insert(store, pipeline)
+    assert [c.run_id for c in claim(store, limited=False)] == [free]
+    assert running(limited) == 0
+
+
+def test_within_a_limit_the_highest_priority_is_claimed_first(store):
+    limited = row("t-lim", max_concurrency=1)
+    insert(store, limited, priority=0)
+    urgent = insert(store, limited, priority=5)
+    assert [c.run_id for c in claim(store)] == [urgent]
+
+
+def test_a_queue_limit_caps_the_queue_over_every_pipeline(store, pipeline, settings):
+    settings.ORBIT_QUEUE_LIMITS = "slow=2"
+    other = row("t-other")
+    for owner in (pipeline, other, pipeline):
+        insert(store, owner, queue="slow")
+    assert len(claim(store, queues=("slow", "default"))) == 2
+    assert claim(store, queues=("slow",)) == []
+    assert store.seconds_until_due(("slow",)) is None  # held by its limit, not "due now"
+
+
+def test_a_rate_limit_admits_its_count_per_window_and_says_when_the_next_is_due(store):
+    rated = row("t-rated", rate_limit="3/60s")
+    for _ in range(5):
+        insert(store, rated)
+    claims = claim(store, limit=10)
+    assert len(claims) == 3
+    assert claims.retry_after is not None and 59 < claims.retry_after <= 60
+    for c in claims:
+        store.cancel(c.run_id, reason="finished")
+    assert claim(store, limit=10) == []  # nothing runs, yet the window is full
+    assert len(RateWindow.objects.get(name="pipeline:t-rated").starts) == 3
+    assert store.seconds_until_due(("default",)) is None
+
+
+def test_a_named_rate_limit_is_shared_by_the_pipelines_naming_it(store, settings):
+    settings.ORBIT_RATE_LIMITS = "t-shared=3/minute"
+    a, b = row("t-a", rate_limit="t-shared"), row("t-b", rate_limit="t-shared")
+    for owner in (a, b, a, b, a, b):
+        insert(store, owner)
+    assert len(claim(store, limit=10)) == 3
+    assert claim(store, limit=10) == []
+
+
+def test_a_named_rate_limit_nobody_configured_holds_its_runs(store, settings):
+    settings.ORBIT_RATE_LIMITS = ""
+    held = row("t-held", rate_limit="nowhere")
+    insert(store, held)
+    assert claim(store) == []
+    assert Run.objects.get(pipeline=held).status == "pending"
+
+
+def test_both_limits_apply_together(store):
+    both = row("t-both", max_concurrency=1, rate_limit="5/60s")
+    for _ in range(3):
+        insert(store, both)
+    assert len(claim(store, limit=10)) == 1
+
+
+def test_has_limits_sees_enabled_limited_pipelines_only(store, pipeline):
+    Pipeline.objects.limited().update(enabled=False)  # the document pipeline's, say
+    assert store.has_limits() is False
+    limited = row("t-lim", max_concurrency=1, enabled=False)
+    assert store.has_limits() is False
+    Pipeline.objects.filter(id=limited.id).update(enabled=True)
+    assert store.has_limits() is True
+
+
+@pytest.mark.postgres
+def test_claimers_on_many_connections_never_exceed_the_limit(store):
+    """Four claimers at once, each ending what it claimed and claiming again: at no
+    committed moment do more than three runs of the pipeline run."""
+    limited = row("t-lim", max_concurrency=3)
+    ids = {insert(store, limited) for _ in range(40)}
+    taken: list[object] = []
+    seen: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def claimant() -> None:
+        try:
+            barrier.wait()
+            idle = 0
+            while idle < 50:
+                batch = claim(store, limit=2)
+                seen.append(running(limited))
+                if not batch:
+                    idle += 1
+                    continue
+                idle = 0
+                for c in batch:
+                    taken.append(c.run_id)
+                    store.cancel(c.run_id, reason="done")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claimant) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(taken) == sorted(ids)  # each run once
+    assert max(seen) <= 3
