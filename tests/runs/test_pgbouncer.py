@@ -65,15 +65,22 @@ def test_workers_drain_through_pgbouncer_each_run_once(bouncer, workers, effects
     )
     # Every run ran its step once, whichever worker claimed it.
     assert effects() == {(str(run.id), "only"): 1 for run in runs}
-    # Each worker LISTENs on one direct connection of its own...
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT application_name, count(*) FROM pg_stat_activity "
-            "WHERE application_name LIKE 'orbit-test-worker-%%' AND query LIKE '%%LISTEN %%' "
-            "GROUP BY 1"
-        )
-        listening = dict(cursor.fetchall())
-    assert listening == {f"orbit-test-worker-{i}": 1 for i in range(WORKERS)}
+    # Each worker LISTENs on one direct connection of its own (a worker that started
+    # last, on a loaded machine, may not have connected yet when the others have drained
+    # every run: wait for it rather than read once)...
+    expected = {f"orbit-test-worker-{i}": 1 for i in range(WORKERS)}
+
+    def listening() -> dict[str, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT application_name, count(*) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'orbit-test-worker-%%' AND query LIKE '%%LISTEN %%' "
+                "GROUP BY 1"
+            )
+            return dict(cursor.fetchall())
+
+    wait_until(lambda: listening() == expected, timeout=60, message="each worker listening once")
+    assert listening() == expected
     # ...and everything else shares PgBouncer's pool: never more server connections than it.
     servers = [
         s for s in bouncer.show("SERVERS") if s["database"] == connection.settings_dict["NAME"]
