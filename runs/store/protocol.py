@@ -26,6 +26,7 @@ from runs.store.records import (
     Claim,
     ClaimRequest,
     DeadWorker,
+    DeliveryClaim,
     Fence,
     InsertedRun,
     Interrupted,
@@ -210,6 +211,11 @@ class RunStore(Protocol):
 
     def wakeups(self) -> Wakeups | None:
         """A channel on which to hear `announce`, or None: poll."""
+        ...
+
+    def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[DeliveryClaim]:
+        """Take up to `limit` due webhook deliveries (pending, due, not under a live
+        claim) under a new claim lasting `lease_seconds`; each is taken by one caller."""
         ...
 
     def exclusive(self, key: int) -> AbstractContextManager[bool]:

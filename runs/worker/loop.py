@@ -36,6 +36,9 @@ from runs.retention import Policy, prune_turn
 from runs.store import Wakeups, store
 from runs.store.records import ClaimRequest
 from runs.supervision import LOG_WRITE_SECONDS
+from runs.webhooks import endpoints as webhook_endpoints
+from runs.webhooks.sending import BATCH as WEBHOOK_BATCH
+from runs.webhooks.sending import send_due as send_webhooks
 from runs.worker.slots import Slot
 from runs.worker.timers import Duty, Timers
 
@@ -110,6 +113,8 @@ class WorkerLoop:
         self._counts = {"succeeded": 0, "failed": 0}
         self._db_failures = 0
         self._forget_queries = False
+        self._webhooks_wanted = False
+        self._webhooks_refresh_at = 0.0
         self.timers = Timers()
         for duty in self._duties():
             self.timers.add(duty)
@@ -147,6 +152,10 @@ class WorkerLoop:
                 self._discover,
                 active=lambda: self.stop is None,
             ),
+            # Webhook deliveries (runs/webhooks/sending.py): the list of enabled endpoints
+            # is loaded at start and kept fresh here, so commits never ask for it; due
+            # deliveries are sent only while some endpoint is enabled.
+            Duty("webhooks", self._webhooks_interval, self._send_webhooks),
             # With a wake-up channel, polling is only a safety net; without, it is how
             # work is found. Freed slots and announcements bring it forward.
             Duty(
@@ -466,6 +475,35 @@ class WorkerLoop:
         except Exception:
             logger.exception("Pruning failed; will try again", extra={"event": "prune_error"})
             return None
+
+    def _webhooks_interval(self) -> float:
+        refresh = orbit_settings.webhook_refresh / 2
+        if self._webhooks_wanted:
+            return min(orbit_settings.webhook_poll_interval, refresh)
+        return refresh
+
+    def _send_webhooks(self) -> float | None:
+        """Reload the enabled endpoints when due; send due deliveries while there are any.
+
+        Sending happens in the loop, one POST after another (each within
+        ORBIT_WEBHOOK_TIMEOUT), so a slow receiver delays the loop by that long per
+        delivery; the batch is small and the duty runs between commits."""
+        now = time.monotonic()
+        if now >= self._webhooks_refresh_at:
+            self._webhooks_wanted = bool(webhook_endpoints.refresh())
+            self._webhooks_refresh_at = now + orbit_settings.webhook_refresh / 2
+        if not self._webhooks_wanted or self.stop is not None:
+            return None
+        try:
+            claimed = send_webhooks(worker=self.row.name if self.row else "worker")
+        except DB_ERRORS:
+            raise
+        except Exception:
+            logger.exception(
+                "Sending webhooks failed; will try again", extra={"event": "webhook_error"}
+            )
+            return None
+        return 0.0 if claimed >= WEBHOOK_BATCH else None  # a full batch: more may be due
 
     def _discover(self) -> None:
         """Load the tasks that pipeline rows name and this worker does not know yet, so
