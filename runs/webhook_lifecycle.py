@@ -48,8 +48,6 @@ def clean_events(events: Any) -> list[str]:
 
 
 def clean_pipelines(pipelines: Any) -> list[str]:
-    if pipelines is None:
-        return []
     if not isinstance(pipelines, list | tuple):
         raise InvalidWebhook("pipelines: give a list of pipeline names (empty: every pipeline)")
     names = list(dict.fromkeys(str(p) for p in pipelines))
@@ -88,6 +86,12 @@ def clean_name(name: Any) -> str:
     return text
 
 
+def clean_enabled(enabled: Any) -> bool:
+    if not isinstance(enabled, bool):
+        raise InvalidWebhook("enabled: true or false")
+    return enabled
+
+
 def clean(values: Mapping[str, Any]) -> dict[str, Any]:
     """The given fields, validated; InvalidWebhook names the first bad one."""
     cleaners: dict[str, Any] = {
@@ -96,12 +100,18 @@ def clean(values: Mapping[str, Any]) -> dict[str, Any]:
         "events": clean_events,
         "pipelines": clean_pipelines,
         "secret": clean_secret,
-        "enabled": bool,
+        "enabled": clean_enabled,
     }
     unknown = sorted(set(values) - set(cleaners))
     if unknown:
         raise InvalidWebhook(f"unknown field(s): {', '.join(unknown)}")
-    return {field: cleaners[field](value) for field, value in values.items()}
+    cleaned = {}
+    for field, value in values.items():
+        try:
+            cleaned[field] = cleaners[field](value)
+        except InvalidWebhook as exc:
+            raise InvalidWebhook(str(exc), field=field) from None
+    return cleaned
 
 
 def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,7 +136,7 @@ def webhook_create(values: Mapping[str, Any], *, actor: Actor | None = None) -> 
     cleaned = clean({"secret": new_secret(), "pipelines": [], **values})
     for required in ("name", "url", "events"):
         if required not in cleaned:
-            raise InvalidWebhook(f"{required}: required")
+            raise InvalidWebhook(f"{required}: required", field=required)
     with transaction.atomic():
         hook = Webhook.objects.create(**cleaned)
         record(

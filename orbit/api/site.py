@@ -18,7 +18,9 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from orbit.api.idempotency import IdempotencyConflict
 from orbit.api.pipelines import router as pipelines_router
 from orbit.api.runs import runs_router, steps_router, worker_router
+from orbit.api.webhooks import router as webhooks_router
 from orbit.core.exceptions import (
+    DeliveryNotFound,
     DocumentTooLarge,
     InvalidTransition,
     MetadataTooLarge,
@@ -26,6 +28,7 @@ from orbit.core.exceptions import (
     PipelineDisabled,
     RunNotFound,
     UnknownPipeline,
+    WebhookNotFound,
     WorkerNotFound,
 )
 from pipelines.lifecycle import PipelineConflict
@@ -38,6 +41,8 @@ ERROR_STATUS: dict[type[OrbitError], int] = {
     OrbitError: 422,
     RunNotFound: 404,
     WorkerNotFound: 404,
+    WebhookNotFound: 404,
+    DeliveryNotFound: 404,
     UnknownPipeline: 404,
     InvalidTransition: 409,
     PipelineDisabled: 409,
@@ -61,6 +66,7 @@ api.add_router("/pipelines", pipelines_router)
 api.add_router("/runs", runs_router)
 api.add_router("/steps", steps_router)
 api.add_router("/worker", worker_router)
+api.add_router("/webhooks", webhooks_router)
 
 
 def _error(request: HttpRequest, detail: str, status: int, **extra: Any) -> HttpResponse:
