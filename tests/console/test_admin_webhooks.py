@@ -132,3 +132,15 @@ def test_viewers_and_operators_see_no_webhooks(client, hook, role):
         Group.objects.get(name=role.group).permissions.filter(codename__contains="webhook").count()
         == 0
     )
+
+
+def test_a_new_endpoint_needs_a_secret_in_the_admin(client, test_pipelines):
+    """Not generated and shown in a message: messages travel in a signed, unencrypted cookie."""
+    logged_in(client, ADMIN)
+    response = client.post(
+        "/admin/runs/webhook/add/",
+        {"name": "x", "url": URL, "events": ["run_failed"], "secret": "", "enabled": "on"},
+    )
+    assert response.status_code == 200
+    assert "Give the new endpoint a secret of 16 to 200 characters" in response.content.decode()
+    assert not Webhook.objects.exists()

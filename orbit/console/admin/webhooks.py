@@ -39,6 +39,10 @@ from runs.webhook_lifecycle import (
 from runs.webhooks.backoff import RetrySchedule
 
 EDITABLE = ("name", "url", "events", "pipelines", "secret", "enabled")
+NEW_SECRET_HELP = (
+    "Give the new endpoint a secret of 16 to 200 characters, for example the output of "
+    "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+)
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -60,9 +64,8 @@ class WebhookForm(forms.ModelForm):  # type: ignore[type-arg]
     secret = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="At least 16 characters; it signs each delivery (docs/WEBHOOKS.md). Never "
-        "shown again: leave it empty to keep the current one (or, on a new endpoint, to "
-        "have one generated: read it once in the message after saving).",
+        help_text="16 to 200 characters; it signs each delivery (docs/WEBHOOKS.md). Never "
+        "shown again: on a change, leave it empty to keep the current one.",
     )
 
     class Meta:
@@ -80,6 +83,11 @@ class WebhookForm(forms.ModelForm):  # type: ignore[type-arg]
         values = {f: data[f] for f in EDITABLE if f in data and not self.has_error(f)}
         if not values.get("secret"):
             values.pop("secret", None)
+            if self.instance.pk is None:
+                # Not generated here: showing it once would put it in the messages
+                # cookie, which is signed, not encrypted (docs/SECURITY.md).
+                self.add_error("secret", NEW_SECRET_HELP)
+                return data
         try:
             cleaned = clean(values)
         except InvalidWebhook as exc:
@@ -142,14 +150,7 @@ class WebhookAdmin(OrbitModelAdmin):
             changed = {f: values[f] for f in values if f in form.changed_data}
             saved = webhook_update(obj.pk, changed, actor=_actor(request))
         else:
-            generated = "secret" not in values
             saved = webhook_create(values, actor=_actor(request))
-            if generated:
-                self.message_user(
-                    request,
-                    f"Generated secret (shown once, keep it to verify signatures): {saved.secret}",
-                    messages.WARNING,
-                )
         obj.pk = saved.pk
         obj.refresh_from_db()
 
