@@ -104,3 +104,27 @@ def test_enabled_endpoints_are_loaded_once_per_refresh_window(endpoint, settings
         assert len(endpoints.enabled()) == 1
         assert len(endpoints.enabled()) == 1
     assert len(queries) == 1
+
+
+def test_an_endpoint_that_wants_the_event_adds_one_read_and_one_insert(endpoint):
+    """What a configured endpoint costs a commit: the runs, read once, and the
+    deliveries, inserted once, in the commit's transaction (on PostgreSQL the commit is
+    then inside BEGIN ... COMMIT instead of being its own transaction)."""
+    from runs.execution import begin, record_many
+    from tests.runs.test_execution import LEASE, claim, success
+
+    def commit_statements() -> list[str]:
+        enqueue("t-single")
+        [held] = claim()
+        task = begin(held, lease_seconds=LEASE).task
+        with CaptureQueriesContext(connection) as queries:
+            record_many([(held, task, success())], lease_seconds=LEASE)
+        control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT")
+        return [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(control)]
+
+    without = commit_statements()
+    endpoint(URL, events=["run_succeeded"])
+    endpoints.refresh()
+    with_endpoint = commit_statements()
+    assert len(with_endpoint) == len(without) + 2, with_endpoint
+    assert WebhookDelivery.objects.count() == 1
