@@ -39,7 +39,8 @@ from runs.webhooks.backoff import RetrySchedule
 
 logger = logging.getLogger(__name__)
 
-#: Deliveries one worker claims (and sends, one after another) per turn of its duty.
+#: Deliveries one call claims (and sends, one after another). The worker's duty asks for
+#: one at a time (runs/worker/loop.py says why).
 BATCH = 10
 #: Of an error, what is kept in `last_error`.
 MAX_ERROR_CHARS = 500

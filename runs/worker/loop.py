@@ -37,7 +37,6 @@ from runs.store import Wakeups, store
 from runs.store.records import ClaimRequest
 from runs.supervision import LOG_WRITE_SECONDS
 from runs.webhooks import endpoints as webhook_endpoints
-from runs.webhooks.sending import BATCH as WEBHOOK_BATCH
 from runs.webhooks.sending import send_due as send_webhooks
 from runs.worker.slots import Slot
 from runs.worker.timers import Duty, Timers
@@ -483,11 +482,13 @@ class WorkerLoop:
         return refresh
 
     def _send_webhooks(self) -> float | None:
-        """Reload the enabled endpoints when due; send due deliveries while there are any.
+        """Reload the enabled endpoints when due; send one due delivery, if any.
 
-        Sending happens in the loop, one POST after another (each within
-        ORBIT_WEBHOOK_TIMEOUT), so a slow receiver delays the loop by that long per
-        delivery; the batch is small and the duty runs between commits."""
+        The POST happens in the loop, so one at a time: a receiver that hangs holds the
+        loop for ORBIT_WEBHOOK_TIMEOUT at most before the next turn commits reports,
+        renews leases and enforces deadlines; a batch could hold it for many timeouts,
+        long enough for the worker's own leases to run out. With more due, the duty
+        runs again on the next turn."""
         now = time.monotonic()
         if now >= self._webhooks_refresh_at:
             self._webhooks_wanted = bool(webhook_endpoints.refresh())
@@ -495,7 +496,7 @@ class WorkerLoop:
         if not self._webhooks_wanted or self.stop is not None:
             return None
         try:
-            claimed = send_webhooks(worker=self.row.name if self.row else "worker")
+            claimed = send_webhooks(worker=self.row.name if self.row else "worker", limit=1)
         except DB_ERRORS:
             raise
         except Exception:
@@ -503,7 +504,7 @@ class WorkerLoop:
                 "Sending webhooks failed; will try again", extra={"event": "webhook_error"}
             )
             return None
-        return 0.0 if claimed >= WEBHOOK_BATCH else None  # a full batch: more may be due
+        return 0.0 if claimed else None  # one sent: more may be due, next turn
 
     def _discover(self) -> None:
         """Load the tasks that pipeline rows name and this worker does not know yet, so
