@@ -163,3 +163,20 @@ def test_a_deleted_endpoints_delivery_is_abandoned(endpoint, receiver):
     endpoints.forget()
     assert WebhookDelivery.objects.count() == 0  # its log went with it
     assert send_due() == 0 and receiver.received == []
+
+
+def test_the_workers_duty_sends_one_delivery_per_turn(endpoint, receiver):
+    """One POST per turn of the loop: a hanging receiver holds it for one timeout only."""
+    from runs.lifecycle import run_cancel
+    from runs.worker import WorkerLoop
+
+    endpoint(receiver.url, events=["run_cancelled"])
+    for _ in range(3):
+        run_cancel(enqueue("t-single").id)
+    loop = WorkerLoop(listen=False, schedules=False)
+    assert loop._send_webhooks() == 0.0  # one sent; more may be due: again next turn
+    assert len(receiver.wait_for(1)) == 1
+    assert WebhookDelivery.objects.filter(status="succeeded").count() == 1
+    assert loop._send_webhooks() == 0.0 and loop._send_webhooks() == 0.0
+    assert loop._send_webhooks() is None  # none left: back to the poll interval
+    assert len(receiver.wait_for(3)) == 3
