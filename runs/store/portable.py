@@ -27,6 +27,7 @@ from orbit.core.exceptions import LeaseLost, type_path
 from orbit.core.models import AuditEvent
 from runs.models import (
     ACTIVE_STATUSES,
+    DeliveryStatus,
     Run,
     RunRollup,
     RunStatus,
@@ -597,6 +598,19 @@ class PortableStore:
     def wakeups(self) -> Wakeups | None:
         directory = datagrams.wake_directory()
         return None if directory is None else datagrams.DatagramWakeups(directory)
+
+    def prune_deliveries(self, before: datetime, *, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        with transaction.atomic():
+            ids = list(
+                WebhookDelivery.objects.filter(created_at__lt=before)
+                .exclude(status=DeliveryStatus.PENDING)
+                .order_by("created_at", "id")
+                .values_list("id", flat=True)[:limit]
+            )
+            deleted, _ = WebhookDelivery.objects.filter(id__in=ids).delete()
+        return deleted
 
     def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[DeliveryClaim]:
         if limit <= 0:

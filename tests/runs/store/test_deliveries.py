@@ -75,3 +75,30 @@ def test_claims_from_many_connections_at_once_take_each_delivery_once(store: Run
     every = [delivery for mine in taken for delivery in mine]
     assert len(taken) == 6
     assert sorted(every) == sorted(ids)  # each delivery claimed, none twice
+
+
+def test_finished_deliveries_older_than_the_cutoff_are_pruned_pending_ones_kept(store: RunStore):
+    from runs.models import WebhookDelivery as D
+
+    old = timezone.now() - timedelta(days=400)
+    finished = deliveries(3, status="succeeded")
+    pending = deliveries(1)
+    young = deliveries(1, status="failed")
+    D.objects.filter(id__in=finished | pending).update(created_at=old)
+    cutoff = timezone.now() - timedelta(days=365)
+    assert store.prune_deliveries(cutoff, limit=2) == 2  # a batch at a time
+    assert store.prune_deliveries(cutoff, limit=2) == 1
+    assert store.prune_deliveries(cutoff, limit=2) == 0
+    assert set(D.objects.values_list("id", flat=True)) == pending | young
+
+
+def test_retention_prunes_deliveries_with_the_audit_trails_age(settings):
+    from runs.models import WebhookDelivery as D
+    from runs.retention import Policy, prune
+
+    gone = deliveries(2, status="succeeded")
+    D.objects.filter(id__in=gone).update(created_at=timezone.now() - timedelta(days=400))
+    kept = deliveries(1, status="succeeded")
+    report = prune(Policy(audit=timedelta(days=365)))
+    assert report.deliveries == 2
+    assert set(D.objects.values_list("id", flat=True)) == kept
