@@ -115,6 +115,12 @@ def main() -> None:
             "/dashboard/",
             "/dashboard/runs/",
             "/dashboard/runs/?status=failed",
+            f"/dashboard/runs/?q={str(some)[-8:]}",  # the part lists show: a bounded scan
+            f"/dashboard/runs/?q={str(some)[:13]}",  # the start: a primary-key range
+            "/dashboard/runs/?meta=invoice%3DINV-5000",  # GIN containment
+            "/dashboard/runs/?meta=invoice%3DINV-5000&status=failed",
+            "/dashboard/runs/?created_after=2026-11-20&created_before=2026-11-21",
+            "/admin/runs/run/?q=invoice%3DINV-77",
             f"/dashboard/runs/{some}/",
             "/dashboard/workers/",
             "/dashboard/pipelines/",

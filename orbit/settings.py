@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "orbit.web.tracing.TracingMiddleware",  # a span per request, while tracing
     "orbit.web.middleware.DebugLoopbackOnlyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "orbit.web.middleware.ContentSecurityPolicyMiddleware",
@@ -208,9 +209,11 @@ LOGGING = {
         "text": {"()": "orbit.core.logs.TextFormatter"},
         "json": {"()": "orbit.core.logs.JsonFormatter"},
     },
+    "filters": {"trace_ids": {"()": "orbit.core.logs.TraceIds"}},  # docs/TRACING.md
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
+            "filters": ["trace_ids"],
             "formatter": "json" if ORBIT_LOG_FORMAT == "json" else "text",
         },
     },

@@ -66,6 +66,17 @@ class Pipeline(models.Model):
         help_text="Schedule slots at or before this time never fire: set when the row is "
         "created, enabled, or given a new schedule, so no past slot is caught up.",
     )
+    paused_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set while paused: its queued runs wait, new ones are accepted and wait "
+        "too, running ones finish (runs/pausing.py).",
+    )
+    paused_by = models.CharField(
+        max_length=150, blank=True, editable=False, help_text="Who paused it, as named then."
+    )
+    pause_reason = models.CharField(max_length=500, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,6 +106,10 @@ class Pipeline(models.Model):
         super().save(*args, **kwargs)
         if anchored or not isinstance(self.schedule_anchor, datetime):
             self.refresh_from_db(fields=["schedule_anchor"])
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
 
     @property
     def code(self) -> Definition | None:

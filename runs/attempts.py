@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from traceback import format_exception
 from typing import Any
 
@@ -37,6 +37,8 @@ class StepTask:
     try_number: int  # this attempt's number for this step, 1-based
     failures: int  # failed attempts so far: the spent retry budget
     timeout: float
+    #: The step span's W3C context, current while the step runs; empty while not tracing.
+    trace_context: dict[str, str] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:

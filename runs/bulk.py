@@ -24,6 +24,7 @@ from pipelines.models import Pipeline
 from runs.enqueueing import run_create
 from runs.lifecycle import run_cancel, run_retry
 from runs.models import Run, RunStatus, Worker
+from runs.pausing import pipeline_pause, pipeline_resume
 from runs.recovery import run_resume, worker_forget
 from runs.uploads import run_create_with_upload
 
@@ -163,6 +164,30 @@ def set_pipelines_enabled(
             report.done += 1
         else:
             report.skipped[f"it was already {state}"] += 1
+    return report
+
+
+def pause_pipelines(
+    pipelines: Iterable[Pipeline], *, reason: str = "", actor: Actor | None = None
+) -> ActionReport:
+    """Pause pipelines: their queued runs wait; one already paused keeps its first pause."""
+    report = ActionReport(noun="pipeline", verb="paused")
+    for row in pipelines:
+        if pipeline_pause(row, reason=reason, actor=actor):
+            report.done += 1
+        else:
+            report.skipped["it was already paused"] += 1
+    return report
+
+
+def resume_pipelines(pipelines: Iterable[Pipeline], *, actor: Actor | None = None) -> ActionReport:
+    """Resume paused pipelines: their queued runs are claimable at once."""
+    report = ActionReport(noun="pipeline", verb="resumed")
+    for row in pipelines:
+        if pipeline_resume(row, actor=actor):
+            report.done += 1
+        else:
+            report.skipped["it was not paused"] += 1
     return report
 
 

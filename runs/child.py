@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback as tb
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,10 @@ from typing import Any
 
 from django.db import close_old_connections
 
+from orbit.core import tracing
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidResult
-from orbit.core.logs import record_fields
+from orbit.core.logs import TraceIds, record_fields
 from pipelines.context import StepContext, StepResult
 from runs import attempts
 from runs.attempts import AttemptReport, StepTask
@@ -124,6 +126,8 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The spans step code ends go to the supervisor, which exports them (orbit/core/tracing.py).
+    tracing.relay_to(lambda span: _send(conn, "span", span))
     while True:
         try:
             task = conn.recv()
@@ -136,9 +140,18 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
         close_old_connections()
         report = run_task(task, conn)
         try:
-            conn.send(("done", report))
+            _send(conn, "done", report)
         except (BrokenPipeError, OSError):
             return
+
+
+#: One message at a time on the pipe: step code may log or end spans from its own threads.
+_SEND_LOCK = threading.Lock()
+
+
+def _send(conn: Connection, kind: str, payload: Any) -> None:
+    with _SEND_LOCK:
+        conn.send((kind, payload))
 
 
 def _forget_inherited_connections() -> None:
@@ -174,10 +187,11 @@ class _PipeHandler(logging.Handler):
     def __init__(self, conn: Connection) -> None:
         super().__init__(logging.DEBUG)
         self.conn = conn
+        self.addFilter(TraceIds())  # the step's trace and span ids, while tracing
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.conn.send(("log", log_entry(record)))
+            _send(self.conn, "log", log_entry(record))
         except Exception:
             self.handleError(record)
 
@@ -249,7 +263,8 @@ def run_task(task: StepTask, conn: Connection) -> AttemptReport:
             log=step_logger(task, handler),
             deadline=datetime.now(UTC) + timedelta(seconds=task.timeout),
         )
-        value = definition.fn(ctx)
+        with tracing.attached(task.trace_context):  # step code's spans nest under the step's
+            value = definition.fn(ctx)
         if isinstance(value, StepResult) and not value.success:
             return attempts.reported_failure(task, value, time.monotonic() - started)
         data = value.data if isinstance(value, StepResult) else value

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
+from orbit.core import tracing
 from orbit.core.audit import Actor, changed_keys, event_values
 from orbit.core.exceptions import (
     IdempotencyConflict,
@@ -286,6 +287,9 @@ def run_create_many(
     current_step = first.name if isinstance(first, planner.NextStep) else ""
     runs: list[Run] = []
     news: list[NewRun] = []
+    # The caller's trace (a request's span, say): the parent of the runs' spans. Empty,
+    # and never read, while tracing is off.
+    trace_context = tracing.carrier()
     uniques = list(unique_keys) if unique_keys is not None else [None] * len(merged)
     for metadata, key, unique in zip(merged, idempotency_keys, uniques, strict=True):
         run = Run(
@@ -299,6 +303,7 @@ def run_create_many(
             scheduled_for=scheduled_for,
             rerun_of=rerun_of,
             current_step=current_step,
+            trace_context=trace_context,
         )
         changes: dict[str, Any] = {"pipeline": row.name, "priority": priority, "queue": queue}
         if scheduled_for is not None:
@@ -331,6 +336,7 @@ def run_create_many(
                 audit=event_values(action, run, actor=actor, changes=changes, label=run_label(run)),
                 run_after=start.run_after,
                 delay=start.delay,
+                trace_context=trace_context,
             )
         )
     inserted = store().insert_runs(news)

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.db import IntegrityError
 
+from orbit.core import tracing
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import error_text
 from orbit.core.redaction import redact_text
@@ -71,6 +72,8 @@ class HeldRun:
     steps: dict[str, StepRow] = field(default_factory=dict)
     #: When this claimant took the run (monotonic): the duration its outcome line reports.
     claimed_at: float = field(default_factory=time.monotonic)
+    #: The claimant's span of this run (runs/tracing.py `run_span`); None: not traced.
+    span: Any = None
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -363,12 +366,15 @@ def record_many(
             _replay(held, task, report, lease_seconds, continue_run, release_retries)
             for held, task, report in items
         ]
-    return [
-        _carry_out(held, task, report, settlement, lease_seconds)
-        if held.claim.run_id in committed
-        else settle_lost(held, task, report)
-        for (held, task, report), settlement in zip(items, settlements, strict=True)
-    ]
+    decisions = []
+    for (held, task, report), settlement in zip(items, settlements, strict=True):
+        with tracing.using(held.span):  # its log lines carry the run span's ids
+            decisions.append(
+                _carry_out(held, task, report, settlement, lease_seconds)
+                if held.claim.run_id in committed
+                else settle_lost(held, task, report)
+            )
+    return decisions
 
 
 def _carry_out(

@@ -30,6 +30,7 @@ from runs.models import Run, RunStatus, Step, StepStatus
 from runs.recovery import recover_run
 from runs.store import store
 from runs.supervision import SupervisedAttempt
+from runs.tracing import end_run_span, run_span
 
 EventHandler = Callable[..., None]
 
@@ -79,13 +80,13 @@ class ForegroundRunner:
             # process dies, the lease expires and recovery hands the run to the workers.
             claim = store().claim_run(run.id, worker_id=None, lease_seconds=self.lease_seconds)
         assert claim is not None
-        return self._drive(HeldRun(claim))
+        return self._drive(HeldRun(claim, span=run_span(claim)))
 
     def resume(self, run_id: uuid.UUID) -> ForegroundResult:
         claim = store().claim_run(run_id, worker_id=None, lease_seconds=self.lease_seconds)
         if claim is None:
             raise InvalidTransition(f"Run {run_id} could not be claimed: another process took it")
-        return self._drive(HeldRun(claim))
+        return self._drive(HeldRun(claim, span=run_span(claim)))
 
     def _drive(self, held: HeldRun) -> ForegroundResult:
         started = time.monotonic()
@@ -101,7 +102,7 @@ class ForegroundRunner:
                 self.on_event(
                     "step_started", step=task.step, attempt=task.try_number, run_id=task.run_id
                 )
-                attempt = SupervisedAttempt(process, task)
+                attempt = SupervisedAttempt(process, task, run_span=held.span)
                 report = attempt.wait(
                     tick=lambda: self._renew(held),
                     tick_every=self.lease_seconds / 3,
@@ -124,11 +125,13 @@ class ForegroundRunner:
                     decision = begin(held, lease_seconds=self.lease_seconds)
         except BaseException:
             # Ctrl-C or a crash of this process: give the run back so workers resume it.
+            decision = Decision(Next.HANDED_BACK)
             hand_back(held, task, None)
             raise
         finally:
             if process is not None:
                 process.stop()
+            end_run_span(held.span, decision.next.value, decision.error)
         return self._result(held, time.monotonic() - started)
 
     def _write_logs(self, held: HeldRun, attempt: SupervisedAttempt) -> None:

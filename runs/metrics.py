@@ -56,6 +56,7 @@ from runs.models import (
     Worker,
     WorkerState,
 )
+from runs.pausing import Held, held
 from runs.store import store
 from runs.store.portable import QUARANTINED
 
@@ -233,6 +234,9 @@ class WorkerHealth:
     waiting: list[WaitingRuns] = field(default_factory=list)
     #: Dead workers not forgotten, however long ago they died.
     dead_total: int = 0
+    #: Paused queues and pipelines with the pending runs each holds: not a fault (an
+    #: operator paused them), said so a stuck-looking queue is explained.
+    paused: list[Held] = field(default_factory=list)
 
 
 # --- Figures -------------------------------------------------------------------------------
@@ -247,9 +251,11 @@ def live_figures(now: datetime | None = None) -> LiveFigures:
         interrupted=Count("id", filter=Q(status=RunStatus.RUNNING, lease_expires_at__lt=now)),
         delayed=Count("id", filter=Q(status=RunStatus.PENDING, available_at__gt=now)),
     )
-    queue = Run.objects.filter(
-        status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True
-    ).aggregate(depth=Count("id"), oldest=Min("available_at"))
+    queue = (
+        Run.objects.filter(status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True)
+        .unpaused()
+        .aggregate(depth=Count("id"), oldest=Min("available_at"))
+    )
     return LiveFigures(
         pending=live["pending"],
         running=live["running"],
@@ -640,6 +646,9 @@ def worker_health(now: datetime | None = None, limit: int = 100) -> WorkerHealth
     interrupted = Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).count()
     waiting = waiting_runs(now) if alive_count else []
     status, reason = _verdict(alive_count, recent_deaths, dead_names[:5], interrupted, waiting)
+    paused = held()
+    if any(h.pending for h in paused):
+        reason += "; held by a pause: " + "; ".join(h.reason for h in paused if h.pending)
     return WorkerHealth(
         status=status,
         reason=reason,
@@ -648,6 +657,7 @@ def worker_health(now: datetime | None = None, limit: int = 100) -> WorkerHealth
         interrupted_runs=interrupted,
         workers=workers,
         waiting=waiting,
+        paused=paused,
         dead_total=counts["dead"],
     )
 
@@ -701,7 +711,7 @@ def waiting_runs(now: datetime | None = None) -> list[WaitingRuns]:
     ]
     due = Run.objects.filter(
         status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True
-    )
+    ).unpaused()  # a paused run waits for its resume, not for a worker
     groups = due.values_list("pipeline__definition", "queue").annotate(n=Count("id")).order_by()
     found = []
     for definition, queue, n in groups:

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -66,9 +66,23 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
 
     def claimable(self) -> RunQuerySet:
-        """Pending, due, and of an enabled pipeline: what a worker may claim now."""
+        """Pending, due, of an enabled pipeline, and held by no pause: what a worker may
+        claim now (the claim statements of runs/store/ say the same in SQL)."""
         return self.filter(
             status=RunStatus.PENDING, available_at__lte=Now(), pipeline__enabled=True
+        ).unpaused()
+
+    def unpaused(self) -> RunQuerySet:
+        """Runs of no paused pipeline, on no paused queue (docs/FLOW-CONTROL.md)."""
+        return self.filter(pipeline__paused_at__isnull=True).exclude(
+            Exists(QueuePause.objects.filter(queue=OuterRef("queue")))
+        )
+
+    def paused(self) -> RunQuerySet:
+        """Runs of a paused pipeline or on a paused queue: pending ones wait for a resume."""
+        return self.filter(
+            Q(pipeline__paused_at__isnull=False)
+            | Exists(QueuePause.objects.filter(queue=OuterRef("queue")))
         )
 
     def interrupted(self) -> RunQuerySet:
@@ -130,6 +144,12 @@ class Run(models.Model):
     )
     scheduled_for = models.DateTimeField(
         null=True, blank=True, help_text="The cron slot this run was created for."
+    )
+    trace_context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The enqueuing code's trace context (W3C traceparent, tracestate), the "
+        "parent of the run's spans; empty while tracing is off (docs/TRACING.md).",
     )
     created_at = models.DateTimeField(db_default=Now())
 
@@ -454,6 +474,29 @@ class RunRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline_id} {self.hour:%Y-%m-%d %H:00}"
+
+
+class QueuePause(models.Model):
+    """A paused queue: while its row exists, no claim takes a run on it (runs/pausing.py).
+
+    A table of its own rather than a column on runs: a queue has no row anywhere else (it
+    exists as soon as a run names it), and the claim statements test "no row here for this
+    queue" by primary key, one probe per claim. Pausing writes a row, resuming deletes it.
+    """
+
+    queue = models.CharField(max_length=64, primary_key=True)
+    paused_at = models.DateTimeField(db_default=Now(), editable=False)
+    paused_by = models.CharField(
+        max_length=150, editable=False, help_text="Who paused it, as named then."
+    )
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["queue"]
+        verbose_name = "queue pause"
+
+    def __str__(self) -> str:
+        return f"queue {self.queue}"
 
 
 class DeliveryStatus(models.TextChoices):

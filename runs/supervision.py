@@ -16,12 +16,15 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from multiprocessing.connection import wait
 from typing import Any
 
+from orbit.core import tracing
 from orbit.core.conf import orbit_settings
 from runs import attempts
+from runs import tracing as run_tracing
 from runs.attempts import AttemptReport, StepTask, StopReason
 from runs.child import StepProcess
 from runs.store.records import Fence, LogBatch, LogLine
@@ -94,24 +97,45 @@ def _line(sequence: int, entry: dict[str, Any]) -> LogLine:
 
 
 class SupervisedAttempt:
-    """One attempt submitted to `process`, watched until it has a `report`."""
+    """One attempt submitted to `process`, watched until it has a `report`; traced as a
+    child of `run_span` (the claimant's span of the run) when tracing is on."""
 
-    def __init__(self, process: StepProcess, task: StepTask) -> None:
+    def __init__(self, process: StepProcess, task: StepTask, run_span: Any = None) -> None:
         self.process = process
+        #: The attempt's span (runs/tracing.py), ended with its report; None: not traced.
+        self.span = run_tracing.attempt_span(task, run_span)
+        if self.span is not None:
+            task = replace(task, trace_context=tracing.carrier(self.span))
         self.task = task
         self.started = time.monotonic()
         self.deadline = self.started + task.timeout
         self.term_sent_at: float | None = None
         self.stop_reason: StopReason | None = None
         self.logs = LogBuffer(orbit_settings.max_log_records)
-        self.report: AttemptReport | None = None
+        self._report: AttemptReport | None = None
         #: The process died with the attempt: it cannot take another one.
         self.process_lost = False
         process.submit(task)
 
     @property
+    def report(self) -> AttemptReport | None:
+        """How the attempt ended; None while it runs."""
+        return self._report
+
+    @report.setter
+    def report(self, report: AttemptReport) -> None:
+        self._report = report
+        self.end_span(report)
+
+    def end_span(self, report: AttemptReport | None = None, outcome: str = "") -> None:
+        """End the attempt's span once: with its report, or with `outcome` when it was
+        abandoned without one (a worker stopping now)."""
+        span, self.span = self.span, None
+        run_tracing.end_attempt_span(span, report, outcome)
+
+    @property
     def done(self) -> bool:
-        return self.report is not None
+        return self._report is not None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -144,6 +168,8 @@ class SupervisedAttempt:
                 return
             if kind == "log":
                 self.logs.add(payload)
+            elif kind == "span":  # one the step's own code ended (runs/child.py)
+                tracing.export_relayed(payload)
             elif kind == "done":
                 self.report = payload
 

@@ -58,6 +58,21 @@ def workers(tmp_path):
 
 
 @pytest.fixture
+def spans():
+    """Tracing on for the test, every span ended in this process (a step's own spans
+    included: its child process relays them) kept by an in-memory exporter."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from orbit.core import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.start(SimpleSpanProcessor(exporter))
+    yield exporter
+    tracing.stop()
+
+
+@pytest.fixture
 def effects(db):
     """A table the test steps write one row to per execution: counts side effects
     across processes, so a step that ran twice shows up twice."""

@@ -110,3 +110,6 @@ echo = Pipeline("t-echo", steps=[step("echo", steps.logs_what_it_is_given)])
 # Secret redaction (tests/core/test_redaction.py): a step that needs and leaks secrets.
 secrets = Pipeline("t-secrets", steps=[step("connect", steps.uses_secrets)])
 leaky_error = Pipeline("t-leaky-error", steps=[step("leaks", steps.fails_revealing_secrets)])
+
+# Traces (tests/runs/test_tracing.py): a step that adds spans of its own, then another.
+traced = Pipeline("t-traced", steps=[step("fetch", steps.traced), step("after", steps.noop)])

@@ -196,3 +196,18 @@ def fails_revealing_secrets(ctx: StepContext) -> None:
     dsn = ctx.metadata.get("dsn")
     via = f" connecting to {dsn}" if dsn else ""
     raise ValueError(f"login refused: password={ctx.metadata['password']} (Bearer abc.def){via}")
+
+
+def traced(ctx: StepContext) -> dict[str, Any]:
+    """Adds spans of its own the two documented ways (docs/TRACING.md), logging inside one:
+    with tracing on they nest under the step's span; with it off they are no-ops."""
+    from opentelemetry import trace
+
+    from runs.tracing import step_span
+
+    with trace.get_tracer("tests.steps").start_as_current_span("fetch") as span:
+        span.set_attribute("fetched", 3)
+        ctx.log.info("fetched")
+    with step_span("store", rows=3):
+        pass
+    return {"fetched": 3}

@@ -1,5 +1,6 @@
-"""/api/pipelines: list, read, create, change, enable, disable and delete pipelines, and
-start their runs. Enabling and disabling is an operator's; the rest of editing an admin's."""
+"""/api/pipelines: list, read, create, change, enable, disable, pause, resume and delete
+pipelines, and start their runs. Enabling, disabling, pausing and resuming is an
+operator's; the rest of editing an admin's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from ninja.params import functions as params
 from orbit.api.idempotency import ensure_same_request, scoped_key
 from orbit.api.pagination import by_created
 from orbit.api.runs import CURSOR, LIMIT, api_actor, run_with_steps
-from orbit.api.schemas.pipelines import PipelineDetailOut, PipelineIn, PipelineOut, PipelinePatch
+from orbit.api.schemas.pipelines import (
+    PauseIn,
+    PipelineDetailOut,
+    PipelineIn,
+    PipelineOut,
+    PipelinePatch,
+)
 from orbit.api.schemas.runs import (
     ErrorOut,
     RunBulkIn,
@@ -35,6 +42,7 @@ from pipelines.models import Pipeline
 from runs.enqueueing import PRIORITY_RANGE, enqueue_many, run_create
 from runs.metrics import pipeline_success_rate
 from runs.models import Run
+from runs.pausing import pipeline_pause, pipeline_resume
 from runs.scheduler import next_fire_time
 from runs.uploads import run_create_with_upload
 
@@ -122,6 +130,23 @@ def disable_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
     (left pending, unclaimed) until it is enabled again."""
     row = _get(pipeline_id)
     pipeline_set_enabled(row, False, actor=api_actor(request))
+    return _detail(row)
+
+
+@router.post("/{pipeline_id}/pause", response={200: PipelineDetailOut, **BODY_ERRORS}, auth=OPERATE)
+def pause_pipeline(request: HttpRequest, pipeline_id: int, payload: PauseIn | None = None) -> Any:
+    """Pause the pipeline: its queued runs wait (on every queue), new runs are accepted and
+    wait, running runs finish. Pausing a paused pipeline keeps the first pause."""
+    row = _get(pipeline_id)
+    pipeline_pause(row, reason=payload.reason if payload else "", actor=api_actor(request))
+    return _detail(row)
+
+
+@router.post("/{pipeline_id}/resume", response={200: PipelineDetailOut, **ERRORS}, auth=OPERATE)
+def resume_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Resume the pipeline: idle workers claim its queued runs at once."""
+    row = _get(pipeline_id)
+    pipeline_resume(row, actor=api_actor(request))
     return _detail(row)
 
 

@@ -58,7 +58,8 @@ class OrbitCollector(Collector):
         )
         yield GaugeMetricFamily(
             "orbit_queue_depth",
-            "Pending runs due now, of enabled pipelines: what idle workers would claim.",
+            "Pending runs due now, of enabled, unpaused pipelines on unpaused queues: what idle "
+            "workers would claim.",
             value=live.queue_depth,
         )
         yield GaugeMetricFamily(

@@ -36,6 +36,7 @@ from runs import metrics
 from runs.lifecycle import get_run, run_cancel, run_rerun, run_retry
 from runs.models import Run, RunStatus, Step, StepAttempt, StepStatus
 from runs.recovery import run_resume, worker_forget
+from runs.search import parse_run_query, run_condition
 from runs.steplogs import PAGE, step_logs
 
 runs_router = Router(tags=["runs"])
@@ -51,6 +52,11 @@ RECENT_LIMIT: Any = params.Query(20, ge=1, le=200, description="How many, 1 to 2
 PIPELINE_NAME: Any = params.Query(
     None, max_length=100, pattern=NAME_PATTERN.pattern, description="Pipeline name"
 )
+# Checked by runs.search (400 with the reason), not here (422).
+ID_FRAGMENT: Any = params.Query(
+    None, description="Any part of a run id (hex digits; hyphens ignored)"
+)
+MOMENT: Any = params.Query(None, description="ISO 8601 date or date-time; naive means TIME_ZONE")
 LOGS_AFTER: Any = params.Query(
     None, max_length=40, description="`next_cursor` of the previous answer: only newer records"
 )
@@ -82,16 +88,27 @@ def run_with_steps(run_id: uuid.UUID | str) -> Run:
 # --- Runs -----------------------------------------------------------------------------------
 
 
-@runs_router.get("", response={200: RunPageOut, **ERRORS}, auth=VIEW_RUNS)
+@runs_router.get("", response={200: RunPageOut, 400: ErrorOut, **ERRORS}, auth=VIEW_RUNS)
 def list_runs(
     request: HttpRequest,
     status: RunStatus | None = None,
     pipeline: str | None = PIPELINE_NAME,
     limit: int = LIMIT,
     cursor: str | None = CURSOR,
+    q: str | None = ID_FRAGMENT,
+    created_after: str | None = MOMENT,
+    created_before: str | None = MOMENT,
 ) -> Any:
-    """Runs, newest first, a page at a time; stable while new runs arrive."""
-    runs = Run.objects.select_related("pipeline", "worker")
+    """Runs, newest first, a page at a time; stable while new runs arrive.
+
+    Search (runs/search.py): `q` (or `id`) finds runs by any fragment of the id: the whole
+    history when the id begins with it, else the newest 100,000 runs. `metadata.KEY=VALUE`
+    (repeatable, up to 5) keeps runs whose metadata has that value under that top-level key;
+    keys redaction masks are refused (400). `created_after` / `created_before` take ISO 8601
+    dates or date-times (inclusive)."""
+    runs = Run.objects.select_related("pipeline", "worker").filter(
+        run_condition(parse_run_query(request.GET))
+    )
     if status:
         runs = runs.filter(status=status)
     if pipeline:

@@ -17,11 +17,13 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from orbit.api.idempotency import IdempotencyConflict
 from orbit.api.pipelines import router as pipelines_router
+from orbit.api.queues import router as queues_router
 from orbit.api.runs import runs_router, steps_router, worker_router
 from orbit.api.webhooks import router as webhooks_router
 from orbit.core.exceptions import (
     DeliveryNotFound,
     DocumentTooLarge,
+    InvalidRunQuery,
     InvalidTransition,
     MetadataTooLarge,
     OrbitError,
@@ -45,6 +47,7 @@ ERROR_STATUS: dict[type[OrbitError], int] = {
     DeliveryNotFound: 404,
     UnknownPipeline: 404,
     InvalidTransition: 409,
+    InvalidRunQuery: 400,
     PipelineDisabled: 409,
     PipelineConflict: 409,
     MetadataTooLarge: 413,
@@ -63,6 +66,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
 )
 api.add_router("/pipelines", pipelines_router)
+api.add_router("/queues", queues_router)
 api.add_router("/runs", runs_router)
 api.add_router("/steps", steps_router)
 api.add_router("/worker", worker_router)

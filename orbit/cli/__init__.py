@@ -27,6 +27,10 @@ Commands:
   check-waiting             due runs waiting for a worker that defines their pipeline
   recover [--auto-resume]   report interrupted runs, or put them back in the queue
   resume RUN_ID             execute a pending or interrupted run now, in the foreground
+  pause --queue Q | --pipeline NAME [--reason TEXT]
+                            hold its queued runs (new ones are accepted and wait)
+  resume --queue Q | --pipeline NAME  resume it: its runs are claimable at once
+  queues                    queues: pending, due, running runs, and who paused them
   enqueue NAME [--metadata JSON] [--queue Q] [--delay 30s | --at ISO] [--priority N]
         [--idempotency-key K] [--unique-key K]  queue a run for the workers (prints its id)
   rerun RUN_ID [--metadata JSON]  queue the run's pipeline again (its input, or an edited one)

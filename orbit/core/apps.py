@@ -14,3 +14,8 @@ class OrbitConfig(AppConfig):
     label = "orbit"
     verbose_name = "Orbit"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from orbit.core import tracing
+
+        tracing.configure()  # on only when OTEL_TRACES_EXPORTER says so (docs/TRACING.md)

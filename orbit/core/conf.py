@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "PIPELINE_MODULES": [],
     "ALLOW_BROKEN_MODULES": False,  # start workers even when a pipeline module fails to import
     "POLL_INTERVAL": 1.0,
+    # A due run waiting longer than this is claimed ahead of every priority by the next
+    # aging probe of a worker serving its queue (docs/FLOW-CONTROL.md); 0: pure priority.
+    "PRIORITY_AGING_SECONDS": 300.0,
     "LEASE_SECONDS": 30.0,
     "MAX_INTERRUPTIONS": 3,
     "DEAD_WORKER_WINDOW": 900.0,  # seconds a worker's death keeps worker health "degraded"
@@ -145,6 +149,10 @@ class OrbitSettings:
         return float(self._get("POLL_INTERVAL"))
 
     @property
+    def priority_aging_seconds(self) -> float:
+        return max(0.0, float(self._get("PRIORITY_AGING_SECONDS")))
+
+    @property
     def lease_seconds(self) -> float:
         return float(self._get("LEASE_SECONDS"))
 
@@ -216,9 +224,7 @@ class OrbitSettings:
         """Fragments of key names whose values are masked on output, as they are matched:
         lower-case letters and digits only (orbit.core.redaction.key_name)."""
         value = self._get("REDACT_KEYS")
-        names = value.split(",") if isinstance(value, str) else value
-        fragments = (re.sub(r"[^a-z0-9]+", "", str(n).lower()) for n in names)
-        return tuple(dict.fromkeys(f for f in fragments if f))
+        return _key_fragments(value if isinstance(value, str) else tuple(value))
 
     @property
     def api_rate_limit(self) -> Rate | None:
@@ -362,6 +368,14 @@ class Rate:
 MIN_RETENTION = timedelta(hours=1)
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
+
+
+@lru_cache(maxsize=8)
+def _key_fragments(names: str | tuple[Any, ...]) -> tuple[str, ...]:
+    """ORBIT_REDACT_KEYS as matched, parsed once per value: every log line reads them."""
+    parts = names.split(",") if isinstance(names, str) else names
+    fragments = (re.sub(r"[^a-z0-9]+", "", str(n).lower()) for n in parts)
+    return tuple(dict.fromkeys(f for f in fragments if f))
 
 
 def parse_age(name: str, value: Any) -> timedelta | None:

@@ -57,6 +57,10 @@ class InvalidCursor(OrbitError):
     """The cursor is not one this API gave out."""
 
 
+class InvalidRunQuery(OrbitError):
+    """The search is not one Orbit can answer."""
+
+
 class InvalidTransition(OrbitError):
     """The run is not in a state that allows this."""
 

@@ -3,7 +3,8 @@
 Lifecycle events carry `extra={"event": ..., "run_id": ..., "step": ...}`; both formats
 show those fields so logs can be searched by event name and run id. Both mask secrets
 (orbit/core/redaction.py) in the fields and the message, so metadata or results that reach a log
-line do not leak through it.
+line do not leak through it. While tracing (docs/TRACING.md), a record written under a
+span carries `trace_id` and `span_id` (`TraceIds`), shown as fields by both formats.
 
 A text record is one line: control characters in the message and fields (a newline in
 metadata, a terminal escape code) are written as escapes (orbit.core.text.printable), so no
@@ -18,6 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from orbit.core import tracing
 from orbit.core.redaction import redact, redact_text
 from orbit.core.text import printable
 
@@ -33,6 +35,19 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {
         k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
     }
+
+
+class TraceIds(logging.Filter):
+    """Adds the current span's `trace_id` and `span_id` (hex, as trace back ends show
+    them) to a record, so a log line can be found from its trace and back. One flag test
+    while tracing is off."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if tracing.enabled() and not hasattr(record, "trace_id"):
+            ids = tracing.current_ids()
+            if ids is not None:
+                record.trace_id, record.span_id = ids
+        return True
 
 
 def _jsonable(value: Any) -> Any:

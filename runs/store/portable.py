@@ -131,6 +131,7 @@ class PortableStore:
             scheduled_for=new.scheduled_for,
             current_step=new.current_step,
             rerun_of_id=new.rerun_of,
+            trace_context=dict(new.trace_context),
         )
         if new.run_after is not None:
             run.available_at = new.run_after
@@ -180,6 +181,10 @@ class PortableStore:
                 .filter(queue__in=request.queues)
                 .order_by("-priority", "available_at")
             )
+            if request.older_than is not None:
+                candidates = candidates.filter(
+                    available_at__lte=t.now_plus(-request.older_than)
+                ).order_by("available_at")
             if request.definitions is not None:
                 candidates = _runnable_by(candidates, request.definitions)
             ids = list(
@@ -215,7 +220,13 @@ class PortableStore:
                 status=RunStatus.RUNNING,
                 worker_id=worker_id,  # type: ignore[misc]  # None: IS NULL
             ).values_list(
-                "id", "fence", "pipeline__name", "pipeline__definition", "metadata", "current_step"
+                "id",
+                "fence",
+                "pipeline__name",
+                "pipeline__definition",
+                "metadata",
+                "current_step",
+                "trace_context",
             )
         )
         steps: dict[uuid.UUID, list[StepRow]] = {row[0]: [] for row in rows}
@@ -226,7 +237,7 @@ class PortableStore:
         ):
             steps[step.pop("run_id")].append(StepRow(**step))
         claims = []
-        for run_id, fence, pipeline, definition, metadata, current in rows:
+        for run_id, fence, pipeline, definition, metadata, current, trace_context in rows:
             startable = next(
                 (
                     s
@@ -247,6 +258,7 @@ class PortableStore:
                     metadata=metadata,
                     steps=tuple(steps[run_id]),
                     started=startable.name if startable else "",
+                    trace_context=trace_context,
                 )
             )
         return claims
@@ -483,6 +495,7 @@ class PortableStore:
         due = (
             Run.objects.pending()
             .filter(queue__in=queues, pipeline__enabled=True)
+            .unpaused()
             .aggregate(at=Min("available_at"))["at"]
         )
         if due is None:

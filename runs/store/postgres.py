@@ -62,7 +62,7 @@ class PostgresStore(PortableStore):
     """`RunStore` on PostgreSQL."""
 
     name = "postgresql"
-    features = Features(percentiles=True, text_timestamps=False)
+    features = Features(percentiles=True, text_timestamps=False, json_containment=True)
 
     @cached_property
     def _sequences(self) -> dict[str, str]:
@@ -118,6 +118,10 @@ class PostgresStore(PortableStore):
     def claim(self, request: ClaimRequest) -> list[Claim]:
         if request.limit <= 0:
             return []
+        if request.older_than is not None:
+            # The aging probe: a few times a minute per worker, never on the hot path, so
+            # the portable claim (the reference the named statements are held to) serves.
+            return super().claim(request)
         one_queue = len(request.queues) == 1
         found = self._execute(
             "claim" if one_queue else "claim_in_queues",
@@ -142,8 +146,9 @@ class PostgresStore(PortableStore):
                 metadata=_json(metadata) or {},
                 steps=tuple(StepRow(*step) for step in (_json(steps) or [])),
                 started=started,
+                trace_context=_json(trace_context) or {},
             )
-            for run_id, fence, pipeline, definition, metadata, started, steps in found
+            for run_id, fence, pipeline, definition, metadata, started, steps, trace_context in found
         ]
 
     # -- committing -------------------------------------------------------------------
@@ -352,6 +357,7 @@ def _new_run(new: NewRun) -> dict[str, Any]:
         "_delay": new.delay,
         "_steps": list(new.steps),
         "_audit": None if new.audit is None else dict(new.audit),
+        "trace_context": dict(new.trace_context),
     }
 
 

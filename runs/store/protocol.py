@@ -62,6 +62,8 @@ class Features:
     percentiles: bool
     #: Timestamps are stored as text and compare as text (SQLite): a cursor keeps the text.
     text_timestamps: bool
+    #: `metadata @> {...}` (jsonb containment, GIN-indexed) finds runs by metadata.
+    json_containment: bool = False
 
 
 class RunStore(Protocol):
@@ -80,8 +82,10 @@ class RunStore(Protocol):
 
     # -- claiming and starting --------------------------------------------------------
     def claim(self, request: ClaimRequest) -> list[Claim]:
-        """Claim up to `request.limit` due runs of enabled pipelines, highest priority
-        first, then the longest waiting; each claim starts its run's current step."""
+        """Claim up to `request.limit` due runs of enabled pipelines, neither paused nor
+        on a paused queue, highest priority first, then the longest waiting (with
+        `request.older_than`: only runs due for longer, the longest waiting first); each
+        claim starts its run's current step."""
         ...
 
     def claim_run(
@@ -159,7 +163,8 @@ class RunStore(Protocol):
         ...
 
     def seconds_until_due(self, queues: Sequence[str]) -> float | None:
-        """Until the earliest pending run of an enabled pipeline in `queues` is due
+        """Until the earliest pending run of an enabled, unpaused pipeline in `queues`
+        (paused queues aside) is due
         (0 when one is due now; None when there is none)."""
         ...
 

@@ -15,7 +15,7 @@ from django.db import connection
 
 from orbit.core.models import AuditEvent
 from pipelines.models import Pipeline
-from runs.models import Run, RunRollup, Step, StepAttempt, StepLog, WebhookDelivery
+from runs.models import QueuePause, Run, RunRollup, Step, StepAttempt, StepLog, WebhookDelivery
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -29,6 +29,7 @@ TABLES = {
     "pipeline": Pipeline,
     "audit": AuditEvent,
     "rollup": RunRollup,
+    "queuepause": QueuePause,
     "delivery": WebhookDelivery,
 }
 

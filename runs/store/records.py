@@ -34,6 +34,8 @@ class NewRun:
     rerun_of: uuid.UUID | None = None
     #: The audit event's columns (orbit.core.audit.event_values), written with the run.
     audit: Mapping[str, Any] | None = None
+    #: The enqueuing code's trace context (Run.trace_context); empty while tracing is off.
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Claim:
     metadata: dict[str, Any]
     steps: tuple[StepRow, ...]
     started: str = ""
+    #: The run's trace context (Run.trace_context): the parent of its run span.
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def held(self) -> Fence:
@@ -99,6 +103,9 @@ class ClaimRequest:
     queues: tuple[str, ...]
     lease_seconds: float
     definitions: Mapping[str, tuple[str, ...]] | None = None
+    #: The aging probe (runs/worker/aging.py): only runs due for longer than this many
+    #: seconds, the longest waiting first, whatever their priority.
+    older_than: float | None = None
 
 
 @dataclass(frozen=True)

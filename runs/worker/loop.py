@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import F
 from django.db.models.functions import Now
 
+from orbit.core import tracing
 from orbit.core.conf import orbit_settings
 from pipelines.definition import registry
 from pipelines.tasks import discover
@@ -34,10 +36,12 @@ from runs.models import Worker, WorkerState
 from runs.recovery import recover_interrupted
 from runs.retention import Policy, prune_turn
 from runs.store import Wakeups, store
-from runs.store.records import ClaimRequest
+from runs.store.records import Claim, ClaimRequest
 from runs.supervision import LOG_WRITE_SECONDS
+from runs.tracing import run_span
 from runs.webhooks import endpoints as webhook_endpoints
 from runs.webhooks.sending import send_due as send_webhooks
+from runs.worker.aging import probe_due
 from runs.worker.slots import Slot
 from runs.worker.timers import Duty, Timers
 
@@ -95,6 +99,8 @@ class WorkerLoop:
         self.poll_interval = poll_interval or orbit_settings.poll_interval
         #: Whether the last claim came back empty while runs were due (see `_claim`).
         self._due_unclaimed = False
+        # The first aging probe comes one probe interval after start, not at once.
+        self._last_aging_probe = time.monotonic()
         self.listen = listen
         self.schedules = schedules
         # A retention setting Orbit cannot read stops the worker here, not later.
@@ -249,15 +255,37 @@ class WorkerLoop:
 
     def _claim(self) -> float | None:
         free = [s for s in self.slots if not s.busy]
-        claims = store().claim(
-            ClaimRequest(
-                worker_id=self.row_id,
-                limit=len(free),
-                queues=self.queues,
-                lease_seconds=self.lease_seconds,
-                definitions=registry.step_names(),
-            )
+        request = ClaimRequest(
+            worker_id=self.row_id,
+            limit=len(free),
+            queues=self.queues,
+            lease_seconds=self.lease_seconds,
+            definitions=registry.step_names(),
         )
+        aging = orbit_settings.priority_aging_seconds
+        now = time.monotonic()
+        if probe_due(self._last_aging_probe, now, aging):
+            # Runs that waited past the aging threshold first, whatever their priority
+            # (runs/worker/aging.py); the usual claim fills the slots left.
+            self._last_aging_probe = now
+            aged = store().claim(replace(request, older_than=aging))
+            self._take(free, aged)
+            free = free[len(aged) :]
+            if not free:
+                return 0.0
+            request = replace(request, limit=len(free))
+        claims = store().claim(request)
+        self._take(free, claims)
+        if len(claims) == len(free):
+            self._due_unclaimed = False
+            return 0.0  # a full batch: more may be waiting, claim again on the next turn
+        if claims:
+            self._due_unclaimed = False
+            return None
+        return self._idle_wait()
+
+    def _take(self, free: list[Slot], claims: list[Claim]) -> None:
+        """Start each claimed run in a free slot."""
         for slot, claim in zip(free, claims, strict=False):
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -271,14 +299,11 @@ class WorkerLoop:
                         "fence": claim.fence,
                     },
                 )
-            slot.take(HeldRun(claim))
+            slot.take(HeldRun(claim, span=run_span(claim)))
             self._begin(slot)
-        if len(claims) == len(free):
-            self._due_unclaimed = False
-            return 0.0  # a full batch: more may be waiting, claim again on the next turn
-        if claims:
-            self._due_unclaimed = False
-            return None
+
+    def _idle_wait(self) -> float | None:
+        """After a claim that found nothing: how long until the next one."""
         # Nothing claimable now: sleep until the earliest run is due (woken earlier by an
         # announcement), or until the poll that is the safety net.
         due = store().seconds_until_due(self.queues)
@@ -348,7 +373,7 @@ class WorkerLoop:
             self._counts["succeeded"] += 1
         elif outcome is Next.FAILED:
             self._counts["failed"] += 1
-        slot.free()
+        slot.free(outcome.value)
         self.runs_done += 1
         self.timers.bring_forward("claim")
         if self.max_runs is not None and self.runs_done >= self.max_runs and self.stop is None:
@@ -439,7 +464,7 @@ class WorkerLoop:
                 extra={"event": "lease_lost", "run_id": str(slot.held.claim.run_id)},
             )
             if slot.attempt is None:
-                slot.free()
+                slot.free(Next.LOST.value)
             elif not slot.attempt.done:
                 slot.attempt.stop(StopReason.LOST)
             else:
@@ -627,7 +652,7 @@ class WorkerLoop:
                     logger.warning(
                         "Could not hand back run %s; recovery will", slot.held.claim.run_id
                     )
-                slot.free()
+                slot.free(Next.HANDED_BACK.value)
 
     def _cleanup(self) -> None:
         for slot in self.slots:
@@ -646,6 +671,7 @@ class WorkerLoop:
         logger.info(
             "Worker stopped after %d run(s)", self.runs_done, extra={"event": "worker_stopped"}
         )
+        tracing.flush()  # runworker leaves by os._exit: no atexit hook would export them
         if self._signal_pipe is not None:
             signal.set_wakeup_fd(-1)
             for fd in self._signal_pipe:

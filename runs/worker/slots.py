@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runs import tracing
 from runs.attempts import AttemptReport, StepTask, StopReason
 from runs.child import StepProcess
 from runs.execution import HeldRun
@@ -52,15 +53,22 @@ class Slot:
             self.process = None
         if self.process is None:
             self.process = StepProcess()
-        self.attempt = SupervisedAttempt(self.process, task)
+        self.attempt = SupervisedAttempt(
+            self.process, task, run_span=self.held.span if self.held else None
+        )
 
     def ended(self) -> None:
         """The attempt is over: a process that died with it is not reused."""
         if self.attempt is not None and self.attempt.process_lost:
             self.discard_process()
 
-    def free(self) -> None:
+    def free(self, outcome: str = "abandoned") -> None:
+        """The run is let go, as `outcome` says (runs.execution.Next's values): its spans end."""
         self.ended()
+        if self.attempt is not None:
+            self.attempt.end_span(outcome="interrupted")
+        if self.held is not None:
+            tracing.end_run_span(self.held.span, outcome)
         self.held = None
         self.attempt = None
         self.lost = False

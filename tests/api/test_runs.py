@@ -298,6 +298,45 @@ def test_pipeline_runs_are_paged_the_same_way(viewer_api):
     assert rest["next_cursor"] is None
 
 
+def test_runs_are_found_by_an_id_fragment_metadata_and_creation_time(viewer_api):
+    acme = enqueue("t-single", metadata={"customer": "acme", "region": "eu"})
+    globex = enqueue("t-three", metadata={"customer": "globex", "region": "eu"})
+    Run.objects.filter(id=globex.id).update(created_at="2020-06-01T12:00:00Z")
+
+    def ids(params):
+        response = viewer_api.get("/api/runs", params)
+        assert response.status_code == 200, response.content
+        return [r["id"] for r in response.json()["items"]]
+
+    # The end of the id, the part lists show: runs of the same minute share their start.
+    assert ids({"q": str(acme.id)[-8:]}) == [str(acme.id)]
+    assert ids({"id": str(globex.id)[:23]}) == [str(globex.id)]
+    assert ids({"metadata.customer": "acme"}) == [str(acme.id)]
+    assert ids({"metadata.region": "eu", "pipeline": "t-three"}) == [str(globex.id)]
+    assert ids({"metadata.region": "eu", "created_before": "2020-12-31"}) == [str(globex.id)]
+    assert ids({"created_after": "2021-01-01T00:00:00Z"}) == [str(acme.id)]
+    assert ids({"metadata.customer": "initech"}) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"metadata.api_key": "sk-live-1"}, "Metadata key 'api_key' is masked (ORBIT_REDACT_KEYS)"),
+        ({"metadata.customer": "a\x00b"}, "metadata.customer holds a control character"),
+        ({"metadata.customer": "x" * 201}, "metadata.customer is longer than 200 characters"),
+        ({"q": "zz-not-an-id"}, "Not part of a run id"),
+        ({"q": "0" * 40}, "A run id has 36 characters"),
+        ({"created_after": "last tuesday"}, "created_after is not a date or date-time"),
+        ({"created_before": "2026-02-30"}, "created_before is not a date or date-time"),
+    ],
+)
+def test_a_search_orbit_cannot_answer_is_a_400_saying_why(viewer_api, params, detail):
+    enqueue("t-single", metadata={"api_key": "sk-live-1", "customer": "acme"})
+    response = viewer_api.get("/api/runs", params)
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"].startswith(detail)
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

@@ -31,9 +31,40 @@ def messages_of(response):
 def act(client, action, runs):
     return client.post(
         "/admin/runs/run/",
-        {"action": action, "_selected_action": [str(r.id) for r in runs]},
+        {"action": action, "_selected_action": [str(r.id) for r in runs], "confirmed": "yes"},
         follow=True,
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "action", "question"),
+    [
+        ("/admin/runs/run/", "cancel_selected", "Cancel these runs?"),
+        ("/admin/runs/run/", "retry_selected", "Retry these runs?"),
+        ("/admin/runs/worker/", "forget_selected", "Forget these workers?"),
+    ],
+)
+def test_destructive_admin_actions_ask_first_and_change_nothing_until_confirmed(
+    admin_client_, test_pipelines, url, action, question
+):
+    run = RunFactory(status=RunStatus.FAILED if action == "retry_selected" else RunStatus.PENDING)
+    dead = WorkerFactory(state="running", last_heartbeat=timezone.now() - timedelta(minutes=10))
+    target = dead if "worker" in url else run
+    selection = {"action": action, "_selected_action": [str(target.pk)]}
+    response = admin_client_.post(url, selection)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert question in page
+    assert '<input type="hidden" name="confirmed" value="yes">' in page
+    assert Run.objects.get(id=run.id).status == run.status
+    assert Worker.objects.get(id=dead.id).forgotten_at is None
+    admin_client_.post(url, {**selection, "confirmed": "yes"})
+    changed = (
+        Worker.objects.get(id=dead.id).forgotten_at is not None
+        if "worker" in url
+        else Run.objects.get(id=run.id).status != run.status
+    )
+    assert changed
 
 
 def test_retry_action_reports_what_it_did_and_skipped(admin_client_, test_pipelines):
@@ -105,17 +136,32 @@ def test_run_page_shows_steps_attempts_and_links(admin_client_, test_pipelines):
     ("term", "found"),
     [
         ("{id}", True),  # a whole run id
-        ("invoice-77", False),  # text in the metadata: not searched (an oracle, a full scan)
+        ("{tail}", True),  # the part of the id the lists show
+        ("{middle}", True),  # any fragment of it
+        ("ref=invoice-77", True),  # key=value in the metadata
+        ("ref = invoice-77", True),
+        ("invoice-77", False),  # free text: not searched (an oracle, a full scan)
+        ("ref=invoice", False),  # whole values only
         ("nothing-like-it", False),
-        ("not-a-uuid-but-not-in-metadata", False),
     ],
 )
-def test_search_by_run_id_only(admin_client_, test_pipelines, term, found):
+def test_search_by_any_part_of_the_id_or_a_metadata_value(
+    admin_client_, test_pipelines, term, found
+):
     run = RunFactory(metadata={"ref": "invoice-77"})
     RunFactory(metadata={"ref": "other"})
-    response = admin_client_.get("/admin/runs/run/", {"q": term.format(id=run.id)})
+    text = str(run.id)
+    term = term.format(id=text, tail=text[-8:], middle=text[15:27])
+    response = admin_client_.get("/admin/runs/run/", {"q": term})
     ids = [r.id for r in response.context["cl"].result_list]
     assert ids == ([run.id] if found else [])
+
+
+def test_search_refuses_a_key_redaction_masks_and_says_so(admin_client_, test_pipelines):
+    RunFactory(metadata={"password": "hunter2"})
+    response = admin_client_.get("/admin/runs/run/", {"q": "password=hunter2"})
+    assert list(response.context["cl"].result_list) == []
+    assert "Metadata key &#x27;password&#x27; is masked" in response.content.decode()
 
 
 def test_list_pages_do_not_count_the_whole_table(admin_client_, test_pipelines):
@@ -291,7 +337,11 @@ def test_dead_workers_are_forgotten_and_live_ones_skipped(admin_client_):
     alive = WorkerFactory(state="running")
     response = admin_client_.post(
         "/admin/runs/worker/",
-        {"action": "forget_selected", "_selected_action": [str(dead.pk), str(alive.pk)]},
+        {
+            "action": "forget_selected",
+            "_selected_action": [str(dead.pk), str(alive.pk)],
+            "confirmed": "yes",
+        },
         follow=True,
     )
     assert messages_of(response) == ["1 worker forgotten; 1 skipped because it is alive."]

@@ -11,8 +11,8 @@ from orbit.console.dashboard.charts import (
     BOTTOM,
     HEIGHT,
     TOP,
+    count_scale,
     histogram,
-    nice_ceiling,
     stacked_bars,
 )
 from orbit.console.dashboard.timeline import build_timeline
@@ -21,11 +21,27 @@ from tests.factories import RunFactory, StepAttemptFactory, StepFactory
 
 
 @pytest.mark.parametrize(
-    ("value", "ceiling"),
-    [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (21, 25), (240, 250), (0.3, 0.5)],
+    ("value", "scale"),
+    [
+        (0, (1, 1)),
+        (1, (1, 1)),
+        (3, (3, 1)),
+        (7, (8, 2)),
+        (11, (15, 5)),
+        (25, (30, 10)),
+        (240, (300, 100)),
+        (1999, (2000, 500)),
+    ],
 )
-def test_nice_ceiling(value, ceiling):
-    assert nice_ceiling(value) == ceiling
+def test_count_axes_have_whole_number_ticks(value, scale):
+    assert count_scale(value) == scale
+    top, step = scale
+    assert top >= value and top // step <= 4
+
+
+def test_a_chart_of_25_runs_is_ticked_in_whole_numbers():
+    chart = stacked_bars("t", [("a", {"ok": 25})], [("ok", "Succeeded")])
+    assert [t.label for t in chart.y_ticks] == ["0", "10", "20", "30"]
 
 
 def test_stacked_bars_scale_to_the_tallest_column():

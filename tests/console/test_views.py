@@ -87,6 +87,22 @@ def test_overview_shows_the_cards_and_the_charts(op_client, test_pipelines):
     assert "Runs finished per day, last 30 days (UTC)" in page
 
 
+def test_a_chart_bar_links_to_the_runs_it_counts(op_client, test_pipelines):
+    import html
+    import re
+
+    counted = finished_run(status=RunStatus.FAILED)
+    other = finished_run(status=RunStatus.SUCCEEDED)
+    Run.objects.filter(id=other.id).update(finished_at=F("finished_at") - timedelta(minutes=5))
+    page = op_client.get("/dashboard/").content.decode()
+    chart = page.split('id="chart-per-minute"')[1].split("</figure>")[0]
+    links = re.findall(r'<a href="([^"]+status=failed)" class="bar-link">', chart)
+    assert len(links) == 1
+    listed = op_client.get(html.unescape(links[0])).content.decode()
+    assert f'id="run-{counted.id}"' in listed
+    assert f'id="run-{other.id}"' not in listed
+
+
 def test_the_30_day_chart_reads_pruned_days_from_the_rollups(op_client, test_pipelines):
     from runs.retention import Policy, prune
 
@@ -125,11 +141,105 @@ def test_runs_list_filters_by_status_and_pipeline(op_client, test_pipelines):
     [
         "status=bogus",  # an unknown status is ignored
         "before=garbage",  # a malformed cursor starts from the newest
-        "q=not-a-uuid",  # search takes whole ids only
     ],
 )
 def test_runs_list_shrugs_off_bad_query_strings(op_client, test_pipelines, query):
     assert op_client.get(f"/dashboard/runs/?{query}").status_code == 200
+
+
+def test_runs_list_shows_the_part_of_the_id_that_differs_and_finds_runs_by_it(
+    op_client, test_pipelines
+):
+    runs = [RunFactory(metadata={"customer": f"c{i}"}) for i in range(3)]
+    page = op_client.get("/dashboard/runs/").content.decode()
+    for run in runs:
+        tail = str(run.id)[-8:]
+        assert f'title="{run.id}">{tail}</a>' in page
+        found = op_client.get(f"/dashboard/runs/?q={tail}").content.decode()
+        assert [r.id for r in runs if f'id="run-{r.id}"' in found] == [run.id]
+    found = op_client.get("/dashboard/runs/?meta=customer%3Dc1").content.decode()
+    assert [r.id for r in runs if f'id="run-{r.id}"' in found] == [runs[1].id]
+    assert 'value="customer=c1"' in found  # the form shows what was searched
+    assert (
+        op_client.get("/dashboard/runs/?created_after=2999-01-01")
+        .content.decode()
+        .count('id="run-')
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("q=not-a-uuid", "Not part of a run id"),
+        ("meta=password%3Dhunter2", "Metadata key &#x27;password&#x27; is masked"),
+        ("metadata.api_token=x", "Metadata key &#x27;api_token&#x27; is masked"),
+        ("meta=customer", "A metadata filter reads key=value"),
+        ("created_before=31/12/2026", "created_before is not a date"),
+        ("q=ab%00cd", "q holds a control character"),
+    ],
+)
+def test_runs_list_refuses_a_search_it_cannot_answer_and_says_why(
+    op_client, test_pipelines, query, message
+):
+    RunFactory(metadata={"password": "hunter2"})
+    response = op_client.get(f"/dashboard/runs/?{query}")
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'id="filter-error"' in page and message in page
+    assert 'id="run-' not in page
+
+
+def test_an_operator_cancels_the_selected_runs_after_confirming(op_client, test_pipelines):
+    from orbit.core.models import AuditEvent
+
+    chosen = [RunFactory(status=RunStatus.PENDING) for _ in range(2)]
+    left = RunFactory(status=RunStatus.PENDING)
+    page = op_client.get("/dashboard/runs/").content.decode()
+    assert 'data-confirm="Cancel the selected runs?' in page
+    assert f'form="bulk" name="run" value="{chosen[0].id}"' in page
+    response = op_client.post(
+        "/dashboard/runs/bulk/", {"action": "cancel", "run": [str(r.id) for r in chosen]}
+    )
+    assert response.status_code == 302
+    statuses = {r.id: r.status for r in Run.objects.all()}
+    assert [statuses[r.id] for r in chosen] == [RunStatus.CANCELLED] * 2
+    assert statuses[left.id] == RunStatus.PENDING
+    assert AuditEvent.objects.filter(action="run.cancelled", source="dashboard").count() == 2
+    page = op_client.get(response["Location"]).content.decode()
+    assert "2 runs cancelled." in page
+
+
+def test_retry_every_failed_run_of_the_filter_leaves_the_others(op_client, test_pipelines):
+    three = Pipeline.objects.get(name="t-three")
+    failed_here = [finished_run(pipeline=three) for _ in range(2)]
+    failed_elsewhere = finished_run(pipeline=Pipeline.objects.get(name="t-single"))
+    page = op_client.get("/dashboard/runs/?pipeline=t-three").content.decode()
+    assert "Retry every failed run of this filter" in page
+    response = op_client.post(
+        "/dashboard/runs/bulk/", {"action": "retry-failed", "pipeline": "t-three"}
+    )
+    assert response["Location"] == "/dashboard/runs/?pipeline=t-three"
+    assert [Run.objects.get(id=r.id).status for r in failed_here] == [RunStatus.PENDING] * 2
+    assert Run.objects.get(id=failed_elsewhere.id).status == RunStatus.FAILED
+    assert "2 runs queued for retry." in op_client.get(response["Location"]).content.decode()
+
+
+def test_a_viewer_sees_no_bulk_actions_and_cannot_post_them(client, make_user, test_pipelines):
+    client.force_login(make_user("runs.view_run", username="viewer"))
+    run = RunFactory(status=RunStatus.PENDING)
+    page = client.get("/dashboard/runs/").content.decode()
+    assert 'id="bulk"' not in page and 'name="run"' not in page
+    response = client.post("/dashboard/runs/bulk/", {"action": "cancel", "run": [str(run.id)]})
+    assert response.status_code == 403
+    assert Run.objects.get(id=run.id).status == RunStatus.PENDING
+
+
+def test_bulk_actions_refuse_what_they_cannot_do(op_client, test_pipelines):
+    response = op_client.post("/dashboard/runs/bulk/", {"action": "explode"})
+    assert response.status_code == 400
+    response = op_client.post("/dashboard/runs/bulk/", {"action": "cancel"}, follow=True)
+    assert "No runs selected" in response.content.decode()
 
 
 def test_runs_list_pages_by_keyset_without_gaps_or_repeats(op_client, test_pipelines):
@@ -395,7 +505,8 @@ def test_run_now_queues_a_run_and_opens_it(op_client, test_pipelines):
 def test_a_pipeline_filter_no_pipeline_can_be_named_is_a_400(op_client, test_pipelines, value):
     response = op_client.get(f"/dashboard/runs/?pipeline={value}")
     assert response.status_code == 400
-    assert response.content.decode().startswith("Not a pipeline name: ")
+    page = response.content.decode()
+    assert '<p class="errornote" id="filter-error">Not a pipeline name: ' in page
 
 
 def test_run_now_offers_a_file_only_to_pipelines_that_take_one(op_client, test_pipelines):
@@ -459,3 +570,11 @@ def test_enable_switch_flips_the_pipeline(op_client, test_pipelines):
     assert "Pipeline t-single was already disabled." in [
         str(m) for m in response.context["messages"]
     ]
+
+
+def test_the_favicon_is_answered_without_a_logged_warning(client, caplog):
+    with caplog.at_level("WARNING", logger="django.request"):
+        response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"].endswith("orbit/favicon.svg")
+    assert caplog.records == []

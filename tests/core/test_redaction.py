@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orbit.core.logs import JsonFormatter, TextFormatter
 from orbit.core.redaction import MASK, redact, redact_logs, redact_text, unmask
@@ -288,3 +290,57 @@ def test_secrets_in_error_messages_and_tracebacks_are_never_stored(
     assert f"mysql://app:{MASK}@db/app" in attempt.error
     assert f"password={MASK}" in attempt.error
     assert "ValueError" in attempt.traceback  # the rest of the traceback is kept
+
+
+# The quick test that lets a log line skip the key pattern (orbit.core.redaction._may_hold_secret)
+# must never let through a line the pattern would mask: spellings of the keys in any case,
+# with separators, with the characters `re.IGNORECASE` folds (the long s, the dotless i,
+# the Kelvin sign), among other text.
+_SPELLINGS = st.sampled_from(
+    [
+        "password",
+        "PassWord",
+        "pass-word",
+        "pa_ss.wd",
+        "pa\u017f\u017fword",
+        "ap\u0131Key",
+        "API key",
+        "privateKey",
+        "SIGNING_KEY",
+        "Set-Cookie",
+        "tOKen",
+        "bearer",
+        "BASIC",
+        "secret",
+    ]
+)
+_NOISE = st.text(alphabet=st.sampled_from("ab xyz=:'\",;-_.\u017f\u0131K0/@"), max_size=12)
+
+
+@given(
+    before=_NOISE,
+    key=_SPELLINGS,
+    sep=st.sampled_from(["=", ": ", " = ", "= "]),
+    value=_NOISE,
+    after=_NOISE,
+)
+def test_the_quick_test_never_lets_a_secret_through(
+    before: str, key: str, sep: str, value: str, after: str
+) -> None:
+    from orbit.core.conf import orbit_settings
+    from orbit.core.redaction import _BEARER, _may_hold_secret, _text_pattern
+
+    text = f"{before}{key}{sep}v{value} {after}"
+    fragments = orbit_settings.redact_keys
+    masked = _text_pattern(fragments).sub(rf"\1\2{MASK}", _BEARER.sub(rf"\1 {MASK}", text))
+    if masked != text:
+        assert _may_hold_secret(text, fragments)
+
+
+def test_a_line_with_no_secret_is_left_as_it_is_without_the_pattern() -> None:
+    line = "Run 019ae3c2-7c1b-7a9e-8f3e-2b1c0d4e5f60 of bench-noop succeeded in 12 ms"
+    assert redact_text(line) == line
+    assert (
+        redact_text(line + " ap\u0131Key=4 pa\u017f\u017fword=5")
+        == line + f" ap\u0131Key={MASK} pa\u017f\u017fword={MASK}"
+    )

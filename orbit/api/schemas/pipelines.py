@@ -36,6 +36,13 @@ class PipelineOut(Schema):
     )
     schedule_description: str
     enabled: bool
+    paused: bool = Field(
+        description="Paused: its queued runs wait (new ones are accepted and wait too) until "
+        "it is resumed; running runs finish"
+    )
+    paused_at: datetime | None
+    paused_by: str = Field(description="Who paused it, as named then (empty: not paused)")
+    pause_reason: str
     default_metadata: dict[str, Any]
     in_code: bool = Field(description="False when the code definition is gone: no runs start")
     upload_field: str | None = Field(
@@ -47,6 +54,10 @@ class PipelineOut(Schema):
     steps: list[StepDefinitionOut]
     created_at: datetime
     updated_at: datetime
+
+    @staticmethod
+    def resolve_paused(obj: Pipeline) -> bool:
+        return obj.is_paused
 
     @staticmethod
     def resolve_default_metadata(obj: Pipeline) -> Any:
@@ -123,3 +134,11 @@ class PipelinePatch(Schema):
     )
     default_metadata: dict[str, Any] = None  # type: ignore[assignment]
     enabled: bool = None  # type: ignore[assignment]
+
+
+class PauseIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        "", max_length=500, description="Why, for the operators who will see it paused"
+    )

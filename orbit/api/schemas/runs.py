@@ -338,6 +338,20 @@ class WaitingRunsOut(Schema):
     reason: str
 
 
+class PauseOut(Schema):
+    paused_at: datetime
+    paused_by: str = Field(description="Who paused it, as named then")
+    reason: str
+
+
+class HeldOut(Schema):
+    kind: str = Field(description="queue or pipeline")
+    name: str
+    pause: PauseOut
+    pending: int = Field(description="Its pending runs, which wait for its resume")
+    reason: str
+
+
 class WorkerHealthOut(Schema):
     status: str = Field(description="healthy, degraded or down")
     reason: str
@@ -347,6 +361,10 @@ class WorkerHealthOut(Schema):
     interrupted_runs: int
     waiting: list[WaitingRunsOut] = Field(
         description="Due runs waiting for a worker that defines their pipeline (and steps)"
+    )
+    paused: list[HeldOut] = Field(
+        description="Paused queues and pipelines with the pending runs each holds (not a fault: "
+        "the status stays healthy; the reason names those holding runs)"
     )
     workers: list[WorkerOut]
 

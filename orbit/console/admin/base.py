@@ -16,17 +16,23 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin import FieldListFilter, SimpleListFilter
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.admin.widgets import url_params_from_lookup_dict
 from django.db import models
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from orbit.core.clients import client_address
 from orbit.core.conf import orbit_settings
 from orbit.core.text import storable
 from orbit.web.ratelimit import limiter
 
+#: The field a confirmation page sends with the action it confirms.
+CONFIRMED = "confirmed"
+#: How many of the selected rows a confirmation page names.
+CONFIRM_SHOWN = 20
 #: What each kind of field filter puts in the query string (django.contrib.admin.filters).
 _DATE_PARAMS = ("gte", "lt", "isnull")
 _VALUE_PARAMS = ("exact", "isnull")
@@ -57,6 +63,31 @@ class OrbitModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             elif isinstance(item, str):
                 names.update(_field_filter_params(self.model, item, None))
         return frozenset(names)
+
+    def ask_first(
+        self, request: HttpRequest, queryset: models.QuerySet[Any], question: str
+    ) -> HttpResponse | None:
+        """A page asking `question` about the selected rows, until it is answered yes.
+
+        Destructive actions (cancel, retry, forget) call this first and return its page
+        when there is one: nothing changes on the first POST, only on the confirming one,
+        which sends the same action and selection again with `confirmed=yes`."""
+        if request.POST.get(CONFIRMED) == "yes":
+            return None
+        shown = list(queryset[:CONFIRM_SHOWN])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Are you sure?",
+            "question": question,
+            "objects": shown,
+            "more": queryset[CONFIRM_SHOWN : CONFIRM_SHOWN + 1].exists(),
+            "action": request.POST.get("action", ""),
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "opts": self.model._meta,
+            "confirmed_name": CONFIRMED,
+        }
+        return TemplateResponse(request, "admin/orbit/confirm_action.html", context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -1,5 +1,5 @@
 """The admin for pipelines: edit what admins own (description, schedule, default
-metadata, enabled), and act: run now (with metadata), enable, disable. Every save,
+metadata, enabled), and act: run now (with metadata), enable, disable, pause, resume. Every save,
 deletion and action is recorded in the audit trail (pipelines.lifecycle)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString
 from orbit.console.admin.base import OrbitModelAdmin
 from orbit.console.dashboard.present import pretty_json
 from orbit.core.audit import Actor
+from orbit.core.clock import db_now
 from orbit.core.exceptions import OrbitError
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditSource
@@ -26,7 +27,14 @@ from pipelines.definition import NAME_RULE, is_valid_name, registry
 from pipelines.lifecycle import record_deleted, record_saved, schedule_rule, snapshot
 from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import describe_schedule
-from runs.bulk import parse_metadata, run_now, set_pipelines_enabled
+from runs.bulk import (
+    parse_metadata,
+    pause_pipelines,
+    resume_pipelines,
+    run_now,
+    set_pipelines_enabled,
+)
+from runs.pausing import pipeline_pause_of
 from runs.scheduler import next_fire_time
 
 
@@ -105,11 +113,18 @@ class RunNowForm(forms.Form):
 @admin.register(Pipeline)
 class PipelineAdmin(OrbitModelAdmin):
     form = PipelineForm
-    list_display = ("name", "definition", "enabled", "schedule", "next_fire", "in_code")
+    list_display = ("name", "definition", "enabled", "paused", "schedule", "next_fire", "in_code")
     list_filter = ("enabled",)
     search_fields = ("name", "definition", "description")
-    actions = ["run_now_action", "enable_selected", "disable_selected"]
+    actions = [
+        "run_now_action",
+        "enable_selected",
+        "disable_selected",
+        "pause_selected",
+        "resume_selected",
+    ]
     readonly_fields = (
+        "paused",
         "steps_table",
         "schedule_explained",
         "code_schedule_shown",
@@ -123,7 +138,7 @@ class PipelineAdmin(OrbitModelAdmin):
         css = {"all": ["orbit/dashboard.css"]}
 
     def get_fieldsets(self, request: HttpRequest, obj: Pipeline | None = None) -> Any:
-        main = ("name", "definition", "description", "enabled")
+        main = ("name", "definition", "description", "enabled", "paused")
         schedule = (
             "schedule",
             "schedule_source",
@@ -133,7 +148,7 @@ class PipelineAdmin(OrbitModelAdmin):
         )
         if obj is None:
             return (
-                (None, {"fields": main}),
+                (None, {"fields": main[:-1]}),  # a new row is not paused
                 ("Schedule", {"fields": ("schedule",)}),
                 ("Runs", {"fields": ("default_metadata",)}),
             )
@@ -269,6 +284,25 @@ class PipelineAdmin(OrbitModelAdmin):
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
         report = set_pipelines_enabled(list(queryset), False, actor=_actor(request))
         self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+    @admin.action(description="Pause the selected pipelines", permissions=["operate"])
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
+        report = pause_pipelines(list(queryset), actor=_actor(request))
+        self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+    @admin.action(description="Resume the selected paused pipelines", permissions=["operate"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
+        report = resume_pipelines(list(queryset), actor=_actor(request))
+        self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+    @admin.display(description="Paused")
+    def paused(self, obj: Pipeline) -> str:
+        """`paused by alice 3 min ago (reason)`, or `no`."""
+        pause = pipeline_pause_of(obj)
+        if pause is None:
+            return "no"
+        why = f" ({pause.reason})" if pause.reason else ""
+        return pause.describe(db_now()) + why
 
 
 def _actor(request: HttpRequest) -> Actor:

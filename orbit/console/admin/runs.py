@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import (
     Count,
@@ -21,7 +22,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -38,6 +39,7 @@ from orbit.console.dashboard.present import (
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
+from orbit.core.exceptions import InvalidRunQuery, OrbitError
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_logs
 from runs.bulk import (
@@ -47,7 +49,10 @@ from runs.bulk import (
     resume_runs,
     retry_runs,
 )
-from runs.models import Run, Step, StepAttempt, Worker, WorkerState
+from runs.enqueueing import validate_queue
+from runs.models import QueuePause, Run, Step, StepAttempt, Worker, WorkerState
+from runs.pausing import queue_pause, queue_pause_reason, queue_resume, validate_reason
+from runs.search import METADATA_PREFIX, parse_run_query, run_condition
 from runs.steplogs import run_logs, step_logs
 
 ORBIT_CSS = {"all": ["orbit/dashboard.css"]}
@@ -108,7 +113,7 @@ class RunAdmin(ReadOnlyHistory):
     # A whole run id only (get_search_results): the metadata holds what redaction masks,
     # and searching its text was both an oracle for it and a full scan of the table.
     search_fields = ("id",)
-    search_help_text = "A whole run id."
+    search_help_text = "Any part of a run id, or key=value of its metadata."
     ordering = ("-created_at", "-id")
     actions = ["retry_selected", "cancel_selected", "resume_selected"]
     fieldsets = (
@@ -162,10 +167,18 @@ class RunAdmin(ReadOnlyHistory):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Run], search_term: str
     ) -> tuple[QuerySet[Run], bool]:
-        if not search_term.strip():
+        """Any part of a run id, or `key=value` in its metadata (runs/search.py: keys that
+        redaction masks are refused, with the reason shown)."""
+        term = search_term.strip()
+        if not term:
             return queryset, False
-        by_id = _search_run_id(queryset, search_term, "id")
-        return (by_id if by_id is not None else queryset.none()), False
+        key, equals, value = term.partition("=")
+        params = {f"{METADATA_PREFIX}{key.strip()}": value.strip()} if equals else {"q": term}
+        try:
+            return queryset.filter(run_condition(parse_run_query(params))), False
+        except InvalidRunQuery as exc:
+            messages.error(request, str(exc))
+            return queryset.none(), False
 
     @admin.display(description="Run", ordering="id")
     def run_id(self, run: Run) -> str:
@@ -265,7 +278,8 @@ class RunAdmin(ReadOnlyHistory):
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("runs.operate_run"))
 
-    def _act(self, request: HttpRequest, queryset: QuerySet[Run], act: Any) -> None:
+    def _act(self, request: HttpRequest, queryset: QuerySet[Run], act: Any) -> HttpResponse | None:
+        """Carry out `act` and say what it did; None: back to the list."""
         runs = list(queryset.select_related("pipeline")[: MAX_RUNS_PER_ACTION + 1])
         if len(runs) > MAX_RUNS_PER_ACTION:
             self.message_user(
@@ -273,19 +287,26 @@ class RunAdmin(ReadOnlyHistory):
                 f"Select at most {MAX_RUNS_PER_ACTION} runs at once; nothing was changed.",
                 messages.ERROR,
             )
-            return
+            return None
         report = act(runs, actor=Actor.from_request(request, AuditSource.ADMIN))
         self.message_user(
             request, report.message() + ".", messages.SUCCESS if report.done else messages.WARNING
         )
+        return None
 
     @admin.action(description="Retry the selected runs", permissions=["operate"])
-    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._act(request, queryset, retry_runs)
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
+        question = "Retry these runs? Each failed or cancelled one is queued again."
+        return self.ask_first(request, queryset, question) or self._act(
+            request, queryset, retry_runs
+        )
 
     @admin.action(description="Cancel the selected runs", permissions=["operate"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._act(request, queryset, cancel_runs)
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
+        question = "Cancel these runs? Their running steps are stopped now."
+        return self.ask_first(request, queryset, question) or self._act(
+            request, queryset, cancel_runs
+        )
 
     @admin.action(description="Resume the selected interrupted runs", permissions=["operate"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
@@ -476,13 +497,19 @@ class WorkerAdmin(ReadOnlyHistory):
         return bool(request.user.has_perm("runs.operate_run"))
 
     @admin.action(description="Forget the selected dead workers", permissions=["operate"])
-    def forget_selected(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+    def forget_selected(
+        self, request: HttpRequest, queryset: QuerySet[Worker]
+    ) -> HttpResponse | None:
+        question = "Forget these workers? They leave the lists and the health figures."
+        if (page := self.ask_first(request, queryset, question)) is not None:
+            return page
         report = forget_workers(
             queryset[:MAX_RUNS_PER_ACTION], actor=Actor.from_request(request, AuditSource.ADMIN)
         )
         self.message_user(
             request, report.message() + ".", messages.SUCCESS if report.done else messages.WARNING
         )
+        return None
 
     @admin.display(description="Pipelines it runs")
     def definitions_list(self, worker: Worker) -> str:
@@ -548,3 +575,77 @@ def _is_dead(worker: Worker) -> bool:
     """Not stopped, and silent for longer than a lease (the same rule as Worker.objects.dead())."""
     cutoff = _checked_at(worker) - timedelta(seconds=orbit_settings.lease_seconds)
     return worker.state != WorkerState.STOPPED and worker.last_heartbeat < cutoff
+
+
+class QueuePauseForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A queue's name follows the queue naming rule (runs.enqueueing.validate_queue)."""
+
+    class Meta:
+        model = QueuePause
+        fields = ("queue", "reason")
+
+    def clean_queue(self) -> str:
+        try:
+            return validate_queue(self.cleaned_data["queue"])
+        except OrbitError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_reason(self) -> str:
+        try:
+            return validate_reason(self.cleaned_data["reason"])
+        except OrbitError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(QueuePause)
+class QueuePauseAdmin(OrbitModelAdmin):
+    """Paused queues: adding a row pauses a queue, deleting it resumes the queue, editing
+    changes the reason; each through runs.pausing, so it is audited and a resume wakes the
+    workers. Seen by whoever may view runs, changed by whoever may operate them."""
+
+    form = QueuePauseForm
+    list_display = ("queue", "paused_by", "paused_at", "reason")
+    search_fields = ("queue",)
+
+    class Media:
+        css = ORBIT_CSS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("paused_by", "paused_at") if obj is None else ("queue", "paused_by", "paused_at")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("queue", "reason") if obj is None else ("queue", "paused_by", "paused_at", "reason")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("runs.view_run"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("runs.view_run"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("runs.operate_run"))
+
+    def save_model(self, request: HttpRequest, obj: QueuePause, form: Any, change: bool) -> None:
+        actor = _actor(request)
+        if change:
+            queue_pause_reason(obj.queue, obj.reason, actor=actor)
+        else:
+            queue_pause(obj.queue, reason=obj.reason, actor=actor)
+        obj.refresh_from_db()
+
+    def delete_model(self, request: HttpRequest, obj: QueuePause) -> None:
+        queue_resume(obj.queue, actor=_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[QueuePause]) -> None:
+        for row in list(queryset):
+            queue_resume(row.queue, actor=_actor(request))
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, AuditSource.ADMIN)

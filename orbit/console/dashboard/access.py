@@ -21,8 +21,8 @@ VIEW_RUNS = "runs.view_run"
 VIEW_WORKERS = "runs.view_worker"
 VIEW_PIPELINES = "pipelines.view_pipeline"
 VIEW_AUDIT = "orbit.view_auditevent"
-OPERATE_RUNS = "runs.operate_run"  # run now, retry, cancel, resume
-OPERATE_PIPELINES = "pipelines.operate_pipeline"  # enable, disable
+OPERATE_RUNS = "runs.operate_run"  # run now, retry, cancel, resume; pause and resume queues
+OPERATE_PIPELINES = "pipelines.operate_pipeline"  # enable, disable, pause, resume
 
 
 def requires(permission: str) -> Callable[[View], View]:

@@ -6,6 +6,7 @@ colours come from CSS classes, so the admin's light and dark themes apply.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ class Segment:
     height: float
     css: str
     title: str
+    href: str = ""  # the runs this segment counts, when the chart knows where they are
 
 
 @dataclass(frozen=True)
@@ -65,28 +67,32 @@ class BarChart:
         return (self.left + self.right_x) / 2
 
 
-def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `value`."""
-    if value <= 0:
-        return 1.0
-    magnitude = 1.0
-    while magnitude * 10 <= value:
-        magnitude *= 10
-    while magnitude > value:
-        magnitude /= 10
-    for step in (1, 2, 2.5, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+def count_scale(value: float, most_ticks: int = 4) -> tuple[int, int]:
+    """(top, step) of an axis of counts: whole-number ticks 0, step, ..., top, at most
+    `most_ticks` steps, step being 1, 2 or 5 times a power of ten (a count of 25 reads
+    0-10-20-30, never 6.25 and 18.75)."""
+    step = 1
+    while step * most_ticks < value:
+        step = _next_nice(step)
+    top = max(step, -(-math.ceil(value) // step) * step)
+    return top, step
 
 
-def _y_ticks(top_value: float, count: int = 4) -> list[Tick]:
+def _next_nice(step: int) -> int:
+    """1 -> 2 -> 5 -> 10 -> 20 -> 50 -> 100 ..."""
+    magnitude: int = 10 ** (len(str(step)) - 1)
+    following = {1: 2, 2: 5, 5: 10}
+    return following[step // magnitude] * magnitude
+
+
+def _y_ticks(top_value: int, step: int) -> list[Tick]:
     plot = HEIGHT - BOTTOM - TOP
     ticks = []
-    for i in range(count + 1):
-        value = top_value * i / count
-        label = f"{value:g}" if value < 1000 else f"{value / 1000:g}k"
-        ticks.append(Tick(position=HEIGHT - BOTTOM - plot * i / count, label=label))
+    for value in range(0, top_value + 1, step):
+        label = str(value) if value < 1000 else f"{value / 1000:g}k"
+        ticks.append(
+            Tick(position=round(HEIGHT - BOTTOM - plot * value / top_value, 2), label=label)
+        )
     return ticks
 
 
@@ -96,15 +102,18 @@ def stacked_bars(
     series: Sequence[tuple[str, str]],
     *,
     label_every: int = 1,
+    links: Sequence[str] | None = None,
 ) -> BarChart:
     """One bar per column, stacked by series (`(key, label)` pairs, drawn bottom-up).
 
     `columns` are `(label, {series key: count})`; every `label_every`-th label is shown.
+    `links`, one per column, is the address of the runs a column counts: each segment
+    links there with `&status=<its series key>`.
     """
     plot_width = WIDTH - LEFT - RIGHT
     plot_height = HEIGHT - BOTTOM - TOP
     totals = [sum(values.get(key, 0) for key, _ in series) for _, values in columns]
-    top_value = nice_ceiling(max(totals, default=0))
+    top_value, step = count_scale(max(totals, default=0))
     slot = plot_width / max(len(columns), 1)
     gap = min(2.0, slot * 0.2)
     bars, x_ticks = [], []
@@ -124,6 +133,7 @@ def stacked_bars(
                     height=round(height, 2),
                     css=f"bar-{key}",
                     title=f"{label}: {count} {name.lower()}",
+                    href=f"{links[index]}&status={key}" if links else "",
                 )
             )
         summary = ", ".join(f"{values.get(k, 0)} {n.lower()}" for k, n in series if values.get(k))
@@ -140,7 +150,7 @@ def stacked_bars(
     return BarChart(
         title=title,
         bars=bars,
-        y_ticks=_y_ticks(top_value),
+        y_ticks=_y_ticks(top_value, step),
         x_ticks=x_ticks,
         legend=[(f"bar-{key}", name) for key, name in series],
         empty=not any(totals),

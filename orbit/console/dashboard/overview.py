@@ -7,6 +7,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from orbit.console.dashboard.charts import BarChart, histogram, stacked_bars
 from orbit.console.dashboard.present import format_duration, format_percent
@@ -57,6 +60,8 @@ def figures(now: datetime, *, history: bool = False) -> dict[str, Any]:
             Run.objects.select_related("pipeline").order_by("-created_at", "-id")[:RECENT_RUNS]
         ),
         "worker_health": workers,
+        # Paused queues and pipelines, so a queue that is not draining is explained.
+        "paused": [{"held": h, "text": h.pause.describe(now)} for h in workers.paused],
         "hour": hour,
         "per_day": per_day_chart(metrics.runs_per_day(HISTORY_DAYS, now)) if history else None,
     }
@@ -115,7 +120,10 @@ def per_minute_chart(buckets: list[metrics.MinuteBucket]) -> BarChart:
         )
         for b in buckets
     ]
-    return stacked_bars("Runs finished per minute, last hour", columns, OUTCOMES, label_every=10)
+    links = [finished_between(b.minute, b.minute + timedelta(minutes=1)) for b in buckets]
+    return stacked_bars(
+        "Runs finished per minute, last hour", columns, OUTCOMES, label_every=10, links=links
+    )
 
 
 def per_day_chart(buckets: list[metrics.DayBucket]) -> BarChart:
@@ -126,9 +134,21 @@ def per_day_chart(buckets: list[metrics.DayBucket]) -> BarChart:
         )
         for b in buckets
     ]
+    links = [finished_between(b.day, b.day + timedelta(days=1)) for b in buckets]
     return stacked_bars(
-        f"Runs finished per day, last {len(buckets)} days (UTC)", columns, OUTCOMES, label_every=5
+        f"Runs finished per day, last {len(buckets)} days (UTC)",
+        columns,
+        OUTCOMES,
+        label_every=5,
+        links=links,
     )
+
+
+def finished_between(start: datetime, end: datetime) -> str:
+    """The runs page listing the runs finished in [start, end): what a bar counts."""
+    last = end - timedelta(microseconds=1)
+    query = urlencode({"finished_after": start.isoformat(), "finished_before": last.isoformat()})
+    return f"{reverse('dashboard:runs')}?{query}"
 
 
 def duration_chart(hist: metrics.Histogram) -> BarChart:

@@ -63,9 +63,17 @@ def span_seconds(start: datetime | None, end: datetime | None) -> float | None:
     return max((end - start).total_seconds(), 0.0)
 
 
+#: How many hex digits of an id a list shows.
+SHORT_ID_DIGITS = 8
+
+
 def short_id(value: Any) -> str:
-    """The first block of a UUID: enough to tell runs apart on a page."""
-    return str(value).split("-", 1)[0]
+    """The last 8 hex digits of an id, the part that tells runs apart on a page.
+
+    Run ids are time-ordered (orbit/core/ids.py): their first 12 digits are the creation
+    time in milliseconds, so every run of the same minute begins alike. Their end is
+    random. The runs page and the API find a run by this fragment (runs/search.py)."""
+    return str(value).replace("-", "")[-SHORT_ID_DIGITS:]
 
 
 def seconds(delta: timedelta | None) -> float | None:

@@ -11,6 +11,7 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.overview_page, name="overview"),
     path("runs/", views.runs_page, name="runs"),
+    path("runs/bulk/", views.runs_bulk_action, name="runs-bulk"),
     path("runs/<uuid:run_id>/", views.run_page, name="run"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun_action, name="run-rerun"),
     path("runs/<uuid:run_id>/<slug:action>/", views.run_action, name="run-action"),
@@ -19,4 +20,7 @@ urlpatterns = [
     path("pipelines/", views.pipelines_page, name="pipelines"),
     path("pipelines/<int:pipeline_id>/run/", views.pipeline_run_now, name="pipeline-run"),
     path("pipelines/<int:pipeline_id>/enabled/", views.pipeline_enabled, name="pipeline-enabled"),
+    path("pipelines/<int:pipeline_id>/paused/", views.pipeline_paused, name="pipeline-paused"),
+    path("queues/", views.queues_page, name="queues"),
+    path("queues/paused/", views.queue_paused, name="queue-paused"),
 ]

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -25,7 +25,7 @@ from orbit.console.dashboard.timeline import build_timeline
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
-from orbit.core.exceptions import OrbitError, WorkerNotFound
+from orbit.core.exceptions import InvalidRunQuery, OrbitError, WorkerNotFound
 from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.redaction import redact_text
 from orbit.core.text import printable
@@ -33,7 +33,11 @@ from pipelines.definition import is_valid_name
 from pipelines.models import Pipeline
 from pipelines.schedules import describe_schedule
 from runs.bulk import (
+    MAX_RUNS_PER_ACTION,
+    as_run_ids,
+    cancel_runs,
     parse_metadata,
+    retry_runs,
     run_now,
     run_now_with_upload,
     set_pipelines_enabled,
@@ -42,8 +46,17 @@ from runs.enqueueing import parse_delay, validate_queue
 from runs.lifecycle import run_cancel, run_rerun, run_retry
 from runs.metrics import worker_health
 from runs.models import ACTIVE_STATUSES, Run, RunStatus, Step, StepStatus
+from runs.pausing import (
+    pipeline_pause,
+    pipeline_pause_of,
+    pipeline_resume,
+    queue_pause,
+    queue_resume,
+    queue_states,
+)
 from runs.recovery import run_resume, worker_forget
 from runs.scheduler import last_scheduled_run, next_fire_time
+from runs.search import METADATA_PREFIX, parse_run_query, run_condition
 from runs.steplogs import run_logs
 
 RUNS_PER_PAGE = 50
@@ -88,42 +101,64 @@ def overview_page(request: HttpRequest) -> HttpResponse:
 # --- Runs -----------------------------------------------------------------------------------
 
 
+#: The search fields of the runs page, as runs.search reads them (with `metadata.KEY`).
+SEARCH_PARAMS = ("q", "created_after", "created_before", "finished_after", "finished_before")
+
+
 class BadFilter(ValueError):
     """A filter value no row can match, which the page answers with 400."""
 
 
-def _run_filters(request: HttpRequest) -> tuple[dict[str, str], Q]:
+def _run_filters(given: QueryDict) -> tuple[dict[str, str], Q]:
     """The filters in the query string, and the condition they make; unknown statuses are
-    ignored, and a pipeline name no pipeline could have is a BadFilter."""
+    ignored, and a pipeline name no pipeline could have, or a search runs.search refuses,
+    is a BadFilter."""
     chosen: dict[str, str] = {}
     condition = Q()
-    status = request.GET.get("status", "")
+    status = given.get("status", "")
     if status in RunStatus.values:
         chosen["status"] = status
         condition &= Q(status=status)
-    pipeline = request.GET.get("pipeline", "")
+    pipeline = given.get("pipeline", "")
     if pipeline:
         if not is_valid_name(pipeline):
             raise BadFilter(f"Not a pipeline name: {printable(pipeline)[:200]}")
         chosen["pipeline"] = pipeline
         condition &= Q(pipeline__name=pipeline)
-    query = request.GET.get("q", "").strip()
-    if query:
-        chosen["q"] = query[:100]
-        try:
-            condition &= Q(id=uuid.UUID(query))
-        except ValueError:
-            condition &= Q(pk__in=[])  # only a whole run id is searchable here
-    return chosen, condition
+    params: dict[str, str] = {
+        k: str(given.get(k, ""))
+        for k in given
+        if k in SEARCH_PARAMS or k.startswith(METADATA_PREFIX)
+    }
+    # The form's one "key=value" box is a metadata.KEY filter, as the API spells it.
+    typed = given.get("meta", "").strip()
+    if typed:
+        key, equals, value = typed.partition("=")
+        if not equals:
+            raise BadFilter(f"A metadata filter reads key=value: {printable(typed)[:100]}")
+        params[f"{METADATA_PREFIX}{key.strip()}"] = value.strip()
+    try:
+        query = parse_run_query(params)
+    except InvalidRunQuery as exc:
+        raise BadFilter(str(exc)) from None
+    chosen.update(
+        {k: v for k, v in params.items() if v and not (typed and k.startswith("metadata."))}
+    )
+    if typed:
+        chosen["meta"] = typed
+    return chosen, condition & run_condition(query)
 
 
 @requires(access.VIEW_RUNS)
 @vary_on_headers("HX-Request")
 def runs_page(request: HttpRequest) -> HttpResponse:
     try:
-        chosen, condition = _run_filters(request)
+        chosen, condition = _run_filters(request.GET)
     except BadFilter as exc:
-        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+        if _is_htmx(request):
+            return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+        context = _runs_form_context(request, chosen={}, filter_error=str(exc))
+        return render(request, "dashboard/runs.html", {**context, "rows": []}, status=400)
     cursor = Cursor.decode(request.GET.get("before", ""))
     page = keyset_page(
         Run.objects.filter(condition).select_related("pipeline", "worker"), cursor, RUNS_PER_PAGE
@@ -135,22 +170,64 @@ def runs_page(request: HttpRequest) -> HttpResponse:
         if page.next_cursor
         else None
     )
-    context = _page(
+    context = _runs_form_context(
         request,
-        "Runs",
-        "runs",
-        rows=rows,
         chosen=chosen,
-        statuses=RunStatus.choices,
-        pipelines=list(Pipeline.objects.values_list("name", flat=True)),
+        rows=rows,
         next_url=next_url,
         first_url=f"{reverse('dashboard:runs')}?{urlencode(chosen)}",
         paged=cursor is not None,
         poll_url=request.get_full_path(),
-        query_invalid="q" in chosen and not rows and cursor is None,
+        searched=bool(set(chosen) - {"status", "pipeline"}),
+        max_per_action=MAX_RUNS_PER_ACTION,
     )
     template = "dashboard/_runs_table.html" if _is_htmx(request) else "dashboard/runs.html"
     return render(request, template, context)
+
+
+BULK_ACTIONS = {"cancel": cancel_runs, "retry": retry_runs}
+
+
+@require_POST
+@requires(OPERATE_RUNS)
+def runs_bulk_action(request: HttpRequest) -> HttpResponse:
+    """Cancel or retry the selected runs (`run`, repeated), or retry every failed run the
+    filters in the form find (`action=retry-failed`), at most MAX_RUNS_PER_ACTION of them.
+    Each run is acted on, and audited, by runs.bulk as in the admin."""
+    action = request.POST.get("action", "")
+    try:
+        chosen, condition = _run_filters(request.POST)
+    except BadFilter as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    back = f"{reverse('dashboard:runs')}?{urlencode(chosen)}"
+    if action == "retry-failed":
+        runs = Run.objects.filter(condition, status=RunStatus.FAILED)
+        act = retry_runs
+    elif action in BULK_ACTIONS:
+        ids = as_run_ids(request.POST.getlist("run"))[:MAX_RUNS_PER_ACTION]
+        if not ids:
+            messages.error(request, "No runs selected: tick the runs to act on first.")
+            return HttpResponseRedirect(back)
+        runs = Run.objects.filter(id__in=ids)
+        act = BULK_ACTIONS[action]
+    else:
+        return HttpResponse("No such action", status=400, content_type="text/plain; charset=utf-8")
+    report = act(
+        list(runs.order_by("-created_at", "-id")[:MAX_RUNS_PER_ACTION]), actor=_actor(request)
+    )
+    (messages.success if report.ok else messages.warning)(request, report.message() + ".")
+    return HttpResponseRedirect(back)
+
+
+def _runs_form_context(request: HttpRequest, **context: Any) -> dict[str, Any]:
+    return _page(
+        request,
+        "Runs",
+        "runs",
+        statuses=RunStatus.choices,
+        pipelines=list(Pipeline.objects.values_list("name", flat=True)),
+        **context,
+    )
 
 
 def _run_rows(runs: list[Run], now: datetime) -> list[dict[str, Any]]:
@@ -360,9 +437,11 @@ def _pipelines_context(
 ) -> dict[str, Any]:
     rows = list(Pipeline.objects.all())
     rates = overview.success_rates()
+    now = db_now()
     items = []
     for row in rows:
         definition = row.code
+        pause = pipeline_pause_of(row)
         items.append(
             {
                 "pipeline": row,
@@ -379,6 +458,8 @@ def _pipelines_context(
                 else "",
                 "error": (errors or {}).get(row.id, ""),
                 "typed": (typed or {}).get(row.id, ""),
+                "pause": pause,
+                "pause_text": pause.describe(now) if pause else "",
             }
         )
     return _page(request, "Pipelines", "pipelines", items=items)
@@ -430,3 +511,73 @@ def pipeline_enabled(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     else:
         messages.info(request, f"Pipeline {row.name} was already {state}.")
     return HttpResponseRedirect(reverse("dashboard:pipelines") + f"#pipeline-{row.id}")
+
+
+@require_POST
+@requires(OPERATE_PIPELINES)
+def pipeline_paused(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    """Pause (`paused=1`, with a `reason`) or resume (`paused=0`) one pipeline."""
+    row = get_object_or_404(Pipeline, id=pipeline_id)
+    back = HttpResponseRedirect(reverse("dashboard:pipelines") + f"#pipeline-{row.id}")
+    try:
+        if request.POST.get("paused") == "1":
+            done = pipeline_pause(row, reason=request.POST.get("reason", ""), actor=_actor(request))
+            state = "paused"
+        else:
+            done = pipeline_resume(row, actor=_actor(request))
+            state = "resumed"
+    except OrbitError as exc:
+        context = _pipelines_context(request, errors={row.id: str(exc)})
+        return render(request, "dashboard/pipelines.html", context, status=400)
+    if done:
+        messages.success(request, f"Pipeline {row.name} {state}.")
+    elif state == "paused":
+        pause = pipeline_pause_of(row)
+        told = pause.describe(db_now()) if pause else "paused"
+        messages.info(request, f"Pipeline {row.name} was already {told}; left as it was.")
+    else:
+        messages.info(request, f"Pipeline {row.name} was not paused.")
+    return back
+
+
+# --- Queues ---------------------------------------------------------------------------------
+
+
+def _queues_context(request: HttpRequest, error: str = "", typed: str = "") -> dict[str, Any]:
+    now = db_now()
+    rows = [
+        {"state": state, "pause_text": state.pause.describe(now) if state.pause else ""}
+        for state in queue_states()
+    ]
+    return _page(request, "Queues", "queues", rows=rows, error=error, typed=typed)
+
+
+@requires(access.VIEW_RUNS)
+def queues_page(request: HttpRequest) -> HttpResponse:
+    """Every queue with pending or running runs, and every paused queue."""
+    return render(request, "dashboard/queues.html", _queues_context(request))
+
+
+@require_POST
+@requires(OPERATE_RUNS)
+def queue_paused(request: HttpRequest) -> HttpResponse:
+    """Pause (`paused=1`, with a `reason`) or resume (`paused=0`) the queue `queue`; any
+    valid name may be paused, so a queue can be held before its first run."""
+    name = request.POST.get("queue", "").strip()
+    try:
+        if request.POST.get("paused") == "1":
+            done = queue_pause(name, reason=request.POST.get("reason", ""), actor=_actor(request))
+            state = "paused"
+        else:
+            done = queue_resume(name, actor=_actor(request))
+            state = "resumed"
+    except OrbitError as exc:
+        context = _queues_context(request, error=str(exc), typed=printable(name)[:64])
+        return render(request, "dashboard/queues.html", context, status=400)
+    if done:
+        messages.success(request, f"Queue {name} {state}.")
+    else:
+        messages.info(
+            request, f"Queue {name} was {'already paused' if state == 'paused' else 'not paused'}."
+        )
+    return HttpResponseRedirect(reverse("dashboard:queues"))

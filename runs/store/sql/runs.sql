@@ -1,6 +1,6 @@
 -- The PostgreSQL store's statements (runs/store/postgres.py), each named by the comment
 -- above it and loaded once by runs/store/queries.py. {run}, {step}, {attempt}, {steplog},
--- {pipeline}, {audit} and {rollup} are the models' tables; every other value is a bound parameter. Whole rows
+-- {pipeline}, {audit}, {rollup} and {queuepause} are the models' tables; every other value is a bound parameter. Whole rows
 -- are inserted as jsonb_populate_record(NULL::table, defaults || values), with `defaults`
 -- derived from the models (runs/store/rows.py), so no statement lists columns by hand.
 -- The clock is statement_timestamp() throughout: Django's Now() on PostgreSQL.
@@ -85,7 +85,9 @@ ORDER BY input.ordinal
 
 -- name: claim
 -- The CLAIM transition for up to %(limit)s due runs of enabled pipelines in one queue,
--- each run's current step started (STEP_START), the runs returned with their steps as
+-- neither paused (runs/pausing.py: a pause committed before this statement starts is in its
+-- snapshot, so it takes none of the paused runs; the queue's is one primary-key probe,
+-- evaluated once), each run's current step started (STEP_START), the runs returned with their steps as
 -- they were: one round trip starts work on a whole batch. It must stay one short
 -- statement: it holds row locks that every other worker's claim skips over.
 -- `queue = %(queue)s` lets run_claimable_idx yield the runs already in claim order, so
@@ -96,9 +98,10 @@ WITH candidates AS (
     WHERE r.status = 'pending'
       AND r.queue = %(queue)s
       AND r.available_at <= statement_timestamp()
+      AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = %(queue)s)
       AND r.pipeline_id IN (
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
@@ -116,7 +119,7 @@ claimed AS (
         started_at = COALESCE(r.started_at, statement_timestamp())
     FROM candidates
     WHERE r.id = candidates.id
-    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step
+    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
 ),
 started AS (
     UPDATE {step} AS s
@@ -129,7 +132,8 @@ SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, '
        (SELECT json_agg(
                    json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
                    ORDER BY s.position)
-        FROM {step} AS s WHERE s.run_id = c.id)
+        FROM {step} AS s WHERE s.run_id = c.id),
+       c.trace_context
 FROM claimed AS c
 JOIN {pipeline} AS p ON p.id = c.pipeline_id
 LEFT JOIN started ON started.run_id = c.id
@@ -142,9 +146,10 @@ WITH candidates AS (
     WHERE r.status = 'pending'
       AND r.queue = ANY(%(queues)s)
       AND r.available_at <= statement_timestamp()
+      AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = r.queue)
       AND r.pipeline_id IN (
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
@@ -162,7 +167,7 @@ claimed AS (
         started_at = COALESCE(r.started_at, statement_timestamp())
     FROM candidates
     WHERE r.id = candidates.id
-    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step
+    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
 ),
 started AS (
     UPDATE {step} AS s
@@ -175,7 +180,8 @@ SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, '
        (SELECT json_agg(
                    json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
                    ORDER BY s.position)
-        FROM {step} AS s WHERE s.run_id = c.id)
+        FROM {step} AS s WHERE s.run_id = c.id),
+       c.trace_context
 FROM claimed AS c
 JOIN {pipeline} AS p ON p.id = c.pipeline_id
 LEFT JOIN started ON started.run_id = c.id

@@ -80,6 +80,18 @@ def test_an_inserted_run_carries_its_audit_event(store, pipeline):
     )
 
 
+@pytest.mark.parametrize("queues", [("default",), ("default", "other")])  # both claim statements
+def test_a_runs_trace_context_is_stored_and_comes_back_with_its_claim(store, pipeline, queues):
+    context = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    traced = insert(store, pipeline, trace_context=context)
+    untraced = insert(store, pipeline)  # tracing off: nothing given, nothing stored
+    assert Run.objects.get(id=traced).trace_context == context
+    assert Run.objects.get(id=untraced).trace_context == {}
+    claims = claim(store, worker_id=WorkerFactory().id, queues=queues)
+    claimed = {c.run_id: c.trace_context for c in claims}
+    assert claimed == {traced: context, untraced: {}}
+
+
 def test_a_taken_idempotency_key_answers_with_the_run_holding_it(store, pipeline):
     first = insert(store, pipeline, idempotency_key="k-1")
     (again,) = store.insert_runs([new_run(pipeline, idempotency_key="k-1")])

@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("orbit", "0003_roles"),
-        ("runs", "0009_enqueue_unique_key"),
+        ("runs", "0014_run_search_indexes"),
     ]
 
     operations = [
