@@ -32,6 +32,7 @@ from runs.models import FAILED_OUTCOMES, AttemptOutcome, RunStatus, StepStatus
 from runs.store import store
 from runs.store import transitions as t
 from runs.store.records import AttemptRecord, Claim, Outcome, StepRow, StepStart
+from runs.webhooks.recording import transaction_for_events
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +343,18 @@ def record_many(
         for held, task, report in items
     ]
     try:
-        committed = store().commit([s.outcome for s in settlements])
+        # One transaction for the outcome and the webhook deliveries its events owe
+        # (none opened while no endpoint is enabled: the commit stays one statement).
+        with transaction_for_events():
+            committed = store().commit([s.outcome for s in settlements])
+            signals.send(
+                [
+                    event
+                    for (held, task, _), settlement in zip(items, settlements, strict=True)
+                    if held.claim.run_id in committed
+                    for event in signals.outcome_events(settlement.outcome, task.step)
+                ]
+            )
     except IntegrityError:
         # Some of these were committed already (a commit whose acknowledgement was lost
         # with the connection): carry on from the database's state, one run at a time.
@@ -354,14 +366,6 @@ def record_many(
             _replay(held, task, report, lease_seconds, continue_run, release_retries)
             for held, task, report in items
         ]
-    signals.send(
-        [
-            event
-            for (held, task, _), settlement in zip(items, settlements, strict=True)
-            if held.claim.run_id in committed
-            for event in signals.outcome_events(settlement.outcome, task.step)
-        ]
-    )
     decisions = []
     for (held, task, report), settlement in zip(items, settlements, strict=True):
         with tracing.using(held.span):  # its log lines carry the run span's ids
@@ -454,9 +458,10 @@ _SETTLED = {
 
 
 def _commit_one(held: HeldRun, outcome: Outcome, decision: Decision) -> Decision:
-    if held.claim.run_id not in store().commit([outcome]):
-        return settle_lost(held)
-    signals.send(signals.outcome_events(outcome))
+    with transaction_for_events():
+        if held.claim.run_id not in store().commit([outcome]):
+            return settle_lost(held)
+        signals.send(signals.outcome_events(outcome))
     if decision.next in (Next.SUCCEEDED, Next.FAILED):
         _log_run_finished(held, decision)
     return decision

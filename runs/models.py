@@ -513,3 +513,116 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # to be sent at next_attempt_at (a first try or a retry)
+    SUCCEEDED = "succeeded", "Succeeded"  # the receiver answered 2xx
+    FAILED = "failed", "Failed"  # out of attempts, or its target was refused (SSRF guard)
+    ABANDONED = "abandoned", "Abandoned"  # its endpoint was disabled or deleted first
+
+
+class WebhookQuerySet(models.QuerySet["Webhook"]):
+    def enabled(self) -> WebhookQuerySet:
+        return self.filter(enabled=True)
+
+
+class Webhook(models.Model):
+    """An endpoint that receives signed POSTs for the run events it wants (docs/WEBHOOKS.md).
+
+    Deliveries are written in the transaction that records the event and sent by the
+    workers; after ORBIT_WEBHOOK_DISABLE_AFTER failed attempts in a row the endpoint is
+    disabled (and audited) until an admin enables it again.
+    """
+
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. 'ops pager'.")
+    url = models.URLField(
+        max_length=2000, help_text="http(s) only; private addresses are refused by default."
+    )
+    events = models.JSONField(
+        default=list, help_text="The event names it wants (runs/signals.py): run_failed, ..."
+    )
+    pipelines = models.JSONField(
+        default=list, blank=True, help_text="Pipeline names it covers; empty: every pipeline."
+    )
+    secret = models.CharField(
+        max_length=200, help_text="Signs each body (HMAC-SHA256); never shown after saving."
+    )
+    enabled = models.BooleanField(default=True)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(auto_now=True, editable=False)
+
+    objects = WebhookQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, event: str, pipeline: str) -> bool:
+        return event in self.events and (not self.pipelines or pipeline in self.pipelines)
+
+
+class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
+    def due(self) -> WebhookDeliveryQuerySet:
+        """Pending, due, and not held by a live claim (an expired claim is taken over)."""
+        return self.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=Now()).filter(
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=Now())
+        )
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: written with the event, sent (and retried) by workers.
+
+    A worker claims a delivery by setting `claimed_until` and a fresh `claim`; it writes
+    the result only while its claim still holds, so two workers never both record one
+    delivery, and a worker that died mid-send leaves a claim that expires and another
+    worker sends it again (at least once: receivers dedupe by the Orbit-Webhook-Id header).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    # No database constraint: a worker whose endpoint cache still lists an endpoint
+    # deleted a moment ago must not fail a run's commit; the sender abandons such rows.
+    endpoint = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False
+    )
+    event = models.CharField(max_length=32)
+    # The run's id, not a foreign key: the log outlives pruned runs (runs/retention.py).
+    run_id = models.UUIDField(db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    redelivery_of = models.UUIDField(
+        null=True, blank=True, help_text="The delivery an admin sent again."
+    )
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WebhookDeliveryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due_idx",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.run_id} -> {self.endpoint_id}"

@@ -1,5 +1,8 @@
 """Retention: finished runs and audit events go once they are older than the policy says.
 
+Finished webhook deliveries (docs/WEBHOOKS.md) are a log like the audit trail and are
+kept as long (ORBIT_RETENTION_AUDIT); pending ones are never pruned.
+
 A policy keeps each finished status (succeeded, failed, cancelled) and the audit events
 for its own age; pending and running runs are never pruned. Pruning goes in batches, each
 one short transaction through the store, which adds the batch's figures to the hourly
@@ -87,6 +90,7 @@ class Report:
     runs: Counter[str] = field(default_factory=Counter)
     attempts: int = 0
     audit: int = 0
+    deliveries: int = 0
     batches: int = 0
 
     @property
@@ -136,11 +140,19 @@ def prune(
         report.batches += 1
         if on_batch is not None:
             on_batch(report)
+    while audit_cutoff is not None:
+        gone = store().prune_deliveries(audit_cutoff, limit=limit)
+        if not gone:
+            break
+        report.deliveries += gone
+        report.batches += 1
+        if on_batch is not None:
+            on_batch(report)
     return report
 
 
 def prune_batch(policy: Policy, *, limit: int, now: datetime | None = None) -> Report:
-    """One batch: runs while any are old enough, else audit events."""
+    """One batch: runs while any are old enough, else audit events, else deliveries."""
     now = now or db_now()
     report = Report()
     cutoffs = policy.run_cutoffs(now)
@@ -152,7 +164,9 @@ def prune_batch(policy: Policy, *, limit: int, now: datetime | None = None) -> R
     audit_cutoff = policy.audit_cutoff(now)
     if audit_cutoff is not None:
         report.audit = store().prune_audit(audit_cutoff, limit=limit)
-        report.batches = 1 if report.audit else 0
+        if not report.audit:
+            report.deliveries = store().prune_deliveries(audit_cutoff, limit=limit)
+        report.batches = 1 if report.audit or report.deliveries else 0
     return report
 
 
@@ -169,18 +183,20 @@ def prune_turn(policy: Policy, *, limit: int) -> float | None:
     elapsed = time.monotonic() - started
     if report.batches:
         logger.info(
-            "Pruned %d run(s) and %d audit event(s) in %.0f ms",
+            "Pruned %d run(s), %d audit event(s) and %d webhook delivery(ies) in %.0f ms",
             report.total_runs,
             report.audit,
+            report.deliveries,
             elapsed * 1000,
             extra={
                 "event": "runs_pruned",
                 "runs": dict(report.runs),
                 "audit_events": report.audit,
+                "webhook_deliveries": report.deliveries,
                 "duration": elapsed,
             },
         )
-    if report.total_runs >= limit or report.audit >= limit:
+    if max(report.total_runs, report.audit, report.deliveries) >= limit:
         return pause_after(elapsed)
     return None
 

@@ -21,6 +21,9 @@ events to `send` right after the store's write, and `send` defers them to
 outer transaction sends when that commits, and the sender is always the process that
 committed: the worker parent (never a step's child process, which writes nothing), or
 the web or CLI process for an operator's action.
+
+`send` also writes the webhook deliveries the events owe, in the caller's transaction
+(runs/webhooks/recording.py, docs/WEBHOOKS.md).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from django.dispatch import Signal
 from runs.models import AttemptOutcome, Run
 from runs.store import transitions as t
 from runs.store.records import Interrupted, Outcome
+from runs.webhooks import recording
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ ALL: Mapping[str, Signal] = {
     "step_retried": step_retried,
     "step_timed_out": step_timed_out,
 }
+#: Each signal's name: the event names webhooks subscribe to.
+NAMES: Mapping[Signal, str] = {signal: name for name, signal in ALL.items()}
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,11 @@ def send(events: Sequence[Event]) -> None:
     Call it right after the write that recorded them, in the same transaction (or, for a
     store write that committed on its own, right after it returned). Nothing is read or
     sent while no receiver is connected: the engine's statement counts stay as they are.
+
+    Here too, in the same transaction, the webhook deliveries the events owe are written
+    (runs/webhooks/recording.py; nothing while no endpoint is enabled).
     """
+    recording.write([(NAMES[event.signal], event.run_id, event.kwargs) for event in events])
     wanted = [event for event in events if event.signal.has_listeners(Run)]
     if wanted:
         transaction.on_commit(lambda: _deliver(wanted), robust=True)

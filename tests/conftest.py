@@ -20,6 +20,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _no_webhook_endpoints_known():
+    """Each test starts with an empty, fresh list of enabled webhook endpoints, as a
+    process with none configured has (runs/webhooks/endpoints.py): one test's endpoints,
+    rolled back with its transaction, are not another's, and no test pays a first load."""
+    from runs.webhooks import endpoints
+
+    endpoints.assume(())
+
+
 @pytest.fixture
 def test_pipelines():
     """Register the pipelines in tests/pipelines_for_tests.py and give their rows."""

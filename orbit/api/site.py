@@ -19,7 +19,9 @@ from orbit.api.idempotency import IdempotencyConflict
 from orbit.api.pipelines import router as pipelines_router
 from orbit.api.queues import router as queues_router
 from orbit.api.runs import runs_router, steps_router, worker_router
+from orbit.api.webhooks import router as webhooks_router
 from orbit.core.exceptions import (
+    DeliveryNotFound,
     DocumentTooLarge,
     InvalidRunQuery,
     InvalidTransition,
@@ -28,6 +30,7 @@ from orbit.core.exceptions import (
     PipelineDisabled,
     RunNotFound,
     UnknownPipeline,
+    WebhookNotFound,
     WorkerNotFound,
 )
 from pipelines.lifecycle import PipelineConflict
@@ -40,6 +43,8 @@ ERROR_STATUS: dict[type[OrbitError], int] = {
     OrbitError: 422,
     RunNotFound: 404,
     WorkerNotFound: 404,
+    WebhookNotFound: 404,
+    DeliveryNotFound: 404,
     UnknownPipeline: 404,
     InvalidTransition: 409,
     InvalidRunQuery: 400,
@@ -65,6 +70,7 @@ api.add_router("/queues", queues_router)
 api.add_router("/runs", runs_router)
 api.add_router("/steps", steps_router)
 api.add_router("/worker", worker_router)
+api.add_router("/webhooks", webhooks_router)
 
 
 def _error(request: HttpRequest, detail: str, status: int, **extra: Any) -> HttpResponse:

@@ -77,6 +77,23 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_LIMITS": "",
     "RATE_LIMITS": "",
     "VERYFI_RATE_LIMIT": "20/minute",
+    # Webhooks (docs/WEBHOOKS.md): seconds to wait for a receiver's answer; the first
+    # retry's delay, doubled per attempt up to the cap; attempts before a delivery fails;
+    # failed attempts in a row before its endpoint is disabled; private targets (the SSRF
+    # guard); how long a worker's claim on a delivery lasts; how often a worker looks for
+    # due deliveries; how old a process's list of enabled endpoints may grow.
+    "WEBHOOK_TIMEOUT": 5.0,
+    "WEBHOOK_BACKOFF_BASE": 10.0,
+    "WEBHOOK_BACKOFF_CAP": 3600.0,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_DISABLE_AFTER": 10,
+    "WEBHOOK_ALLOW_PRIVATE": False,
+    "WEBHOOK_LEASE": 60.0,
+    "WEBHOOK_POLL_INTERVAL": 1.0,
+    "WEBHOOK_REFRESH": 5.0,
+    # The address runs are linked from (webhook payloads): "https://orbit.example.com";
+    # empty: links are paths (/dashboard/runs/<id>/).
+    "BASE_URL": "",
 }
 
 SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
@@ -314,6 +331,50 @@ class OrbitSettings:
                 f"ORBIT_WORKER_CONCURRENCY must be a whole number of 1 or more, not {value!r}"
             )
         return number
+
+    @property
+    def webhook_timeout(self) -> float:
+        return float(self._get("WEBHOOK_TIMEOUT"))
+
+    @property
+    def webhook_backoff_base(self) -> float:
+        return float(self._get("WEBHOOK_BACKOFF_BASE"))
+
+    @property
+    def webhook_backoff_cap(self) -> float:
+        return float(self._get("WEBHOOK_BACKOFF_CAP"))
+
+    @property
+    def webhook_max_attempts(self) -> int:
+        return max(1, int(self._get("WEBHOOK_MAX_ATTEMPTS")))
+
+    @property
+    def webhook_disable_after(self) -> int:
+        """Failed attempts in a row before an endpoint is disabled; 0: never."""
+        return max(0, int(self._get("WEBHOOK_DISABLE_AFTER")))
+
+    @property
+    def webhook_allow_private(self) -> bool:
+        value = self._get("WEBHOOK_ALLOW_PRIVATE")
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+
+    @property
+    def webhook_lease(self) -> float:
+        return float(self._get("WEBHOOK_LEASE"))
+
+    @property
+    def webhook_poll_interval(self) -> float:
+        return float(self._get("WEBHOOK_POLL_INTERVAL"))
+
+    @property
+    def webhook_refresh(self) -> float:
+        return float(self._get("WEBHOOK_REFRESH"))
+
+    @property
+    def base_url(self) -> str:
+        return str(self._get("BASE_URL") or "").strip().rstrip("/")
 
 
 @dataclass(frozen=True)

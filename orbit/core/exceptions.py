@@ -106,6 +106,22 @@ class DocumentTooLarge(OrbitError):
     """The file is larger than ORBIT_MAX_UPLOAD_BYTES."""
 
 
+class InvalidWebhook(OrbitError):
+    """The webhook endpoint is not valid."""
+
+
+class WebhookNotFound(OrbitError):
+    """No webhook endpoint has that id."""
+
+
+class DeliveryNotFound(OrbitError):
+    """No webhook delivery has that id."""
+
+
+class TargetRefused(OrbitError):
+    """The webhook's address is not one Orbit may send to (ORBIT_WEBHOOK_ALLOW_PRIVATE)."""
+
+
 def type_path(error: type) -> str:
     """How an error's class is stored with an attempt: its dotted path, as for the
     errors step code raises, so every error type in the history reads the same way."""

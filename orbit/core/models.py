@@ -86,6 +86,12 @@ class AuditAction(models.TextChoices):
     TOKEN_CREATED = "token.created", "API token created"
     TOKEN_REVOKED = "token.revoked", "API token revoked"
     WORKER_FORGOTTEN = "worker.forgotten", "Dead worker forgotten"
+    WEBHOOK_CREATED = "webhook.created", "Webhook created"
+    WEBHOOK_CHANGED = "webhook.changed", "Webhook changed"
+    WEBHOOK_DELETED = "webhook.deleted", "Webhook deleted"
+    WEBHOOK_DISABLED = "webhook.disabled", "Webhook disabled"
+    WEBHOOK_ENABLED = "webhook.enabled", "Webhook enabled"
+    WEBHOOK_REDELIVERED = "webhook.redelivered", "Webhook delivery sent again"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):

@@ -38,6 +38,12 @@ ADMINISTER = (
     "orbit.add_apitoken",
     "orbit.change_apitoken",  # revoke
     "services.delete_veryfidocument",
+    # Webhooks hold secrets and make workers reach addresses: admins only (docs/WEBHOOKS.md).
+    "runs.view_webhook",
+    "runs.add_webhook",
+    "runs.change_webhook",  # also: enable again, send a delivery again
+    "runs.delete_webhook",
+    "runs.view_webhookdelivery",
 )
 
 

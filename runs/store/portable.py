@@ -31,6 +31,7 @@ from pipelines.limits import Candidate, RateRule, admit, choose, rate_rule, room
 from pipelines.models import Pipeline
 from runs.models import (
     ACTIVE_STATUSES,
+    DeliveryStatus,
     RateWindow,
     Run,
     RunRollup,
@@ -39,6 +40,7 @@ from runs.models import (
     StepAttempt,
     StepLog,
     StepStatus,
+    WebhookDelivery,
     Worker,
 )
 from runs.store import datagrams
@@ -51,6 +53,7 @@ from runs.store.records import (
     ClaimRequest,
     Claims,
     DeadWorker,
+    DeliveryClaim,
     Fence,
     InsertedRun,
     Interrupted,
@@ -829,6 +832,53 @@ class PortableStore:
     def wakeups(self) -> Wakeups | None:
         directory = datagrams.wake_directory()
         return None if directory is None else datagrams.DatagramWakeups(directory)
+
+    def prune_deliveries(self, before: datetime, *, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        with transaction.atomic():
+            ids = list(
+                WebhookDelivery.objects.filter(created_at__lt=before)
+                .exclude(status=DeliveryStatus.PENDING)
+                .order_by("created_at", "id")
+                .values_list("id", flat=True)[:limit]
+            )
+            deleted, _ = WebhookDelivery.objects.filter(id__in=ids).delete()
+        return deleted
+
+    def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[DeliveryClaim]:
+        if limit <= 0:
+            return []
+        token = uuid.uuid4()
+        # IMMEDIATE on SQLite: one claimant at a time. The UPDATE asks again whether each
+        # row is due and unclaimed, so on other databases a row another transaction
+        # claimed meanwhile is not taken twice (a conditional UPDATE, not a lock).
+        with transaction.atomic():
+            ids = list(
+                WebhookDelivery.objects.due()
+                .order_by("next_attempt_at")
+                .values_list("id", flat=True)[:limit]
+            )
+            if not ids:
+                return []
+            WebhookDelivery.objects.filter(id__in=ids).due().update(
+                claim=token, claimed_until=t.now_plus(lease_seconds)
+            )
+            rows = WebhookDelivery.objects.filter(claim=token).values_list(
+                "id", "endpoint_id", "event", "run_id", "payload", "attempts"
+            )
+            return [
+                DeliveryClaim(
+                    id=id_,
+                    claim=token,
+                    endpoint_id=endpoint_id,
+                    event=event,
+                    run_id=run_id,
+                    payload=payload,
+                    attempts=attempts,
+                )
+                for id_, endpoint_id, event, run_id, payload, attempts in rows
+            ]
 
     @contextmanager
     def exclusive(self, key: int) -> Iterator[bool]:

@@ -43,6 +43,7 @@ from runs.store.records import (
     Claim,
     ClaimRequest,
     Claims,
+    DeliveryClaim,
     InsertedRun,
     Interrupted,
     LogBatch,
@@ -323,6 +324,28 @@ class PostgresStore(PortableStore):
         )
         return None
 
+    def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[DeliveryClaim]:
+        if limit <= 0:
+            return []
+        token = uuid.uuid4()
+        found = self._execute(
+            "claim_deliveries",
+            {"limit": limit, "claim": token, "lease": lease_seconds},
+            filename="webhooks.sql",
+        )
+        return [
+            DeliveryClaim(
+                id=id_,
+                claim=token,
+                endpoint_id=endpoint_id,
+                event=event,
+                run_id=run_id,
+                payload=_json(payload) or {},
+                attempts=attempts,
+            )
+            for id_, endpoint_id, event, run_id, payload, attempts in found
+        ]
+
     @contextmanager
     def exclusive(self, key: int) -> Iterator[bool]:
         with transaction.atomic():
@@ -330,9 +353,11 @@ class PostgresStore(PortableStore):
             yield bool(found[0][0])
 
     # ---------------------------------------------------------------------------------
-    def _execute(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _execute(
+        self, name: str, params: dict[str, Any], filename: str = "runs.sql"
+    ) -> list[tuple[Any, ...]]:
         with connection.cursor() as cursor:
-            cursor.execute(sql(name), params)
+            cursor.execute(sql(name, filename), params)
             return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
 

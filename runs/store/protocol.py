@@ -27,6 +27,7 @@ from runs.store.records import (
     ClaimRequest,
     Claims,
     DeadWorker,
+    DeliveryClaim,
     Fence,
     InsertedRun,
     Interrupted,
@@ -228,6 +229,16 @@ class RunStore(Protocol):
 
     def wakeups(self) -> Wakeups | None:
         """A channel on which to hear `announce`, or None: poll."""
+        ...
+
+    def prune_deliveries(self, before: datetime, *, limit: int) -> int:
+        """Delete up to `limit` finished webhook deliveries created before `before`
+        (oldest first, one transaction); how many went. Pending ones are never pruned."""
+        ...
+
+    def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[DeliveryClaim]:
+        """Take up to `limit` due webhook deliveries (pending, due, not under a live
+        claim) under a new claim lasting `lease_seconds`; each is taken by one caller."""
         ...
 
     def exclusive(self, key: int) -> AbstractContextManager[bool]:

@@ -15,7 +15,7 @@ from django.db import connection
 
 from orbit.core.models import AuditEvent
 from pipelines.models import Pipeline
-from runs.models import QueuePause, Run, RunRollup, Step, StepAttempt, StepLog
+from runs.models import QueuePause, Run, RunRollup, Step, StepAttempt, StepLog, WebhookDelivery
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -30,6 +30,7 @@ TABLES = {
     "audit": AuditEvent,
     "rollup": RunRollup,
     "queuepause": QueuePause,
+    "delivery": WebhookDelivery,
 }
 
 

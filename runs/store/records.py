@@ -272,3 +272,17 @@ class Pruned:
     @property
     def total(self) -> int:
         return sum(self.runs.values())
+
+
+@dataclass(frozen=True)
+class DeliveryClaim:
+    """A webhook delivery a worker claimed to send: its result is written only while
+    `claim` still holds (another worker takes it over once `claimed_until` passes)."""
+
+    id: uuid.UUID
+    claim: uuid.UUID
+    endpoint_id: int
+    event: str
+    run_id: uuid.UUID
+    payload: Mapping[str, Any]
+    attempts: int

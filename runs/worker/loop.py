@@ -39,6 +39,8 @@ from runs.store import Wakeups, store
 from runs.store.records import Claim, ClaimRequest
 from runs.supervision import LOG_WRITE_SECONDS
 from runs.tracing import run_span
+from runs.webhooks import endpoints as webhook_endpoints
+from runs.webhooks.sending import send_due as send_webhooks
 from runs.worker.aging import probe_due
 from runs.worker.slots import Slot
 from runs.worker.timers import Duty, Timers
@@ -134,6 +136,8 @@ class WorkerLoop:
         self._counts = {"succeeded": 0, "failed": 0}
         self._db_failures = 0
         self._forget_queries = False
+        self._webhooks_wanted = False
+        self._webhooks_refresh_at = 0.0
         self.timers = Timers()
         for duty in self._duties():
             self.timers.add(duty)
@@ -171,6 +175,10 @@ class WorkerLoop:
                 self._discover,
                 active=lambda: self.stop is None,
             ),
+            # Webhook deliveries (runs/webhooks/sending.py): the list of enabled endpoints
+            # is loaded at start and kept fresh here, so commits never ask for it; due
+            # deliveries are sent only while some endpoint is enabled.
+            Duty("webhooks", self._webhooks_interval, self._send_webhooks),
             # With a wake-up channel, polling is only a safety net; without, it is how
             # work is found. Freed slots and announcements bring it forward.
             Duty(
@@ -545,6 +553,37 @@ class WorkerLoop:
         except Exception:
             logger.exception("Pruning failed; will try again", extra={"event": "prune_error"})
             return None
+
+    def _webhooks_interval(self) -> float:
+        refresh = orbit_settings.webhook_refresh / 2
+        if self._webhooks_wanted:
+            return min(orbit_settings.webhook_poll_interval, refresh)
+        return refresh
+
+    def _send_webhooks(self) -> float | None:
+        """Reload the enabled endpoints when due; send one due delivery, if any.
+
+        The POST happens in the loop, so one at a time: a receiver that hangs holds the
+        loop for ORBIT_WEBHOOK_TIMEOUT at most before the next turn commits reports,
+        renews leases and enforces deadlines; a batch could hold it for many timeouts,
+        long enough for the worker's own leases to run out. With more due, the duty
+        runs again on the next turn."""
+        now = time.monotonic()
+        if now >= self._webhooks_refresh_at:
+            self._webhooks_wanted = bool(webhook_endpoints.refresh())
+            self._webhooks_refresh_at = now + orbit_settings.webhook_refresh / 2
+        if not self._webhooks_wanted or self.stop is not None:
+            return None
+        try:
+            claimed = send_webhooks(worker=self.row.name if self.row else "worker", limit=1)
+        except DB_ERRORS:
+            raise
+        except Exception:
+            logger.exception(
+                "Sending webhooks failed; will try again", extra={"event": "webhook_error"}
+            )
+            return None
+        return 0.0 if claimed else None  # one sent: more may be due, next turn
 
     def _discover(self) -> None:
         """Load the tasks that pipeline rows name and this worker does not know yet, so

@@ -31,7 +31,7 @@ from orbit.core.roles import ROLES, assign_role
 from orbit.core.tokens import create_token
 from orbit.web.ratelimit import limiter
 from pipelines.models import Pipeline
-from runs.models import Run, RunStatus, StepLog, Worker
+from runs.models import Run, RunStatus, StepLog, Webhook, WebhookDelivery, Worker
 from services.models import VeryfiDocument
 from tests.factories import PipelineFactory, RunFactory, StepFactory, WorkerFactory
 
@@ -693,6 +693,10 @@ def secrets_stored(world: World) -> dict[str, Any]:
     VeryfiDocument.objects.create(
         veryfi_id=7, run=run, response={"api_key": "sk-live-4242"}, vendor_name="Cafe"
     )
+    hook = Webhook.objects.create(
+        name="pager", url="https://hooks.example.com/", events=["run_failed"], secret="sk-live-4242"
+    )
+    WebhookDelivery.objects.create(endpoint=hook, event="run_failed", run_id=run.id, payload={})
     return {"secret": "sk-live-4242", "token_hash": world.token.key_hash}
 
 
@@ -724,7 +728,11 @@ ORACLES = [
     ("auth.user", "password__startswith", "md5"),
     ("auth.user", "api_tokens__key_hash__startswith", "{token_hash}"),
     ("auth.group", "user__password__startswith", "md5"),
+    ("runs.webhook", "secret__startswith", "sk-l"),
+    ("runs.webhookdelivery", "endpoint__secret__startswith", "sk-l"),
 ]
+#: Admins only: a viewer gets 403 there (tests/console/test_admin_webhooks.py).
+ADMINS_ONLY = ("auth.", "runs.webhook")
 
 
 #: Superusers see every admin; viewers every one but users and groups (not an Orbit role's).
@@ -732,7 +740,7 @@ ORACLE_CASES = [
     (role, *oracle)
     for role in ("viewer", "superuser")
     for oracle in ORACLES
-    if role == "superuser" or not oracle[0].startswith("auth.")
+    if role == "superuser" or not oracle[0].startswith(ADMINS_ONLY)
 ]
 
 
