@@ -4,6 +4,7 @@
     BENCH_QUICK=1 make bench      # smoke run: 200 jobs per drain, 10 pickup samples, short pgbench
     BENCH_PEERS=0 make bench      # Orbit alone
     BENCH_ONLY=tasks make bench   # only the @task drains: Orbit beside django-tasks-db (~7 min)
+    BENCH_LIMITS=0 make bench     # without the flow-limits drains (bench/bench_limits.py)
     PEERS_SCRIPT=/path/to/run_all.sh make bench
 
 The peers (procrastinate, django-tasks, DBOS, and pgbench for PostgreSQL's own limit) come
@@ -224,6 +225,42 @@ def run_tasks(
         mine = [r for r in ran.get("systems", []) if r.get("system") == "django-tasks"]
     rows += [{**r, "system": "django-tasks-db"} for r in peer_rows({"systems": mine})]
     return rows, mine, missing if not mine else None
+
+
+def run_limits() -> dict[str, float] | None:
+    """The unlimited pipeline's drain with no flow limit anywhere and with limits configured
+    on other pipelines (a held backlog under max_concurrency, a rate-limited pipeline with
+    queued runs): bench/bench_limits.py, alternating the two, medians of two rounds each."""
+    if os.environ.get("BENCH_LIMITS", "1") in ("", "0"):
+        return None
+    proc = subprocess.run(
+        [sys.executable, "bench/bench_limits.py", "drain", "--n", str(N), "--rounds", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("median"):
+            words = line.replace(",", "").split()
+            return {"none": float(words[2]), "limited": float(words[5])}
+    print(f"flow limits: bench_limits.py failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return None
+
+
+def print_limits(figures: dict[str, float] | None) -> None:
+    if figures is None:
+        return
+    none, limited = figures["none"], figures["limited"]
+    print()
+    print(
+        "FLOW LIMITS: an unlimited pipeline's drain (4 workers x concurrency 8, PostgreSQL, "
+        "WARNING), medians of two rounds, alternating"
+    )
+    print(f"  no flow limit anywhere                 {none:8.0f} runs/s")
+    print(
+        f"  limits configured on other pipelines   {limited:8.0f} runs/s  "
+        f"({100 * (limited - none) / none:+.1f}%)"
+    )
 
 
 def prepare_peer_database(env: dict[str, str]) -> None:
@@ -512,6 +549,7 @@ def main() -> None:
         peers_quiet, missing_quiet = run_peers(
             stamp, PEERBENCH_QUIET="1", SKIP_PGBENCH="1", PEERBENCH_LAT_N="0"
         )
+    limits = run_limits() if only != "tasks" else None
     tasks, tasks_peer, tasks_missing = run_tasks(stamp, peers)
     rows = orbit_rows(orbit) + orbit_rows(orbit, 0) + peer_rows(peers)
     quiet_rows = orbit_rows(quiet) + peer_rows(peers_quiet)
@@ -532,6 +570,7 @@ def main() -> None:
         print_ratio(quiet_rows)
         if missing_quiet:
             print(f"peers (quiet): not available ({missing_quiet})")
+    print_limits(limits)
     print_tasks(tasks, tasks_missing)
     versions = dict.fromkeys(
         f"{r['system']} {r['version']}" for r in [*peers.get("systems", []), *tasks_peer]
@@ -554,6 +593,7 @@ def main() -> None:
                 "quiet_table": quiet_rows,
                 "tasks_table": tasks,
                 "enqueue_table": enqueue,
+                "limits": limits,
                 "orbit": orbit,
                 "peers": peers,
                 "peers_missing": missing,
