@@ -92,15 +92,39 @@ class Admission:
 
 
 def admit(starts: Iterable[float], now: float, rate: Rate, wanted: int) -> Admission:
-    """Admit up to `wanted` claims at `now` (seconds, the database clock) so that no
-    window of `rate.seconds` ever holds more than `rate.limit` starts (a sliding window
-    over the recorded starts: exact, not a token bucket's burst of twice the limit)."""
+    """Admit a claim at `now` (seconds, the database clock) when the rate allows one: the
+    claims are spaced, at most one every `rate.seconds / rate.limit` (20/minute: one every
+    3 s), and no window of `rate.seconds` ever holds more than `rate.limit` of them (a
+    sliding window over the recorded starts).
+
+    Spaced, not in bursts, as Celery's `rate_limit` spreads tasks: a burst of twenty
+    claims at the top of a minute meets its steps starting a little late (a slot's child
+    process, a busy worker), and the next minute's burst starting on time, so the service
+    the limit protects would see more than twenty calls in some minute. Spaced claims keep
+    the steps' own start times within the limit as long as a step starts within one gap of
+    its claim. `wanted` is how many the caller could take: at most one is granted."""
     window = sorted(s for s in starts if s > now - rate.seconds)
-    granted = max(0, min(wanted, rate.limit - len(window)))
+    allowed_at = _next_allowed(window, rate)
+    granted = 1 if wanted > 0 and (allowed_at is None or now >= allowed_at - _EPSILON) else 0
     kept = tuple((window + [now] * granted)[-rate.limit :])
-    # The next start waits until the oldest start it would make one too many leaves the window.
-    next_at = kept[-rate.limit] + rate.seconds if len(kept) >= rate.limit else None
-    return Admission(granted, kept, next_at)
+    next_at = _next_allowed(list(kept), rate)
+    return Admission(granted, kept, next_at if next_at is not None and next_at > now else None)
+
+
+#: Clock slack when a worker wakes exactly at the admitted moment (float seconds).
+_EPSILON = 1e-6
+
+
+def _next_allowed(window: list[float], rate: Rate) -> float | None:
+    """When the next claim may be admitted after the starts in `window` (oldest first):
+    one gap after the last, and not before the oldest that would make one too many
+    leaves the window (None: no start recorded, at once)."""
+    if not window:
+        return None
+    at = window[-1] + rate.seconds / rate.limit
+    if len(window) >= rate.limit:
+        at = max(at, window[-rate.limit] + rate.seconds)
+    return at
 
 
 def room(limit: int | None, running: int) -> int | None:

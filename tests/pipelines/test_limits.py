@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -26,19 +28,22 @@ FIVE_PER_2S = Rate(limit=5, seconds=2)
 @pytest.mark.parametrize(
     ("starts", "now", "wanted", "granted", "next_at"),
     [
-        ((), 100.0, 3, 3, None),  # an empty window: all three, room for two more
-        ((), 100.0, 9, 5, 102.0),  # at most the limit; then full until the first leaves
-        ((99.0, 99.5), 100.0, 9, 3, 101.0),  # two in the window: three more
-        ((97.0, 97.5, 98.0, 98.5, 99.0), 100.0, 1, 1, None),  # three left: 3 of 5 now
+        ((), 100.0, 3, 1, 100.4),  # an empty window: one now, the next one gap (2 s / 5) on
+        ((), 100.0, 9, 1, 100.4),  # never a burst, however many are wanted
+        ((99.0, 99.5), 100.0, 9, 1, 100.4),  # the last was a gap ago: one more
+        ((99.8,), 100.0, 1, 0, 100.2),  # the last was 0.2 s ago: wait out the gap
+        ((97.0, 97.5, 98.0, 98.5, 99.0), 100.0, 1, 1, 100.4),  # old starts have left
         ((98.5, 99.0, 99.2, 99.4, 99.6), 100.0, 1, 0, 100.5),  # full: wait for 98.5 + 2
         ((98.0, 99.0, 99.1, 99.2, 99.3), 100.0, 1, 1, 101.0),  # 98.0 leaves exactly at 100.0
         ((), 100.0, 0, 0, None),  # nothing wanted, nothing recorded
     ],
 )
-def test_admit_keeps_every_window_within_the_limit(starts, now, wanted, granted, next_at):
+def test_admit_spaces_claims_and_keeps_every_window_within_the_limit(
+    starts, now, wanted, granted, next_at
+):
     admitted = admit(starts, now, FIVE_PER_2S, wanted)
     assert admitted.granted == granted
-    assert admitted.next_at == next_at
+    assert admitted.next_at == pytest.approx(next_at) if next_at else admitted.next_at is None
     assert len(admitted.starts) <= 5
     assert admitted.starts.count(now) == granted
 
@@ -55,6 +60,8 @@ def test_admit_over_a_long_stream_never_puts_more_than_the_limit_in_any_window()
     for t in admitted_at:
         assert sum(1 for s in admitted_at if t <= s < t + 2) <= 5
     assert len(admitted_at) == 50  # and it admits the full rate: 5 per 2 s over 20 s
+    gaps = [b - a for a, b in itertools.pairwise(admitted_at)]
+    assert min(gaps) == pytest.approx(0.4)  # spaced evenly, never in a burst
 
 
 @pytest.mark.parametrize(
