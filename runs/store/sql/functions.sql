@@ -9,6 +9,9 @@
 -- PL/pgSQL function are planned once per database session and the plans kept (custom
 -- plans for the first five calls, then a generic one), whatever pooler sits in front;
 -- a change to a table they use (a new column) makes PostgreSQL plan them again.
+-- A database already migrated keeps the function it was given: changing one here needs a
+-- new migration that creates it again (CREATE OR REPLACE) and declares the new text's
+-- SOURCE_SHA256; tests/runs/store/test_functions.py fails until it does.
 
 
 -- name: create_insert_runs
