@@ -17,7 +17,7 @@ on a fresh read, never on a copy. Syncing the pipelines forgets every copy.
 
 from __future__ import annotations
 
-import copy
+from django.db.models.base import ModelState
 
 from pipelines.models import Pipeline
 
@@ -27,13 +27,13 @@ _rows: dict[str, Pipeline] = {}
 def cached(name: str) -> Pipeline | None:
     """A copy of the row last read for `name`, if it was kept (the caller may change it)."""
     row = _rows.get(name)
-    return None if row is None else copy.copy(row)
+    return None if row is None else _copy(row)
 
 
 def keep(row: Pipeline) -> Pipeline:
     """Remember `row` under its name while it may start runs; returns it."""
     if row.enabled and row.code is not None:
-        _rows[row.name] = copy.copy(row)
+        _rows[row.name] = _copy(row)
     else:
         _rows.pop(row.name, None)
     return row
@@ -45,3 +45,14 @@ def forget(name: str | None = None) -> None:
         _rows.clear()
     else:
         _rows.pop(name, None)
+
+
+def _copy(row: Pipeline) -> Pipeline:
+    """A copy of a row read from the database, sharing no state with it: `copy.copy`
+    goes through pickling's protocol, a tenth of an enqueue's own Python time. Kept rows
+    hold no related objects, so the copy's state starts empty, as a fresh read's does."""
+    twin = Pipeline.__new__(Pipeline)
+    twin.__dict__.update(row.__dict__)
+    twin._state = ModelState()
+    twin._state.db, twin._state.adding = row._state.db, row._state.adding
+    return twin

@@ -10,99 +10,17 @@
 
 -- name: insert_runs
 -- Runs, their steps, their audit events and one NOTIFY: one statement, so one round trip
--- (and its own transaction when none is open). With a `pipeline` (PipelineCheck), nothing
--- is written unless that row is enabled and still has the values the caller laid the runs
--- out with (it may have read them from a cached copy): no row at all comes back then, and
--- the caller reads the pipeline again. FOR SHARE: a disable in progress is waited for and
--- then seen, and one that starts meanwhile waits for these runs to commit.
--- A run whose idempotency key, unique key (held by a pending or running run) or schedule
--- slot is taken is skipped and answered with the id of the run holding it, when this
--- statement can see that run (one committed meanwhile is looked up by the caller).
--- Rows are built by jsonb_populate_record in a LATERAL join, once per row: written as
--- `SELECT (jsonb_populate_record(...)).*` it is evaluated once per column (about 30 times
--- for a run, and its nextval() as often), which made a batch of runs ten times slower.
--- Every statement here that inserts whole rows builds them this way.
-WITH pipeline AS (
-    SELECT p.id FROM {pipeline} AS p
-    WHERE p.id = (%(pipeline)s::jsonb->>'id')::bigint
-      AND p.enabled
-      AND p.name = %(pipeline)s::jsonb->>'name'
-      AND p.definition = %(pipeline)s::jsonb->>'definition'
-      AND p.default_metadata = %(pipeline)s::jsonb->'default_metadata'
-    FOR SHARE
-),
-input AS (
-    SELECT x.ordinality AS ordinal, x.value AS run, (x.value->>'id')::uuid AS id
-    FROM jsonb_array_elements(%(runs)s::jsonb) WITH ORDINALITY AS x(value, ordinality)
-    WHERE %(pipeline)s::jsonb IS NULL OR EXISTS (SELECT FROM pipeline)
-),
-inserted AS (
-    INSERT INTO {run}
-    SELECT made.*
-    FROM input
-    CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::{run},
-        %(run_defaults)s::jsonb || input.run || jsonb_build_object(
-            'created_at', statement_timestamp(),
-            'available_at', COALESCE(
-                (input.run->>'_run_after')::timestamptz,
-                statement_timestamp() + make_interval(secs => (input.run->>'_delay')::float8)))
-    ) AS made
-    ORDER BY input.ordinal
-    ON CONFLICT DO NOTHING
-    RETURNING id, created_at, available_at
-),
-steps AS (
-    INSERT INTO {step}
-    SELECT made.*
-    FROM inserted
-    JOIN input ON input.id = inserted.id
-    CROSS JOIN LATERAL jsonb_array_elements_text(input.run->'_steps')
-        WITH ORDINALITY AS step(name, ordinality)
-    CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::{step},
-        %(step_defaults)s::jsonb || jsonb_build_object(
-            'id', nextval(%(step_sequence)s::regclass),
-            'run_id', inserted.id,
-            'name', step.name,
-            'position', step.ordinality - 1)
-    ) AS made
-),
-audit AS (
-    INSERT INTO {audit}
-    SELECT made.*
-    FROM inserted
-    JOIN input ON input.id = inserted.id
-    CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::{audit},
-        %(audit_defaults)s::jsonb || (input.run->'_audit') || jsonb_build_object(
-            'id', nextval(%(audit_sequence)s::regclass),
-            'created_at', statement_timestamp(),
-            'target_id', inserted.id::text)
-    ) AS made
-    WHERE jsonb_typeof(input.run->'_audit') = 'object'
-),
-announced AS (
-    SELECT pg_notify(
-        %(channel)s,
-        (1000 * GREATEST(0, EXTRACT(EPOCH FROM first.due - statement_timestamp())))::bigint::text
-    ) AS sent
-    FROM (SELECT min(available_at) AS due FROM inserted HAVING count(*) > 0) AS first
-)
-SELECT input.id, inserted.id IS NOT NULL, inserted.created_at, inserted.available_at, held.id
-FROM input
-LEFT JOIN inserted ON inserted.id = input.id
-LEFT JOIN LATERAL (
-    SELECT r.id FROM {run} AS r
-    WHERE inserted.id IS NULL
-      AND r.pipeline_id = (input.run->>'pipeline_id')::bigint
-      AND (r.idempotency_key = input.run->>'idempotency_key'
-           OR (r.unique_key = input.run->>'unique_key' AND r.status IN ('pending', 'running'))
-           OR r.scheduled_for = (input.run->>'scheduled_for')::timestamptz)
-    LIMIT 1
-) AS held ON true
-LEFT JOIN announced ON true
-ORDER BY input.ordinal
+-- (and its own transaction when none is open). The work is the function orbit_insert_runs
+-- (runs/store/sql/functions.sql, created by a migration), whose plans PostgreSQL keeps
+-- per session: sent as text, the same statement was planned anew on every call.
+-- With a `pipeline` (PipelineCheck), nothing is written unless that row is enabled and
+-- still has the values the caller laid the runs out with: no row at all comes back then.
+-- A run whose key or schedule slot is taken is answered with the id of the run holding it
+-- when the function can see that run (one committed meanwhile is looked up by the caller).
+SELECT * FROM orbit_insert_runs(
+    %(runs)s::jsonb, %(pipeline)s::jsonb,
+    %(run_defaults)s::jsonb, %(step_defaults)s::jsonb, %(audit_defaults)s::jsonb,
+    %(step_sequence)s::regclass, %(audit_sequence)s::regclass, %(channel)s::text)
 
 
 -- name: claim

@@ -21,6 +21,15 @@ MODELS = {
 }
 
 
+def named_sql() -> dict[str, str]:
+    """Every named statement of the store: runs.sql's, and the functions' (functions.sql,
+    created by migrations) that runs.sql calls."""
+    found: dict[str, str] = {}
+    for path in sorted(queries.SQL_DIR.glob("*.sql")):
+        found.update({f"{path.name}:{k}": v for k, v in queries.parse(path.read_text()).items()})
+    return found
+
+
 @pytest.mark.parametrize("model", MODELS.values(), ids=MODELS.keys())
 def test_defaults_cover_every_column_but_the_key_and_the_stamped_ones(model):
     columns = {f.column for f in model._meta.concrete_fields}
@@ -29,7 +38,7 @@ def test_defaults_cover_every_column_but_the_key_and_the_stamped_ones(model):
 
 
 def test_every_insert_sets_the_key_and_the_stamped_columns_itself():
-    statements = queries.parse((queries.SQL_DIR / "runs.sql").read_text())
+    statements = named_sql()
     inserts = 0
     for name, body in statements.items():
         # a row is `(jsonb_populate_record(...)).*` or `LATERAL jsonb_populate_record(...) AS made`
@@ -43,11 +52,12 @@ def test_every_insert_sets_the_key_and_the_stamped_columns_itself():
                 needed.add(model._meta.pk.column)
             for column in needed:
                 assert f"'{column}'," in rest, f"{name}: INSERT INTO {table} does not set {column}"
-    assert inserts == 7  # runs, steps, audit, attempts (commit, recovery), logs, rollups
+    # runs, steps, audit (functions.sql), attempts (commit, recovery), logs, rollups
+    assert inserts == 7
 
 
 def test_a_statement_names_only_the_fixed_tables():
-    for name, body in queries.parse((queries.SQL_DIR / "runs.sql").read_text()).items():
+    for name, body in named_sql().items():
         assert set(re.findall(r"\{(\w+)\}", body)) <= set(queries.TABLES), name
 
 
@@ -55,6 +65,6 @@ def test_every_whole_row_is_built_once_not_once_per_column():
     """`SELECT (jsonb_populate_record(...)).*` runs the function, and the nextval() inside
     it, once per column: ten times the work, and ids burnt by the dozen. Each insert
     builds its row in a LATERAL join instead."""
-    for name, body in queries.parse((queries.SQL_DIR / "runs.sql").read_text()).items():
+    for name, body in named_sql().items():
         code = "\n".join(line.split("--")[0] for line in body.splitlines())
         assert ")).*" not in code, f"{name} builds a row once per column"

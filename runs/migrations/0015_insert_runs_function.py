@@ -1,0 +1,61 @@
+"""The function `orbit_insert_runs` on PostgreSQL: the insert of runs, their steps and
+audit events, whose plans PostgreSQL keeps per session (runs/store/sql/functions.sql says
+why). runs/store/sql/runs.sql `insert_runs` calls it.
+
+The function's text is read from runs/store/sql/functions.sql with the tables named as
+this migration's models name them. SQLite has no functions: there the operation does
+nothing (the portable store inserts with the ORM).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import migrations
+
+from runs.store.queries import SQL_DIR, parse
+
+#: The function's text this migration was written for (functions.sql `create_insert_runs`,
+#: comment lines left out): tests/runs/store/test_functions.py holds the file to the
+#: newest migration's, so the text is not changed without a migration that applies it.
+SOURCE_SHA256 = {
+    "create_insert_runs": "e97d7d8b243205450770ed58f7a41fdeb76e48a32b32ece0ec449a27b68115ab"
+}
+
+#: The tables the function's text names, as {key}: (app label, model).
+TABLES = {
+    "run": ("runs", "Run"),
+    "step": ("runs", "Step"),
+    "pipeline": ("pipelines", "Pipeline"),
+    "audit": ("orbit", "AuditEvent"),
+}
+
+
+def _statement(apps: Any, schema_editor: Any, name: str) -> str:
+    names = {
+        key: schema_editor.quote_name(apps.get_model(*model)._meta.db_table)
+        for key, model in TABLES.items()
+    }
+    return parse((SQL_DIR / "functions.sql").read_text())[name].format(**names)
+
+
+def create_function(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(_statement(apps, schema_editor, "create_insert_runs"), params=None)
+
+
+def drop_function(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(_statement(apps, schema_editor, "drop_insert_runs"), params=None)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("runs", "0014_run_search_indexes"),
+        ("pipelines", "0001_initial"),
+        ("orbit", "0002_auditevent"),
+    ]
+
+    operations = [
+        migrations.RunPython(create_function, drop_function, elidable=False),
+    ]
