@@ -51,7 +51,7 @@ def drop_function(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0014_run_search_indexes"),
+        ("runs", "0015_webhooks"),
         ("pipelines", "0001_initial"),
         ("orbit", "0002_auditevent"),
     ]
