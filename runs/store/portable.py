@@ -88,9 +88,10 @@ LOGGING_STATUSES = (RunStatus.RUNNING.value, RunStatus.CANCELLED.value)
 
 
 def _as_checked(pipeline: PipelineCheck) -> bool:
-    """Whether the stored pipeline row is enabled and has the values the caller read."""
+    """Whether the stored pipeline row is enabled, not archived, and has the values the
+    caller read."""
     stored = (
-        Pipeline.objects.filter(pk=pipeline.id, enabled=True)
+        Pipeline.objects.filter(pk=pipeline.id, enabled=True, archived_at__isnull=True)
         .values_list("name", "definition", "default_metadata")
         .first()
     )
@@ -548,7 +549,8 @@ class PortableStore:
     def seconds_until_due(self, queues: Sequence[str]) -> float | None:
         due = (
             Run.objects.pending()
-            .filter(queue__in=queues, pipeline__enabled=True)
+            .filter(queue__in=queues)
+            .of_runnable_pipelines()
             .unpaused()
             .aggregate(at=Min("available_at"))["at"]
         )

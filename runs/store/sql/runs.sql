@@ -11,7 +11,7 @@
 -- name: insert_runs
 -- Runs, their steps, their audit events and one NOTIFY: one statement, so one round trip
 -- (and its own transaction when none is open). With a `pipeline` (PipelineCheck), nothing
--- is written unless that row is enabled and still has the values the caller laid the runs
+-- is written unless that row is enabled, not archived, and still has the values the caller laid the runs
 -- out with (it may have read them from a cached copy): no row at all comes back then, and
 -- the caller reads the pipeline again. FOR SHARE: a disable in progress is waited for and
 -- then seen, and one that starts meanwhile waits for these runs to commit.
@@ -26,6 +26,7 @@ WITH pipeline AS (
     SELECT p.id FROM {pipeline} AS p
     WHERE p.id = (%(pipeline)s::jsonb->>'id')::bigint
       AND p.enabled
+      AND p.archived_at IS NULL
       AND p.name = %(pipeline)s::jsonb->>'name'
       AND p.definition = %(pipeline)s::jsonb->>'definition'
       AND p.default_metadata = %(pipeline)s::jsonb->'default_metadata'
@@ -106,7 +107,7 @@ ORDER BY input.ordinal
 
 
 -- name: claim
--- The CLAIM transition for up to %(limit)s due runs of enabled pipelines in one queue,
+-- The CLAIM transition for up to %(limit)s due runs of enabled, unarchived pipelines in one queue,
 -- neither paused (runs/pausing.py: a pause committed before this statement starts is in its
 -- snapshot, so it takes none of the paused runs; the queue's is one primary-key probe,
 -- evaluated once), each run's current step started (STEP_START), the runs returned with their steps as
@@ -123,7 +124,7 @@ WITH candidates AS (
       AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = %(queue)s)
       AND r.pipeline_id IN (
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
@@ -171,7 +172,7 @@ WITH candidates AS (
       AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = r.queue)
       AND r.pipeline_id IN (
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
+          WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition))
       AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
           SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
           WHERE s.run_id = r.id AND s.status <> 'succeeded'
