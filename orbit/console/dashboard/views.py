@@ -440,7 +440,9 @@ def _pipelines_context(
     # Archived rows are set aside (pipelines/archiving.py): listed only when asked for.
     archived = request.GET.get("archived") == "1"
     every = Pipeline.objects.all()
-    rows = list(every.archived() if archived else every.unarchived())
+    shown = every.archived() if archived else every.unarchived()
+    # A card an action was refused on is shown with its reason, archived or not.
+    rows = list(shown | every.filter(id__in=list(errors or {})))
     rates = overview.success_rates()
     now = db_now()
     items = []
@@ -474,7 +476,7 @@ def _pipelines_context(
         "pipelines",
         items=items,
         showing_archived=archived,
-        archived_count=len(rows) if archived else every.archived().count(),
+        archived_count=every.archived().count(),
     )
 
 
