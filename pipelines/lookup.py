@@ -4,14 +4,14 @@ Queueing a run needs its pipeline's row: its id, its definition, its default met
 whether it is enabled. Reading it on every enqueue cost a round trip of its own, a third
 of a single enqueue's time. So each process keeps the rows it read, and never trusts the
 copy with anything that matters: the insert itself checks, in the same statement, that the
-row still says what the copy says (enabled, same name, definition and default metadata;
+row still says what the copy says (enabled, not archived, same name, definition and default metadata;
 runs/store `insert_runs`, `PipelineCheck`) and writes nothing when it does not. The caller
 then forgets the copy, reads the row again and lays the runs out anew, or
 refuses them. A pipeline disabled, renamed, pointed at another definition or given other
 default metadata by any process is therefore seen by the very next enqueue everywhere,
 and a stale copy never creates a run.
 
-Only enabled rows whose definition exists in code are kept: a refusal is always decided
+Only enabled, unarchived rows whose definition exists in code are kept: a refusal is always decided
 on a fresh read, never on a copy. Syncing the pipelines forgets every copy.
 """
 
@@ -32,7 +32,7 @@ def cached(name: str) -> Pipeline | None:
 
 def keep(row: Pipeline) -> Pipeline:
     """Remember `row` under its name while it may start runs; returns it."""
-    if row.enabled and row.code is not None:
+    if row.enabled and row.archived_at is None and row.code is not None:
         _rows[row.name] = _copy(row)
     else:
         _rows.pop(row.name, None)

@@ -32,7 +32,14 @@ class PipelineQuerySet(models.QuerySet["Pipeline"]):
         return self.filter(Q(max_concurrency__isnull=False) | ~Q(rate_limit=""))
 
     def scheduled(self) -> PipelineQuerySet:
-        return self.enabled().exclude(schedule="")
+        return self.enabled().unarchived().exclude(schedule="")
+
+    def unarchived(self) -> PipelineQuerySet:
+        """The rows operators work with: archived ones are set aside (pipelines/archiving.py)."""
+        return self.filter(archived_at__isnull=True)
+
+    def archived(self) -> PipelineQuerySet:
+        return self.filter(archived_at__isnull=False)
 
     def set_enabled(self, enabled: bool) -> int:
         """Enable or disable many rows; enabling resumes each schedule from its next slot."""
@@ -105,6 +112,18 @@ class Pipeline(models.Model):
         max_length=150, blank=True, editable=False, help_text="Who paused it, as named then."
     )
     pause_reason = models.CharField(max_length=500, blank=True, editable=False)
+    archived_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set while archived: hidden from the pipelines page, it cannot start runs "
+        "and its queued runs are not claimed; its runs stay visible. Only a row whose "
+        "definition is gone from code is archived; a sync un-archives it when the "
+        "definition comes back (pipelines/archiving.py).",
+    )
+    archived_by = models.CharField(
+        max_length=150, blank=True, editable=False, help_text="Who archived it, as named then."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -138,6 +157,10 @@ class Pipeline(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
 
     @property
     def code(self) -> Definition | None:

@@ -6,6 +6,9 @@ definition's `schedule=` while its `schedule_source` is "code", so a schedule ch
 code takes effect at the next sync (a deploy's first worker, or `migrate`). Once an
 operator changes the schedule in the database (admin, API), the source is "operator" and
 code changes leave it as it is, until an operator hands it back to the code.
+
+An archived row (pipelines/archiving.py) whose definition is back in code is un-archived
+by the sync: the code coming back brings the pipeline back.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from orbit.core.audit import Actor
 from orbit.core.models import AuditSource
 from pipelines import lookup
+from pipelines.archiving import pipeline_unarchive
 from pipelines.definition import registry
 from pipelines.lifecycle import record_saved, snapshot
 from pipelines.models import LimitSource, Pipeline, ScheduleSource
@@ -29,8 +33,9 @@ CODE_SYNC = Actor.system(AuditSource.CODE, "pipeline sync")
 
 
 def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
-    """Create the missing rows and bring code-sourced schedules up to date with the code;
-    returns the names created. Operators' edits are kept. Forgets the rows this process
+    """Create the missing rows, un-archive the rows whose definition is back, and bring
+    code-sourced schedules up to date with the code; returns the names created.
+    Operators' edits are kept. Forgets the rows this process
     cached for enqueueing (pipelines/lookup.py), so the next enqueue reads them again."""
     lookup.forget()
     rows = list(Pipeline.objects.using(using).all())
@@ -57,6 +62,8 @@ def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
         code = registry.find(row.definition)
         if code is not None:
             _sync_limits(row, code, using)
+        if code is not None and row.archived_at is not None:
+            pipeline_unarchive(row, actor=CODE_SYNC)
         if row.schedule_source != ScheduleSource.CODE or code is None:
             continue
         if row.schedule == code.schedule:

@@ -19,6 +19,7 @@ from typing import Any
 from orbit.core.audit import Actor
 from orbit.core.exceptions import OrbitError
 from orbit.core.limits import parse_json, validate_metadata
+from pipelines.archiving import pipeline_archive, pipeline_unarchive
 from pipelines.lifecycle import pipeline_set_enabled
 from pipelines.models import Pipeline
 from runs.enqueueing import run_create
@@ -26,6 +27,7 @@ from runs.lifecycle import run_cancel, run_retry
 from runs.models import Run, RunStatus, Worker
 from runs.pausing import pipeline_pause, pipeline_resume
 from runs.recovery import run_resume, worker_forget
+from runs.store import store
 from runs.uploads import run_create_with_upload
 
 logger = logging.getLogger(__name__)
@@ -191,6 +193,36 @@ def resume_pipelines(pipelines: Iterable[Pipeline], *, actor: Actor | None = Non
     return report
 
 
+def archive_pipelines(pipelines: Iterable[Pipeline], *, actor: Actor | None = None) -> ActionReport:
+    """Archive pipelines whose definition is gone from code; one still in code is skipped
+    with the reason (pipelines/archiving.py)."""
+    report = ActionReport(noun="pipeline", verb="archived")
+    for row in pipelines:
+        try:
+            if pipeline_archive(row, actor=actor):
+                report.done += 1
+            else:
+                report.skipped["it was already archived"] += 1
+        except OrbitError:
+            report.skipped["its definition is still in code (disable it instead)"] += 1
+    return report
+
+
+def unarchive_pipelines(
+    pipelines: Iterable[Pipeline], *, actor: Actor | None = None
+) -> ActionReport:
+    """Bring archived pipelines back; idle workers are woken for their queued runs."""
+    report = ActionReport(noun="pipeline", verb="unarchived")
+    for row in pipelines:
+        if pipeline_unarchive(row, actor=actor):
+            report.done += 1
+        else:
+            report.skipped["it was not archived"] += 1
+    if report.done:
+        store().announce()  # their queued runs may be claimable again
+    return report
+
+
 def parse_metadata(text: str) -> dict[str, Any]:
     """Metadata typed into a form: empty means `{}`; otherwise a JSON object, checked in full."""
     text = (text or "").strip()
@@ -216,6 +248,9 @@ def run_now(
     on `queue` (None: each definition's) after `delay`."""
     report = RunNowReport(verb="queued")
     for row in pipelines:
+        if row.is_archived:
+            report.skipped["it is archived"] += 1
+            continue
         if not row.enabled:
             report.skipped["it is disabled"] += 1
             continue
@@ -246,6 +281,9 @@ def run_now_with_upload(
     """Queue one run of `pipeline` with an uploaded file, stored in the documents folder
     and given to the run under the pipeline's upload field (runs.uploads)."""
     report = RunNowReport(verb="queued")
+    if pipeline.is_archived:
+        report.skipped["it is archived"] += 1
+        return report
     if not pipeline.enabled:
         report.skipped["it is disabled"] += 1
         return report

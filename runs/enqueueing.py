@@ -26,6 +26,7 @@ from orbit.core.audit import Actor, changed_keys, event_values
 from orbit.core.exceptions import (
     IdempotencyConflict,
     OrbitError,
+    PipelineArchived,
     PipelineDisabled,
     StalePipeline,
     UnknownPipeline,
@@ -300,7 +301,8 @@ def run_create_many(
     schedule slot already taken, the run holding it).
 
     A pipeline named is read from this process's cache (pipelines/lookup.py): the insert
-    writes nothing unless the stored row is enabled and still says what the copy says.
+    writes nothing unless the stored row is enabled, not archived, and still says what the
+    copy says.
     When it does not, the pipeline is read again (by name when named, by id when given
     as a row) and the runs are validated and laid out anew from it, or refused."""
     row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
@@ -347,6 +349,8 @@ def _create_many(
     rerun_of: Run | None,
     actor: Actor | None,
 ) -> list[Run]:
+    if row.archived_at is not None:  # every entry point, as for a disabled one
+        raise PipelineArchived(f"Pipeline {row.name!r} is archived; unarchive it to run it")
     if not row.enabled:  # every entry point: the API, the CLI, the dashboard, code
         raise PipelineDisabled(f"Pipeline {row.name!r} is disabled; enable it to run it")
     definition = row.code

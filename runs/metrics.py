@@ -261,7 +261,8 @@ def live_figures(now: datetime | None = None) -> LiveFigures:
         delayed=Count("id", filter=Q(status=RunStatus.PENDING, available_at__gt=now)),
     )
     queue = (
-        Run.objects.filter(status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True)
+        Run.objects.filter(status=RunStatus.PENDING, available_at__lte=now)
+        .of_runnable_pipelines()
         .unpaused()
         .aggregate(depth=Count("id"), oldest=Min("available_at"))
     )
@@ -718,9 +719,11 @@ def waiting_runs(now: datetime | None = None) -> list[WaitingRuns]:
         (set(queues or []), {name: set(steps) for name, steps in (definitions or {}).items()})
         for queues, definitions in claiming.values_list("queues", "definitions")
     ]
-    due = Run.objects.filter(
-        status=RunStatus.PENDING, available_at__lte=now, pipeline__enabled=True
-    ).unpaused()  # a paused run waits for its resume, not for a worker
+    due = (
+        Run.objects.filter(status=RunStatus.PENDING, available_at__lte=now)
+        .of_runnable_pipelines()
+        .unpaused()  # a paused run waits for its resume, not for a worker
+    )
     groups = due.values_list("pipeline__definition", "queue").annotate(n=Count("id")).order_by()
     found = []
     for definition, queue, n in groups:

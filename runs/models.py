@@ -66,11 +66,18 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
 
     def claimable(self) -> RunQuerySet:
-        """Pending, due, of an enabled pipeline, and held by no pause: what a worker may
-        claim now (the claim statements of runs/store/ say the same in SQL)."""
-        return self.filter(
-            status=RunStatus.PENDING, available_at__lte=Now(), pipeline__enabled=True
-        ).unpaused()
+        """Pending, due, of an enabled, unarchived pipeline, and held by no pause: what a
+        worker may claim now (the claim statements of runs/store/ say the same in SQL)."""
+        return (
+            self.filter(status=RunStatus.PENDING, available_at__lte=Now())
+            .of_runnable_pipelines()
+            .unpaused()
+        )
+
+    def of_runnable_pipelines(self) -> RunQuerySet:
+        """Runs of pipelines that may run them: enabled and not archived (a disabled or
+        archived pipeline's queued runs are held, pipelines/archiving.py)."""
+        return self.filter(pipeline__enabled=True, pipeline__archived_at__isnull=True)
 
     def unpaused(self) -> RunQuerySet:
         """Runs of no paused pipeline, on no paused queue (docs/FLOW-CONTROL.md)."""

@@ -298,7 +298,7 @@ def held() -> list[Held]:
         .annotate(n=Count("id"))
         .order_by()
     )
-    for pipeline in Pipeline.objects.filter(paused_at__isnull=False):
+    for pipeline in Pipeline.objects.unarchived().filter(paused_at__isnull=False):
         pause = pipeline_pause_of(pipeline)
         if pause is not None:
             found.append(

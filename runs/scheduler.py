@@ -104,11 +104,12 @@ def schedule_start(pipeline_row: Pipeline, last_slot: datetime | None) -> dateti
 
 
 def next_fire_time(pipeline_row: Pipeline, after: datetime | None = None) -> datetime | None:
-    """When the pipeline's schedule next fires; None when it is disabled or has no schedule.
+    """When the pipeline's schedule next fires; None when it is disabled, archived, or has
+    no schedule.
 
     `after` defaults to now. The time is in ORBIT_SCHEDULE_TIMEZONE.
     """
-    if not pipeline_row.enabled or not pipeline_row.schedule:
+    if not pipeline_row.enabled or pipeline_row.is_archived or not pipeline_row.schedule:
         return None
     if after is None:
         after = timezone.now()

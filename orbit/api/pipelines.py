@@ -1,6 +1,7 @@
-"""/api/pipelines: list, read, create, change, enable, disable, pause, resume and delete
-pipelines, and start their runs. Enabling, disabling, pausing, resuming and the concurrency
-limit (PUT .../limits) are an operator's; the rest of editing an admin's."""
+"""/api/pipelines: list, read, create, change, enable, disable, pause, resume, archive,
+unarchive and delete pipelines, and start their runs. Enabling, disabling, pausing,
+resuming, archiving and the concurrency limit (PUT .../limits) are an operator's; the rest
+of editing an admin's."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from orbit.api.schemas.runs import (
 from orbit.core.limits import parse_json
 from orbit.core.redaction import unmask
 from orbit.web.auth import allow, require_permissions
+from pipelines.archiving import pipeline_archive
 from pipelines.lifecycle import (
     pipeline_create,
     pipeline_delete,
@@ -40,6 +42,7 @@ from pipelines.lifecycle import (
     pipeline_update,
 )
 from pipelines.models import Pipeline
+from runs.bulk import unarchive_pipelines
 from runs.enqueueing import PRIORITY_RANGE, enqueue_many, run_create
 from runs.metrics import pipeline_success_rate, running_by_pipeline
 from runs.models import Run
@@ -77,9 +80,13 @@ BODY_ERRORS: dict[int, Any] = {**ERRORS, 400: ErrorOut, 413: ErrorOut}
 
 
 @router.get("", response={200: list[PipelineOut], **ERRORS}, auth=READ)
-def list_pipelines(request: HttpRequest) -> Any:
-    """Every pipeline, by name, with its steps as defined in code."""
-    rows = list(Pipeline.objects.all())
+def list_pipelines(request: HttpRequest, archived: bool | None = None) -> Any:
+    """Every pipeline, by name, with its steps as defined in code; `archived=false` leaves
+    the archived ones out, `archived=true` lists only them."""
+    found = Pipeline.objects.all()
+    if archived is not None:
+        found = found.archived() if archived else found.unarchived()
+    rows = list(found)
     running = running_by_pipeline()
     for row in rows:
         row.running = running.get(row.id, 0)  # type: ignore[attr-defined]
@@ -168,6 +175,29 @@ def resume_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
     """Resume the pipeline: idle workers claim its queued runs at once."""
     row = _get(pipeline_id)
     pipeline_resume(row, actor=api_actor(request))
+    return _detail(row)
+
+
+@router.post(
+    "/{pipeline_id}/archive",
+    response={200: PipelineDetailOut, 409: ErrorOut, **ERRORS},
+    auth=OPERATE,
+)
+def archive_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Archive a pipeline whose definition is gone from code: it leaves the dashboard's
+    pipelines page, cannot start runs (409), and its queued runs are held; its runs stay
+    visible. 409 for a pipeline still defined in code (disable it instead). Archiving an
+    archived pipeline keeps the first archive."""
+    row = _get(pipeline_id)
+    pipeline_archive(row, actor=api_actor(request))
+    return _detail(row)
+
+
+@router.post("/{pipeline_id}/unarchive", response={200: PipelineDetailOut, **ERRORS}, auth=OPERATE)
+def unarchive_pipeline(request: HttpRequest, pipeline_id: int) -> Any:
+    """Bring an archived pipeline back (a sync also does when its definition returns)."""
+    row = _get(pipeline_id)
+    unarchive_pipelines([row], actor=api_actor(request))
     return _detail(row)
 
 

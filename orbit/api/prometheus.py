@@ -58,7 +58,7 @@ class OrbitCollector(Collector):
         )
         yield GaugeMetricFamily(
             "orbit_queue_depth",
-            "Pending runs due now, of enabled, unpaused pipelines on unpaused queues: what idle "
+            "Pending runs due now, of enabled, unarchived, unpaused pipelines on unpaused queues: what idle "
             "workers would claim.",
             value=live.queue_depth,
         )

@@ -18,8 +18,9 @@ from typing import Any
 USAGE = """usage: orbit [--auto-recover] COMMAND [options]
 
 Commands:
-  list                      pipelines: definition, steps, schedule, enabled, last run
-                            (exit 1 when a pipeline module fails to import)
+  list [--archived]         pipelines: definition, steps, schedule, enabled, last run
+                            (exit 1 when a pipeline module fails to import); --archived:
+                            the archived ones instead
   run NAME [--metadata JSON]  run a pipeline now in the foreground (exit 0 ok, 1 failed, 2 usage);
                             with --enqueue: queue it for the workers (as `orbit enqueue`)
   worker [options]          run a worker (same options as `manage.py runworker`)
@@ -31,6 +32,8 @@ Commands:
                             hold its queued runs (new ones are accepted and wait)
   resume --queue Q | --pipeline NAME  resume it: its runs are claimable at once
   queues                    queues: pending, due, running runs, and who paused them
+  archive NAME              set aside a pipeline whose definition is gone from code
+  unarchive NAME            bring an archived pipeline back
   enqueue NAME [--metadata JSON] [--queue Q] [--delay 30s | --at ISO] [--priority N]
         [--idempotency-key K] [--unique-key K]  queue a run for the workers (prints its id)
   rerun RUN_ID [--metadata JSON]  queue the run's pipeline again (its input, or an edited one)
@@ -121,15 +124,17 @@ def cmd_list(rest: list[str]) -> int:
     from pipelines.sync import sync_pipelines
     from runs.metrics import with_last_run
 
-    if rest:
-        print("usage: orbit list", file=sys.stderr)
+    if rest not in ([], ["--archived"]):
+        print("usage: orbit list [--archived]", file=sys.stderr)
         return 2
+    archived = rest == ["--archived"]
     sync_pipelines()
     out = console()
-    table = Table(title="Pipelines")
+    table = Table(title="Archived pipelines" if archived else "Pipelines")
     for column in ("name", "definition", "steps", "schedule", "next run", "enabled", "last run"):
         table.add_column(column)
-    for row in with_last_run(Pipeline.objects.all()):
+    rows = Pipeline.objects.archived() if archived else Pipeline.objects.unarchived()
+    for row in with_last_run(rows):
         code = row.code
         steps = ", ".join(s.name for s in code.steps) if code else "[red]definition missing[/red]"
         table.add_row(
@@ -142,6 +147,11 @@ def cmd_list(rest: list[str]) -> int:
             getattr(row, "last_run_status", None) or "-",
         )
     out.print(table)
+    hidden = 0 if archived else Pipeline.objects.archived().count()
+    if hidden:
+        out.print(
+            f"{hidden} archived pipeline{'s' if hidden != 1 else ''} not shown: orbit list --archived"
+        )
     for failure in registry.errors.values():
         out.print(
             f"[red]Pipeline module {_escape(failure.module)} failed to import[/red] "

@@ -33,6 +33,10 @@ class PipelineDisabled(OrbitError):
     """The pipeline is disabled and cannot start runs."""
 
 
+class PipelineArchived(OrbitError):
+    """The pipeline is archived and cannot start runs."""
+
+
 class StalePipeline(OrbitError):
     """The pipeline row changed since it was read (disabled, renamed, redefined or given
     other default metadata): nothing was inserted; read it again."""

@@ -80,6 +80,8 @@ class AuditAction(models.TextChoices):
     PIPELINE_DELETED = "pipeline.deleted", "Pipeline deleted"
     PIPELINE_PAUSED = "pipeline.paused", "Pipeline paused"
     PIPELINE_RESUMED = "pipeline.resumed", "Pipeline resumed"
+    PIPELINE_ARCHIVED = "pipeline.archived", "Pipeline archived"
+    PIPELINE_UNARCHIVED = "pipeline.unarchived", "Pipeline unarchived"
     QUEUE_PAUSED = "queue.paused", "Queue paused"
     QUEUE_RESUMED = "queue.resumed", "Queue resumed"
     QUEUE_PAUSE_CHANGED = "queue.pause_changed", "Queue pause's reason changed"

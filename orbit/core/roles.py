@@ -29,7 +29,7 @@ VIEW = (
 )
 OPERATE = (
     "runs.operate_run",  # run now, retry, cancel, resume
-    "pipelines.operate_pipeline",  # enable, disable
+    "pipelines.operate_pipeline",  # enable, disable, pause, resume, archive, unarchive
 )
 ADMINISTER = (
     "pipelines.add_pipeline",

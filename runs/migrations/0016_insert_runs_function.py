@@ -19,7 +19,7 @@ from runs.store.queries import SQL_DIR, parse
 #: comment lines left out): tests/runs/store/test_functions.py holds the file to the
 #: newest migration's, so the text is not changed without a migration that applies it.
 SOURCE_SHA256 = {
-    "create_insert_runs": "e97d7d8b243205450770ed58f7a41fdeb76e48a32b32ece0ec449a27b68115ab"
+    "create_insert_runs": "d8c6d4715cd9f6f75da6d70b05f2115b71eb121369a995c3101b23b3bdf16dda"
 }
 
 #: The tables the function's text names, as {key}: (app label, model).
@@ -52,7 +52,7 @@ def drop_function(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
     dependencies = [
         ("runs", "0015_webhooks"),
-        ("pipelines", "0001_initial"),
+        ("pipelines", "0007_archive"),
         ("orbit", "0002_auditevent"),
     ]
 

@@ -96,9 +96,10 @@ LOGGING_STATUSES = (RunStatus.RUNNING.value, RunStatus.CANCELLED.value)
 
 
 def _as_checked(pipeline: PipelineCheck) -> bool:
-    """Whether the stored pipeline row is enabled and has the values the caller read."""
+    """Whether the stored pipeline row is enabled, not archived, and has the values the
+    caller read."""
     stored = (
-        Pipeline.objects.filter(pk=pipeline.id, enabled=True)
+        Pipeline.objects.filter(pk=pipeline.id, enabled=True, archived_at__isnull=True)
         .values_list("name", "definition", "default_metadata")
         .first()
     )
@@ -713,7 +714,7 @@ class PortableStore:
         return float((earliest - db_now()).total_seconds())
 
     def seconds_until_due(self, queues: Sequence[str]) -> float | None:
-        pending = Run.objects.pending().filter(queue__in=queues, pipeline__enabled=True).unpaused()
+        pending = Run.objects.pending().filter(queue__in=queues).of_runnable_pipelines().unpaused()
         # Due runs under a limit wait for a slot or a rate window, which bring their
         # claim; counting them here would have an idle worker claim in vain every poll.
         due = pending.filter(

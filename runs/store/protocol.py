@@ -82,13 +82,13 @@ class RunStore(Protocol):
         """Insert runs with their steps and audit events, and announce them; a run whose
         idempotency key, unique key or schedule slot is taken is not inserted (`created`
         False, with the id of the run that holds it). All or nothing otherwise. With a
-        `pipeline`, nothing is written unless that row is enabled and still has those
+        `pipeline`, nothing is written unless that row is enabled, not archived, and still has those
         values: StalePipeline (the caller's copy, perhaps cached, is out of date)."""
         ...
 
     # -- claiming and starting --------------------------------------------------------
     def claim(self, request: ClaimRequest) -> Claims:
-        """Claim up to `request.limit` due runs of enabled pipelines, neither paused nor
+        """Claim up to `request.limit` due runs of enabled, unarchived pipelines, neither paused nor
         on a paused queue, highest priority first, then the longest waiting (with
         `request.older_than`: only runs due for longer, the longest waiting first); each
         claim starts its run's current step. Runs under a flow limit (docs/FLOW-CONTROL.md)
@@ -175,7 +175,7 @@ class RunStore(Protocol):
         ...
 
     def seconds_until_due(self, queues: Sequence[str]) -> float | None:
-        """Until the earliest pending run of an enabled, unpaused pipeline in `queues`
+        """Until the earliest pending run of an enabled, unarchived, unpaused pipeline in `queues`
         (paused queues aside) is due (0 when one is due now; None when there is none).
         Due runs under a flow limit are left out: a freed slot or a rate window's end
         brings their claim, not this."""

@@ -41,8 +41,8 @@ class NewRun:
 @dataclass(frozen=True)
 class PipelineCheck:
     """The pipeline row as the caller laid its runs out for it (perhaps from a cached copy,
-    pipelines/lookup.py): `insert_runs` writes them only while the stored row is enabled
-    and still has these values, and otherwise writes nothing and raises StalePipeline."""
+    pipelines/lookup.py): `insert_runs` writes them only while the stored row is enabled,
+    not archived, and still has these values, and otherwise writes nothing and raises StalePipeline."""
 
     id: int
     name: str

@@ -54,6 +54,8 @@ class World:
     token: ApiToken  # revoke
     documents: Pipeline  # run now with a file
     dead: Worker  # forget
+    gone: Pipeline  # archive: its definition is not in code
+    archived: Pipeline  # unarchive
 
 
 @pytest.fixture
@@ -74,6 +76,13 @@ def world(test_pipelines) -> World:
         token=create_token(bot, "bot-token")[0],
         documents=Pipeline.objects.get(name="document-processing"),
         dead=WorkerFactory(state="running", last_heartbeat=timezone.now() - timedelta(hours=1)),
+        gone=PipelineFactory(name="scratch", definition="scratch-gone"),
+        archived=PipelineFactory(
+            name="scratch-old",
+            definition="scratch-gone",
+            archived_at=timezone.now(),
+            archived_by="someone",
+        ),
     )
     AuditEvent.objects.all().delete()  # setting the scene is not under test
     return world
@@ -140,6 +149,10 @@ def _runs_of(pipeline: Callable[[World], Pipeline]) -> Callable[[World], Any]:
 
 def _enabled(pipeline: Callable[[World], Pipeline]) -> Callable[[World], Any]:
     return lambda w: Pipeline.objects.get(id=pipeline(w).id).enabled
+
+
+def _archived(pipeline: Callable[[World], Pipeline]) -> Callable[[World], Any]:
+    return lambda w: Pipeline.objects.get(id=pipeline(w).id).archived_at is not None
 
 
 def _reruns_of(run: Callable[[World], Run]) -> Callable[[World], Any]:
@@ -244,6 +257,26 @@ ACTIONS = [
         _admin_action(ADMIN_PIPELINES, "enable_selected", lambda w: w.disabled),
         _enabled(lambda w: w.disabled),
         "pipeline.enabled",
+        ok=302,
+        refused=200,
+    ),
+    Action(
+        "admin-archive",
+        "admin",
+        "operator",
+        _admin_action(ADMIN_PIPELINES, "archive_selected", lambda w: w.gone),
+        _archived(lambda w: w.gone),
+        "pipeline.archived",
+        ok=302,
+        refused=200,
+    ),
+    Action(
+        "admin-unarchive",
+        "admin",
+        "operator",
+        _admin_action(ADMIN_PIPELINES, "unarchive_selected", lambda w: w.archived),
+        _archived(lambda w: w.archived),
+        "pipeline.unarchived",
         ok=302,
         refused=200,
     ),
@@ -427,6 +460,28 @@ ACTIONS = [
         "pipeline.enabled",
         ok=302,
     ),
+    Action(
+        "dashboard-archive",
+        "dashboard",
+        "operator",
+        lambda c, w: c.client.post(
+            f"/dashboard/pipelines/{w.gone.id}/archived/", {"archived": "1"}
+        ),
+        _archived(lambda w: w.gone),
+        "pipeline.archived",
+        ok=302,
+    ),
+    Action(
+        "dashboard-unarchive",
+        "dashboard",
+        "operator",
+        lambda c, w: c.client.post(
+            f"/dashboard/pipelines/{w.archived.id}/archived/", {"archived": "0"}
+        ),
+        _archived(lambda w: w.archived),
+        "pipeline.unarchived",
+        ok=302,
+    ),
     # --- API --------------------------------------------------------------------------
     Action(
         "api-retry",
@@ -518,6 +573,24 @@ ACTIONS = [
         ok=200,
     ),
     Action(
+        "api-archive",
+        "api",
+        "operator",
+        lambda c, w: c.client.post(f"/api/pipelines/{w.gone.id}/archive"),
+        _archived(lambda w: w.gone),
+        "pipeline.archived",
+        ok=200,
+    ),
+    Action(
+        "api-unarchive",
+        "api",
+        "operator",
+        lambda c, w: c.client.post(f"/api/pipelines/{w.archived.id}/unarchive"),
+        _archived(lambda w: w.archived),
+        "pipeline.unarchived",
+        ok=200,
+    ),
+    Action(
         "api-create-pipeline",
         "api",
         "admin",
@@ -592,6 +665,7 @@ def test_each_role_may_do_exactly_its_actions_and_each_is_audited(
     [
         (ADMIN_RUNS, "retry_selected"),  # operator
         (ADMIN_PIPELINES, "disable_selected"),  # operator
+        (ADMIN_PIPELINES, "archive_selected"),  # operator
         ("/admin/orbit/apitoken/", "revoke"),  # admin
     ],
 )

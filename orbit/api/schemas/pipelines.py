@@ -63,6 +63,13 @@ class PipelineOut(Schema):
         description="The rate in force as count/seconds (null: no rate limit, or a named one "
         "nobody configured, which holds the runs)"
     )
+    archived: bool = Field(
+        description="Archived: set aside because its definition is gone from code; it cannot "
+        "start runs and its queued runs are held. A sync un-archives it when the "
+        "definition comes back (docs/OPERATIONS.md)"
+    )
+    archived_at: datetime | None
+    archived_by: str = Field(description="Who archived it, as named then (empty: not archived)")
     default_metadata: dict[str, Any]
     in_code: bool = Field(description="False when the code definition is gone: no runs start")
     upload_field: str | None = Field(
@@ -78,6 +85,10 @@ class PipelineOut(Schema):
     @staticmethod
     def resolve_paused(obj: Pipeline) -> bool:
         return obj.is_paused
+
+    @staticmethod
+    def resolve_archived(obj: Pipeline) -> bool:
+        return obj.is_archived
 
     @staticmethod
     def resolve_default_metadata(obj: Pipeline) -> Any:

@@ -1,5 +1,6 @@
 """The admin for pipelines: edit what admins own (description, schedule, default
-metadata, enabled), and act: run now (with metadata), enable, disable, pause, resume. Every save,
+metadata, enabled), and act: run now (with metadata), enable, disable, pause, resume,
+archive (a pipeline whose definition is gone, after a confirmation), unarchive. Every save,
 deletion and action is recorded in the audit trail (pipelines.lifecycle)."""
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from pipelines.limits import rate_rule
 from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import describe_schedule
 from runs.bulk import (
+    archive_pipelines,
     parse_metadata,
     pause_pipelines,
     resume_pipelines,
     run_now,
     set_pipelines_enabled,
+    unarchive_pipelines,
 )
 from runs.metrics import running_by_pipeline
 from runs.pausing import pipeline_pause_of
@@ -128,6 +131,23 @@ class RunNowForm(forms.Form):
     )
 
 
+class ArchivedFilter(admin.SimpleListFilter):
+    """Archived pipelines (pipelines/archiving.py) apart from the rest."""
+
+    title = "archived"
+    parameter_name = "archived"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "No"), ("yes", "Yes")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> QuerySet[Pipeline]:
+        if self.value() == "yes":
+            return queryset.filter(archived_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(archived_at__isnull=True)
+        return queryset
+
+
 @admin.register(Pipeline)
 class PipelineAdmin(OrbitModelAdmin):
     form = PipelineForm
@@ -136,12 +156,13 @@ class PipelineAdmin(OrbitModelAdmin):
         "definition",
         "enabled",
         "paused",
+        "archived",
         "schedule",
         "limits",
         "next_fire",
         "in_code",
     )
-    list_filter = ("enabled",)
+    list_filter = ("enabled", ArchivedFilter)
     search_fields = ("name", "definition", "description")
     actions = [
         "run_now_action",
@@ -149,9 +170,12 @@ class PipelineAdmin(OrbitModelAdmin):
         "disable_selected",
         "pause_selected",
         "resume_selected",
+        "archive_selected",
+        "unarchive_selected",
     ]
     readonly_fields = (
         "paused",
+        "archived",
         "steps_table",
         "schedule_explained",
         "code_schedule_shown",
@@ -168,7 +192,7 @@ class PipelineAdmin(OrbitModelAdmin):
         css = {"all": ["orbit/dashboard.css"]}
 
     def get_fieldsets(self, request: HttpRequest, obj: Pipeline | None = None) -> Any:
-        main = ("name", "definition", "description", "enabled", "paused")
+        main = ("name", "definition", "description", "enabled", "paused", "archived")
         schedule = (
             "schedule",
             "schedule_source",
@@ -185,7 +209,7 @@ class PipelineAdmin(OrbitModelAdmin):
         )
         if obj is None:
             return (
-                (None, {"fields": main[:-1]}),  # a new row is not paused
+                (None, {"fields": main[:-2]}),  # a new row is not paused or archived
                 ("Schedule", {"fields": ("schedule",)}),
                 ("Runs", {"fields": ("default_metadata",)}),
             )
@@ -364,6 +388,40 @@ class PipelineAdmin(OrbitModelAdmin):
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
         report = resume_pipelines(list(queryset), actor=_actor(request))
         self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+    @admin.action(
+        description="Archive the selected pipelines whose definition is gone",
+        permissions=["operate"],
+    )
+    def archive_selected(
+        self, request: HttpRequest, queryset: QuerySet[Pipeline]
+    ) -> HttpResponse | None:
+        page = self.ask_first(
+            request,
+            queryset,
+            "Archive these pipelines? Their rows leave the dashboard's pipelines page and "
+            "cannot start runs; their runs stay. Only pipelines whose definition is gone "
+            "from code are archived.",
+        )
+        if page is not None:
+            return page
+        report = archive_pipelines(list(queryset), actor=_actor(request))
+        self.message_user(
+            request, report.message() + ".", messages.SUCCESS if report.done else messages.WARNING
+        )
+        return None
+
+    @admin.action(description="Unarchive the selected pipelines", permissions=["operate"])
+    def unarchive_selected(self, request: HttpRequest, queryset: QuerySet[Pipeline]) -> None:
+        report = unarchive_pipelines(list(queryset), actor=_actor(request))
+        self.message_user(request, report.message() + ".", messages.SUCCESS)
+
+    @admin.display(description="Archived")
+    def archived(self, obj: Pipeline) -> str:
+        """`by alice, 2026-12-03 08:40`, or `no`."""
+        if obj.archived_at is None:
+            return "no"
+        return f"by {obj.archived_by}, {obj.archived_at:%Y-%m-%d %H:%M}"
 
     @admin.display(description="Paused")
     def paused(self, obj: Pipeline) -> str:

@@ -21,6 +21,9 @@ urlpatterns = [
     path("pipelines/<int:pipeline_id>/run/", views.pipeline_run_now, name="pipeline-run"),
     path("pipelines/<int:pipeline_id>/enabled/", views.pipeline_enabled, name="pipeline-enabled"),
     path("pipelines/<int:pipeline_id>/paused/", views.pipeline_paused, name="pipeline-paused"),
+    path(
+        "pipelines/<int:pipeline_id>/archived/", views.pipeline_archived, name="pipeline-archived"
+    ),
     path("queues/", views.queues_page, name="queues"),
     path("queues/paused/", views.queue_paused, name="queue-paused"),
 ]

@@ -34,6 +34,7 @@ from pipelines.models import Pipeline
 from pipelines.schedules import describe_schedule
 from runs.bulk import (
     MAX_RUNS_PER_ACTION,
+    archive_pipelines,
     as_run_ids,
     cancel_runs,
     parse_metadata,
@@ -41,6 +42,7 @@ from runs.bulk import (
     run_now,
     run_now_with_upload,
     set_pipelines_enabled,
+    unarchive_pipelines,
 )
 from runs.enqueueing import parse_delay, validate_queue
 from runs.lifecycle import run_cancel, run_rerun, run_retry
@@ -435,7 +437,12 @@ def worker_forget_action(request: HttpRequest, worker_id: int) -> HttpResponse:
 def _pipelines_context(
     request: HttpRequest, errors: dict[int, str] | None = None, typed: dict[int, str] | None = None
 ) -> dict[str, Any]:
-    rows = list(Pipeline.objects.all())
+    # Archived rows are set aside (pipelines/archiving.py): listed only when asked for.
+    archived = request.GET.get("archived") == "1"
+    every = Pipeline.objects.all()
+    shown = every.archived() if archived else every.unarchived()
+    # A card an action was refused on is shown with its reason, archived or not.
+    rows = list(shown | every.filter(id__in=list(errors or {})))
     rates = overview.success_rates()
     now = db_now()
     items = []
@@ -462,7 +469,15 @@ def _pipelines_context(
                 "pause_text": pause.describe(now) if pause else "",
             }
         )
-    return _page(request, "Pipelines", "pipelines", items=items)
+    title = "Archived pipelines" if archived else "Pipelines"
+    return _page(
+        request,
+        title,
+        "pipelines",
+        items=items,
+        showing_archived=archived,
+        archived_count=every.archived().count(),
+    )
 
 
 @requires(access.VIEW_PIPELINES)
@@ -538,6 +553,30 @@ def pipeline_paused(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     else:
         messages.info(request, f"Pipeline {row.name} was not paused.")
     return back
+
+
+@require_POST
+@requires(OPERATE_PIPELINES)
+def pipeline_archived(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    """Archive (`archived=1`) a pipeline whose definition is gone, or unarchive it (`0`)."""
+    row = get_object_or_404(Pipeline, id=pipeline_id)
+    if request.POST.get("archived") == "1":
+        report = archive_pipelines([row], actor=_actor(request))
+        if not report.done and not row.is_archived:  # refused: its definition is in code
+            context = _pipelines_context(
+                request, errors={row.id: f"Not archived: {report.message()}."}
+            )
+            return render(request, "dashboard/pipelines.html", context, status=400)
+        back = reverse("dashboard:pipelines")
+    else:
+        report = unarchive_pipelines([row], actor=_actor(request))
+        back = reverse("dashboard:pipelines") + f"#pipeline-{row.id}"
+    state = "archived" if request.POST.get("archived") == "1" else "unarchived"
+    if report.done:
+        messages.success(request, f"Pipeline {row.name} {state}.")
+    else:
+        messages.info(request, f"Pipeline {row.name}: {report.message()}.")
+    return HttpResponseRedirect(back)
 
 
 # --- Queues ---------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ BEGIN
         SELECT p.id FROM {pipeline} AS p
         WHERE p.id = (p_pipeline->>'id')::bigint
           AND p.enabled
+          AND p.archived_at IS NULL
           AND p.name = p_pipeline->>'name'
           AND p.definition = p_pipeline->>'definition'
           AND p.default_metadata = p_pipeline->'default_metadata'

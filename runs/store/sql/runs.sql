@@ -13,8 +13,8 @@
 -- (and its own transaction when none is open). The work is the function orbit_insert_runs
 -- (runs/store/sql/functions.sql, created by a migration), whose plans PostgreSQL keeps
 -- per session: sent as text, the same statement was planned anew on every call.
--- With a `pipeline` (PipelineCheck), nothing is written unless that row is enabled and
--- still has the values the caller laid the runs out with: no row at all comes back then.
+-- With a `pipeline` (PipelineCheck), nothing is written unless that row is enabled, not
+-- archived, and still has the values the caller laid the runs out with: no row at all comes back then.
 -- A run whose key or schedule slot is taken is answered with the id of the run holding it
 -- when the function can see that run (one committed meanwhile is looked up by the caller).
 SELECT * FROM orbit_insert_runs(
@@ -24,7 +24,7 @@ SELECT * FROM orbit_insert_runs(
 
 
 -- name: claim
--- The CLAIM transition for up to %(limit)s due runs of enabled pipelines in one queue,
+-- The CLAIM transition for up to %(limit)s due runs of enabled, unarchived pipelines in one queue,
 -- neither paused (runs/pausing.py: a pause committed before this statement starts is in its
 -- snapshot, so it takes none of the paused runs; the queue's is one primary-key probe,
 -- evaluated once), each run's current step started (STEP_START), the runs returned with their steps as
@@ -43,7 +43,7 @@ WITH candidates AS (
       -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
       AND r.pipeline_id = ANY(ARRAY(
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
+          WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
             -- Runs under a flow limit are claimed by the limited path (portable.py
             -- `_claim_limited`, under the limits' lock), never here.
             AND p.max_concurrency IS NULL AND p.rate_limit = ''))
@@ -97,7 +97,7 @@ WITH candidates AS (
       -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
       AND r.pipeline_id = ANY(ARRAY(
           SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
+          WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
             -- Runs under a flow limit are claimed by the limited path (portable.py
             -- `_claim_limited`, under the limits' lock), never here.
             AND p.max_concurrency IS NULL AND p.rate_limit = ''))
