@@ -357,6 +357,11 @@ class WorkerLoop:
         # announcement), or until the poll that is the safety net.
         due = store().seconds_until_due(self.queues)
         idle = not any(s.busy for s in self.slots) and self.stop is None
+        # Runs held by a rate limit are not "due" (their claim comes when the window
+        # admits, `_rate_wait`), yet a burst worker must wait for them as for a delayed run.
+        rate_wait = self._rate_wait
+        if rate_wait is not None and (due is None or rate_wait < due):
+            due = rate_wait
         if self.burst and idle and (due is None or due > BURST_HORIZON_SECONDS):
             logger.info(
                 "Nothing left to run; burst worker exits", extra={"event": "worker_burst_done"}

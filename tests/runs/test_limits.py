@@ -151,3 +151,12 @@ def test_a_rate_limit_holds_across_workers(limited_pipelines, workers, spans):
     assert most_in_window(claimed, 2.0) <= 5  # by the database clock: exact
     # Fourteen gaps: each claim waits out its gap, woken on time, not by luck.
     assert 5.5 <= max(starts) - min(starts) <= 5.6 + 1.5
+
+
+def test_a_burst_worker_waits_for_the_runs_a_rate_limit_spaces(limited_pipelines, workers, spans):
+    """5 per 2 s: the second run waits 0.4 s for its turn. A burst worker (drain and exit)
+    must not take that wait for "nothing left" and leave it pending."""
+    enqueue_many("t-rated", [{"seconds": 0}] * 3)
+    burst = workers("--burst", "--no-schedules", env=MODULES)
+    assert burst.wait(60) == 0, burst.log()
+    assert succeeded("t-rated") == 3
