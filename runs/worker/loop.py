@@ -60,6 +60,11 @@ LIMITS_REFRESH_SECONDS = 5.0
 #: The least time between claims under limits that announcements bring forward: a stream
 #: of enqueues (one announcement each) must not cost every claim the limits' lock.
 ANNOUNCED_LIMITED_GAP_SECONDS = 0.05
+#: How long after an announcement the claim under limits comes: the claim at once is the
+#: plain one (one statement), so a run no limit holds is picked up without paying for the
+#: limits' lock and counts, which another pipeline's limit (the document pipeline's Veryfi
+#: rate, configured by default) would otherwise cost every announced run.
+ANNOUNCED_LIMITED_LAG_SECONDS = 0.005
 #: Between attempts to open the wake-up channel after it failed.
 LISTEN_RETRY_SECONDS = 5.0
 #: Between looks for task pipelines this worker has not loaded yet (a claim that comes
@@ -635,7 +640,8 @@ class WorkerLoop:
         for delay in announced.delays:
             self.timers.bring_forward("claim", now + max(delay, 0.0))
             soonest = self._limited_tried + ANNOUNCED_LIMITED_GAP_SECONDS
-            self._limited_at = min(self._limited_at, max(now + max(delay, 0.0), soonest))
+            limited_at = now + max(delay, 0.0) + ANNOUNCED_LIMITED_LAG_SECONDS
+            self._limited_at = min(self._limited_at, max(limited_at, soonest))
             self._limited_announced = True
         held = {s.held.claim.run_id for s in self.slots if s.held is not None}
         if held & set(announced.cancelled):

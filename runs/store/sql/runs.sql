@@ -144,27 +144,18 @@ LEFT JOIN started ON started.run_id = c.id
 -- transition, the attempt, the step's transition and the next step's start. The fenced
 -- run update decides which rows go through and every other write joins on its result,
 -- so a run whose fence failed gets nothing written. Each outcome arrives encoded by
--- runs/store/postgres.py `_encode` from its transitions: a NULL means "keep the column".
+-- runs/store/postgres.py `_encode` from its transitions, a row of one JSON document: a
+-- NULL means "keep the column".
 WITH input AS (
-    SELECT * FROM unnest(
-        %(run_ids)s::uuid[], %(fences)s::int[], %(statuses)s::text[],
-        %(keep_workers)s::bool[], %(leases)s::float8[], %(finishes)s::bool[],
-        %(delays)s::float8[], %(errors)s::text[], %(run_times)s::float8[],
-        %(current_steps)s::text[],
-        %(step_ids)s::bigint[], %(step_statuses)s::text[], %(set_results)s::bool[],
-        %(results)s::text[], %(step_counts)s::bool[], %(step_finishes)s::bool[],
-        %(step_durations)s::float8[],
-        %(step_failures)s::int[], %(step_errors)s::text[], %(step_error_types)s::text[],
-        %(step_tracebacks)s::text[], %(step_clear_starts)s::bool[],
-        %(numbers)s::int[], %(outcomes)s::text[], %(durations)s::float8[],
-        %(attempt_errors)s::text[], %(attempt_error_types)s::text[],
-        %(attempt_tracebacks)s::text[], %(backoffs)s::float8[], %(workers)s::bigint[],
-        %(start_step_ids)s::bigint[]
-    ) AS i(run_id, fence, status, keep_worker, lease, finish, delay, error, run_time, current_step,
-           step_id, step_status, set_result, result, step_counted, step_finished, step_duration,
-           step_failures, step_error, step_error_type, step_traceback, step_clear_start,
-           number, outcome, duration, attempt_error, attempt_error_type,
-           attempt_traceback, backoff, worker_id, start_step_id)
+    SELECT * FROM json_to_recordset(%(outcomes)s::json) AS i(
+        run_id uuid, fence int, status text, keep_worker bool, lease float8, finish bool,
+        delay float8, error text, run_time float8, current_step text,
+        step_id bigint, step_status text, set_result bool, result text, step_counted bool,
+        step_finished bool, step_duration float8, step_failures int, step_error text,
+        step_error_type text, step_traceback text, step_clear_start bool,
+        number int, outcome text, duration float8, attempt_error text,
+        attempt_error_type text, attempt_traceback text, backoff float8, worker_id bigint,
+        start_step_id bigint)
 ),
 fenced AS (
     UPDATE {run} AS r
