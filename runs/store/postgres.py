@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 from django.db import connection, models, transaction
@@ -403,36 +403,13 @@ def _encode(outcome: Outcome) -> dict[str, Any]:
     the statement decodes it back. tests/runs/store/test_transitions.py checks that every
     transition a commit may carry lands the same way in both stores.
     """
-    run, values = outcome.run, outcome.run_values
-    if run not in t.COMMIT_CHANGES:
-        raise ValueError(f"{run.name} is not something a commit does")
-    step, step_values = outcome.step, outcome.step_values
+    fixed, read = _layout(outcome.run, outcome.step)
     attempt = outcome.attempt
-    if step is not None and not set(step.columns) <= _STEP_COLUMNS:
-        raise ValueError(f"a commit cannot carry the step transition {step.name}")
-    return {
+    row = {
+        **fixed,
         "run_id": str(outcome.held.run_id),
         "fence": outcome.held.fence,
-        "status": str(run.status),
-        "keep_worker": _keep_or_clear(run, "worker_id"),
-        "lease": _seconds_or_clear(run, "lease_expires_at", values),
-        "finish": _flag(run, "finished_at", Set.NOW),
-        "delay": float(values["available_at"]) if run.how("available_at") is Set.NOW_PLUS else None,
-        "error": _text(run, "error", values),
-        "run_time": _amount(run, "running_time", values),
-        "current_step": _text(run, "current_step", values),
-        "step_id": outcome.step_id if step is not None else None,
-        "step_status": str(step.status) if step is not None else None,
-        "set_result": step is not None and step.how("result") is Set.VALUE,
-        "result": _result(step, step_values),
-        "step_counted": step is not None and _flag(step, "attempts", Set.INCREMENT),
-        "step_finished": step is not None and _flag(step, "finished_at", Set.NOW),
-        "step_duration": _step_value(step, "duration", step_values),
-        "step_failures": _step_value(step, "failures", step_values),
-        "step_error": _step_text(step, "error", step_values),
-        "step_error_type": _step_text(step, "error_type", step_values),
-        "step_traceback": _step_text(step, "traceback", step_values),
-        "step_clear_start": step is not None and not _keep_or_clear(step, "started_at"),
+        "step_id": outcome.step_id if outcome.step is not None else None,
         "number": attempt.number if attempt else None,
         "outcome": str(attempt.outcome) if attempt else None,
         "duration": attempt.duration if attempt else None,
@@ -443,6 +420,62 @@ def _encode(outcome: Outcome) -> dict[str, Any]:
         "worker_id": attempt.worker_id if attempt else None,
         "start_step_id": outcome.start_step_id,
     }
+    for key, (column, of_step, convert) in read.items():
+        values = outcome.step_values if of_step else outcome.run_values
+        row[key] = convert(values.get(column, _MISSING))
+    return row
+
+
+#: How a column passed with a change is read from the outcome's values: (the values'
+#: key, whether from the step's values, the conversion).
+_Read = tuple[str, bool, Any]
+#: What a conversion gets for a value the outcome lacks: the ones a transition needs raise.
+_MISSING: Any = object()
+
+
+@cache
+def _layout(run: t.RunChange, step: t.StepChange | None) -> tuple[dict[str, Any], dict[str, _Read]]:
+    """What an outcome of these two transitions writes, decided once per pair (the worker
+    commits thousands of outcomes a second, of a handful of pairs): the columns the
+    transitions fix, and where to read the values of the others. Refuses a transition
+    a commit cannot carry."""
+    if run not in t.COMMIT_CHANGES:
+        raise ValueError(f"{run.name} is not something a commit does")
+    if step is not None and not set(step.columns) <= _STEP_COLUMNS:
+        raise ValueError(f"a commit cannot carry the step transition {step.name}")
+    fixed: dict[str, Any] = {
+        "status": str(run.status),
+        "keep_worker": _keep_or_clear(run, "worker_id"),
+        "finish": _flag(run, "finished_at", Set.NOW),
+        "step_status": str(step.status) if step is not None else None,
+        "set_result": step is not None and step.how("result") is Set.VALUE,
+        "step_counted": step is not None and _flag(step, "attempts", Set.INCREMENT),
+        "step_finished": step is not None and _flag(step, "finished_at", Set.NOW),
+        "step_clear_start": step is not None and not _keep_or_clear(step, "started_at"),
+    }
+    read: dict[str, _Read] = {}
+    columns: list[tuple[str, Any]] = [
+        ("lease", _seconds_or_clear(run, "lease_expires_at")),
+        (
+            "delay",
+            ("available_at", False, float) if run.how("available_at") is Set.NOW_PLUS else None,
+        ),
+        ("error", _text(run, "error", of_step=False)),
+        ("run_time", _amount(run, "running_time")),
+        ("current_step", _text(run, "current_step", of_step=False)),
+        ("result", _result(step)),
+        ("step_duration", _step_value(step, "duration")),
+        ("step_failures", _step_value(step, "failures")),
+        ("step_error", _step_text(step, "error")),
+        ("step_error_type", _step_text(step, "error_type")),
+        ("step_traceback", _step_text(step, "traceback")),
+    ]
+    for key, how in columns:
+        if isinstance(how, tuple):
+            read[key] = how
+        else:
+            fixed[key] = how
+    return fixed, read
 
 
 #: The step columns a commit can set (and how: see `_encode`).
@@ -468,19 +501,19 @@ def _keep_or_clear(change: t.Change, column: str) -> bool:
     return how is Set.KEEP
 
 
-def _seconds_or_clear(change: t.Change, column: str, values: Any) -> float | None:
+def _seconds_or_clear(change: t.Change, column: str) -> _Read | None:
     how = change.how(column)
     if how is Set.NOW_PLUS:
-        return float(values[column])
+        return (column, False, _float)
     if how is Set.CLEAR:
         return None
     raise ValueError(f"a commit cannot set {column} {how.value}")
 
 
-def _text(change: t.Change, column: str, values: Any) -> str | None:
+def _text(change: t.Change, column: str, *, of_step: bool) -> _Read | str | None:
     how = change.how(column)
     if how is Set.VALUE:
-        return str(values[column])
+        return (column, of_step, _str)
     if how is Set.CLEAR:
         return ""
     if how is Set.KEEP:
@@ -488,11 +521,30 @@ def _text(change: t.Change, column: str, values: Any) -> str | None:
     raise ValueError(f"a commit cannot set {column} {how.value}")
 
 
-def _amount(change: t.Change, column: str, values: Any) -> float:
+def _amount(change: t.Change, column: str) -> _Read | float:
     how = change.how(column)
     if how not in (Set.ADD, Set.KEEP):
         raise ValueError(f"a commit cannot set {column} {how.value}")
-    return float(values.get(column) or 0.0) if how is Set.ADD else 0.0
+    return (column, False, _seconds) if how is Set.ADD else 0.0
+
+
+def _seconds(value: Any) -> float:
+    """An amount added: none passed adds nothing."""
+    return 0.0 if value is _MISSING else float(value or 0.0)
+
+
+def _required(value: Any) -> Any:
+    if value is _MISSING:
+        raise KeyError("a value the transition needs is missing")
+    return value
+
+
+def _float(value: Any) -> float:
+    return float(_required(value))
+
+
+def _str(value: Any) -> str:
+    return str(_required(value))
 
 
 def _flag(change: t.Change, column: str, how: Set) -> bool:
@@ -503,27 +555,30 @@ def _flag(change: t.Change, column: str, how: Set) -> bool:
     return found is how
 
 
-def _step_text(step: t.StepChange | None, column: str, values: Any) -> str | None:
-    return None if step is None else _text(step, column, values)
+def _step_text(step: t.StepChange | None, column: str) -> _Read | str | None:
+    return None if step is None else _text(step, column, of_step=True)
 
 
-def _step_value(step: t.StepChange | None, column: str, values: Any) -> Any:
+def _step_value(step: t.StepChange | None, column: str) -> _Read | None:
     if step is None:
         return None
     how = step.how(column)
     if how is Set.VALUE:
-        return values[column]
+        return (column, True, _required)
     if how is Set.KEEP:
         return None
     raise ValueError(f"a commit cannot set the step's {column} {how.value}")
 
 
-def _result(step: t.StepChange | None, values: Any) -> str | None:
+def _result(step: t.StepChange | None) -> _Read | None:
     """The result as JSON text; JSON null is stored as SQL NULL, as the ORM does."""
     if step is None or step.how("result") is not Set.VALUE:
         return None
-    encoded = values.get("result_json")
-    return None if encoded in (None, "null") else str(encoded)
+    return ("result_json", True, _json_text)
+
+
+def _json_text(encoded: Any) -> str | None:
+    return None if encoded is _MISSING or encoded in (None, "null") else str(encoded)
 
 
 def _json(value: Any) -> Any:
