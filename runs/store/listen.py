@@ -22,11 +22,14 @@ from typing import Any
 from django.db import connection
 
 from orbit.core.conf import orbit_settings
-from runs.store.records import Announcements
+from runs.store.records import PLAIN_PREFIX, Announcements
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "orbit_runs"
+#: Announcements of runs no flow limit holds (`Announcements.plain`). A channel of its
+#: own because the insert function writes the payload (runs/store/sql/functions.sql).
+PLAIN_CHANNEL = "orbit_runs_plain"
 
 
 class Listener:
@@ -54,6 +57,7 @@ class Listener:
                 params.pop(key, None)
             self._conn = psycopg.connect(autocommit=True, **params)
         self._conn.execute(f"LISTEN {CHANNEL}")
+        self._conn.execute(f"LISTEN {PLAIN_CHANNEL}")
 
     def probe(self, send: Callable[[str], object], timeout: float) -> bool:
         """Whether a NOTIFY that `send(channel)` makes reaches this connection within
@@ -87,9 +91,9 @@ class Listener:
             raise ConnectionError("LISTEN connection lost")
         early, self._early = self._early, []
         return Announcements.parse(
-            notify.extra.decode()
+            (PLAIN_PREFIX if channel == PLAIN_CHANNEL else "") + notify.extra.decode()
             for notify in [*early, *iter(pgconn.notifies, None)]
-            if notify.relname.decode() == CHANNEL
+            if (channel := notify.relname.decode()) in (CHANNEL, PLAIN_CHANNEL)
         )
 
     def close(self) -> None:

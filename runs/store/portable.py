@@ -173,7 +173,8 @@ class PortableStore:
                     min(
                         (n.delay for n, r in zip(runs, results, strict=True) if r.created),
                         default=0.0,
-                    )
+                    ),
+                    plain=unheld(runs, pipeline),
                 )
         return results
 
@@ -821,10 +822,10 @@ class PortableStore:
         return None
 
     # -- announcing and coordinating --------------------------------------------------
-    def announce(self, delay: float = 0.0) -> None:
+    def announce(self, delay: float = 0.0, *, plain: bool = False) -> None:
         """A datagram to each worker waiting on this database file, at commit
         (runs/store/datagrams.py); on a database that is no file here, workers poll."""
-        datagrams.announce(Announcements.delay_payload(delay))
+        datagrams.announce(Announcements.delay_payload(delay, plain=plain))
 
     def announce_cancel(self, run_id: uuid.UUID) -> None:
         """As `announce`; without the datagram, the holder hears of it at its next renewal."""
@@ -894,6 +895,15 @@ UNLIMITED = Q(pipeline__max_concurrency__isnull=True, pipeline__rate_limit="")
 
 def limited_queues() -> list[str]:
     return list(orbit_settings.queue_limits)
+
+
+def unheld(runs: Sequence[NewRun], pipeline: PipelineCheck | None) -> bool:
+    """Whether no flow limit holds these new runs, as their pipeline row was read: they
+    are announced as plain, and a worker answers with its one-statement claim alone."""
+    if pipeline is None or pipeline.limited:
+        return False
+    limited = orbit_settings.queue_limits
+    return not any(new.queue in limited for new in runs)
 
 
 def unlimited(runs: QuerySet[Run]) -> QuerySet[Run]:

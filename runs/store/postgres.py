@@ -25,7 +25,7 @@ from orbit.core.models import AuditEvent
 from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
 from runs.store import rows
 from runs.store import transitions as t
-from runs.store.listen import CHANNEL, Listener
+from runs.store.listen import CHANNEL, PLAIN_CHANNEL, Listener
 from runs.store.portable import (
     INTERRUPTED_ERROR,
     INTERRUPTED_ERROR_TYPE,
@@ -35,6 +35,7 @@ from runs.store.portable import (
     limited_queues,
     outside_relations,
     release_outside,
+    unheld,
 )
 from runs.store.protocol import Features, Wakeups
 from runs.store.queries import sql
@@ -102,7 +103,7 @@ class PostgresStore(PortableStore):
             "audit_defaults": rows.defaults_json(AuditEvent),
             "step_sequence": self._sequences["step"],
             "audit_sequence": self._sequences["audit"],
-            "channel": CHANNEL,
+            "channel": PLAIN_CHANNEL if unheld(runs, pipeline) else CHANNEL,
         }
         if connection.in_atomic_block:
             with transaction.atomic():  # a savepoint: a failure undoes only these runs
@@ -296,9 +297,13 @@ class PostgresStore(PortableStore):
         return int(found[0][0]) if found and found[0][0] is not None else None
 
     # -- announcing and coordinating --------------------------------------------------
-    def announce(self, delay: float = 0.0) -> None:
+    def announce(self, delay: float = 0.0, *, plain: bool = False) -> None:
         self._execute(
-            "announce", {"channel": CHANNEL, "payload": Announcements.delay_payload(delay)}
+            "announce",
+            {
+                "channel": PLAIN_CHANNEL if plain else CHANNEL,
+                "payload": Announcements.delay_payload(delay),
+            },
         )
 
     def announce_cancel(self, run_id: uuid.UUID) -> None:

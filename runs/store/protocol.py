@@ -218,9 +218,9 @@ class RunStore(Protocol):
         ...
 
     # -- announcing and coordinating --------------------------------------------------
-    def announce(self, delay: float = 0.0) -> None:
+    def announce(self, delay: float = 0.0, *, plain: bool = False) -> None:
         """Tell waiting workers that a run is (or, after `delay` seconds, will be) due;
-        inside a transaction, delivered at commit."""
+        inside a transaction, delivered at commit. `plain`: no flow limit holds it."""
         ...
 
     def announce_cancel(self, run_id: uuid.UUID) -> None:

@@ -48,6 +48,10 @@ class PipelineCheck:
     name: str
     definition: str
     default_metadata: Mapping[str, Any]
+    #: Whether the row (as read) has a concurrency or rate limit. False lets the runs be
+    #: announced as plain (`Announcements.plain`) unless their queue has a limit; a limit
+    #: set since the copy was read is met by the workers' next claim under limits.
+    limited: bool = True
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,9 @@ class DeadWorker:
 
 #: A payload that starts with this names a cancelled run rather than a delay.
 CANCEL_PREFIX = "cancel:"
+#: A delay payload that starts with this announces runs no flow limit holds, as the
+#: announcer saw them (an enqueue of an unlimited pipeline on an unlimited queue).
+PLAIN_PREFIX = "plain:"
 
 
 @dataclass(frozen=True)
@@ -234,11 +241,14 @@ class Announcements:
     delays: tuple[float, ...] = ()
     #: Running runs an operator cancelled: whoever holds one stops its step now.
     cancelled: tuple[uuid.UUID, ...] = ()
+    #: As `delays`, for runs no flow limit holds: the plain claim alone serves them, so
+    #: a worker need not also claim under the limits' lock for them.
+    plain: tuple[float, ...] = ()
 
     @staticmethod
-    def delay_payload(delay: float) -> str:
+    def delay_payload(delay: float, *, plain: bool = False) -> str:
         """An announcement's text for a run due in `delay` seconds: whole milliseconds."""
-        return str(int(max(delay, 0.0) * 1000))
+        return f"{PLAIN_PREFIX if plain else ''}{int(max(delay, 0.0) * 1000)}"
 
     @staticmethod
     def cancel_payload(run_id: uuid.UUID) -> str:
@@ -250,15 +260,18 @@ class Announcements:
         channel carried them (NOTIFY on PostgreSQL, a datagram on SQLite)."""
         delays: list[float] = []
         cancelled: list[uuid.UUID] = []
+        plain: list[float] = []
         for payload in payloads:
             try:
                 if payload.startswith(CANCEL_PREFIX):
                     cancelled.append(uuid.UUID(payload.removeprefix(CANCEL_PREFIX)))
+                elif payload.startswith(PLAIN_PREFIX):
+                    plain.append(int(payload.removeprefix(PLAIN_PREFIX) or 0) / 1000)
                 else:
                     delays.append(int(payload or 0) / 1000)
             except ValueError:
                 delays.append(0.0)  # unreadable: look for work now, nothing is lost by it
-        return cls(tuple(delays), tuple(cancelled))
+        return cls(tuple(delays), tuple(cancelled), tuple(plain))
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ ANNOUNCED_LIMITED_GAP_SECONDS = 0.05
 #: limits' lock and counts, which another pipeline's limit (the document pipeline's Veryfi
 #: rate, configured by default) would otherwise cost every announced run.
 ANNOUNCED_LIMITED_LAG_SECONDS = 0.005
+#: The least time between checks of an idle worker's database connection.
+CONNECTION_CHECK_SECONDS = 1.0
 #: Between attempts to open the wake-up channel after it failed.
 LISTEN_RETRY_SECONDS = 5.0
 #: Between looks for task pipelines this worker has not loaded yet (a claim that comes
@@ -142,6 +144,7 @@ class WorkerLoop:
         self._db_failures = 0
         self._forget_queries = False
         self._webhooks_wanted = False
+        self._connection_checked = 0.0  # monotonic
         self._webhooks_refresh_at = 0.0
         self.timers = Timers()
         for duty in self._duties():
@@ -266,7 +269,11 @@ class WorkerLoop:
             for slot in self.slots:
                 if slot.attempt is not None:
                     slot.attempt.stop(StopReason.SHUTDOWN)
-        if not busy:
+        if not busy and time.monotonic() - self._connection_checked >= CONNECTION_CHECK_SECONDS:
+            # Django's own check (CONN_HEALTH_CHECKS: a `SELECT 1` before the next query,
+            # CONN_MAX_AGE): not on every idle turn, or each announced run would pay a
+            # round trip before its claim.
+            self._connection_checked = time.monotonic()
             connection.close_if_unusable_or_obsolete()
         self._wait()
         for slot in self.slots:
@@ -643,6 +650,8 @@ class WorkerLoop:
             limited_at = now + max(delay, 0.0) + ANNOUNCED_LIMITED_LAG_SECONDS
             self._limited_at = min(self._limited_at, max(limited_at, soonest))
             self._limited_announced = True
+        for delay in announced.plain:  # the plain claim serves these: no claim under limits
+            self.timers.bring_forward("claim", now + max(delay, 0.0))
         held = {s.held.claim.run_id for s in self.slots if s.held is not None}
         if held & set(announced.cancelled):
             self.timers.bring_forward("heartbeat")  # it finds the run gone and stops its step

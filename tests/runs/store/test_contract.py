@@ -630,6 +630,38 @@ def test_announcing_the_delay_of_an_inserted_run(store, pipeline):
         wakeups.close()
 
 
+@pytest.mark.parametrize(
+    "limited, queue, plain",
+    [(False, "default", True), (True, "default", False), (False, "limited-q", False)],
+    ids=["unlimited", "limited-pipeline", "limited-queue"],
+)
+def test_runs_no_limit_holds_are_announced_as_plain(
+    store, pipeline, settings, limited, queue, plain
+):
+    """A worker answers a plain announcement with its one-statement claim alone; runs a
+    pipeline's or a queue's limit may hold are announced as before (claim under limits)."""
+    from runs.store.records import PipelineCheck
+
+    settings.ORBIT_QUEUE_LIMITS = "limited-q=2"
+    wakeups = store.wakeups()
+    if wakeups is None:
+        assert connection.vendor == "postgresql" and store.name == "portable"  # polls instead
+        return
+    check = PipelineCheck(
+        id=pipeline.pk,
+        name=pipeline.name,
+        definition=pipeline.definition,
+        default_metadata=pipeline.default_metadata or {},
+        limited=limited,
+    )
+    try:
+        store.insert_runs([new_run(pipeline, queue=queue)], pipeline=check)
+        heard = _drain(wakeups, timeout=2.0)
+        assert (heard.plain, heard.delays) == (((0.0,), ()) if plain else ((), (0.0,)))
+    finally:
+        wakeups.close()
+
+
 def _drain(wakeups, timeout: float):
     import select
 
@@ -637,6 +669,7 @@ def _drain(wakeups, timeout: float):
 
     delays: list[float] = []
     cancelled: list[object] = []
+    plain: list[float] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select(
@@ -646,9 +679,10 @@ def _drain(wakeups, timeout: float):
             heard = wakeups.drain()
             delays += heard.delays
             cancelled += heard.cancelled
-            if delays or cancelled:
+            plain += heard.plain
+            if delays or cancelled or plain:
                 break
-    return Announcements(tuple(delays), tuple(cancelled))
+    return Announcements(tuple(delays), tuple(cancelled), tuple(plain))
 
 
 @pytest.mark.postgres
