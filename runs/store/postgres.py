@@ -136,11 +136,9 @@ class PostgresStore(PortableStore):
             # The aging probe: a few times a minute per worker, never on the hot path, so
             # the portable claim (the reference the named statements are held to) serves.
             return super()._claim_unlimited(request)
-        one_queue = len(request.queues) == 1
         found = self._execute(
-            "claim" if one_queue else "claim_in_queues",
+            "claim",
             {
-                "queue": request.queues[0] if one_queue else None,
                 "queues": list(request.queues),
                 "limit": request.limit,
                 "worker": request.worker_id,

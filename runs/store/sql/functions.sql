@@ -1,7 +1,7 @@
 -- PL/pgSQL functions of the PostgreSQL store, each created by a migration from the
--- statement named here (runs/migrations/0015_insert_runs_function.py), with the same
--- {run}, {step}, {pipeline}, {audit} table names as runs.sql filled in, and called by one
--- named statement of runs.sql.
+-- statement named here (runs/migrations/0016_insert_runs_function.py,
+-- 0017_claim_commit_functions.py), with the same table names as runs.sql filled in, and
+-- called by one named statement of runs.sql each.
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
 -- cost as much as running it. A server-prepared statement would keep the plan, but a
@@ -133,3 +133,233 @@ $function$
 
 -- name: drop_insert_runs
 DROP FUNCTION IF EXISTS orbit_insert_runs(jsonb, jsonb, jsonb, jsonb, jsonb, regclass, regclass, text)
+
+
+-- name: create_claim
+-- The claim statements of runs.sql as they were before they moved here: up to p_limit due
+-- runs of enabled, unarchived, unpaused pipelines no flow limit holds, in the queues
+-- p_queues, each run's current step started, returned with their steps. One queue takes
+-- its own branch: `queue = p_queues[1]` lets run_claimable_idx yield runs in claim order
+-- (ANY() over one element would sort every candidate). Why a function: the statement was
+-- planned on every call, which cost more than running it for the claims of a few runs
+-- (pickup, a busy worker's next batch); the function's plans are kept per session.
+CREATE OR REPLACE FUNCTION orbit_claim(
+    p_queues text[],
+    p_limit int,
+    p_worker bigint,
+    p_lease float8,
+    p_definitions jsonb,
+    p_limited_queues text[]
+) RETURNS TABLE (
+    run_id uuid, run_fence int, pipeline_name text, pipeline_definition text,
+    run_metadata jsonb, started_step text, run_steps json, run_trace_context jsonb
+)
+LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+BEGIN
+    IF cardinality(p_queues) = 1 THEN
+        RETURN QUERY
+        WITH candidates AS (
+            SELECT r.id FROM {run} AS r
+            WHERE r.status = 'pending'
+              AND r.queue = p_queues[1]
+              AND r.available_at <= statement_timestamp()
+              AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = p_queues[1])
+              -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a
+              -- run skipped here (a backlog held by a flow limit) costs one array lookup.
+              AND r.pipeline_id = ANY(ARRAY(
+                  SELECT p.id FROM {pipeline} AS p
+                  WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (p_definitions IS NULL OR p_definitions ? p.definition)
+                    AND p.max_concurrency IS NULL AND p.rate_limit = ''))
+              AND r.queue <> ALL(p_limited_queues)
+              AND (p_definitions IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
+                  WHERE s.run_id = r.id AND s.status <> 'succeeded'
+                    AND NOT (p_definitions -> p.definition) ? s.name))
+            ORDER BY r.priority DESC, r.available_at
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ),
+        claimed AS (
+            UPDATE {run} AS r
+            SET status = 'running',
+                fence = r.fence + 1,
+                worker_id = p_worker,
+                lease_expires_at = statement_timestamp() + make_interval(secs => p_lease),
+                started_at = COALESCE(r.started_at, statement_timestamp())
+            FROM candidates
+            WHERE r.id = candidates.id
+            RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
+        ),
+        started AS (
+            UPDATE {step} AS s
+            SET status = 'running', started_at = statement_timestamp()
+            FROM claimed AS c
+            WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
+            RETURNING s.run_id, s.name
+        )
+        SELECT c.id, c.fence::int, p.name::text, p.definition::text, c.metadata::jsonb,
+               COALESCE(started.name, '')::text,
+               (SELECT json_agg(
+                           json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
+                           ORDER BY s.position)
+                FROM {step} AS s WHERE s.run_id = c.id),
+               c.trace_context::jsonb
+        FROM claimed AS c
+        JOIN {pipeline} AS p ON p.id = c.pipeline_id
+        LEFT JOIN started ON started.run_id = c.id;
+    ELSE
+        RETURN QUERY
+        WITH candidates AS (
+            SELECT r.id FROM {run} AS r
+            WHERE r.status = 'pending'
+              AND r.queue = ANY(p_queues)
+              AND r.available_at <= statement_timestamp()
+              AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = r.queue)
+              -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a
+              -- run skipped here (a backlog held by a flow limit) costs one array lookup.
+              AND r.pipeline_id = ANY(ARRAY(
+                  SELECT p.id FROM {pipeline} AS p
+                  WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (p_definitions IS NULL OR p_definitions ? p.definition)
+                    AND p.max_concurrency IS NULL AND p.rate_limit = ''))
+              AND r.queue <> ALL(p_limited_queues)
+              AND (p_definitions IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
+                  WHERE s.run_id = r.id AND s.status <> 'succeeded'
+                    AND NOT (p_definitions -> p.definition) ? s.name))
+            ORDER BY r.priority DESC, r.available_at
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ),
+        claimed AS (
+            UPDATE {run} AS r
+            SET status = 'running',
+                fence = r.fence + 1,
+                worker_id = p_worker,
+                lease_expires_at = statement_timestamp() + make_interval(secs => p_lease),
+                started_at = COALESCE(r.started_at, statement_timestamp())
+            FROM candidates
+            WHERE r.id = candidates.id
+            RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
+        ),
+        started AS (
+            UPDATE {step} AS s
+            SET status = 'running', started_at = statement_timestamp()
+            FROM claimed AS c
+            WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
+            RETURNING s.run_id, s.name
+        )
+        SELECT c.id, c.fence::int, p.name::text, p.definition::text, c.metadata::jsonb,
+               COALESCE(started.name, '')::text,
+               (SELECT json_agg(
+                           json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
+                           ORDER BY s.position)
+                FROM {step} AS s WHERE s.run_id = c.id),
+               c.trace_context::jsonb
+        FROM claimed AS c
+        JOIN {pipeline} AS p ON p.id = c.pipeline_id
+        LEFT JOIN started ON started.run_id = c.id;
+    END IF;
+END
+$function$
+
+
+-- name: drop_claim
+DROP FUNCTION IF EXISTS orbit_claim(text[], int, bigint, float8, jsonb, text[])
+
+
+-- name: create_commit
+-- The commit statement of runs.sql as it was before it moved here (runs.sql `commit`
+-- says what it does); the ids of the runs whose fence held. A function for the reason
+-- `create_claim` gives: a worker commits a batch every few milliseconds.
+CREATE OR REPLACE FUNCTION orbit_commit(
+    p_outcomes json,
+    p_attempt_defaults jsonb,
+    p_attempt_sequence regclass
+) RETURNS TABLE (run_id uuid)
+LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH input AS (
+            SELECT * FROM json_to_recordset(p_outcomes) AS i(
+                run_id uuid, fence int, status text, keep_worker bool, lease float8, finish bool,
+                delay float8, error text, run_time float8, current_step text,
+                step_id bigint, step_status text, set_result bool, result text, step_counted bool,
+                step_finished bool, step_duration float8, step_failures int, step_error text,
+                step_error_type text, step_traceback text, step_clear_start bool,
+                number int, outcome text, duration float8, attempt_error text,
+                attempt_error_type text, attempt_traceback text, backoff float8, worker_id bigint,
+                start_step_id bigint)
+        ),
+        fenced AS (
+            UPDATE {run} AS r
+            SET status = i.status,
+                worker_id = CASE WHEN i.keep_worker THEN r.worker_id END,
+                lease_expires_at = statement_timestamp() + make_interval(secs => i.lease),
+                finished_at = CASE WHEN i.finish THEN statement_timestamp() ELSE r.finished_at END,
+                available_at = COALESCE(
+                    statement_timestamp() + make_interval(secs => i.delay), r.available_at),
+                error = COALESCE(i.error, r.error),
+                running_time = r.running_time + i.run_time,
+                current_step = COALESCE(i.current_step, r.current_step)
+            FROM input AS i
+            -- `status || ''`: look runs up by primary key. Compared bare, the planner may
+            -- scan the status index instead, which holds an entry for every run ever running.
+            WHERE r.id = i.run_id AND r.fence = i.fence AND r.status || '' = 'running'
+            RETURNING r.id
+        ),
+        ok AS (SELECT i.* FROM input AS i JOIN fenced ON fenced.id = i.run_id),
+        attempts AS (
+            INSERT INTO {attempt}
+            SELECT made.*
+            FROM ok
+            CROSS JOIN LATERAL jsonb_populate_record(
+                NULL::{attempt},
+                p_attempt_defaults || jsonb_build_object(
+                    'id', nextval(p_attempt_sequence),
+                    'step_id', ok.step_id,
+                    'run_id', ok.run_id,
+                    'number', ok.number,
+                    'outcome', ok.outcome,
+                    'error', ok.attempt_error,
+                    'error_type', ok.attempt_error_type,
+                    'traceback', ok.attempt_traceback,
+                    'started_at', statement_timestamp() - make_interval(secs => ok.duration),
+                    'finished_at', statement_timestamp(),
+                    'duration', ok.duration,
+                    'backoff_delay', ok.backoff,
+                    'worker_id', ok.worker_id)
+            ) AS made
+            WHERE ok.number IS NOT NULL
+        ),
+        stepped AS (
+            UPDATE {step} AS s
+            SET status = ok.step_status,
+                result = CASE WHEN ok.set_result THEN ok.result::jsonb ELSE s.result END,
+                attempts = s.attempts + CASE WHEN ok.step_counted THEN 1 ELSE 0 END,
+                finished_at = CASE WHEN ok.step_finished THEN statement_timestamp() ELSE s.finished_at END,
+                duration = COALESCE(ok.step_duration, s.duration),
+                failures = COALESCE(ok.step_failures, s.failures),
+                error = COALESCE(ok.step_error, s.error),
+                error_type = COALESCE(ok.step_error_type, s.error_type),
+                traceback = COALESCE(ok.step_traceback, s.traceback),
+                started_at = CASE WHEN ok.step_clear_start THEN NULL ELSE s.started_at END
+            FROM ok
+            WHERE s.id = ok.step_id AND ok.step_status IS NOT NULL
+        ),
+        started AS (
+            UPDATE {step} AS s
+            SET status = 'running', started_at = statement_timestamp()
+            FROM ok
+            WHERE s.id = ok.start_step_id
+        )
+        SELECT fenced.id FROM fenced;
+END
+$function$
+
+
+-- name: drop_commit
+DROP FUNCTION IF EXISTS orbit_commit(json, jsonb, regclass)

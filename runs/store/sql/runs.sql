@@ -24,119 +24,17 @@ SELECT * FROM orbit_insert_runs(
 
 
 -- name: claim
--- The CLAIM transition for up to %(limit)s due runs of enabled, unarchived pipelines in one queue,
--- neither paused (runs/pausing.py: a pause committed before this statement starts is in its
--- snapshot, so it takes none of the paused runs; the queue's is one primary-key probe,
--- evaluated once), each run's current step started (STEP_START), the runs returned with their steps as
--- they were: one round trip starts work on a whole batch. It must stay one short
--- statement: it holds row locks that every other worker's claim skips over.
--- `queue = %(queue)s` lets run_claimable_idx yield the runs already in claim order, so
--- the scan stops at LIMIT. With %(definitions)s (definition -> its step names), only runs
--- whose pipeline this claimant defines and whose every unfinished step it knows.
-WITH candidates AS (
-    SELECT r.id FROM {run} AS r
-    WHERE r.status = 'pending'
-      AND r.queue = %(queue)s
-      AND r.available_at <= statement_timestamp()
-      AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = %(queue)s)
-      -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a run
-      -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
-      AND r.pipeline_id = ANY(ARRAY(
-          SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
-            -- Runs under a flow limit are claimed by the limited path (portable.py
-            -- `_claim_limited`, under the limits' lock), never here.
-            AND p.max_concurrency IS NULL AND p.rate_limit = ''))
-      AND r.queue <> ALL(%(limited_queues)s::text[])
-      AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
-          SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
-          WHERE s.run_id = r.id AND s.status <> 'succeeded'
-            AND NOT (%(definitions)s::jsonb -> p.definition) ? s.name))
-    ORDER BY r.priority DESC, r.available_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-),
-claimed AS (
-    UPDATE {run} AS r
-    SET status = 'running',
-        fence = r.fence + 1,
-        worker_id = %(worker)s,
-        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
-        started_at = COALESCE(r.started_at, statement_timestamp())
-    FROM candidates
-    WHERE r.id = candidates.id
-    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
-),
-started AS (
-    UPDATE {step} AS s
-    SET status = 'running', started_at = statement_timestamp()
-    FROM claimed AS c
-    WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
-    RETURNING s.run_id, s.name
-)
-SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, ''),
-       (SELECT json_agg(
-                   json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
-                   ORDER BY s.position)
-        FROM {step} AS s WHERE s.run_id = c.id),
-       c.trace_context
-FROM claimed AS c
-JOIN {pipeline} AS p ON p.id = c.pipeline_id
-LEFT JOIN started ON started.run_id = c.id
-
-
--- name: claim_in_queues
--- `claim` over several queues (ANY() over one element would sort every candidate).
-WITH candidates AS (
-    SELECT r.id FROM {run} AS r
-    WHERE r.status = 'pending'
-      AND r.queue = ANY(%(queues)s)
-      AND r.available_at <= statement_timestamp()
-      AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = r.queue)
-      -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a run
-      -- skipped here (a backlog held by a flow limit) costs one array lookup, not a join.
-      AND r.pipeline_id = ANY(ARRAY(
-          SELECT p.id FROM {pipeline} AS p
-          WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
-            -- Runs under a flow limit are claimed by the limited path (portable.py
-            -- `_claim_limited`, under the limits' lock), never here.
-            AND p.max_concurrency IS NULL AND p.rate_limit = ''))
-      AND r.queue <> ALL(%(limited_queues)s::text[])
-      AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
-          SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
-          WHERE s.run_id = r.id AND s.status <> 'succeeded'
-            AND NOT (%(definitions)s::jsonb -> p.definition) ? s.name))
-    ORDER BY r.priority DESC, r.available_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-),
-claimed AS (
-    UPDATE {run} AS r
-    SET status = 'running',
-        fence = r.fence + 1,
-        worker_id = %(worker)s,
-        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
-        started_at = COALESCE(r.started_at, statement_timestamp())
-    FROM candidates
-    WHERE r.id = candidates.id
-    RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
-),
-started AS (
-    UPDATE {step} AS s
-    SET status = 'running', started_at = statement_timestamp()
-    FROM claimed AS c
-    WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
-    RETURNING s.run_id, s.name
-)
-SELECT c.id, c.fence, p.name, p.definition, c.metadata, COALESCE(started.name, ''),
-       (SELECT json_agg(
-                   json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
-                   ORDER BY s.position)
-        FROM {step} AS s WHERE s.run_id = c.id),
-       c.trace_context
-FROM claimed AS c
-JOIN {pipeline} AS p ON p.id = c.pipeline_id
-LEFT JOIN started ON started.run_id = c.id
+-- The CLAIM transition for up to %(limit)s due runs of enabled, unarchived pipelines in
+-- %(queues)s, neither paused (runs/pausing.py: a pause committed before this statement
+-- starts is in its snapshot, so it takes none of the paused runs), each run's current step
+-- started (STEP_START), the runs returned with their steps as they were: one round trip
+-- starts work on a whole batch. With %(definitions)s (definition -> its step names), only
+-- runs whose pipeline this claimant defines and whose every unfinished step it knows.
+-- Runs under a flow limit are claimed by the limited path (portable.py `_claim_limited`,
+-- under the limits' lock), never here. The statement is functions.sql `create_claim`.
+SELECT * FROM orbit_claim(
+    %(queues)s::text[], %(limit)s::int, %(worker)s::bigint, %(lease)s::float8,
+    %(definitions)s::jsonb, %(limited_queues)s::text[])
 
 
 -- name: commit
@@ -146,80 +44,9 @@ LEFT JOIN started ON started.run_id = c.id
 -- so a run whose fence failed gets nothing written. Each outcome arrives encoded by
 -- runs/store/postgres.py `_encode` from its transitions, a row of one JSON document: a
 -- NULL means "keep the column".
-WITH input AS (
-    SELECT * FROM json_to_recordset(%(outcomes)s::json) AS i(
-        run_id uuid, fence int, status text, keep_worker bool, lease float8, finish bool,
-        delay float8, error text, run_time float8, current_step text,
-        step_id bigint, step_status text, set_result bool, result text, step_counted bool,
-        step_finished bool, step_duration float8, step_failures int, step_error text,
-        step_error_type text, step_traceback text, step_clear_start bool,
-        number int, outcome text, duration float8, attempt_error text,
-        attempt_error_type text, attempt_traceback text, backoff float8, worker_id bigint,
-        start_step_id bigint)
-),
-fenced AS (
-    UPDATE {run} AS r
-    SET status = i.status,
-        worker_id = CASE WHEN i.keep_worker THEN r.worker_id END,
-        lease_expires_at = statement_timestamp() + make_interval(secs => i.lease),
-        finished_at = CASE WHEN i.finish THEN statement_timestamp() ELSE r.finished_at END,
-        available_at = COALESCE(
-            statement_timestamp() + make_interval(secs => i.delay), r.available_at),
-        error = COALESCE(i.error, r.error),
-        running_time = r.running_time + i.run_time,
-        current_step = COALESCE(i.current_step, r.current_step)
-    FROM input AS i
-    -- `status || ''`: look runs up by primary key. Compared bare, the planner may scan the
-    -- status index instead, which holds an entry for every run that was ever running.
-    WHERE r.id = i.run_id AND r.fence = i.fence AND r.status || '' = 'running'
-    RETURNING r.id
-),
-ok AS (SELECT i.* FROM input AS i JOIN fenced ON fenced.id = i.run_id),
-attempts AS (
-    INSERT INTO {attempt}
-    SELECT made.*
-    FROM ok
-    CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::{attempt},
-        %(attempt_defaults)s::jsonb || jsonb_build_object(
-            'id', nextval(%(attempt_sequence)s::regclass),
-            'step_id', ok.step_id,
-            'run_id', ok.run_id,
-            'number', ok.number,
-            'outcome', ok.outcome,
-            'error', ok.attempt_error,
-            'error_type', ok.attempt_error_type,
-            'traceback', ok.attempt_traceback,
-            'started_at', statement_timestamp() - make_interval(secs => ok.duration),
-            'finished_at', statement_timestamp(),
-            'duration', ok.duration,
-            'backoff_delay', ok.backoff,
-            'worker_id', ok.worker_id)
-    ) AS made
-    WHERE ok.number IS NOT NULL
-),
-stepped AS (
-    UPDATE {step} AS s
-    SET status = ok.step_status,
-        result = CASE WHEN ok.set_result THEN ok.result::jsonb ELSE s.result END,
-        attempts = s.attempts + CASE WHEN ok.step_counted THEN 1 ELSE 0 END,
-        finished_at = CASE WHEN ok.step_finished THEN statement_timestamp() ELSE s.finished_at END,
-        duration = COALESCE(ok.step_duration, s.duration),
-        failures = COALESCE(ok.step_failures, s.failures),
-        error = COALESCE(ok.step_error, s.error),
-        error_type = COALESCE(ok.step_error_type, s.error_type),
-        traceback = COALESCE(ok.step_traceback, s.traceback),
-        started_at = CASE WHEN ok.step_clear_start THEN NULL ELSE s.started_at END
-    FROM ok
-    WHERE s.id = ok.step_id AND ok.step_status IS NOT NULL
-),
-started AS (
-    UPDATE {step} AS s
-    SET status = 'running', started_at = statement_timestamp()
-    FROM ok
-    WHERE s.id = ok.start_step_id
-)
-SELECT id FROM fenced
+-- The statement is functions.sql `create_commit`.
+SELECT * FROM orbit_commit(
+    %(outcomes)s::json, %(attempt_defaults)s::jsonb, %(attempt_sequence)s::regclass)
 
 
 -- name: append_logs
