@@ -126,7 +126,6 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _batch_scheduling()
     # The spans step code ends go to the supervisor, which exports them (orbit/core/tracing.py).
     tracing.relay_to(lambda span: _send(conn, "span", span))
     while True:
@@ -144,19 +143,6 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
             _send(conn, "done", report)
         except (BrokenPipeError, OSError):
             return
-
-
-def _batch_scheduling() -> None:
-    """Run this child under SCHED_BATCH (Linux): the same CPU share as before, but a child
-    woken by a task no longer preempts the worker that is still handing out the rest of
-    its batch. Without it, every task written to a pipe could cost the worker its CPU
-    until the child's step was done (~300 microseconds a write on a busy host), which
-    bounded how fast one worker drains. Elsewhere: the default policy, nothing changes."""
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        except OSError:  # not permitted here: the default policy serves
-            logger.debug("SCHED_BATCH refused", exc_info=True)
 
 
 #: One message at a time on the pipe: step code may log or end spans from its own threads.

@@ -113,6 +113,3 @@ leaky_error = Pipeline("t-leaky-error", steps=[step("leaks", steps.fails_reveali
 
 # Traces (tests/runs/test_tracing.py): a step that adds spans of its own, then another.
 traced = Pipeline("t-traced", steps=[step("fetch", steps.traced), step("after", steps.noop)])
-
-# The step children's scheduling (tests/runs/test_executor.py).
-scheduled = Pipeline("t-scheduling", steps=[step("policy", steps.scheduling)])

@@ -229,8 +229,3 @@ def span(ctx: StepContext) -> dict[str, Any]:
             [ctx.run_id, ctx.pipeline, started, ended, os.getpid()],
         )
     return {"started": started}
-
-
-def scheduling(ctx: StepContext) -> dict[str, Any]:
-    """The scheduling policy of the process the step runs in (Linux)."""
-    return {"policy": os.sched_getscheduler(0)}

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -84,13 +83,3 @@ def test_step_logs_are_kept_with_structured_fields(test_pipelines):
         (1, 0, "INFO", "hello world", {"items": 3}),
         (1, 1, "WARNING", "careful", {}),
     ]
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
-def test_steps_run_under_batch_scheduling_in_their_child(test_pipelines):
-    """A child woken by its task must not preempt the worker handing out the rest of the
-    batch (runs/child.py): its steps run under SCHED_BATCH, the worker itself does not."""
-    result = ForegroundRunner("t-scheduling").execute()
-    assert result.success
-    assert result.results["policy"] == {"policy": os.SCHED_BATCH}
-    assert os.sched_getscheduler(0) != os.SCHED_BATCH
