@@ -42,6 +42,7 @@ from runs.tracing import run_span
 from runs.webhooks import endpoints as webhook_endpoints
 from runs.webhooks.sending import send_due as send_webhooks
 from runs.worker.aging import probe_due
+from runs.worker.pacing import LimitedPacing
 from runs.worker.slots import Slot
 from runs.worker.timers import Duty, Timers
 
@@ -53,18 +54,6 @@ BURST_HORIZON_SECONDS = 60.0
 #: How soon to claim again when runs were due yet the claim found none: once, since a
 #: delayed run may have come due between the claim and the question (docs/FLOW-CONTROL.md).
 DUE_RECHECK_SECONDS = 0.005
-#: How long a worker trusts its answer to "does any pipeline have a flow limit?": a limit
-#: an operator sets on an unlimited pipeline holds its runs at once (the plain claim leaves
-#: them alone) and they are claimed within this long.
-LIMITS_REFRESH_SECONDS = 5.0
-#: The least time between claims under limits that announcements bring forward: a stream
-#: of enqueues (one announcement each) must not cost every claim the limits' lock.
-ANNOUNCED_LIMITED_GAP_SECONDS = 0.05
-#: How long after an announcement the claim under limits comes: the claim at once is the
-#: plain one (one statement), so a run no limit holds is picked up without paying for the
-#: limits' lock and counts, which another pipeline's limit (the document pipeline's Veryfi
-#: rate, configured by default) would otherwise cost every announced run.
-ANNOUNCED_LIMITED_LAG_SECONDS = 0.005
 #: The least time between checks of an idle worker's database connection.
 CONNECTION_CHECK_SECONDS = 1.0
 #: Between attempts to open the wake-up channel after it failed.
@@ -115,17 +104,12 @@ class WorkerLoop:
         self._due_unclaimed = False
         # The first aging probe comes one probe interval after start, not at once.
         self._last_aging_probe = time.monotonic()
-        #: When claiming under flow limits is next worth its statements (monotonic): at
-        #: once after a limited run of ours ends, an announcement or a recovery; when a
-        #: full rate window admits again; else a poll interval on (others' runs ending).
-        self._limited_at = 0.0
-        self._limited_tried = 0.0  # when it last did (monotonic)
-        self._limited_announced = False  # an announcement set `_limited_at`
-        #: Seconds until a full rate window admits again, as the last claim learnt.
-        self._rate_wait: float | None = None
-        #: (when asked, whether any pipeline has a limit); queue limits are settings.
-        self._limits_seen: tuple[float, bool] | None = None
-        self._queue_limited = bool(set(self.queues) & set(orbit_settings.queue_limits))
+        #: When the claim also takes runs under flow limits (runs/worker/pacing.py).
+        self.pacing = LimitedPacing(
+            poll_interval=self.poll_interval,
+            queue_limited=bool(set(self.queues) & set(orbit_settings.queue_limits)),
+            has_limits=lambda: store().has_limits(),
+        )
         self.listen = listen
         self.schedules = schedules
         # A retention setting Orbit cannot read stops the worker here, not later.
@@ -145,7 +129,6 @@ class WorkerLoop:
         self._forget_queries = False
         self._webhooks_wanted = False
         self._connection_checked = 0.0  # monotonic
-        self._webhooks_refresh_at = 0.0
         self.timers = Timers()
         for duty in self._duties():
             self.timers.add(duty)
@@ -186,7 +169,17 @@ class WorkerLoop:
             # Webhook deliveries (runs/webhooks/sending.py): the list of enabled endpoints
             # is loaded at start and kept fresh here, so commits never ask for it; due
             # deliveries are sent only while some endpoint is enabled.
-            Duty("webhooks", self._webhooks_interval, self._send_webhooks),
+            Duty(
+                "webhook_endpoints",
+                lambda: orbit_settings.webhook_refresh / 2,
+                self._refresh_webhooks,
+            ),
+            Duty(
+                "webhooks",
+                lambda: orbit_settings.webhook_poll_interval,
+                self._send_webhooks,
+                active=lambda: self._webhooks_wanted and self.stop is None,
+            ),
             # With a wake-up channel, polling is only a safety net; without, it is how
             # work is found. Freed slots and announcements bring it forward.
             Duty(
@@ -283,25 +276,13 @@ class WorkerLoop:
 
     # ------------------------------------------------------------------ claiming and steps
 
-    def _claims_limited(self, now: float) -> bool:
-        """Whether this claim also takes runs under flow limits (docs/FLOW-CONTROL.md):
-        only when some limit applies, so unlimited work pays no statement for them."""
-        if now < self._limited_at:
-            return False
-        if self._queue_limited:
-            return True
-        if self._limits_seen is None or now - self._limits_seen[0] > LIMITS_REFRESH_SECONDS:
-            self._limits_seen = (now, store().has_limits())
-        return self._limits_seen[1]
-
     def _claim(self) -> float | None:
         wait = self._claim_free()
         # Claim again when a full rate window admits, and when an announcement asked for
-        # a claim under limits this one could not make yet (ANNOUNCED_LIMITED_GAP_SECONDS).
-        announced = self._limited_at - time.monotonic() if self._limited_announced else None
-        for sooner in (self._rate_wait, announced):
-            if sooner is not None:
-                wait = max(sooner, 0.0) if wait is None else min(wait, max(sooner, 0.0))
+        # a claim under limits this one could not make yet.
+        sooner = self.pacing.claim_in(time.monotonic())
+        if sooner is not None:
+            wait = sooner if wait is None else min(wait, sooner)
         return wait
 
     def _claim_free(self) -> float | None:
@@ -326,16 +307,14 @@ class WorkerLoop:
             if not free:
                 return 0.0
             request = replace(request, limit=len(free))
-        limited = self._claims_limited(now)
+        limited = self.pacing.wanted(now)
         claims = store().claim(replace(request, limited=limited))
-        self._rate_wait = claims.retry_after
-        if limited:
-            self._limited_tried = now
-            self._limited_announced = False
-            # More may be claimable under limits at once only if they filled the batch.
-            more = len(claims) == len(free) and any(c.limited for c in claims)
-            later = min(self.poll_interval, claims.retry_after or self.poll_interval)
-            self._limited_at = now + (0.0 if more else later)
+        self.pacing.claimed(
+            now,
+            limited=limited,
+            filled=len(claims) == len(free) and any(c.limited for c in claims),
+            retry_after=claims.retry_after,
+        )
         self._take(free, claims)
         if len(claims) == len(free):
             self._due_unclaimed = False
@@ -370,8 +349,9 @@ class WorkerLoop:
         due = store().seconds_until_due(self.queues)
         idle = not any(s.busy for s in self.slots) and self.stop is None
         # Runs held by a rate limit are not "due" (their claim comes when the window
-        # admits, `_rate_wait`), yet a burst worker must wait for them as for a delayed run.
-        rate_wait = self._rate_wait
+        # admits, `pacing.rate_wait`), yet a burst worker must wait for them as for a
+        # delayed run.
+        rate_wait = self.pacing.rate_wait
         if rate_wait is not None and (due is None or rate_wait < due):
             due = rate_wait
         if self.burst and idle and (due is None or due > BURST_HORIZON_SECONDS):
@@ -436,7 +416,7 @@ class WorkerLoop:
 
     def _run_done(self, slot: Slot, outcome: Next) -> None:
         if slot.held is not None and slot.held.claim.limited:
-            self._limited_at = 0.0  # a slot of its limit is free: claim it at once
+            self.pacing.freed()  # a slot of its limit is free: claim it at once
             if self.stop is not None:
                 store().announce()  # not this worker, which is stopping: another one
         if outcome is Next.SUCCEEDED:
@@ -543,7 +523,7 @@ class WorkerLoop:
     def _sweep(self) -> float:
         report = recover_interrupted(auto_resume=True)
         if report.recovered:
-            self._limited_at = 0.0  # the slots their runs held under limits are free
+            self.pacing.freed()  # the slots their runs held under limits are free
             self.timers.bring_forward("claim")
         expiry = store().seconds_until_lease_expiry()
         interval = orbit_settings.sweep_interval
@@ -571,26 +551,17 @@ class WorkerLoop:
             logger.exception("Pruning failed; will try again", extra={"event": "prune_error"})
             return None
 
-    def _webhooks_interval(self) -> float:
-        refresh = orbit_settings.webhook_refresh / 2
-        if self._webhooks_wanted:
-            return min(orbit_settings.webhook_poll_interval, refresh)
-        return refresh
+    def _refresh_webhooks(self) -> None:
+        self._webhooks_wanted = bool(webhook_endpoints.refresh())
 
     def _send_webhooks(self) -> float | None:
-        """Reload the enabled endpoints when due; send one due delivery, if any.
+        """Send one due delivery, if any.
 
         The POST happens in the loop, so one at a time: a receiver that hangs holds the
         loop for ORBIT_WEBHOOK_TIMEOUT at most before the next turn commits reports,
         renews leases and enforces deadlines; a batch could hold it for many timeouts,
         long enough for the worker's own leases to run out. With more due, the duty
         runs again on the next turn."""
-        now = time.monotonic()
-        if now >= self._webhooks_refresh_at:
-            self._webhooks_wanted = bool(webhook_endpoints.refresh())
-            self._webhooks_refresh_at = now + orbit_settings.webhook_refresh / 2
-        if not self._webhooks_wanted or self.stop is not None:
-            return None
         try:
             claimed = send_webhooks(worker=self.row.name if self.row else "worker", limit=1)
         except DB_ERRORS:
@@ -646,10 +617,7 @@ class WorkerLoop:
         now = time.monotonic()
         for delay in announced.delays:
             self.timers.bring_forward("claim", now + max(delay, 0.0))
-            soonest = self._limited_tried + ANNOUNCED_LIMITED_GAP_SECONDS
-            limited_at = now + max(delay, 0.0) + ANNOUNCED_LIMITED_LAG_SECONDS
-            self._limited_at = min(self._limited_at, max(limited_at, soonest))
-            self._limited_announced = True
+            self.pacing.heard(now, delay)
         for delay in announced.plain:  # the plain claim serves these: no claim under limits
             self.timers.bring_forward("claim", now + max(delay, 0.0))
         held = {s.held.claim.run_id for s in self.slots if s.held is not None}

@@ -1,0 +1,91 @@
+"""When a worker's claim also takes runs under flow limits (docs/FLOW-CONTROL.md, "Pickup").
+
+A claim under limits costs a transaction of several statements under the limits' lock
+(runs/store/portable.py `_claim_limited`), and every worker of every deployment has a
+limit to reckon with (the document pipeline's Veryfi rate). So a worker makes one only
+when it may find something: at once after a limited run of its own ends or a recovery
+(a slot of a limit is free), 5 ms after an announcement that was not plain and no sooner
+than 50 ms after its last one, when a full rate window admits again, and otherwise once a
+poll interval (other workers' limited runs ending). The plain claim, one statement, goes
+on as it would without limits. The decisions are here, free of the database but for the
+one question asked through `has_limits` (whether any pipeline has a limit), so they are
+tested without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: How long a worker trusts its answer to "does any pipeline have a flow limit?": a limit
+#: an operator sets on an unlimited pipeline holds its runs at once (the plain claim leaves
+#: them alone) and they are claimed within this long.
+LIMITS_REFRESH_SECONDS = 5.0
+#: The least time between claims under limits that announcements bring forward: a stream
+#: of enqueues (one announcement each) must not cost every claim the limits' lock.
+ANNOUNCED_LIMITED_GAP_SECONDS = 0.05
+#: How long after an announcement the claim under limits comes: the claim at once is the
+#: plain one (one statement), so a run no limit holds is picked up without paying for the
+#: limits' lock and counts.
+ANNOUNCED_LIMITED_LAG_SECONDS = 0.005
+
+
+@dataclass
+class LimitedPacing:
+    """One worker's pacing of its claims under limits; times are monotonic seconds."""
+
+    poll_interval: float
+    #: Whether a queue this worker serves has a limit (ORBIT_QUEUE_LIMITS): then every
+    #: claim may find limited runs, whatever the pipelines say.
+    queue_limited: bool
+    #: Asked at most every LIMITS_REFRESH_SECONDS: does any pipeline have a limit?
+    has_limits: Callable[[], bool]
+    #: When a claim under limits is next worth its statements.
+    at: float = 0.0
+    #: When the last one was made.
+    tried: float = 0.0
+    #: Whether an announcement set `at` (a claim is owed then, even on an idle worker).
+    announced: bool = False
+    #: Seconds until a full rate window admits again, as the last claim learnt.
+    rate_wait: float | None = None
+    _seen: tuple[float, bool] | None = None
+
+    def wanted(self, now: float) -> bool:
+        """Whether a claim at `now` also takes runs under limits."""
+        if now < self.at:
+            return False
+        if self.queue_limited:
+            return True
+        if self._seen is None or now - self._seen[0] > LIMITS_REFRESH_SECONDS:
+            self._seen = (now, self.has_limits())
+        return self._seen[1]
+
+    def claimed(
+        self, now: float, *, limited: bool, filled: bool, retry_after: float | None
+    ) -> None:
+        """A claim was made at `now` (under limits or not); `filled`: runs under limits
+        filled every free slot, so more may be claimable at once."""
+        self.rate_wait = retry_after
+        if not limited:
+            return
+        self.tried = now
+        self.announced = False
+        later = min(self.poll_interval, retry_after or self.poll_interval)
+        self.at = now + (0.0 if filled else later)
+
+    def freed(self) -> None:
+        """A slot a limit counted is free (a limited run of ours ended, or a recovery)."""
+        self.at = 0.0
+
+    def heard(self, now: float, delay: float) -> None:
+        """A run (not announced as plain) is due in `delay` seconds."""
+        soonest = self.tried + ANNOUNCED_LIMITED_GAP_SECONDS
+        self.at = min(self.at, max(now + max(delay, 0.0) + ANNOUNCED_LIMITED_LAG_SECONDS, soonest))
+        self.announced = True
+
+    def claim_in(self, now: float) -> float | None:
+        """Seconds until the worker should claim again for limits' sake (a full rate
+        window admitting, a claim an announcement owes); None: no such reason."""
+        waits = [self.rate_wait, self.at - now if self.announced else None]
+        found = [max(w, 0.0) for w in waits if w is not None]
+        return min(found) if found else None

@@ -1,0 +1,106 @@
+"""When a worker's claim also takes runs under flow limits (runs/worker/pacing.py): pure
+decisions, tested without a database."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs.worker.pacing import (
+    ANNOUNCED_LIMITED_GAP_SECONDS,
+    ANNOUNCED_LIMITED_LAG_SECONDS,
+    LIMITS_REFRESH_SECONDS,
+    LimitedPacing,
+)
+
+POLL = 1.0
+
+
+def pacing(
+    *, limits: bool = True, queue_limited: bool = False
+) -> tuple[LimitedPacing, list[float]]:
+    asked: list[float] = []
+
+    def has_limits() -> bool:
+        asked.append(1)
+        return limits
+
+    return LimitedPacing(
+        poll_interval=POLL, queue_limited=queue_limited, has_limits=has_limits
+    ), asked
+
+
+def test_no_limit_anywhere_no_claim_under_limits_and_the_question_is_asked_rarely():
+    paced, asked = pacing(limits=False)
+    assert not any(paced.wanted(t / 10) for t in range(40))  # 4 s of claims
+    assert len(asked) == 1
+    assert not paced.wanted(LIMITS_REFRESH_SECONDS + 0.5)
+    assert len(asked) == 2
+
+
+def test_a_limited_queue_wants_every_due_claim_without_asking():
+    paced, asked = pacing(limits=False, queue_limited=True)
+    assert paced.wanted(0.0) and asked == []
+
+
+def test_after_a_claim_under_limits_the_next_comes_a_poll_interval_later():
+    paced, _ = pacing()
+    assert paced.wanted(10.0)
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    assert not paced.wanted(10.5)
+    assert paced.wanted(10.0 + POLL)
+
+
+def test_a_filled_batch_under_limits_claims_again_at_once():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=True, retry_after=None)
+    assert paced.wanted(10.0)
+
+
+def test_a_full_rate_window_brings_the_next_claim_to_its_admission():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=0.25)
+    assert not paced.wanted(10.2)
+    assert paced.wanted(10.25)
+    assert paced.claim_in(10.0) == pytest.approx(0.25)
+
+
+def test_a_freed_slot_claims_under_limits_at_once():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    paced.freed()
+    assert paced.wanted(10.01)
+
+
+def test_an_announcement_owes_a_claim_under_limits_just_after_the_plain_one():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    now = 10.0 + ANNOUNCED_LIMITED_GAP_SECONDS + 0.1
+    paced.heard(now, 0.0)
+    assert not paced.wanted(now)  # the claim at once is the plain one
+    assert paced.claim_in(now) == pytest.approx(ANNOUNCED_LIMITED_LAG_SECONDS)
+    assert paced.wanted(now + ANNOUNCED_LIMITED_LAG_SECONDS)
+    paced.claimed(now + ANNOUNCED_LIMITED_LAG_SECONDS, limited=True, filled=False, retry_after=None)
+    assert paced.claim_in(now + 0.01) is None  # owed no more
+
+
+def test_a_stream_of_announcements_claims_under_limits_at_most_every_gap():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    paced.heard(10.001, 0.0)
+    assert not paced.wanted(10.01)
+    assert paced.wanted(10.0 + ANNOUNCED_LIMITED_GAP_SECONDS)
+
+
+def test_a_delayed_announcement_waits_for_its_run():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    paced.heard(10.5, 0.3)
+    assert not paced.wanted(10.7)
+    assert paced.wanted(10.8 + ANNOUNCED_LIMITED_LAG_SECONDS)
+
+
+def test_plain_claims_keep_the_pacing_but_learn_the_rate_wait():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    paced.claimed(10.2, limited=False, filled=False, retry_after=None)
+    assert not paced.wanted(10.5) and paced.wanted(11.0)
