@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -65,6 +66,34 @@ def logged_in(browser_context, live_server, superuser):
     page.click("input[type=submit]")
     page.wait_for_url(f"{live_server.url}/dashboard/")
     return page
+
+
+@pytest.fixture
+def as_operator(browser_context, live_server, transactional_db):
+    """Open a page as alice, an operator, logged in through the admin's login form."""
+    from django.contrib.auth.models import Permission, User
+
+    from orbit.core.roles import OPERATOR
+
+    # The operator role's permissions, given directly: a transactional test's flush
+    # removes the groups the roles migration made.
+    alice = User.objects.create_user("alice", password=PASSWORD, is_staff=True)
+    for name in OPERATOR.permissions:
+        app_label, codename = name.split(".")
+        alice.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+
+    def open_page(path: str) -> Any:
+        page = browser_context.new_page()
+        page.goto(f"{live_server.url}/admin/login/?next={path}")
+        page.fill("#id_username", "alice")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_url(f"{live_server.url}{path}")
+        return page
+
+    return open_page
 
 
 @pytest.fixture
