@@ -34,7 +34,7 @@ class Flag:
     undone: str  # "resumed": the log verb of clearing it
     set_action: AuditAction
     clear_action: AuditAction
-    #: Where its changes are logged: the module that owns the flag, as before it was shared.
+    #: Where its changes are logged: the logger of the module that owns the flag.
     logger: logging.Logger
     #: Columns kept with the flag and emptied with it, each with its key in the audit trail.
     notes: Mapping[str, str] = field(default_factory=dict)
