@@ -22,16 +22,24 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
-from django.db.models.functions import Now
-
-from orbit.core.audit import Actor, current_actor, record
+from orbit.core.audit import Actor
 from orbit.core.models import AuditAction
 from pipelines import lookup
+from pipelines.flags import Flag, flag_clear, flag_set
 from pipelines.lifecycle import PipelineConflict
 from pipelines.models import Pipeline
 
 logger = logging.getLogger(__name__)
+
+#: `archived_at`, `archived_by`; an archive moves the row's `updated_at`.
+ARCHIVED = Flag(
+    name="archived",
+    undone="unarchived",
+    set_action=AuditAction.PIPELINE_ARCHIVED,
+    clear_action=AuditAction.PIPELINE_UNARCHIVED,
+    touches=True,
+    logger=logger,
+)
 
 
 def pipeline_archive(pipeline: Pipeline, *, actor: Actor | None = None) -> bool:
@@ -45,57 +53,14 @@ def pipeline_archive(pipeline: Pipeline, *, actor: Actor | None = None) -> bool:
             "still in code: only a pipeline whose definition is gone can be archived (the "
             "next sync would bring it back); disable it instead"
         )
-    actor = actor or current_actor()
-    with transaction.atomic():
-        # Conditional on the row as stored: two operators archiving at once make one archive.
-        archived = Pipeline.objects.filter(id=pipeline.id, archived_at__isnull=True).update(
-            archived_at=Now(), archived_by=actor.name[:150], updated_at=Now()
+    try:
+        return flag_set(
+            pipeline, ARCHIVED, actor=actor, context={"definition": pipeline.definition}
         )
-        if archived:
-            record(
-                AuditAction.PIPELINE_ARCHIVED,
-                pipeline,
-                actor=actor,
-                changes={"archived": [False, True], "definition": pipeline.definition},
-            )
-    lookup.forget(pipeline.name)
-    pipeline.refresh_from_db(fields=["archived_at", "archived_by", "updated_at"])
-    if archived:
-        logger.info(
-            "Pipeline %s archived by %s",
-            pipeline.name,
-            actor.name,
-            extra={"event": "pipeline_archived", "pipeline": pipeline.name},
-        )
-    return bool(archived)
+    finally:  # this process's cached row is stale either way; forgetting it is always safe
+        lookup.forget(pipeline.name)
 
 
 def pipeline_unarchive(pipeline: Pipeline, *, actor: Actor | None = None) -> bool:
     """Bring an archived row back; False when it was not archived."""
-    actor = actor or current_actor()
-    with transaction.atomic():
-        before = (
-            Pipeline.objects.select_for_update()
-            .filter(id=pipeline.id, archived_at__isnull=False)
-            .values_list("archived_by", flat=True)
-            .first()
-        )
-        if before is not None:
-            Pipeline.objects.filter(id=pipeline.id).update(
-                archived_at=None, archived_by="", updated_at=Now()
-            )
-            record(
-                AuditAction.PIPELINE_UNARCHIVED,
-                pipeline,
-                actor=actor,
-                changes={"archived": [True, False], "archived_by": before},
-            )
-    pipeline.refresh_from_db(fields=["archived_at", "archived_by", "updated_at"])
-    if before is not None:
-        logger.info(
-            "Pipeline %s unarchived by %s",
-            pipeline.name,
-            actor.name,
-            extra={"event": "pipeline_unarchived", "pipeline": pipeline.name},
-        )
-    return before is not None
+    return flag_clear(pipeline, ARCHIVED, actor=actor)

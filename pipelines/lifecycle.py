@@ -21,8 +21,9 @@ from orbit.core.models import AuditAction
 from orbit.core.text import storable
 from pipelines.definition import NAME_RULE, is_valid_name, registry
 from pipelines.limits import check_max_concurrency
-from pipelines.models import LimitSource, Pipeline, ScheduleSource
+from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import validate_schedule
+from pipelines.sources import MAX_CONCURRENCY, SCHEDULE
 
 logger = logging.getLogger(__name__)
 
@@ -138,62 +139,18 @@ def pipeline_update(pipeline: Pipeline, *, actor: Actor | None = None, **changes
 
 
 def schedule_rule(pipeline: Pipeline, changes: dict[str, Any]) -> dict[str, Any]:
-    """Code wins until an operator changes the schedule (docs/SCHEDULES.md): a new value
-    makes the row's schedule the operator's; `schedule_source="code"` hands it back to the
-    code, taking the code's schedule now. The changes, with both fields made consistent."""
-    changes = dict(changes)
-    source = changes.get("schedule_source")
-    if source is not None and source not in ScheduleSource.values:
-        raise OrbitError(
-            f"schedule_source must be one of: {', '.join(ScheduleSource.values)}",
-            field="schedule_source",
-        )
-    if source == ScheduleSource.CODE:
-        code = pipeline.code_schedule
-        if code is None:
-            raise DefinitionError(
-                f"Pipeline {pipeline.name!r} runs definition {pipeline.definition!r}, which is "
-                "not in code: its schedule cannot follow the code",
-                field="schedule_source",
-            )
-        changes["schedule"] = code
-    elif "schedule" in changes and changes["schedule"] != pipeline.schedule and source is None:
-        changes["schedule_source"] = ScheduleSource.OPERATOR
-    if changes.get("schedule_source") == pipeline.schedule_source:
-        del changes["schedule_source"]
-    return changes
+    """Code wins until an operator changes the schedule (pipelines/sources.py): the
+    changes, with the schedule and its source made consistent."""
+    return SCHEDULE.rule(pipeline, changes)
 
 
 def limit_rule(pipeline: Pipeline, changes: dict[str, Any]) -> dict[str, Any]:
-    """max_concurrency as schedules go (docs/FLOW-CONTROL.md, "Code or operator"): an
-    operator's new value is kept over the code's (source "operator") until
-    `max_concurrency_source="code"` hands it back, taking the code's value now."""
+    """max_concurrency as schedules go (pipelines/sources.py), checked; an unchanged value
+    is dropped from the changes."""
     changes = dict(changes)
     if "max_concurrency" in changes:
         changes["max_concurrency"] = check_max_concurrency(changes["max_concurrency"])
-    source = changes.get("max_concurrency_source")
-    if source is not None and source not in LimitSource.values:
-        raise OrbitError(
-            f"max_concurrency_source must be one of: {', '.join(LimitSource.values)}",
-            field="max_concurrency_source",
-        )
-    if source == LimitSource.CODE:
-        code = pipeline.code
-        if code is None:
-            raise DefinitionError(
-                f"Pipeline {pipeline.name!r} runs definition {pipeline.definition!r}, which is "
-                "not in code: its max_concurrency cannot follow the code",
-                field="max_concurrency_source",
-            )
-        changes["max_concurrency"] = code.max_concurrency
-    elif (
-        "max_concurrency" in changes
-        and changes["max_concurrency"] != pipeline.max_concurrency
-        and source is None
-    ):
-        changes["max_concurrency_source"] = LimitSource.OPERATOR
-    if changes.get("max_concurrency_source") == pipeline.max_concurrency_source:
-        del changes["max_concurrency_source"]
+    changes = MAX_CONCURRENCY.rule(pipeline, changes)
     if changes.get("max_concurrency", ...) == pipeline.max_concurrency:
         del changes["max_concurrency"]
     return changes

@@ -1,11 +1,10 @@
 """Keep a `Pipeline` row for every code definition (after migrate and at worker start),
-and keep each row's schedule following its code until an operator changes it.
+and keep each row's settings following its code until an operator changes them.
 
-The rule (docs/SCHEDULES.md, "Code or operator"): a row's schedule comes from its
-definition's `schedule=` while its `schedule_source` is "code", so a schedule changed in
-code takes effect at the next sync (a deploy's first worker, or `migrate`). Once an
-operator changes the schedule in the database (admin, API), the source is "operator" and
-code changes leave it as it is, until an operator hands it back to the code.
+The rule (pipelines/sources.py, "Code or operator"): a row's schedule and max_concurrency
+follow the definition's while their source is "code", so a value changed in code takes
+effect at the next sync (a deploy's first worker, or `migrate`); an operator's value is
+left as it is. The rate limit always follows the code.
 
 An archived row (pipelines/archiving.py) whose definition is back in code is un-archived
 by the sync: the code coming back brings the pipeline back.
@@ -24,7 +23,8 @@ from pipelines import lookup
 from pipelines.archiving import pipeline_unarchive
 from pipelines.definition import registry
 from pipelines.lifecycle import record_saved, snapshot
-from pipelines.models import LimitSource, Pipeline, ScheduleSource
+from pipelines.models import Pipeline, ScheduleSource
+from pipelines.sources import MAX_CONCURRENCY, SCHEDULE
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ def sync_pipelines(using: str = DEFAULT_DB_ALIAS) -> list[str]:
             _sync_limits(row, code, using)
         if code is not None and row.archived_at is not None:
             pipeline_unarchive(row, actor=CODE_SYNC)
-        if row.schedule_source != ScheduleSource.CODE or code is None:
-            continue
-        if row.schedule == code.schedule:
+        if code is None or not SCHEDULE.lags(row, code):
             continue
         before = snapshot(row)
         with transaction.atomic(using=using):
@@ -89,10 +87,7 @@ def _sync_limits(row: Pipeline, code: Any, using: str) -> None:
     changes: dict[str, Any] = {}
     if row.rate_limit != code.rate_limit:
         changes["rate_limit"] = code.rate_limit
-    if (
-        row.max_concurrency_source == LimitSource.CODE
-        and row.max_concurrency != code.max_concurrency
-    ):
+    if MAX_CONCURRENCY.lags(row, code):
         changes["max_concurrency"] = code.max_concurrency
     if not changes:
         return

@@ -155,69 +155,88 @@ def _finished_verb(status: str) -> str:
     )
 
 
+def _each_pipeline(
+    pipelines: Iterable[Pipeline],
+    report: ActionReport,
+    change: Callable[[Pipeline], bool],
+    unchanged: str,
+    refused: str | None = None,
+) -> ActionReport:
+    """Apply an idempotent change to each row: done where it changed the row, skipped
+    with `unchanged` where there was nothing to change, and with `refused` (if given)
+    where the change raised OrbitError; without `refused` the error propagates."""
+    for row in pipelines:
+        try:
+            changed = change(row)
+        except OrbitError:
+            if refused is None:
+                raise
+            report.skipped[refused] += 1
+            continue
+        if changed:
+            report.done += 1
+        else:
+            report.skipped[unchanged] += 1
+    return report
+
+
 def set_pipelines_enabled(
     pipelines: Iterable[Pipeline], enabled: bool, *, actor: Actor | None = None
 ) -> ActionReport:
     """Enable or disable pipelines; enabling resumes a schedule from its next slot."""
     state = "enabled" if enabled else "disabled"
-    report = ActionReport(noun="pipeline", verb=state)
-    for row in pipelines:
-        if pipeline_set_enabled(row, enabled, actor=actor):
-            report.done += 1
-        else:
-            report.skipped[f"it was already {state}"] += 1
-    return report
+    return _each_pipeline(
+        pipelines,
+        ActionReport(noun="pipeline", verb=state),
+        lambda row: pipeline_set_enabled(row, enabled, actor=actor),
+        f"it was already {state}",
+    )
 
 
 def pause_pipelines(
     pipelines: Iterable[Pipeline], *, reason: str = "", actor: Actor | None = None
 ) -> ActionReport:
     """Pause pipelines: their queued runs wait; one already paused keeps its first pause."""
-    report = ActionReport(noun="pipeline", verb="paused")
-    for row in pipelines:
-        if pipeline_pause(row, reason=reason, actor=actor):
-            report.done += 1
-        else:
-            report.skipped["it was already paused"] += 1
-    return report
+    return _each_pipeline(
+        pipelines,
+        ActionReport(noun="pipeline", verb="paused"),
+        lambda row: pipeline_pause(row, reason=reason, actor=actor),
+        "it was already paused",
+    )
 
 
 def resume_pipelines(pipelines: Iterable[Pipeline], *, actor: Actor | None = None) -> ActionReport:
     """Resume paused pipelines: their queued runs are claimable at once."""
-    report = ActionReport(noun="pipeline", verb="resumed")
-    for row in pipelines:
-        if pipeline_resume(row, actor=actor):
-            report.done += 1
-        else:
-            report.skipped["it was not paused"] += 1
-    return report
+    return _each_pipeline(
+        pipelines,
+        ActionReport(noun="pipeline", verb="resumed"),
+        lambda row: pipeline_resume(row, actor=actor),
+        "it was not paused",
+    )
 
 
 def archive_pipelines(pipelines: Iterable[Pipeline], *, actor: Actor | None = None) -> ActionReport:
     """Archive pipelines whose definition is gone from code; one still in code is skipped
     with the reason (pipelines/archiving.py)."""
-    report = ActionReport(noun="pipeline", verb="archived")
-    for row in pipelines:
-        try:
-            if pipeline_archive(row, actor=actor):
-                report.done += 1
-            else:
-                report.skipped["it was already archived"] += 1
-        except OrbitError:
-            report.skipped["its definition is still in code (disable it instead)"] += 1
-    return report
+    return _each_pipeline(
+        pipelines,
+        ActionReport(noun="pipeline", verb="archived"),
+        lambda row: pipeline_archive(row, actor=actor),
+        "it was already archived",
+        refused="its definition is still in code (disable it instead)",
+    )
 
 
 def unarchive_pipelines(
     pipelines: Iterable[Pipeline], *, actor: Actor | None = None
 ) -> ActionReport:
     """Bring archived pipelines back; idle workers are woken for their queued runs."""
-    report = ActionReport(noun="pipeline", verb="unarchived")
-    for row in pipelines:
-        if pipeline_unarchive(row, actor=actor):
-            report.done += 1
-        else:
-            report.skipped["it was not archived"] += 1
+    report = _each_pipeline(
+        pipelines,
+        ActionReport(noun="pipeline", verb="unarchived"),
+        lambda row: pipeline_unarchive(row, actor=actor),
+        "it was not archived",
+    )
     if report.done:
         store().announce()  # their queued runs may be claimable again
     return report

@@ -24,13 +24,13 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
-from django.db.models.functions import Now
 
 from orbit.core.audit import Actor, current_actor, record
 from orbit.core.clock import db_now
 from orbit.core.exceptions import OrbitError
 from orbit.core.models import AuditAction
 from orbit.core.text import storable
+from pipelines.flags import Flag, flag_clear, flag_set
 from pipelines.models import Pipeline
 from runs.enqueueing import validate_queue
 from runs.models import ACTIVE_STATUSES, QueuePause, Run, RunStatus
@@ -40,6 +40,16 @@ logger = logging.getLogger(__name__)
 
 #: The longest reason a pause keeps (the column's length).
 MAX_REASON = 500
+
+#: A pipeline's pause: `paused_at`, `paused_by` and `pause_reason` (the trail's "reason").
+PAUSED = Flag(
+    name="paused",
+    undone="resumed",
+    set_action=AuditAction.PIPELINE_PAUSED,
+    clear_action=AuditAction.PIPELINE_RESUMED,
+    notes={"pause_reason": "reason"},
+    logger=logger,
+)
 
 
 class InvalidReason(OrbitError):
@@ -115,60 +125,13 @@ def validate_reason(reason: Any) -> str:
 def pipeline_pause(pipeline: Pipeline, *, reason: Any = "", actor: Actor | None = None) -> bool:
     """Pause a pipeline; False (and nothing changed) when it already was paused."""
     reason = validate_reason(reason)
-    actor = actor or current_actor()
-    with transaction.atomic():
-        # Conditional on the row as stored: two operators pausing at once make one pause.
-        paused = Pipeline.objects.filter(id=pipeline.id, paused_at__isnull=True).update(
-            paused_at=Now(), paused_by=actor.name[:150], pause_reason=reason
-        )
-        if paused:
-            record(
-                AuditAction.PIPELINE_PAUSED,
-                pipeline,
-                actor=actor,
-                changes={"paused": [False, True], "reason": reason},
-            )
-    pipeline.refresh_from_db(fields=["paused_at", "paused_by", "pause_reason"])
-    if paused:
-        logger.info(
-            "Pipeline %s paused by %s",
-            pipeline.name,
-            actor.name,
-            extra={"event": "pipeline_paused", "pipeline": pipeline.name},
-        )
-    return bool(paused)
+    return flag_set(pipeline, PAUSED, actor=actor, notes={"pause_reason": reason})
 
 
 def pipeline_resume(pipeline: Pipeline, *, actor: Actor | None = None) -> bool:
     """Resume a paused pipeline and wake idle workers; False when it was not paused."""
-    actor = actor or current_actor()
-    with transaction.atomic():
-        before = (
-            Pipeline.objects.select_for_update()
-            .filter(id=pipeline.id, paused_at__isnull=False)
-            .values_list("paused_by", "pause_reason")
-            .first()
-        )
-        if before is not None:
-            Pipeline.objects.filter(id=pipeline.id).update(
-                paused_at=None, paused_by="", pause_reason=""
-            )
-            record(
-                AuditAction.PIPELINE_RESUMED,
-                pipeline,
-                actor=actor,
-                changes={"paused": [True, False], "paused_by": before[0], "reason": before[1]},
-            )
-            store().announce()  # sent at commit: idle workers claim its runs now
-    pipeline.refresh_from_db(fields=["paused_at", "paused_by", "pause_reason"])
-    if before is not None:
-        logger.info(
-            "Pipeline %s resumed by %s",
-            pipeline.name,
-            actor.name,
-            extra={"event": "pipeline_resumed", "pipeline": pipeline.name},
-        )
-    return before is not None
+    # Announced at commit: idle workers claim its runs now.
+    return flag_clear(pipeline, PAUSED, actor=actor, then=lambda: store().announce())
 
 
 def queue_pause(queue: Any, *, reason: Any = "", actor: Actor | None = None) -> bool:

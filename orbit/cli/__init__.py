@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 USAGE = """usage: orbit [--auto-recover] COMMAND [options]
@@ -183,6 +184,19 @@ def escape(text: object) -> str:
 
 
 _escape = escape
+
+
+@contextmanager
+def refusals(out: Any) -> Iterator[None]:
+    """An OrbitError in the block ends the command as refused input: its message in red
+    on `out`, exit status 2."""
+    from orbit.core.exceptions import OrbitError
+
+    try:
+        yield
+    except OrbitError as exc:
+        out.print(f"[red]{escape(str(exc))}[/red]")
+        raise SystemExit(2) from None
 
 
 def _next_fire(row: Any) -> str:

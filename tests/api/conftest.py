@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
+from orbit.core import roles
 from orbit.core.tokens import create_token
 
 VIEWER = ("runs.view_run", "runs.view_worker", "pipelines.view_pipeline")
@@ -87,6 +88,25 @@ def viewer_api(db, test_pipelines) -> Api:
 @pytest.fixture
 def anonymous_api(db, test_pipelines) -> Api:
     return Api(None)
+
+
+def role_api(username: str, role: roles.Role) -> Api:
+    """A token for a user given `role` as operators are (its group)."""
+    user = User.objects.create_user(username, password="pw-for-tests")
+    roles.assign_role(user, role)
+    _, key = create_token(user, "tests")
+    return Api(key)
+
+
+@pytest.fixture
+def alice(db, test_pipelines) -> Api:
+    """An operator, by the role operators are given."""
+    return role_api("alice", roles.OPERATOR)
+
+
+@pytest.fixture
+def viewer(db, test_pipelines) -> Api:
+    return role_api("vera", roles.VIEWER)
 
 
 def pipeline_id(name: str) -> int:

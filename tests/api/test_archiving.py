@@ -4,32 +4,11 @@ a pipeline still in code and an unknown id refused; an archived pipeline's runs 
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.db.models.functions import Now
 
 from orbit.core.models import AuditEvent
-from orbit.core.roles import OPERATOR, VIEWER, assign_role
-from orbit.core.tokens import create_token
 from pipelines.models import Pipeline
 from runs.models import Run
-from tests.api.conftest import Api
-
-
-def role_api(username: str, role) -> Api:
-    user = User.objects.create_user(username, password="pw-for-tests")
-    assign_role(user, role)
-    _, key = create_token(user, "tests")
-    return Api(key)
-
-
-@pytest.fixture
-def alice(db, test_pipelines) -> Api:
-    return role_api("alice", OPERATOR)
-
-
-@pytest.fixture
-def viewer(db, test_pipelines) -> Api:
-    return role_api("vera", VIEWER)
 
 
 @pytest.fixture

@@ -4,38 +4,13 @@ role, audited, with bad input refused; /api/worker/health names what a pause hol
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 
 from orbit.core.models import AuditEvent
-from orbit.core.roles import OPERATOR, VIEWER, assign_role
-from orbit.core.tokens import create_token
 from pipelines.models import Pipeline
 from runs import enqueue
 from runs.models import QueuePause
 from runs.pausing import pipeline_pause, queue_pause
-from tests.api.conftest import Api
-
-
-def role_api(username: str, role) -> Api:
-    user = User.objects.create_user(username, password="pw-for-tests")
-    assign_role(user, role)
-    _, key = create_token(user, "tests")
-    return Api(key)
-
-
-@pytest.fixture
-def alice(db, test_pipelines) -> Api:
-    """An operator, by the role operators are given."""
-    return role_api("alice", OPERATOR)
-
-
-@pytest.fixture
-def viewer(db, test_pipelines) -> Api:
-    return role_api("vera", VIEWER)
-
-
-def pipeline_id(name: str) -> int:
-    return Pipeline.objects.get(name=name).id
+from tests.api.conftest import pipeline_id
 
 
 def test_an_operator_pauses_and_resumes_a_queue(alice):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -50,6 +51,16 @@ def browser_context(monkeypatch, live_server, transactional_db):
         connections.close_all()
 
 
+def log_in(page: Any, live_server: Any, username: str, path: str) -> Any:
+    """`page`, logged in as `username` through the admin's login form, and at `path`."""
+    page.goto(f"{live_server.url}/admin/login/?next={path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}{path}")
+    return page
+
+
 @pytest.fixture
 def superuser(transactional_db, django_user_model):
     return django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
@@ -58,13 +69,26 @@ def superuser(transactional_db, django_user_model):
 @pytest.fixture
 def logged_in(browser_context, live_server, superuser):
     """A page logged in through the admin's login form."""
-    page = browser_context.new_page()
-    page.goto(f"{live_server.url}/admin/login/?next=/dashboard/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/dashboard/")
-    return page
+    return log_in(browser_context.new_page(), live_server, "root", "/dashboard/")
+
+
+@pytest.fixture
+def as_operator(browser_context, live_server, transactional_db):
+    """Open a page as alice, an operator, logged in through the admin's login form."""
+    from django.contrib.auth.models import Permission, User
+
+    from orbit.core.roles import OPERATOR
+
+    # The operator role's permissions, given directly: a transactional test's flush
+    # removes the groups the roles migration made.
+    alice = User.objects.create_user("alice", password=PASSWORD, is_staff=True)
+    for name in OPERATOR.permissions:
+        app_label, codename = name.split(".")
+        alice.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+
+    return lambda path: log_in(browser_context.new_page(), live_server, "alice", path)
 
 
 @pytest.fixture

@@ -4,36 +4,18 @@ gone, "Show archived (1)" listing it, its run still on the runs page, and back a
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
 
 from orbit.core.models import AuditEvent
-from orbit.core.roles import OPERATOR
 from pipelines.models import Pipeline
 from runs.models import Run
-from tests.browser.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_operator_archives_a_missing_definition_card(
-    browser_context, live_server, test_pipelines
-):
-    # The operator role's permissions, given directly: a transactional test's flush
-    # removes the groups the roles migration made.
-    alice = User.objects.create_user("alice", password=PASSWORD, is_staff=True)
-    for name in OPERATOR.permissions:
-        app_label, codename = name.split(".")
-        alice.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
+def test_an_operator_archives_a_missing_definition_card(as_operator, live_server, test_pipelines):
     gone = Pipeline.objects.create(name="scratch", definition="scratch-gone")
     run = Run.objects.create(pipeline=gone, status="succeeded")
-    page = browser_context.new_page()
-    page.goto(f"{live_server.url}/admin/login/?next=/dashboard/pipelines/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/dashboard/pipelines/")
+    page = as_operator("/dashboard/pipelines/")
     card = page.locator(f"#pipeline-{gone.id}")
     assert "definition missing" in card.inner_text()
     in_code = Pipeline.objects.get(name="t-single")

@@ -4,36 +4,18 @@ confirmation, "paused by <user>", the run held while paused and run once resumed
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
 
 from orbit.core.models import AuditEvent
-from orbit.core.roles import OPERATOR
 from pipelines.models import Pipeline
 from runs import enqueue
 from runs.models import Run
-from tests.browser.conftest import PASSWORD
 from tests.processes import stays_true, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_operator_pauses_and_resumes_a_pipeline_from_its_card(
-    browser_context, live_server, worker
-):
-    # The operator role's permissions, given directly: a transactional test's flush
-    # removes the groups the roles migration made.
-    alice = User.objects.create_user("alice", password=PASSWORD, is_staff=True)
-    for name in OPERATOR.permissions:
-        app_label, codename = name.split(".")
-        alice.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    page = browser_context.new_page()
-    page.goto(f"{live_server.url}/admin/login/?next=/dashboard/pipelines/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/dashboard/pipelines/")
+def test_an_operator_pauses_and_resumes_a_pipeline_from_its_card(as_operator, live_server, worker):
+    page = as_operator("/dashboard/pipelines/")
     row = Pipeline.objects.get(name="t-single")
     card = page.locator(f"#pipeline-{row.id}")
     dialogs: list[str] = []

@@ -129,7 +129,7 @@ def test_details_the_user_closed_or_opened_stay_so_across_refreshes(
 def test_every_dashboard_page_fits_a_phone_and_keeps_its_buttons_on_screen(
     browser_context, live_server, superuser, worker
 ):
-    from tests.browser.conftest import PASSWORD
+    from tests.browser.conftest import log_in
 
     run = enqueue("t-three", metadata={"customer": "a-customer-with-a-rather-long-name" * 3})
     finished(run.id)
@@ -137,11 +137,7 @@ def test_every_dashboard_page_fits_a_phone_and_keeps_its_buttons_on_screen(
     finished(failed.id, RunStatus.FAILED)
     page = browser_context.new_page()
     page.set_viewport_size(PHONE)
-    page.goto(f"{live_server.url}/admin/login/?next=/dashboard/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/dashboard/")
+    log_in(page, live_server, "root", "/dashboard/")
     for path in (
         "/dashboard/",
         "/dashboard/runs/",

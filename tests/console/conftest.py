@@ -3,6 +3,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission, User
 
+from orbit.core.models import AuditEvent
+from orbit.core.roles import OPERATOR, VIEWER, Role, assign_role
+
 
 @pytest.fixture
 def make_user(db):
@@ -37,3 +40,38 @@ def operator(make_user):
 def op_client(client, operator):
     client.force_login(operator)
     return client
+
+
+def login(client, username: str, role: Role) -> User:
+    """A user given `role` as operators are (its group), logged in on `client`."""
+    user = User.objects.create_user(username, password="pw")
+    assign_role(user, role)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def alice(client, test_pipelines):
+    """The test client, logged in as alice, an operator."""
+    login(client, "alice", OPERATOR)
+    return client
+
+
+@pytest.fixture
+def viewer(client, test_pipelines):
+    """The test client, logged in as vera, a viewer."""
+    login(client, "vera", VIEWER)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def audit(action: str) -> list[tuple[str, str, str]]:
+    """The events of `action`, oldest first: (source, actor, target id)."""
+    return list(
+        AuditEvent.objects.filter(action=action)
+        .order_by("id")
+        .values_list("source", "actor", "target_id")
+    )

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from pipelines.models import Pipeline
 from runs.models import Run, RunStatus, Worker
+from tests.console.conftest import messages_of
 from tests.factories import RunFactory, StepAttemptFactory, StepFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,10 +23,6 @@ def admin_client_(client, django_user_model):
     user = django_user_model.objects.create_superuser("root", "r@example.com", "pw")
     client.force_login(user)
     return client
-
-
-def messages_of(response):
-    return [str(m) for m in response.context["messages"]]
 
 
 def act(client, action, runs):

@@ -4,38 +4,18 @@ admin, by role, audited, with refusals that change nothing."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.db.models.functions import Now
 
 from orbit.core.audit import Actor
 from orbit.core.models import AuditEvent, AuditSource
-from orbit.core.roles import OPERATOR, VIEWER, assign_role
 from pipelines.archiving import pipeline_archive
 from pipelines.models import Pipeline
 from runs.models import Run
+from tests.console.conftest import audit, messages_of
 
 pytestmark = pytest.mark.django_db
 
 ALICE = Actor(source=AuditSource.CLI, name="alice")
-
-
-def login(client, username: str, role) -> User:
-    user = User.objects.create_user(username, password="pw")
-    assign_role(user, role)
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def alice(client, test_pipelines):
-    login(client, "alice", OPERATOR)
-    return client
-
-
-@pytest.fixture
-def viewer(client, test_pipelines):
-    login(client, "vera", VIEWER)
-    return client
 
 
 @pytest.fixture
@@ -43,18 +23,6 @@ def gone(test_pipelines) -> Pipeline:
     row = Pipeline.objects.create(name="scratch", definition="scratch-gone")
     Run.objects.create(pipeline=row, status="succeeded")
     return row
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
-
-
-def audit(action: str) -> list[tuple[str, str, str]]:
-    return list(
-        AuditEvent.objects.filter(action=action)
-        .order_by("id")
-        .values_list("source", "actor", "target_id")
-    )
 
 
 def card(row: Pipeline) -> str:

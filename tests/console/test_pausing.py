@@ -4,50 +4,18 @@ and from the admin, by role, audited, with bad input refused."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 
 from orbit.core.audit import Actor
 from orbit.core.models import AuditEvent, AuditSource
-from orbit.core.roles import OPERATOR, VIEWER, assign_role
 from pipelines.models import Pipeline
 from runs import enqueue
 from runs.models import QueuePause
 from runs.pausing import pipeline_pause, queue_pause
+from tests.console.conftest import audit, messages_of
 
 pytestmark = pytest.mark.django_db
 
 ALICE = Actor(source=AuditSource.CLI, name="alice")
-
-
-def login(client, username: str, role) -> User:
-    user = User.objects.create_user(username, password="pw")
-    assign_role(user, role)
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def alice(client, test_pipelines):
-    login(client, "alice", OPERATOR)
-    return client
-
-
-@pytest.fixture
-def viewer(client, test_pipelines):
-    login(client, "vera", VIEWER)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
-
-
-def audit(action: str) -> list[tuple[str, str, str]]:
-    return list(
-        AuditEvent.objects.filter(action=action)
-        .order_by("id")
-        .values_list("source", "actor", "target_id")
-    )
 
 
 # -- dashboard ------------------------------------------------------------------------------

@@ -42,18 +42,10 @@ def gone(test_pipelines) -> Pipeline:
     return row
 
 
-def test_archiving_is_audited_and_a_second_archive_keeps_the_first(gone):
+def test_archiving_and_unarchiving_keep_the_pipelines_runs(gone):
+    """Set once, cleared once, audited: tests/pipelines/test_flags.py, with pausing."""
     assert pipeline_archive(gone, actor=ALICE) is True
-    assert pipeline_archive(gone, actor=BOB) is False
-    gone.refresh_from_db()
-    assert (gone.is_archived, gone.archived_by) == (True, "alice")
     assert pipeline_unarchive(gone, actor=BOB) is True
-    assert pipeline_unarchive(gone, actor=BOB) is False
-    assert (gone.is_archived, gone.archived_by) == (False, "")
-    assert events() == [
-        ("pipeline.archived", "alice", {"archived": [False, True], "definition": "scratch-gone"}),
-        ("pipeline.unarchived", "bob", {"archived": [True, False], "archived_by": "alice"}),
-    ]
     assert Run.objects.filter(pipeline=gone).count() == 1  # its history stays
 
 

@@ -15,7 +15,6 @@ from orbit.core.models import AuditEvent
 from pipelines import Pipeline as Definition
 from pipelines import step
 from pipelines.definition import registry
-from pipelines.lifecycle import pipeline_update
 from pipelines.models import Pipeline
 from pipelines.schedules import (
     describe_schedule,
@@ -226,27 +225,8 @@ def test_a_schedule_changed_in_code_is_in_force_after_the_next_sync(cron_definit
     assert event.changes == {"schedule": ["@hourly", "0 6 * * *"]}
 
 
-@pytest.mark.django_db
-def test_an_operators_schedule_survives_a_change_in_code(cron_definition):
-    sync_pipelines()
-    pipeline_update(Pipeline.objects.get(name="t-cron"), schedule="0 6 * * *")
-    cron_definition.schedule = "@daily"
-    sync_pipelines()
-    row = Pipeline.objects.get(name="t-cron")
-    assert (row.schedule, row.schedule_source, row.code_schedule) == (
-        "0 6 * * *",
-        "operator",
-        "@daily",
-    )
-
-
-@pytest.mark.django_db
-def test_an_operator_hands_the_schedule_back_to_the_code(cron_definition):
-    sync_pipelines()
-    row = pipeline_update(Pipeline.objects.get(name="t-cron"), schedule="0 6 * * *")
-    pipeline_update(row, schedule_source="code")
-    row.refresh_from_db()
-    assert (row.schedule, row.schedule_source) == ("@hourly", "code")
+# An operator's schedule outliving a deploy, and handed back to the code: the rule for
+# every setting that follows its code, in tests/pipelines/test_sources.py.
 
 
 # --- daylight saving ---------------------------------------------------------------------

@@ -57,18 +57,7 @@ def test_pausing_a_queue_is_audited_and_a_second_pause_keeps_the_first(test_pipe
     ]
 
 
-@pytest.mark.django_db
-def test_pausing_a_pipeline_is_audited_and_a_second_pause_keeps_the_first(test_pipelines):
-    row = Pipeline.objects.get(name="t-single")
-    assert pipeline_pause(row, reason="vendor outage", actor=ALICE) is True
-    assert pipeline_pause(row, reason="again", actor=BOB) is False
-    row.refresh_from_db()
-    assert (row.is_paused, row.paused_by, row.pause_reason) == (True, "alice", "vendor outage")
-    assert pipeline_resume(row, actor=BOB) is True
-    assert pipeline_resume(row, actor=BOB) is False
-    assert (row.is_paused, row.paused_by, row.pause_reason) == (False, "", "")
-    assert [e[0] for e in events("pipeline.paused")] == ["alice"]
-    assert [e[0] for e in events("pipeline.resumed")] == ["bob"]
+# A pipeline's pause is set once, cleared once and audited: tests/pipelines/test_flags.py.
 
 
 @pytest.mark.django_db

@@ -101,6 +101,20 @@ class OrbitModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().changelist_view(request, extra_context)
 
 
+class ReadOnlyAdmin(OrbitModelAdmin):
+    """Rows recorded by what they record (runs, attempts, audit events, deliveries): viewed,
+    never added, edited or deleted by hand; actions are gated by their own permissions."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 def _field_filter_params(model: type[models.Model], path: str, filter_class: Any) -> set[str]:
     field = get_fields_from_path(model, path)[-1]
     if field.is_relation:

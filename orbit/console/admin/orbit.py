@@ -19,7 +19,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from orbit.console.admin.base import OrbitModelAdmin
+from orbit.console.admin.base import OrbitModelAdmin, ReadOnlyAdmin
 from orbit.console.dashboard.present import pretty_json
 from orbit.core.audit import Actor
 from orbit.core.models import ApiToken, AuditEvent, AuditSource
@@ -140,7 +140,7 @@ class ApiTokenAdmin(OrbitModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(OrbitModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail, read only: events are added by the actions they record, never by hand."""
 
     list_display = ("created_at", "action", "actor", "source", "ip_address", "target_link")
@@ -163,15 +163,6 @@ class AuditEventAdmin(OrbitModelAdmin):
         "changes_json",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Target")
     def target_link(self, event: AuditEvent) -> SafeString | str:

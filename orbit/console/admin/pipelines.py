@@ -5,6 +5,7 @@ deletion and action is recorded in the audit trail (pipelines.lifecycle)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -30,6 +31,7 @@ from pipelines.lifecycle import limit_rule, record_deleted, record_saved, schedu
 from pipelines.limits import rate_rule
 from pipelines.models import Pipeline, ScheduleSource
 from pipelines.schedules import describe_schedule
+from pipelines.sources import MAX_CONCURRENCY, SCHEDULE, Followed
 from runs.bulk import (
     archive_pipelines,
     parse_metadata,
@@ -42,6 +44,13 @@ from runs.bulk import (
 from runs.metrics import running_by_pipeline
 from runs.pausing import pipeline_pause_of
 from runs.scheduler import next_fire_time
+
+#: The settings that follow their code until an operator changes them: each with the rule
+#: that checks an edit, and the form field that shows its error.
+FOLLOWED: tuple[tuple[Followed, Callable[[Pipeline, dict[str, Any]], dict[str, Any]], str], ...] = (
+    (SCHEDULE, schedule_rule, "schedule_source"),
+    (MAX_CONCURRENCY, limit_rule, "max_concurrency"),
+)
 
 
 class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -81,34 +90,24 @@ class PipelineForm(forms.ModelForm):  # type: ignore[type-arg]
         return name
 
     def clean(self) -> dict[str, Any]:
-        """The schedule rule (docs/SCHEDULES.md): an edited schedule becomes the operator's;
-        choosing "Code" takes the code's schedule now."""
+        """The code-or-operator rule (pipelines/sources.py) for each setting it governs: an
+        edited value becomes the operator's; choosing "Code" takes the code's value now."""
         cleaned: dict[str, Any] = super().clean() or {}
         if self.instance.pk is None:
             return cleaned
-        if not cleaned.get("schedule_source"):  # not sent: as it is
-            cleaned["schedule_source"] = self.instance.schedule_source
-        edited: dict[str, Any] = {
-            field: cleaned.get(field)
-            for field in ("schedule", "schedule_source")
-            if field in self.changed_data and cleaned.get(field) != getattr(self.instance, field)
-        }
-        try:
-            cleaned.update(schedule_rule(self.instance, edited))
-        except OrbitError as exc:
-            raise forms.ValidationError({"schedule_source": str(exc)}) from None
-        # The same rule for max_concurrency (docs/FLOW-CONTROL.md, "Code or operator").
-        if not cleaned.get("max_concurrency_source"):
-            cleaned["max_concurrency_source"] = self.instance.max_concurrency_source
-        limits: dict[str, Any] = {
-            field: cleaned.get(field)
-            for field in ("max_concurrency", "max_concurrency_source")
-            if field in self.changed_data and cleaned.get(field) != getattr(self.instance, field)
-        }
-        try:
-            cleaned.update(limit_rule(self.instance, limits))
-        except OrbitError as exc:
-            raise forms.ValidationError({"max_concurrency": str(exc)}) from None
+        for setting, rule, shown_on in FOLLOWED:
+            if not cleaned.get(setting.source):  # not sent: as it is
+                cleaned[setting.source] = getattr(self.instance, setting.source)
+            edited: dict[str, Any] = {
+                field: cleaned.get(field)
+                for field in (setting.field, setting.source)
+                if field in self.changed_data
+                and cleaned.get(field) != getattr(self.instance, field)
+            }
+            try:
+                cleaned.update(rule(self.instance, edited))
+            except OrbitError as exc:
+                raise forms.ValidationError({shown_on: str(exc)}) from None
         return cleaned
 
     def clean_default_metadata(self) -> Any:

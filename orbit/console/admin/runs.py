@@ -28,7 +28,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from orbit.console.admin.base import OrbitModelAdmin
+from orbit.console.admin.base import OrbitModelAdmin, ReadOnlyAdmin
 from orbit.console.dashboard.paging import EstimatedCountPaginator
 from orbit.console.dashboard.present import (
     format_age,
@@ -67,24 +67,15 @@ def badge(status: str, label: str | None = None) -> SafeString:
     return format_html('<span class="badge badge-{}">{}</span>', status, label or status)
 
 
-class ReadOnlyHistory(OrbitModelAdmin):
-    """Recorded history: viewable, never added, edited or deleted by hand; actions are
-    gated by their own permissions (runs.operate_run), not by a change permission."""
+class ReadOnlyHistory(ReadOnlyAdmin):
+    """Recorded history, paged without a full count: read only (actions are gated by
+    runs.operate_run, not by a change permission)."""
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
 
     class Media:
         css = ORBIT_CSS
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _search_run_id(queryset: QuerySet[Any], term: str, field: str) -> QuerySet[Any] | None:

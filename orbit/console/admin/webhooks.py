@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from orbit.console.admin.base import OrbitModelAdmin
+from orbit.console.admin.base import OrbitModelAdmin, ReadOnlyAdmin
 from orbit.console.dashboard.present import pretty_json
 from orbit.core.audit import Actor
 from orbit.core.exceptions import InvalidWebhook
@@ -169,7 +169,7 @@ class WebhookAdmin(OrbitModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(OrbitModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """The delivery log: read only; 'send again' makes a new delivery of the same payload."""
 
     list_display = (
@@ -203,15 +203,6 @@ class WebhookDeliveryAdmin(OrbitModelAdmin):
     )
     fields = readonly_fields
     actions = ["redeliver"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_redeliver_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("runs.change_webhook"))

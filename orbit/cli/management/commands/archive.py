@@ -7,9 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console, escape
+from orbit.cli import console, escape, refusals
 from orbit.core.audit import Actor
-from orbit.core.exceptions import OrbitError
 from pipelines.archiving import pipeline_archive
 from runs.enqueueing import get_pipeline
 
@@ -26,12 +25,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = console()
-        try:
+        with refusals(out):
             row = get_pipeline(options["name"])
             done = pipeline_archive(row, actor=Actor.cli())
-        except OrbitError as exc:
-            out.print(f"[red]{escape(str(exc))}[/red]")
-            raise SystemExit(2) from None
         if done:
             out.print(
                 f"Pipeline {escape(repr(row.name))} archived: `orbit unarchive {escape(row.name)}` "

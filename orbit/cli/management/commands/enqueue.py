@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console, escape
+from orbit.cli import console, escape, refusals
 from orbit.core.audit import Actor
 from orbit.core.exceptions import OrbitError
 from runs.enqueueing import enqueue, parse_delay
@@ -44,7 +44,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = console()
-        try:
+        with refusals(out):
             metadata = None
             if options["metadata"] is not None:
                 try:
@@ -69,9 +69,6 @@ class Command(BaseCommand):
                 unique_key=options["unique_key"],
                 actor=Actor.cli(),
             )
-        except OrbitError as exc:
-            out.print(f"[red]{escape(str(exc))}[/red]")
-            raise SystemExit(2) from None
         when = (
             f", scheduled for {run.available_at.isoformat()}"
             if run.delayed_until(run.created_at)

@@ -7,10 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console, escape
+from orbit.cli import console, escape, refusals
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
-from orbit.core.exceptions import OrbitError
 from runs.enqueueing import get_pipeline
 from runs.pausing import (
     Pause,
@@ -50,7 +49,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         out = console()
         actor = Actor.cli()
-        try:
+        with refusals(out):
             reason = validate_reason(options["reason"])
             if options["queue"] is not None:
                 label = f"Queue {options['queue']!r}"
@@ -61,9 +60,6 @@ class Command(BaseCommand):
                 label = f"Pipeline {row.name!r}"
                 done = pipeline_pause(row, reason=reason, actor=actor)
                 pause = pipeline_pause_of(row)
-        except OrbitError as exc:
-            out.print(f"[red]{escape(str(exc))}[/red]")
-            raise SystemExit(2) from None
         if done:
             out.print(f"{escape(label)} {escape(told(pause))}: its queued runs wait.")
         else:

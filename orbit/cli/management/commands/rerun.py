@@ -8,9 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console, escape
+from orbit.cli import console, escape, refusals
 from orbit.core.audit import Actor
-from orbit.core.exceptions import OrbitError
 from runs.lifecycle import run_rerun
 
 
@@ -37,11 +36,8 @@ class Command(BaseCommand):
             except json.JSONDecodeError as exc:
                 out.print(f"[red]Invalid --metadata JSON:[/red] {escape(str(exc))}")
                 raise SystemExit(2) from None
-        try:
+        with refusals(out):
             run = run_rerun(options["run_id"], metadata=metadata, actor=Actor.cli())
-        except OrbitError as exc:
-            out.print(f"[red]{escape(str(exc))}[/red]")
-            raise SystemExit(2) from None
         out.print(
             f"[green]Run {run.id} queued[/green]: {escape(run.pipeline.name)} again, "
             f"a rerun of {options['run_id']}"

@@ -9,9 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console
+from orbit.cli import console, refusals
 from orbit.core.audit import Actor
-from orbit.core.exceptions import OrbitError
 from runs.enqueueing import get_pipeline
 from runs.foreground import resume
 from runs.pausing import pipeline_resume, queue_resume
@@ -38,12 +37,9 @@ class Command(BaseCommand):
             self.resume_paused(out, options)
             return
         logging.getLogger("runs").setLevel(logging.CRITICAL)
-        try:
+        with refusals(out):
             run_resume(options["run_id"], actor=Actor.cli())  # queued and audited first
             result = resume(options["run_id"], on_event=ProgressPrinter(out))
-        except OrbitError as exc:
-            out.print(f"[red]{escape(str(exc))}[/red]")
-            raise SystemExit(2) from None
         if result.success:
             out.print(f"[green]Run {result.run_id} succeeded[/green] in {result.duration:.2f} s")
             out.print_json(json.dumps(result.results))
@@ -55,7 +51,7 @@ class Command(BaseCommand):
         """Resume a queue or a pipeline; its runs are claimable at once (exit 2: bad name)."""
         from orbit.cli import escape
 
-        try:
+        with refusals(out):
             if options["queue"] is not None:
                 label = f"Queue {options['queue']!r}"
                 done = queue_resume(options["queue"], actor=Actor.cli())
@@ -63,9 +59,6 @@ class Command(BaseCommand):
                 row = get_pipeline(options["pipeline"])
                 label = f"Pipeline {row.name!r}"
                 done = pipeline_resume(row, actor=Actor.cli())
-        except OrbitError as exc:
-            out.print(f"[red]{escape(str(exc))}[/red]")
-            raise SystemExit(2) from None
         if done:
             out.print(f"{escape(label)} resumed: its queued runs are claimable now.")
         else:

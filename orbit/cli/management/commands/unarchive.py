@@ -6,9 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console, escape
+from orbit.cli import console, escape, refusals
 from orbit.core.audit import Actor
-from orbit.core.exceptions import OrbitError
 from runs.bulk import unarchive_pipelines
 from runs.enqueueing import get_pipeline
 
@@ -21,11 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = console()
-        try:
+        with refusals(out):
             row = get_pipeline(options["name"])
-        except OrbitError as exc:
-            out.print(f"[red]{escape(str(exc))}[/red]")
-            raise SystemExit(2) from None
         if unarchive_pipelines([row], actor=Actor.cli()).done:
             out.print(f"Pipeline {escape(repr(row.name))} unarchived.")
         else:
