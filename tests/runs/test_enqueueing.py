@@ -241,6 +241,7 @@ def test_a_receiver_of_runs_init_signals_still_hears_each_run(test_pipelines):
         runs = enqueue_many("t-three", [{"n": 1}, {"n": 2}])
     finally:
         post_init.disconnect(receiver, sender=Run)
-    assert heard == runs
+    # each run returned was built by the constructor (the portable store builds its own too)
+    assert all(any(h is run for h in heard) for run in runs)
     assert [r.metadata for r in runs] == [{"n": 1}, {"n": 2}]
     assert runs[0].pipeline.name == "t-three"
