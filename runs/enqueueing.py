@@ -9,9 +9,11 @@ Options, and what a worker does with them, are in docs/FLOW-CONTROL.md.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -32,7 +34,7 @@ from orbit.core.exceptions import (
     StalePipeline,
     UnknownPipeline,
 )
-from orbit.core.ids import uuid7
+from orbit.core.ids import uuid7s
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
 from pipelines import lookup
@@ -309,18 +311,19 @@ def run_create_many(
     row = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
     for _ in range(STALE_RETRIES):
         try:
-            return _create_many(
-                row,
-                metadatas,
-                priority=priority,
-                queue=queue,
-                idempotency_keys=idempotency_keys,
-                unique_keys=unique_keys,
-                start=start,
-                scheduled_for=scheduled_for,
-                rerun_of=rerun_of,
-                actor=actor,
-            )
+            with _collection_paused(len(metadatas)):
+                return _create_many(
+                    row,
+                    metadatas,
+                    priority=priority,
+                    queue=queue,
+                    idempotency_keys=idempotency_keys,
+                    unique_keys=unique_keys,
+                    start=start,
+                    scheduled_for=scheduled_for,
+                    rerun_of=rerun_of,
+                    actor=actor,
+                )
         except StalePipeline:
             lookup.forget(row.name)
             if isinstance(pipeline, str):  # the name may now be another row's, or none's
@@ -335,6 +338,26 @@ def run_create_many(
 
 #: How many times a batch is laid out again for a pipeline row that changed meanwhile.
 STALE_RETRIES = 3
+#: From how many runs a batch is laid out with the cyclic garbage collector paused.
+GC_PAUSE_FROM = 1_000
+
+
+@contextmanager
+def _collection_paused(count: int) -> Iterator[None]:
+    """Pause the cyclic collector while a large batch is laid out and inserted. Every
+    object made then (ten or so a run: the Run, its state, its audit event, the store's
+    records) stays alive until the call returns, so a collection frees none of them, but
+    their number sets off full collections that walk every object of the process: a
+    third of the Python time of a 10,000-run batch. Nothing is left uncollected: the
+    collector runs again, as scheduled, afterwards. Left alone when already paused."""
+    if count < GC_PAUSE_FROM or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _create_many(
@@ -407,8 +430,9 @@ def _create_many(
     runs: list[Run] = []
     news: list[NewRun] = []
     uniques = list(unique_keys) if unique_keys is not None else [None] * count
-    for metadata, key, unique in zip(merged, idempotency_keys, uniques, strict=True):
-        run_id = uuid7()
+    for run_id, metadata, key, unique in zip(
+        uuid7s(count), merged, idempotency_keys, uniques, strict=True
+    ):
         run = make(
             {"id": run_id, "metadata": metadata, "idempotency_key": key, "unique_key": unique}
         )

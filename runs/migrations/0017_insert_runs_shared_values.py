@@ -18,7 +18,7 @@ earlier = importlib.import_module("runs.migrations.0016_insert_runs_function")
 #: The function's text this migration was written for (functions.sql `create_insert_runs`,
 #: comment lines left out): tests/runs/store/test_functions.py holds the file to it.
 SOURCE_SHA256 = {
-    "create_insert_runs": "b822658638d5cc27c70bdffb5d4746b2c1965e6f4d66d45c1d33a4950b812f2e"
+    "create_insert_runs": "06727eae0c6c8fe2f015335959a0255daafb1e1f7bcd37eac05891194705572c"
 }
 
 #: The function as migration 0016 created it.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
+from operator import attrgetter
 from typing import Any
 
 from django.db import connection, models, transaction
@@ -368,15 +369,14 @@ class PostgresStore(PortableStore):
             return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
 
-#: NewRun's fields as `insert_runs` sends them: (attribute, key, JSON form). Keys starting
-#: with "_" are no column: the function reads them (functions.sql `create_insert_runs`).
-_FIELDS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+#: NewRun's fields that the runs of a batch usually share, as `insert_runs` sends them:
+#: (attribute, key, JSON form). Keys starting with "_" are no column: the function reads
+#: them (functions.sql `create_insert_runs`). The metadata and the keys, usually each
+#: run's own, are compared one by one in `_shared_and_own`.
+_SHARED_FIELDS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("pipeline_id", "pipeline_id", lambda v: v),
-    ("metadata", "metadata", lambda v: v),
     ("priority", "priority", lambda v: v),
     ("queue", "queue", lambda v: v),
-    ("idempotency_key", "idempotency_key", lambda v: v),
-    ("unique_key", "unique_key", lambda v: v),
     ("scheduled_for", "scheduled_for", lambda v: _iso(v)),
     ("current_step", "current_step", lambda v: v),
     ("rerun_of", "rerun_of_id", lambda v: None if v is None else str(v)),
@@ -385,26 +385,41 @@ _FIELDS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("steps", "_steps", list),
     ("trace_context", "trace_context", dict),
 )
+_shared_values = attrgetter(*(name for name, _, _ in _SHARED_FIELDS))
+_own_values = attrgetter("id", "metadata", "idempotency_key", "unique_key", "audit")
 
 
 def _shared_and_own(runs: Sequence[NewRun]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The first run's values, which the others share unless they say otherwise, and
     each run's id with what differs: a batch laid out by runs/enqueueing.py shares all
     but its ids, metadata and keys, so each run's part is a few dozen bytes, not a row.
-    The audit event's target_id is the run's id, set by the function."""
+    The audit event's target_id is the run's id, set by the function. This runs once
+    per run queued: the comparisons are written out."""
     first = runs[0]
-    shared = {key: encode(getattr(first, name)) for name, key, encode in _FIELDS}
-    event = None if first.audit is None else _event(first.audit)
+    _, metadata, key, unique, first_audit = _own_values(first)
+    shared = {"metadata": metadata, "idempotency_key": key, "unique_key": unique}
+    shared.update((k, encode(getattr(first, name))) for name, k, encode in _SHARED_FIELDS)
+    event = None if first_audit is None else _event(first_audit)
     shared["_audit"] = event
+    common = _shared_values(first)
     own: list[dict[str, Any]] = []
     for new in runs:
-        mine: dict[str, Any] = {"id": str(new.id)}
-        for name, key, encode in _FIELDS:
-            value, common = getattr(new, name), getattr(first, name)
-            if value is not common and value != common:
-                mine[key] = encode(value)
-        audit = new.audit
-        if audit is not first.audit:
+        run_id, its_metadata, its_key, its_unique, audit = _own_values(new)
+        mine: dict[str, Any] = {"id": str(run_id)}
+        if its_metadata is not metadata and its_metadata != metadata:
+            mine["metadata"] = its_metadata
+        if its_key != key:
+            mine["idempotency_key"] = its_key
+        if its_unique != unique:
+            mine["unique_key"] = its_unique
+        values = _shared_values(new)
+        if values != common:  # one comparison, item by item (identical objects at once)
+            for (_, k, encode), value, first_value in zip(
+                _SHARED_FIELDS, values, common, strict=True
+            ):
+                if value is not first_value and value != first_value:
+                    mine[k] = encode(value)
+        if audit is not first_audit:
             if audit is None or event is None:
                 mine["_audit"] = None if audit is None else _event(audit)
             else:

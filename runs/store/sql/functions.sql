@@ -94,40 +94,48 @@ BEGIN
         ON CONFLICT DO NOTHING
         RETURNING {run}.id, {run}.created_at, {run}.available_at
     ),
+    -- each run with its row as inserted, if it was: one join for the steps, the audit
+    -- events and the answer
+    joined AS (
+        SELECT input.ordinal, input.own, input.id, inserted.id AS made_id,
+            inserted.created_at, inserted.available_at
+        FROM input
+        LEFT JOIN inserted ON inserted.id = input.id
+    ),
     steps AS (
         INSERT INTO {step}
         SELECT made.*
-        FROM inserted
-        JOIN input ON input.id = inserted.id
-        CROSS JOIN LATERAL jsonb_array_elements_text(COALESCE(input.own->'_steps', p_shared->'_steps'))
+        FROM joined
+        CROSS JOIN LATERAL jsonb_array_elements_text(COALESCE(joined.own->'_steps', p_shared->'_steps'))
             WITH ORDINALITY AS step(name, ordinality)
         CROSS JOIN LATERAL jsonb_populate_record(
             (SELECT jsonb_populate_record(NULL::{step}, p_step_defaults)),
             jsonb_build_object(
                 'id', nextval(p_step_sequence),
-                'run_id', inserted.id,
+                'run_id', joined.made_id,
                 'name', step.name,
                 'position', step.ordinality - 1)
         ) AS made
+        WHERE joined.made_id IS NOT NULL
     ),
     audit AS (
         INSERT INTO {audit}
         SELECT made.*
-        FROM inserted
-        JOIN input ON input.id = inserted.id
+        FROM joined
         CROSS JOIN LATERAL jsonb_populate_record(
             (SELECT jsonb_populate_record(
                 NULL::{audit},
                 p_audit_defaults || jsonb_build_object('created_at', statement_timestamp())
                     || CASE WHEN jsonb_typeof(p_shared->'_audit') = 'object'
                         THEN p_shared->'_audit' ELSE '{{}}' END)),
-            CASE WHEN jsonb_typeof(input.own->'_audit') = 'object'
-                THEN input.own->'_audit' ELSE '{{}}' END
+            CASE WHEN jsonb_typeof(joined.own->'_audit') = 'object'
+                THEN joined.own->'_audit' ELSE '{{}}' END
                 || jsonb_build_object(
                     'id', nextval(p_audit_sequence),
-                    'target_id', inserted.id::text)
+                    'target_id', joined.made_id::text)
         ) AS made
-        WHERE jsonb_typeof(CASE WHEN input.own ? '_audit' THEN input.own ELSE p_shared END
+        WHERE joined.made_id IS NOT NULL
+          AND jsonb_typeof(CASE WHEN joined.own ? '_audit' THEN joined.own ELSE p_shared END
             ->'_audit') = 'object'
     ),
     announced AS (
@@ -137,23 +145,22 @@ BEGIN
         ) AS sent
         FROM (SELECT min(inserted.available_at) AS due FROM inserted HAVING count(*) > 0) AS first
     )
-    SELECT inserted.id IS NOT NULL, held.id,
-        (EXTRACT(EPOCH FROM inserted.created_at) * 1000000)::bigint,
-        (EXTRACT(EPOCH FROM inserted.available_at) * 1000000)::bigint
-    FROM input
-    LEFT JOIN inserted ON inserted.id = input.id
+    SELECT joined.made_id IS NOT NULL, held.id,
+        (EXTRACT(EPOCH FROM joined.created_at) * 1000000)::bigint,
+        (EXTRACT(EPOCH FROM joined.available_at) * 1000000)::bigint
+    FROM joined
     LEFT JOIN LATERAL (
         SELECT r.id
-        FROM jsonb_populate_record(NULL::{run}, p_shared || input.own) AS wanted
+        FROM jsonb_populate_record(NULL::{run}, p_shared || joined.own) AS wanted
         JOIN {run} AS r ON r.pipeline_id = wanted.pipeline_id
           AND (r.idempotency_key = wanted.idempotency_key
                OR (r.unique_key = wanted.unique_key AND r.status IN ('pending', 'running'))
                OR r.scheduled_for = wanted.scheduled_for)
-        WHERE inserted.id IS NULL
+        WHERE joined.made_id IS NULL
         LIMIT 1
     ) AS held ON true
     LEFT JOIN announced ON true
-    ORDER BY input.ordinal;
+    ORDER BY joined.ordinal;
 END
 $function$
 
