@@ -1,7 +1,7 @@
 -- PL/pgSQL functions of the PostgreSQL store, each created by a migration from the
 -- statement named here (runs/migrations/0016_insert_runs_function.py,
--- 0017_claim_commit_functions.py), with the same table names as runs.sql filled in, and
--- called by one named statement of runs.sql each.
+-- 0017_claim_commit_functions.py, 0018_insert_runs_shared_values.py), with the same
+-- table names as runs.sql filled in, and called by one named statement of runs.sql each.
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
 -- cost as much as running it. A server-prepared statement would keep the plan, but a
