@@ -167,7 +167,7 @@ $function$
 
 -- name: drop_insert_runs
 -- The function as every migration created it: with the runs whole (0016), and with what
--- they share sent once (0017).
+-- they share sent once (0018).
 DROP FUNCTION IF EXISTS
     orbit_insert_runs(jsonb, jsonb, jsonb, jsonb, jsonb, regclass, regclass, text),
     orbit_insert_runs(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, regclass, regclass, text)

@@ -35,7 +35,7 @@ def create_function(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("runs", "0016_insert_runs_function")]
+    dependencies = [("runs", "0017_claim_commit_functions")]
 
     operations = [
         # Backwards: 0016's own reverse drops the function in every form it had.
