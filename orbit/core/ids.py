@@ -18,11 +18,19 @@ _VARIANT = 0b10
 
 def uuid7() -> uuid.UUID:
     """48 bits of Unix milliseconds, then 74 random bits (Python 3.14 has `uuid.uuid7`)."""
+    return uuid7s(1)[0]
+
+
+def uuid7s(count: int) -> list[uuid.UUID]:
+    """`count` ids as `uuid7` makes one, from one reading of the clock and one of the
+    random source: a batch of runs is queued in one moment, and reading the random
+    source once per id was a tenth of a large batch's Python time."""
     millis = time.time_ns() // 1_000_000 & ((1 << 48) - 1)
-    random = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 are used
-    value = millis << 80
-    value |= _VERSION << 76
-    value |= (random >> 68 & 0xFFF) << 64  # rand_a: 12 bits
-    value |= _VARIANT << 62
-    value |= random & ((1 << 62) - 1)  # rand_b: 62 bits
-    return uuid.UUID(int=value)
+    head = millis << 80 | _VERSION << 76 | _VARIANT << 62
+    random = os.urandom(10 * count)  # 80 bits an id; 74 are used
+    made = []
+    for start in range(0, 10 * count, 10):
+        bits = int.from_bytes(random[start : start + 10], "big")
+        # rand_a: 12 bits, then rand_b: 62 bits
+        made.append(uuid.UUID(int=head | (bits >> 68 & 0xFFF) << 64 | bits & ((1 << 62) - 1)))
+    return made

@@ -33,7 +33,12 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
 
 
 def validate_metadata(metadata: Any) -> dict[str, Any]:
-    """A JSON object within ORBIT_MAX_METADATA_BYTES, or a clear error."""
+    """A JSON object within ORBIT_MAX_METADATA_BYTES, or a clear error.
+
+    It runs once per run queued, so the common case is read off the encoded text: JSON
+    written with ASCII escapes (json.dumps' default) holds one `{` and no `[` only when
+    nothing nests, and a NUL or a surrogate only as `\\u0000` or `\\udXXX`; either sign
+    (a string may show one too) sends it to the walk that says where."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
@@ -43,20 +48,23 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise InvalidMetadata(f"Run metadata is not JSON-serialisable: {exc}") from None
     depth = orbit_settings.max_json_depth
-    if nested_deeper_than(metadata, depth):
+    flat = depth >= 1 and "[" not in encoded and encoded.count("{") == 1
+    if not flat and nested_deeper_than(metadata, depth):
         raise InvalidMetadata(
             f"Run metadata is nested deeper than {depth} levels (ORBIT_MAX_JSON_DEPTH)"
         )
-    where = unstorable_text(metadata)
+    where = (
+        None if "\\u0000" not in encoded and "\\ud" not in encoded else unstorable_text(metadata)
+    )
     if where is not None:
         raise InvalidMetadata(
             f"Run metadata cannot hold a NUL character or an unpaired surrogate (at {where})"
         )
     limit = orbit_settings.max_metadata_bytes
-    if len(encoded.encode()) > limit:
+    size = len(encoded)  # ASCII: as many bytes as characters
+    if size > limit:
         raise MetadataTooLarge(
-            f"Run metadata is {len(encoded.encode())} bytes; the limit is {limit} bytes "
-            "(ORBIT_MAX_METADATA_BYTES)"
+            f"Run metadata is {size} bytes; the limit is {limit} bytes (ORBIT_MAX_METADATA_BYTES)"
         )
     return metadata
 

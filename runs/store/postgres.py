@@ -12,10 +12,11 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
+from operator import attrgetter
 from typing import Any
 
 from django.db import connection, models, transaction
@@ -95,8 +96,10 @@ class PostgresStore(PortableStore):
     ) -> list[InsertedRun]:
         if not runs:
             return []
+        shared, own = _shared_and_own(runs)
         params = {
-            "runs": json.dumps([_new_run(new) for new in runs], default=str),
+            "runs": json.dumps(own, default=str),
+            "shared": json.dumps(shared, default=str),
             "pipeline": None if pipeline is None else json.dumps(_check(pipeline)),
             "run_defaults": rows.defaults_json(Run),
             "step_defaults": rows.defaults_json(Step),
@@ -112,13 +115,14 @@ class PostgresStore(PortableStore):
             found = self._execute("insert_runs", params)
         if not found:  # the statement wrote nothing: the pipeline is not as the caller read it
             raise StalePipeline(f"pipeline {pipeline!r} changed since it was read")
+        moment = _moments()
         return [
-            InsertedRun(
-                id=held if not created else run_id, created=created, created_at=c, available_at=a
-            )
-            if created or held is not None
+            InsertedRun(id=new.id, created=True, created_at=moment(made), available_at=moment(due))
+            if created
+            else InsertedRun(id=held, created=False)
+            if held is not None
             else self._find_holder(new)
-            for (run_id, created, c, a, held), new in zip(found, runs, strict=True)
+            for (created, held, made, due), new in zip(found, runs, strict=True)
         ]
 
     def _find_holder(self, new: NewRun) -> InsertedRun:
@@ -365,25 +369,103 @@ class PostgresStore(PortableStore):
             return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
 
-def _new_run(new: NewRun) -> dict[str, Any]:
-    """One run's row values for `insert_runs` (the rest are the model's defaults)."""
-    return {
-        "id": str(new.id),
-        "pipeline_id": new.pipeline_id,
-        "metadata": new.metadata,
-        "priority": new.priority,
-        "queue": new.queue,
-        "idempotency_key": new.idempotency_key,
-        "unique_key": new.unique_key,
-        "scheduled_for": _iso(new.scheduled_for),
-        "current_step": new.current_step,
-        "rerun_of_id": None if new.rerun_of is None else str(new.rerun_of),
-        "_run_after": _iso(new.run_after),
-        "_delay": new.delay,
-        "_steps": list(new.steps),
-        "_audit": None if new.audit is None else dict(new.audit),
-        "trace_context": dict(new.trace_context),
-    }
+#: NewRun's fields that the runs of a batch usually share, as `insert_runs` sends them:
+#: (attribute, key, JSON form). Keys starting with "_" are no column: the function reads
+#: them (functions.sql `create_insert_runs`). The metadata and the keys, usually each
+#: run's own, are compared one by one in `_shared_and_own`.
+_SHARED_FIELDS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("pipeline_id", "pipeline_id", lambda v: v),
+    ("priority", "priority", lambda v: v),
+    ("queue", "queue", lambda v: v),
+    ("scheduled_for", "scheduled_for", lambda v: _iso(v)),
+    ("current_step", "current_step", lambda v: v),
+    ("rerun_of", "rerun_of_id", lambda v: None if v is None else str(v)),
+    ("run_after", "_run_after", lambda v: _iso(v)),
+    ("delay", "_delay", lambda v: v),
+    ("steps", "_steps", list),
+    ("trace_context", "trace_context", dict),
+)
+_shared_values = attrgetter(*(name for name, _, _ in _SHARED_FIELDS))
+_own_values = attrgetter("id", "metadata", "idempotency_key", "unique_key", "audit")
+
+
+def _shared_and_own(runs: Sequence[NewRun]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The first run's values, which the others share unless they say otherwise, and
+    each run's id with what differs: a batch laid out by runs/enqueueing.py shares all
+    but its ids, metadata and keys, so each run's part is a few dozen bytes, not a row.
+    The audit event's target_id is the run's id, set by the function. This runs once
+    per run queued: the comparisons are written out."""
+    first = runs[0]
+    _, metadata, key, unique, first_audit = _own_values(first)
+    shared = {"metadata": metadata, "idempotency_key": key, "unique_key": unique}
+    shared.update((k, encode(getattr(first, name))) for name, k, encode in _SHARED_FIELDS)
+    event = None if first_audit is None else _event(first_audit)
+    shared["_audit"] = event
+    common = _shared_values(first)
+    own: list[dict[str, Any]] = []
+    for new in runs:
+        run_id, its_metadata, its_key, its_unique, audit = _own_values(new)
+        mine: dict[str, Any] = {"id": str(run_id)}
+        if its_metadata is not metadata and its_metadata != metadata:
+            mine["metadata"] = its_metadata
+        if its_key != key:
+            mine["idempotency_key"] = its_key
+        if its_unique != unique:
+            mine["unique_key"] = its_unique
+        values = _shared_values(new)
+        if values != common:  # one comparison, item by item (identical objects at once)
+            for (_, k, encode), value, first_value in zip(
+                _SHARED_FIELDS, values, common, strict=True
+            ):
+                if value is not first_value and value != first_value:
+                    mine[k] = encode(value)
+        if audit is not first_audit:
+            if audit is None or event is None:
+                mine["_audit"] = None if audit is None else _event(audit)
+            else:
+                differs = {
+                    k: v
+                    for k, v in audit.items()
+                    if k != "target_id" and event.get(k, _ABSENT) != v
+                }
+                # a column the shared event sets and this one does not: its default
+                differs.update((k, _audit_defaults()[k]) for k in event.keys() - audit.keys())
+                if differs:
+                    mine["_audit"] = differs
+        own.append(mine)
+    return shared, own
+
+
+_ABSENT = object()
+
+
+@cache
+def _audit_defaults() -> dict[str, Any]:
+    """The event columns' defaults, for a key one event lacks and the shared one has."""
+    return dict(json.loads(rows.defaults_json(AuditEvent)))
+
+
+def _event(audit: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's columns as sent: its target_id is the run's, set by the function."""
+    return {k: v for k, v in audit.items() if k != "target_id"}
+
+
+def _moments() -> Callable[[int], datetime]:
+    """Microseconds since the epoch, as `insert_runs` returns its stamps, as the aware
+    datetimes Django reads: one object per distinct value (a batch shares its stamps)."""
+    zone = connection.timezone
+    seen: dict[int, datetime] = {}
+
+    def moment(micros: int) -> datetime:
+        found = seen.get(micros)
+        if found is None:
+            found = seen[micros] = (_EPOCH + timedelta(microseconds=micros)).astimezone(zone)
+        return found
+
+    return moment
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _check(pipeline: PipelineCheck) -> dict[str, Any]:

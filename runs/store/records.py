@@ -11,7 +11,7 @@ from typing import Any
 from runs.store.transitions import RunChange, StepChange
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """A run to insert, laid out by the caller (runs/enqueueing.py): its steps in the
     definition's order, and the planner's first step as its current step."""
@@ -54,7 +54,7 @@ class PipelineCheck:
     limited: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InsertedRun:
     """One `NewRun`'s fate: inserted, or the run already holding its idempotency key or
     schedule slot (`created` False)."""

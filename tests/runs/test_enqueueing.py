@@ -215,3 +215,33 @@ def test_enqueue_many_takes_ten_thousand_runs_and_refuses_more(test_pipelines):
     with pytest.raises(OrbitError, match="at most 10000 runs at once"):
         enqueue_many("t-single", [None] * (MAX_BATCH + 1))
     assert Run.objects.count() == MAX_BATCH
+
+
+def test_the_runs_returned_are_as_the_database_holds_them(test_pipelines):
+    runs = enqueue_many("t-three", [{"n": 1}, None], priority=2, delay=60)
+    for run in runs:
+        stored = Run.objects.get(id=run.id)
+        for field in Run._meta.concrete_fields:
+            assert getattr(run, field.attname) == getattr(stored, field.attname), field.name
+        assert run.pipeline.name == "t-three" and not run._state.adding
+        assert run._state.db == stored._state.db
+    assert runs[1].metadata == {} and runs[0].metadata is not runs[1].metadata
+
+
+def test_a_receiver_of_runs_init_signals_still_hears_each_run(test_pipelines):
+    from django.db.models.signals import post_init
+
+    heard: list[object] = []
+
+    def receiver(sender: type, instance: Run, **kwargs: object) -> None:
+        heard.append(instance)
+
+    post_init.connect(receiver, sender=Run)
+    try:
+        runs = enqueue_many("t-three", [{"n": 1}, {"n": 2}])
+    finally:
+        post_init.disconnect(receiver, sender=Run)
+    # each run returned was built by the constructor (the portable store builds its own too)
+    assert all(any(h is run for h in heard) for run in runs)
+    assert [r.metadata for r in runs] == [{"n": 1}, {"n": 2}]
+    assert runs[0].pipeline.name == "t-three"

@@ -1,7 +1,7 @@
 -- PL/pgSQL functions of the PostgreSQL store, each created by a migration from the
 -- statement named here (runs/migrations/0016_insert_runs_function.py,
--- 0017_claim_commit_functions.py), with the same table names as runs.sql filled in, and
--- called by one named statement of runs.sql each.
+-- 0017_claim_commit_functions.py, 0018_insert_runs_shared_values.py), with the same
+-- table names as runs.sql filled in, and called by one named statement of runs.sql each.
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
 -- cost as much as running it. A server-prepared statement would keep the plan, but a
@@ -15,21 +15,30 @@
 
 
 -- name: create_insert_runs
--- The insert_runs statement of runs.sql, as it was before it moved here: runs, their
--- steps, their audit events and one NOTIFY. With `p_pipeline` (PipelineCheck), nothing
--- is written unless that row is enabled and still has the values the caller laid the runs
--- out with (it may have read them from a cached copy): no row at all comes back then, and
--- the caller reads the pipeline again. FOR SHARE: a disable in progress is waited for and
--- then seen, and one that starts meanwhile waits for these runs to commit.
+-- The insert_runs statement of runs.sql: runs, their steps, their audit events and one
+-- NOTIFY. With `p_pipeline` (PipelineCheck), nothing is written unless that row is
+-- enabled and still has the values the caller laid the runs out with (it may have read
+-- them from a cached copy): no row at all comes back then, and the caller reads the
+-- pipeline again. FOR SHARE: a disable in progress is waited for and then seen, and one
+-- that starts meanwhile waits for these runs to commit.
 -- A run whose idempotency key, unique key (held by a pending or running run) or schedule
 -- slot is taken is skipped and answered with the id of the run holding it, when this
 -- statement can see that run (one committed meanwhile is looked up by the caller).
--- Rows are built by jsonb_populate_record in a LATERAL join, once per row (written as
--- `SELECT (jsonb_populate_record(...)).*` it runs once per column, nextval() with it).
--- The defaults come from the models on every call (runs/store/rows.py), so a new column
--- is written with its model's default without a new version of this function.
+-- What runs share is sent once (`p_shared`: the first run's values, with its `_steps`,
+-- `_run_after`, `_delay` and `_audit`) and each run carries only its id and what differs
+-- (`p_runs`, in order; an `_audit` of its own lists only the event's columns that
+-- differ). Each table's shared row is built once per statement (the scalar subquery, an
+-- InitPlan) and each run's row from it by jsonb_populate_record over the few values of
+-- its own, in a LATERAL join, once per row: merging the whole defaults, run and event
+-- into one jsonb per row and reading every column back from text was most of a large
+-- batch's time. The defaults come from the models on every call (runs/store/rows.py), so
+-- a new column is written with its model's default without a new version of this function.
+-- Rows come back in the runs' order: whether each was inserted, the run holding its key
+-- or slot if not, and its stamps as microseconds since the epoch (a bigint is read in C;
+-- a timestamptz through Django's loader costs several microseconds a value in Python).
 CREATE OR REPLACE FUNCTION orbit_insert_runs(
     p_runs jsonb,
+    p_shared jsonb,
     p_pipeline jsonb,
     p_run_defaults jsonb,
     p_step_defaults jsonb,
@@ -37,74 +46,97 @@ CREATE OR REPLACE FUNCTION orbit_insert_runs(
     p_step_sequence regclass,
     p_audit_sequence regclass,
     p_channel text
-) RETURNS TABLE (
-    run_id uuid, created boolean, run_created_at timestamptz, run_available_at timestamptz,
-    held_by uuid
-)
+) RETURNS TABLE (created boolean, held_by uuid, created_us bigint, available_us bigint)
 LANGUAGE plpgsql
 AS $function$
 BEGIN
-    RETURN QUERY
-    WITH pipeline AS (
-        SELECT p.id FROM {pipeline} AS p
+    IF p_pipeline IS NOT NULL THEN
+        PERFORM FROM {pipeline} AS p
         WHERE p.id = (p_pipeline->>'id')::bigint
           AND p.enabled
           AND p.archived_at IS NULL
           AND p.name = p_pipeline->>'name'
           AND p.definition = p_pipeline->>'definition'
           AND p.default_metadata = p_pipeline->'default_metadata'
-        FOR SHARE
-    ),
-    input AS (
-        SELECT x.ordinality AS ordinal, x.value AS run, (x.value->>'id')::uuid AS id
+        FOR SHARE;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY
+    WITH input AS (
+        SELECT x.ordinality AS ordinal, x.value AS own, (x.value->>'id')::uuid AS id
         FROM jsonb_array_elements(p_runs) WITH ORDINALITY AS x(value, ordinality)
-        WHERE p_pipeline IS NULL OR EXISTS (SELECT FROM pipeline)
     ),
     inserted AS (
         INSERT INTO {run}
         SELECT made.*
         FROM input
         CROSS JOIN LATERAL jsonb_populate_record(
-            NULL::{run},
-            p_run_defaults || input.run || jsonb_build_object(
-                'created_at', statement_timestamp(),
-                'available_at', COALESCE(
-                    (input.run->>'_run_after')::timestamptz,
-                    statement_timestamp() + make_interval(secs => (input.run->>'_delay')::float8)))
+            (SELECT jsonb_populate_record(
+                NULL::{run},
+                p_run_defaults || p_shared || jsonb_build_object(
+                    'created_at', statement_timestamp(),
+                    'available_at', COALESCE(
+                        (p_shared->>'_run_after')::timestamptz,
+                        statement_timestamp()
+                            + make_interval(secs => (p_shared->>'_delay')::float8))))),
+            CASE WHEN input.own ? '_run_after' OR input.own ? '_delay'
+                THEN input.own || jsonb_build_object('available_at', COALESCE(
+                    (CASE WHEN input.own ? '_run_after' THEN input.own ELSE p_shared END
+                    ->>'_run_after')::timestamptz,
+                    statement_timestamp() + make_interval(secs => (
+                        CASE WHEN input.own ? '_delay' THEN input.own ELSE p_shared END
+                    ->>'_delay')::float8)))
+                ELSE input.own END
         ) AS made
         ORDER BY input.ordinal
         ON CONFLICT DO NOTHING
         RETURNING {run}.id, {run}.created_at, {run}.available_at
     ),
+    -- each run with its row as inserted, if it was: one join for the steps, the audit
+    -- events and the answer
+    joined AS (
+        SELECT input.ordinal, input.own, input.id, inserted.id AS made_id,
+            inserted.created_at, inserted.available_at
+        FROM input
+        LEFT JOIN inserted ON inserted.id = input.id
+    ),
     steps AS (
         INSERT INTO {step}
         SELECT made.*
-        FROM inserted
-        JOIN input ON input.id = inserted.id
-        CROSS JOIN LATERAL jsonb_array_elements_text(input.run->'_steps')
+        FROM joined
+        CROSS JOIN LATERAL jsonb_array_elements_text(COALESCE(joined.own->'_steps', p_shared->'_steps'))
             WITH ORDINALITY AS step(name, ordinality)
         CROSS JOIN LATERAL jsonb_populate_record(
-            NULL::{step},
-            p_step_defaults || jsonb_build_object(
+            (SELECT jsonb_populate_record(NULL::{step}, p_step_defaults)),
+            jsonb_build_object(
                 'id', nextval(p_step_sequence),
-                'run_id', inserted.id,
+                'run_id', joined.made_id,
                 'name', step.name,
                 'position', step.ordinality - 1)
         ) AS made
+        WHERE joined.made_id IS NOT NULL
     ),
     audit AS (
         INSERT INTO {audit}
         SELECT made.*
-        FROM inserted
-        JOIN input ON input.id = inserted.id
+        FROM joined
         CROSS JOIN LATERAL jsonb_populate_record(
-            NULL::{audit},
-            p_audit_defaults || (input.run->'_audit') || jsonb_build_object(
-                'id', nextval(p_audit_sequence),
-                'created_at', statement_timestamp(),
-                'target_id', inserted.id::text)
+            (SELECT jsonb_populate_record(
+                NULL::{audit},
+                p_audit_defaults || jsonb_build_object('created_at', statement_timestamp())
+                    || CASE WHEN jsonb_typeof(p_shared->'_audit') = 'object'
+                        THEN p_shared->'_audit' ELSE '{{}}' END)),
+            CASE WHEN jsonb_typeof(joined.own->'_audit') = 'object'
+                THEN joined.own->'_audit' ELSE '{{}}' END
+                || jsonb_build_object(
+                    'id', nextval(p_audit_sequence),
+                    'target_id', joined.made_id::text)
         ) AS made
-        WHERE jsonb_typeof(input.run->'_audit') = 'object'
+        WHERE joined.made_id IS NOT NULL
+          AND jsonb_typeof(CASE WHEN joined.own ? '_audit' THEN joined.own ELSE p_shared END
+            ->'_audit') = 'object'
     ),
     announced AS (
         SELECT pg_notify(
@@ -113,26 +145,32 @@ BEGIN
         ) AS sent
         FROM (SELECT min(inserted.available_at) AS due FROM inserted HAVING count(*) > 0) AS first
     )
-    SELECT input.id, inserted.id IS NOT NULL, inserted.created_at, inserted.available_at, held.id
-    FROM input
-    LEFT JOIN inserted ON inserted.id = input.id
+    SELECT joined.made_id IS NOT NULL, held.id,
+        (EXTRACT(EPOCH FROM joined.created_at) * 1000000)::bigint,
+        (EXTRACT(EPOCH FROM joined.available_at) * 1000000)::bigint
+    FROM joined
     LEFT JOIN LATERAL (
-        SELECT r.id FROM {run} AS r
-        WHERE inserted.id IS NULL
-          AND r.pipeline_id = (input.run->>'pipeline_id')::bigint
-          AND (r.idempotency_key = input.run->>'idempotency_key'
-               OR (r.unique_key = input.run->>'unique_key' AND r.status IN ('pending', 'running'))
-               OR r.scheduled_for = (input.run->>'scheduled_for')::timestamptz)
+        SELECT r.id
+        FROM jsonb_populate_record(NULL::{run}, p_shared || joined.own) AS wanted
+        JOIN {run} AS r ON r.pipeline_id = wanted.pipeline_id
+          AND (r.idempotency_key = wanted.idempotency_key
+               OR (r.unique_key = wanted.unique_key AND r.status IN ('pending', 'running'))
+               OR r.scheduled_for = wanted.scheduled_for)
+        WHERE joined.made_id IS NULL
         LIMIT 1
     ) AS held ON true
     LEFT JOIN announced ON true
-    ORDER BY input.ordinal;
+    ORDER BY joined.ordinal;
 END
 $function$
 
 
 -- name: drop_insert_runs
-DROP FUNCTION IF EXISTS orbit_insert_runs(jsonb, jsonb, jsonb, jsonb, jsonb, regclass, regclass, text)
+-- The function as every migration created it: with the runs whole (0016), and with what
+-- they share sent once (0018).
+DROP FUNCTION IF EXISTS
+    orbit_insert_runs(jsonb, jsonb, jsonb, jsonb, jsonb, regclass, regclass, text),
+    orbit_insert_runs(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, regclass, regclass, text)
 
 
 -- name: create_claim

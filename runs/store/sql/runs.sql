@@ -17,8 +17,9 @@
 -- archived, and still has the values the caller laid the runs out with: no row at all comes back then.
 -- A run whose key or schedule slot is taken is answered with the id of the run holding it
 -- when the function can see that run (one committed meanwhile is looked up by the caller).
+-- `shared` holds what the runs have in common, `runs` what each has of its own.
 SELECT * FROM orbit_insert_runs(
-    %(runs)s::jsonb, %(pipeline)s::jsonb,
+    %(runs)s::jsonb, %(shared)s::jsonb, %(pipeline)s::jsonb,
     %(run_defaults)s::jsonb, %(step_defaults)s::jsonb, %(audit_defaults)s::jsonb,
     %(step_sequence)s::regclass, %(audit_sequence)s::regclass, %(channel)s::text)
 

@@ -144,6 +144,85 @@ def test_many_runs_are_inserted_in_one_statement(store, pipeline):
         assert sum("INSERT" in q["sql"].upper() for q in queries.captured_queries) == 1
 
 
+def test_each_run_of_a_batch_keeps_what_is_its_own(store, pipeline):
+    # the PostgreSQL store sends what a batch shares once (the first run's values) and
+    # from each run only what differs: every difference from the first must still land
+    at = (db_now() + timedelta(hours=1)).replace(microsecond=0)
+    slot = timezone.now().replace(microsecond=0)
+    audit = {
+        "action": "run.created",
+        "source": "cli",
+        "user_id": None,
+        "actor": "alice",
+        "ip_address": None,
+        "target_type": "runs.run",
+        "target_id": "",
+        "target_repr": "first",
+        "changes": {"queue": "default"},
+    }
+    runs = [
+        new_run(pipeline, audit=audit),
+        new_run(
+            pipeline,
+            ("a", "b"),
+            metadata={"n": 2},
+            priority=5,
+            queue="other",
+            idempotency_key="k-2",
+            unique_key="u-2",
+            delay=90.0,
+            trace_context={"traceparent": "x"},
+            audit={**audit, "actor": "bob", "target_repr": "second"},
+        ),
+        new_run(pipeline, scheduled_for=slot, run_after=at, audit=None),
+        new_run(pipeline, audit={"action": "run.rerun", "target_repr": "fourth"}),
+    ]
+    inserted = store.insert_runs(runs)
+    assert all(r.created for r in inserted)
+    assert [r.id for r in inserted] == [r.id for r in runs]
+    first, second, third, fourth = (Run.objects.get(id=r.id) for r in runs)
+    assert (first.priority, first.queue, first.metadata, first.current_step) == (
+        0,
+        "default",
+        {},
+        "one",
+    )
+    assert (second.priority, second.queue, second.metadata, second.trace_context) == (
+        5,
+        "other",
+        {"n": 2},
+        {"traceparent": "x"},
+    )
+    assert (second.idempotency_key, second.unique_key, first.idempotency_key) == (
+        "k-2",
+        "u-2",
+        None,
+    )
+    assert abs((second.available_at - second.created_at).total_seconds() - 90.0) < 0.01
+    assert (third.available_at, third.scheduled_for) == (at, slot)
+    assert first.available_at == first.created_at == inserted[0].created_at
+    assert (second.available_at, third.available_at) == (
+        inserted[1].available_at,
+        inserted[2].available_at,
+    )
+    assert list(
+        Step.objects.filter(run=second).order_by("position").values_list("name", flat=True)
+    ) == ["a", "b"]
+    assert Step.objects.filter(run=third).count() == 3
+    events = {e.target_id: e for e in AuditEvent.objects.all()}
+    assert set(events) == {str(first.id), str(second.id), str(fourth.id)}  # the third had none
+    assert (events[str(first.id)].actor, events[str(first.id)].target_repr) == ("alice", "first")
+    assert (events[str(second.id)].actor, events[str(second.id)].target_repr) == ("bob", "second")
+    # an event lacking columns the first one has: those take their defaults
+    lacking = events[str(fourth.id)]
+    assert (lacking.action, lacking.actor, lacking.source, lacking.changes) == (
+        "run.rerun",
+        "",
+        "",
+        {},
+    )
+
+
 def test_a_delayed_run_is_due_that_long_after_its_creation(store, pipeline):
     run_id = insert(store, pipeline, delay=90.0)
     run = Run.objects.get(id=run_id)
