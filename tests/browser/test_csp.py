@@ -105,7 +105,7 @@ def test_polling_and_buttons_work_under_the_policy(watched, live_server, test_pi
     assert Run.objects.get(id=run.id).status == RunStatus.PENDING
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Cancel").click()
-    assert page.get_by_text(f"Run {run.id} cancelled.").is_visible()
+    page.get_by_text(f"Run {run.id} cancelled.").wait_for(timeout=30_000)
     page.locator("#run-live[data-status=cancelled]").wait_for()
     assert Run.objects.get(id=run.id).status == RunStatus.CANCELLED
 

@@ -89,7 +89,7 @@ def test_retry_button_brings_a_failed_run_to_success(logged_in, live_server, wor
     assert page.get_by_text("the upstream service is down").first.is_visible()
     flag.touch()  # the operator fixed the upstream problem
     page.get_by_role("button", name="Retry").click()
-    assert page.get_by_text(f"Run {run.id} queued for retry").is_visible()
+    page.get_by_text(f"Run {run.id} queued for retry").wait_for(timeout=30_000)
     page.locator("#run-live[data-status=succeeded]").wait_for(timeout=60_000)
     # The timeline shows the failed first attempt and the successful retry, to scale.
     timeline = page.locator("svg.timeline-svg")

@@ -63,7 +63,7 @@ def test_cancel_from_the_page_asks_then_stops_the_step_and_the_page_follows(
     page.wait_for_timeout(300)
     assert Run.objects.get(id=run.id).status == RunStatus.RUNNING  # dismissed: nothing done
     page.get_by_role("button", name="Cancel").click()
-    assert page.get_by_text(f"Run {run.id} cancelled.").is_visible()
+    page.get_by_text(f"Run {run.id} cancelled.").wait_for(timeout=30_000)  # shown
     # The page keeps polling until the stopped attempt is recorded, then shows it.
     page.locator("#run-live[data-status=cancelled] table.attempts .badge-cancelled").wait_for(
         timeout=30_000
