@@ -28,7 +28,7 @@ class PipelineQuerySet(models.QuerySet["Pipeline"]):
         return self.filter(enabled=True)
 
     def limited(self) -> PipelineQuerySet:
-        """Rows with a concurrency or rate limit: their runs are claimed under the limits' lock."""
+        """Rows with a concurrency or rate limit (`Pipeline.is_limited`, as a query)."""
         return self.filter(Q(max_concurrency__isnull=False) | ~Q(rate_limit=""))
 
     def scheduled(self) -> PipelineQuerySet:
@@ -157,6 +157,13 @@ class Pipeline(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
+
+    @property
+    def is_limited(self) -> bool:
+        """A concurrency or rate limit holds its runs (the rule `PipelineQuerySet.limited`
+        writes as a query): they are claimed under the limits' lock, and their
+        announcements are not plain ones."""
+        return self.max_concurrency is not None or bool(self.rate_limit)
 
     @property
     def is_archived(self) -> bool:

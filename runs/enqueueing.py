@@ -468,7 +468,7 @@ def _create_many(
         name=row.name,
         definition=row.definition,
         default_metadata=row.default_metadata or {},
-        limited=row.max_concurrency is not None or bool(row.rate_limit),
+        limited=row.is_limited,
     )
     inserted = store().insert_runs(news, pipeline=check)
     return _answer(row, runs, news, given, inserted, priority, scheduled_for)

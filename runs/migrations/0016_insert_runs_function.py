@@ -9,11 +9,9 @@ nothing (the portable store inserts with the ORM).
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import migrations
 
-from runs.store.queries import SQL_DIR, parse
+from runs.store.queries import functions_migration
 
 #: The function's text this migration was written for (functions.sql `create_insert_runs`,
 #: comment lines left out): tests/runs/store/test_functions.py holds the file to the
@@ -31,24 +29,6 @@ TABLES = {
 }
 
 
-def _statement(apps: Any, schema_editor: Any, name: str) -> str:
-    names = {
-        key: schema_editor.quote_name(apps.get_model(*model)._meta.db_table)
-        for key, model in TABLES.items()
-    }
-    return parse((SQL_DIR / "functions.sql").read_text())[name].format(**names)
-
-
-def create_function(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(_statement(apps, schema_editor, "create_insert_runs"), params=None)
-
-
-def drop_function(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(_statement(apps, schema_editor, "drop_insert_runs"), params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("runs", "0015_webhooks"),
@@ -56,6 +36,4 @@ class Migration(migrations.Migration):
         ("orbit", "0002_auditevent"),
     ]
 
-    operations = [
-        migrations.RunPython(create_function, drop_function, elidable=False),
-    ]
+    operations = [functions_migration(TABLES, ("insert_runs",))]

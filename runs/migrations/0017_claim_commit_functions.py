@@ -9,11 +9,9 @@ nothing (the portable store claims and commits with the ORM).
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import migrations
 
-from runs.store.queries import SQL_DIR, parse
+from runs.store.queries import functions_migration
 
 #: The functions' text this migration was written for (comment lines left out):
 #: tests/runs/store/test_functions.py holds functions.sql to the newest migration's.
@@ -30,27 +28,6 @@ TABLES = {
     "pipeline": ("pipelines", "Pipeline"),
     "queuepause": ("runs", "QueuePause"),
 }
-FUNCTIONS = ("claim", "commit")
-
-
-def _statement(apps: Any, schema_editor: Any, name: str) -> str:
-    names = {
-        key: schema_editor.quote_name(apps.get_model(*model)._meta.db_table)
-        for key, model in TABLES.items()
-    }
-    return parse((SQL_DIR / "functions.sql").read_text())[name].format(**names)
-
-
-def create_functions(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        for name in FUNCTIONS:
-            schema_editor.execute(_statement(apps, schema_editor, f"create_{name}"), params=None)
-
-
-def drop_functions(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        for name in FUNCTIONS:
-            schema_editor.execute(_statement(apps, schema_editor, f"drop_{name}"), params=None)
 
 
 class Migration(migrations.Migration):
@@ -58,6 +35,4 @@ class Migration(migrations.Migration):
         ("runs", "0016_insert_runs_function"),
     ]
 
-    operations = [
-        migrations.RunPython(create_functions, drop_functions, elidable=False),
-    ]
+    operations = [functions_migration(TABLES, ("claim", "commit"))]

@@ -8,11 +8,12 @@ SQLite has no functions: there the operation does nothing.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from django.db import migrations
 
-#: Reads the function's text as 0016 does (the file's, with this migration's table names).
+from runs.store.queries import functions_migration
+
+#: The tables, as 0016 names them.
 earlier = importlib.import_module("runs.migrations.0016_insert_runs_function")
 
 #: The function's text this migration was written for (functions.sql `create_insert_runs`,
@@ -28,16 +29,12 @@ DROP_0016 = (
 )
 
 
-def create_function(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_0016, params=None)
-        earlier.create_function(apps, schema_editor)
-
-
 class Migration(migrations.Migration):
     dependencies = [("runs", "0017_claim_commit_functions")]
 
     operations = [
         # Backwards: 0016's own reverse drops the function in every form it had.
-        migrations.RunPython(create_function, migrations.RunPython.noop, elidable=False),
+        functions_migration(
+            earlier.TABLES, ("insert_runs",), drop_first=(DROP_0016,), reversible=False
+        ),
     ]

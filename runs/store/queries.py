@@ -8,10 +8,12 @@ is what the file says.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from django.db import connection
+from django.db import connection, migrations
 
 from orbit.core.models import AuditEvent
 from pipelines.models import Pipeline
@@ -64,3 +66,40 @@ def sendable(name: str, body: str) -> str:
 
 def sql(name: str, filename: str = "runs.sql") -> str:
     return statements(filename)[name]
+
+
+def functions_migration(
+    tables: Mapping[str, tuple[str, str]],
+    names: Sequence[str],
+    *,
+    drop_first: Sequence[str] = (),
+    reversible: bool = True,
+) -> migrations.RunPython:
+    """The migration operation that creates the store's PostgreSQL functions `names`
+    (functions.sql `create_<name>`; backwards, `drop_<name>`), their text read from the
+    file with `tables` ({key}: (app label, model)) named as the migration's models name
+    them. `drop_first`: statements run before, for a function whose parameters changed.
+    SQLite has no functions: there the operation does nothing."""
+
+    def text(apps: Any, schema_editor: Any, name: str) -> str:
+        names_ = {
+            key: schema_editor.quote_name(apps.get_model(*model)._meta.db_table)
+            for key, model in tables.items()
+        }
+        return parse((SQL_DIR / "functions.sql").read_text())[name].format(**names_)
+
+    def create(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            for statement in drop_first:
+                schema_editor.execute(statement, params=None)
+            for name in names:
+                schema_editor.execute(text(apps, schema_editor, f"create_{name}"), params=None)
+
+    def drop(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            for name in names:
+                schema_editor.execute(text(apps, schema_editor, f"drop_{name}"), params=None)
+
+    return migrations.RunPython(
+        create, drop if reversible else migrations.RunPython.noop, elidable=False
+    )

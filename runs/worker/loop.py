@@ -128,7 +128,6 @@ class WorkerLoop:
         self._db_failures = 0
         self._forget_queries = False
         self._webhooks_wanted = False
-        self._connection_checked = 0.0  # monotonic
         self.timers = Timers()
         for duty in self._duties():
             self.timers.add(duty)
@@ -179,6 +178,16 @@ class WorkerLoop:
                 lambda: orbit_settings.webhook_poll_interval,
                 self._send_webhooks,
                 active=lambda: self._webhooks_wanted and self.stop is None,
+            ),
+            # Django's own check of an idle worker's connection (CONN_MAX_AGE, and the
+            # health check before the next query): at most once a second, not on every
+            # idle turn, or each announced run would pay a round trip before its claim.
+            Duty(
+                "connection",
+                lambda: CONNECTION_CHECK_SECONDS,
+                lambda: connection.close_if_unusable_or_obsolete(),
+                active=lambda: not any(s.busy for s in self.slots),
+                wakes=False,
             ),
             # With a wake-up channel, polling is only a safety net; without, it is how
             # work is found. Freed slots and announcements bring it forward.
@@ -262,12 +271,6 @@ class WorkerLoop:
             for slot in self.slots:
                 if slot.attempt is not None:
                     slot.attempt.stop(StopReason.SHUTDOWN)
-        if not busy and time.monotonic() - self._connection_checked >= CONNECTION_CHECK_SECONDS:
-            # Django's own check (CONN_HEALTH_CHECKS: a `SELECT 1` before the next query,
-            # CONN_MAX_AGE): not on every idle turn, or each announced run would pay a
-            # round trip before its claim.
-            self._connection_checked = time.monotonic()
-            connection.close_if_unusable_or_obsolete()
         self._wait()
         for slot in self.slots:
             if slot.attempt is not None:

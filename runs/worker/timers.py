@@ -19,12 +19,15 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Duty:
     """`action()` every `interval()` seconds while `active()`; the action may return
-    the seconds until it wants to run again instead."""
+    the seconds until it wants to run again instead. A duty that does not `wake` the
+    loop runs at the first turn the loop takes anyway once it is due (a check worth
+    making now and then, not worth a wake-up of its own)."""
 
     name: str
     interval: Callable[[], float]
     action: Callable[[], float | None]
     active: Callable[[], bool] = lambda: True
+    wakes: bool = True
     due: float = 0.0
 
 
@@ -36,8 +39,9 @@ class Timers:
         self.duties[duty.name] = duty
 
     def next_due(self) -> float | None:
-        """When the earliest active duty is due (monotonic seconds); None: none is."""
-        due = [d.due for d in self.duties.values() if d.active()]
+        """When the earliest active duty that wakes the loop is due (monotonic seconds);
+        None: none is."""
+        due = [d.due for d in self.duties.values() if d.wakes and d.active()]
         return min(due) if due else None
 
     def bring_forward(self, name: str, at: float | None = None) -> None:

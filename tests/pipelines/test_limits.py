@@ -208,3 +208,24 @@ def test_an_operators_bad_max_concurrency_changes_nothing(defined, value):
     with pytest.raises(InvalidLimit):
         pipeline_update(row, max_concurrency=value)
     assert Row.objects.get(name="t-lim").max_concurrency == 2
+
+
+@pytest.mark.django_db
+def test_a_row_is_limited_in_python_exactly_when_the_query_says_so() -> None:
+    """`Pipeline.is_limited` (how an enqueue tells a plain announcement from a limited
+    one) and `PipelineQuerySet.limited()` (which runs a worker claims under the limits'
+    lock) are one rule: a run announced as plain must never need the limited claim."""
+    from pipelines.models import Pipeline as Row
+    from tests.factories import PipelineFactory
+
+    Row.objects.all().delete()
+    rows = [
+        PipelineFactory(name="t-plain"),
+        PipelineFactory(name="t-capped", max_concurrency=3),
+        PipelineFactory(name="t-capped-zero", max_concurrency=0),
+        PipelineFactory(name="t-rated", rate_limit="veryfi"),
+        PipelineFactory(name="t-both", max_concurrency=1, rate_limit="veryfi"),
+    ]
+    in_query = set(Row.objects.limited().values_list("name", flat=True))
+    assert {row.name for row in rows if row.is_limited} == in_query
+    assert in_query == {"t-capped", "t-capped-zero", "t-rated", "t-both"}
