@@ -22,3 +22,6 @@ bench_limited = Pipeline(
     "bench-limited", max_concurrency=3, steps=[step("sleeps", sleeps, timeout=60)]
 )
 bench_rated = Pipeline("bench-rated", rate_limit="bench-veryfi", steps=[step("stamp", stamp)])
+#: No limit: in the bench's round without limits, three long runs of this hold three slots,
+#: as the max_concurrency=3 pipeline's runs hold three in the round with limits.
+bench_sleeps = Pipeline("bench-sleeps", steps=[step("sleeps", sleeps, timeout=3600)])

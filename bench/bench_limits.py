@@ -7,7 +7,9 @@
 alternately with no flow limit anywhere ("none") and with limits configured on other
 pipelines ("limited": a max_concurrency=3 pipeline with a backlog of slow runs, held
 back throughout, and a rate-limited one with queued runs); the unlimited pipeline's
-runs/s in each, same database, same run. `rate`: 4 workers and a named rate limit of
+runs/s in each, same database, same run. Three slots are busy with slow runs in both
+(the limited pipeline's three, or three long runs no limit holds), so the rounds differ
+in the limits alone, not in the slots left for the no-op runs. `rate`: 4 workers and a named rate limit of
 `per-minute` starts a minute (ORBIT_RATE_LIMITS=bench-veryfi=20/minute) over `minutes`;
 the most step starts in any 60 s window, by the steps' own clock. Run `rate` once: it
 takes its minutes. PostgreSQL at BENCH_DATABASE_URL (default orbit_bench_limits).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +34,12 @@ from bench import bench_worker  # noqa: E402
 from bench.bench_worker import LAT_FILE, django_ready, setup, stop  # noqa: E402
 
 MODULES = "bench.bench_pipelines,bench.bench_limited_pipelines"
+#: No-op runs drained before the measured ones, so every worker has forked its step
+#: processes and warmed its connection when the clock starts.
+WARM_UP = 200
+#: Slots held throughout by slow runs in both rounds: the max_concurrency=3 pipeline's
+#: with limits, three long runs of an unlimited pipeline without.
+HELD_SLOTS = 3
 
 
 def start(k: int, concurrency: int, extra: dict[str, str]) -> list[subprocess.Popen[bytes]]:
@@ -55,37 +64,50 @@ def start(k: int, concurrency: int, extra: dict[str, str]) -> list[subprocess.Po
 
 
 def drain_once(n: int, limited: bool) -> float:
-    """Runs/s of bench-noop with 4 workers at concurrency 8, worker start-up excluded."""
+    """Runs/s of bench-noop with 4 workers at concurrency 8, in steady state: the workers
+    first drain a warm-up batch queued at a higher priority (forking their step
+    processes, opening their connections); the clock runs from the warm-up's last end
+    to the last measured run's end, by the database's clock. The tables are analysed once
+    every run is queued: a round must not be planned on the statistics of the round
+    before, or of the empty table autovacuum happened to see (rounds differed by a third)."""
+    from django.db import connection
+    from django.db.models import Max
+
     from pipelines.models import Pipeline
     from runs import enqueue_many
     from runs.models import Run
 
     Run.objects.all().delete()
     Pipeline.objects.limited().update(enabled=limited)
-    if limited:
+    if limited:  # queued first: ahead of the no-op runs in the claim's order
         enqueue_many("bench-limited", [{"seconds": 0.5}] * 400)
         enqueue_many("bench-rated", [{}] * 200)
+    else:  # the same three slots held, by runs no limit holds: only the limits differ
+        enqueue_many("bench-sleeps", [{"seconds": 3600}] * HELD_SLOTS)
     for at in range(0, n, 1000):
         enqueue_many("bench-noop", [{}] * min(1000, n - at))
-    done = Run.objects.filter(pipeline__name="bench-noop", status="succeeded")
+    enqueue_many("bench-noop", [{}] * WARM_UP, priority=1)
+    with connection.cursor() as cursor:
+        for table in ("runs_run", "runs_step", "runs_stepattempt"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+    noop = Run.objects.filter(pipeline__name="bench-noop")
     procs = start(4, 8, {"ORBIT_RATE_LIMITS": "bench-veryfi=20/minute"})
     try:
-        first = None
-        while True:
-            count = done.count()
-            now = time.perf_counter()
-            if count and first is None:
-                first, first_count = now, count
-            if count >= n:
-                break
-            time.sleep(0.02)
+        # Polled slowly: a count every 20 ms cost the database as much as a worker.
+        while noop.filter(status="succeeded").count() < n + WARM_UP:
+            time.sleep(0.25)
     finally:
+        for proc in procs:  # twice: stop now, handing the long runs back
+            proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
         stop(procs)
-    assert first is not None
     if limited:
         running = Run.objects.filter(pipeline__name="bench-limited", status="running").count()
-        assert running <= 3, running
-    return (n - first_count) / (now - first)
+        assert running <= HELD_SLOTS, running
+    warm = noop.filter(priority=1).aggregate(last=Max("finished_at"))["last"]
+    after = noop.filter(priority=0, finished_at__gt=warm)
+    last = after.aggregate(last=Max("finished_at"))["last"]
+    return after.count() / (last - warm).total_seconds()
 
 
 def drain(args: argparse.Namespace) -> None:

@@ -19,7 +19,7 @@ from functools import cache, reduce
 from operator import or_
 from typing import Any
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, OperationalError, models, transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
@@ -248,6 +248,7 @@ class PortableStore:
             rest = replace(request, limit=request.limit - len(limited))
             claims = Claims([*limited, *self._claim_unlimited(rest)])
         claims.retry_after = limited.retry_after
+        claims.limits_busy = limited.limits_busy
         return claims
 
     def _claim_unlimited(self, request: ClaimRequest) -> Claims:
@@ -273,18 +274,23 @@ class PortableStore:
             )
             return Claims(self._claim_ids(ids, request.worker_id, request.lease_seconds))
 
-    def _lock_limits(self) -> None:
-        """Serialise limited claimers until the transaction ends, queue limits included.
-        SQLite's write lock, taken at BEGIN IMMEDIATE, already does; elsewhere only the
+    def _lock_limits(self, *, wait: bool) -> bool:
+        """Serialise limited claimers until the transaction ends, queue limits included;
+        False: another claimer holds the lock and `wait` said not to wait. SQLite's write
+        lock, taken at BEGIN IMMEDIATE, already serialises them; elsewhere only the
         limited pipelines' rows are locked (below), so queue limits are exact on SQLite
         and with the PostgreSQL store."""
+        return True
 
     def _claim_limited(self, request: ClaimRequest) -> Claims:
         """Claim due runs of limited pipelines and queues, within their limits: count
         what runs and what the rate windows admitted, choose (pipelines/limits.py), claim,
         record the admitted starts. Inside the caller's transaction, under the lock, so
         every count includes every claim committed before."""
-        self._lock_limits()
+        busy = Claims()
+        busy.limits_busy = True
+        if not self._lock_limits(wait=request.wait_for_limits):
+            return busy
         queue_limits = {q: n for q, n in orbit_settings.queue_limits.items() if q in request.queues}
         rows = Pipeline.objects.enabled().limited()
         if request.definitions is not None:
@@ -292,9 +298,17 @@ class PortableStore:
         # Locked (in name order, so claimers never deadlock): on a database server each
         # claimer of a limited pipeline waits for the one before, and the statements after
         # this one see its claims. SQLite's write lock already serialises claimers.
-        pipelines = list(
-            rows.select_for_update().values_list("id", "name", "max_concurrency", "rate_limit")
-        )
+        try:
+            with transaction.atomic():  # a savepoint: a lock refused leaves the claim usable
+                pipelines = list(
+                    rows.select_for_update(nowait=not request.wait_for_limits).values_list(
+                        "id", "name", "max_concurrency", "rate_limit"
+                    )
+                )
+        except OperationalError as exc:
+            if request.wait_for_limits or not _lock_refused(exc):
+                raise
+            return busy
         if not pipelines and not queue_limits:
             return Claims()
         now = db_now().timestamp()
@@ -891,6 +905,12 @@ class PortableStore:
 
 #: Runs of a pipeline with neither a concurrency nor a rate limit.
 UNLIMITED = Q(pipeline__max_concurrency__isnull=True, pipeline__rate_limit="")
+
+
+def _lock_refused(exc: OperationalError) -> bool:
+    """The error a row lock asked for without waiting raises when another holds it
+    (SQLSTATE 55P03, lock_not_available)."""
+    return getattr(exc.__cause__, "sqlstate", None) == "55P03"
 
 
 def limited_queues() -> list[str]:

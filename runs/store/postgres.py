@@ -168,12 +168,16 @@ class PostgresStore(PortableStore):
             for run_id, fence, pipeline, definition, metadata, started, steps, trace_context in found
         )
 
-    def _lock_limits(self) -> None:
-        """Wait for the limits' lock, held until the transaction ends. Its own statement:
-        the statements after it read a snapshot taken once it is held, so they see every
-        claim the previous holder committed (one statement taking the lock would count
-        with the snapshot it started with)."""
-        self._execute("lock_limits", {"key": LIMITS_LOCK})
+    def _lock_limits(self, *, wait: bool) -> bool:
+        """Take the limits' lock, held until the transaction ends (or, not waiting, say
+        that another claimer holds it). Its own statement: the statements after it read
+        a snapshot taken once it is held, so they see every claim the previous holder
+        committed (one statement taking the lock would count with the snapshot it
+        started with)."""
+        if wait:
+            self._execute("lock_limits", {"key": LIMITS_LOCK})
+            return True
+        return bool(self._execute("try_exclusive", {"key": LIMITS_LOCK})[0][0])
 
     # -- committing -------------------------------------------------------------------
     def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:

@@ -115,6 +115,9 @@ class Claims(list[Claim]):
     rate limit that is full admits another claim (None: none is full)."""
 
     retry_after: float | None = None
+    #: The claim under limits was not made: another claimer held the limits' lock and
+    #: the request said not to wait for it (`ClaimRequest.wait_for_limits`).
+    limits_busy: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,10 @@ class ClaimRequest:
     #: more). False when the caller knows no limit applies: runs of limited pipelines and
     #: queues are then left alone, never claimed past their limit.
     limited: bool = True
+    #: Wait for the limits' lock while another claimer holds it. A worker does not: its
+    #: loop would stall, and with it every slot's next report and claim; it skips the
+    #: claim under limits (the holder is claiming what is claimable) and tries again soon.
+    wait_for_limits: bool = True
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,7 @@ class WorkerLoop:
             queues=self.queues,
             lease_seconds=self.lease_seconds,
             definitions=registry.step_names(),
+            wait_for_limits=False,
         )
         now = time.monotonic()
         aging = orbit_settings.priority_aging_seconds
@@ -317,6 +318,7 @@ class WorkerLoop:
             limited=limited,
             filled=len(claims) == len(free) and any(c.limited for c in claims),
             retry_after=claims.retry_after,
+            busy=claims.limits_busy,
         )
         self._take(free, claims)
         if len(claims) == len(free):

@@ -6,7 +6,9 @@ limit to reckon with (the document pipeline's Veryfi rate). So a worker makes on
 when it may find something: at once after a limited run of its own ends or a recovery
 (a slot of a limit is free), 5 ms after an announcement that was not plain and no sooner
 than 50 ms after its last one, when a full rate window admits again, and otherwise once a
-poll interval (other workers' limited runs ending). The plain claim, one statement, goes
+poll interval (other workers' limited runs ending). It never waits for the limits' lock:
+while another worker holds it (claiming what the limits admit), it makes the plain claim
+alone and tries again 20 ms later. The plain claim, one statement, goes
 on as it would without limits. The decisions are here, free of the database but for the
 one question asked through `has_limits` (whether any pipeline has a limit), so they are
 tested without one.
@@ -28,6 +30,10 @@ ANNOUNCED_LIMITED_GAP_SECONDS = 0.05
 #: plain one (one statement), so a run no limit holds is picked up without paying for the
 #: limits' lock and counts.
 ANNOUNCED_LIMITED_LAG_SECONDS = 0.005
+#: How soon to try again when another worker held the limits' lock: it is claiming what
+#: the limits admit right now, so there may be nothing left; but a slot of ours may be
+#: owed a run it could not see yet.
+LIMITS_BUSY_RETRY_SECONDS = 0.02
 
 
 @dataclass
@@ -44,8 +50,9 @@ class LimitedPacing:
     at: float = 0.0
     #: When the last one was made.
     tried: float = 0.0
-    #: Whether an announcement set `at` (a claim is owed then, even on an idle worker).
-    announced: bool = False
+    #: Whether a claim under limits is owed at `at`, even on an idle worker: an
+    #: announcement asked for one, or the last one found the limits' lock taken.
+    owed: bool = False
     #: Seconds until a full rate window admits again, as the last claim learnt.
     rate_wait: float | None = None
     _seen: tuple[float, bool] | None = None
@@ -61,15 +68,27 @@ class LimitedPacing:
         return self._seen[1]
 
     def claimed(
-        self, now: float, *, limited: bool, filled: bool, retry_after: float | None
+        self,
+        now: float,
+        *,
+        limited: bool,
+        filled: bool,
+        retry_after: float | None,
+        busy: bool = False,
     ) -> None:
         """A claim was made at `now` (under limits or not); `filled`: runs under limits
-        filled every free slot, so more may be claimable at once."""
+        filled every free slot, so more may be claimable at once; `busy`: the claim under
+        limits was skipped, another worker holding the limits' lock."""
+        if busy:
+            self.tried = now
+            self.at = now + LIMITS_BUSY_RETRY_SECONDS
+            self.owed = True
+            return
         self.rate_wait = retry_after
         if not limited:
             return
         self.tried = now
-        self.announced = False
+        self.owed = False
         later = min(self.poll_interval, retry_after or self.poll_interval)
         self.at = now + (0.0 if filled else later)
 
@@ -81,11 +100,11 @@ class LimitedPacing:
         """A run (not announced as plain) is due in `delay` seconds."""
         soonest = self.tried + ANNOUNCED_LIMITED_GAP_SECONDS
         self.at = min(self.at, max(now + max(delay, 0.0) + ANNOUNCED_LIMITED_LAG_SECONDS, soonest))
-        self.announced = True
+        self.owed = True
 
     def claim_in(self, now: float) -> float | None:
         """Seconds until the worker should claim again for limits' sake (a full rate
         window admitting, a claim an announcement owes); None: no such reason."""
-        waits = [self.rate_wait, self.at - now if self.announced else None]
+        waits = [self.rate_wait, self.at - now if self.owed else None]
         found = [max(w, 0.0) for w in waits if w is not None]
         return min(found) if found else None

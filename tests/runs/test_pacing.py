@@ -8,6 +8,7 @@ import pytest
 from runs.worker.pacing import (
     ANNOUNCED_LIMITED_GAP_SECONDS,
     ANNOUNCED_LIMITED_LAG_SECONDS,
+    LIMITS_BUSY_RETRY_SECONDS,
     LIMITS_REFRESH_SECONDS,
     LimitedPacing,
 )
@@ -104,3 +105,15 @@ def test_plain_claims_keep_the_pacing_but_learn_the_rate_wait():
     paced.claimed(10.0, limited=True, filled=False, retry_after=None)
     paced.claimed(10.2, limited=False, filled=False, retry_after=None)
     assert not paced.wanted(10.5) and paced.wanted(11.0)
+
+
+def test_a_busy_limits_lock_means_another_try_soon_even_on_an_idle_worker():
+    paced, _ = pacing()
+    assert paced.wanted(10.0)
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None, busy=True)
+    assert not paced.wanted(10.0 + LIMITS_BUSY_RETRY_SECONDS / 2)
+    assert paced.wanted(10.0 + LIMITS_BUSY_RETRY_SECONDS)
+    # owed: the loop comes back for it, however idle
+    assert paced.claim_in(10.0) == pytest.approx(LIMITS_BUSY_RETRY_SECONDS)
+    paced.claimed(10.0 + LIMITS_BUSY_RETRY_SECONDS, limited=True, filled=False, retry_after=None)
+    assert paced.claim_in(10.1) is None  # made: nothing owed any more

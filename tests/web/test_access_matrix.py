@@ -846,22 +846,34 @@ def test_every_admin_covers_the_models_with_secrets() -> None:
     assert covered == {m._meta.label_lower for m in ADMINS}
 
 
+#: A date hierarchy's drill-down lookup in a changelist query (`?created_at__month=12`).
+DATE_LOOKUP = re.compile(r"__(year|month|day)=")
+
+
 @pytest.mark.parametrize("model", ADMINS, ids=[m._meta.label_lower for m in ADMINS])
 def test_every_filter_an_admin_lists_still_works(
     model: type[Model], secrets_stored: dict[str, Any], superuser_client: Client
 ) -> None:
-    """Each link in the filter sidebar and the date drill-down answers 200."""
+    """Each link in the filter sidebar and the date drill-down answers 200: every link
+    on the list, and on each page a date link leads to, its date links one level down.
+    (Following every link of every filtered page asked for each pair of filters, tens of
+    thousands of pages in all for the run admin, and said no more about the drill-down.)"""
     url = _changelist(model)
     page = superuser_client.get(url)
     assert page.status_code == 200
-    links = set(re.findall(r'href="(\?[^"]*)"', page.content.decode()))
-    for link in sorted(links):
-        query = html.unescape(link)
+    links = {html.unescape(link) for link in re.findall(r'href="(\?[^"]*)"', page.content.decode())}
+    seen = set(links)
+    for query in sorted(links):
         response = superuser_client.get(url + query)
         assert response.status_code == 200, (query, response.status_code)
-        # and one level down the date hierarchy
-        for deeper in set(re.findall(r'href="(\?[^"]*)"', response.content.decode())):
+        if not DATE_LOOKUP.search(query):
+            continue
+        # one level down the date hierarchy
+        for deeper in re.findall(r'href="(\?[^"]*)"', response.content.decode()):
             deeper_query = html.unescape(deeper)
+            if deeper_query in seen or not DATE_LOOKUP.search(deeper_query):
+                continue
+            seen.add(deeper_query)
             assert superuser_client.get(url + deeper_query).status_code == 200, deeper_query
 
 
