@@ -79,10 +79,11 @@ class LimitedPacing:
         """A claim was made at `now` (under limits or not); `filled`: runs under limits
         filled every free slot, so more may be claimable at once; `busy`: the claim under
         limits was skipped, another worker holding the limits' lock."""
-        if busy:
+        if busy:  # what the windows admit is learnt on the retry, not guessed from before
             self.tried = now
             self.at = now + LIMITS_BUSY_RETRY_SECONDS
             self.owed = True
+            self.rate_wait = None
             return
         self.rate_wait = retry_after
         if not limited:

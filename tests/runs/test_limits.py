@@ -5,7 +5,9 @@ Every wait is bounded (wait_until); nothing sleeps hoping for luck."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import signal
+import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -149,8 +151,14 @@ def test_a_rate_limit_holds_across_workers(limited_pipelines, workers, spans):
     starts = [s for s, _ in spans("t-rated")]
     assert most_in_window(starts, 2.0) <= 5 + 1  # within one start, by the steps' clock
     assert most_in_window(claimed, 2.0) <= 5  # by the database clock: exact
-    # Fourteen gaps: each claim waits out its gap, woken on time, not by luck.
-    assert 5.5 <= max(starts) - min(starts) <= 5.6 + 1.5
+    # Fourteen gaps of 0.4 s: each claim waits out its gap, woken on time, not by the
+    # 1 s poll. Each start is recorded a moment after its claim and the next gap counts
+    # from there, so a loaded machine stretches every gap a little (6.4-7.0 s in all
+    # on a quiet one): the gaps' median says whether the workers were woken on time.
+    ordered = sorted(starts)
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    assert 5.5 <= ordered[-1] - ordered[0] <= 5.6 + 14 * 0.15
+    assert statistics.median(gaps) < 0.55, gaps
 
 
 def test_a_burst_worker_waits_for_the_runs_a_rate_limit_spaces(limited_pipelines, workers, spans):
