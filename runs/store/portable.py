@@ -19,7 +19,7 @@ from functools import cache, reduce
 from operator import or_
 from typing import Any
 
-from django.db import IntegrityError, OperationalError, models, transaction
+from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
@@ -298,17 +298,18 @@ class PortableStore:
         # Locked (in name order, so claimers never deadlock): on a database server each
         # claimer of a limited pipeline waits for the one before, and the statements after
         # this one see its claims. SQLite's write lock already serialises claimers.
-        try:
-            with transaction.atomic():  # a savepoint: a lock refused leaves the claim usable
-                pipelines = list(
-                    rows.select_for_update(nowait=not request.wait_for_limits).values_list(
-                        "id", "name", "max_concurrency", "rate_limit"
-                    )
-                )
-        except OperationalError as exc:
-            if request.wait_for_limits or not _lock_refused(exc):
-                raise
-            return busy
+        columns = ("id", "name", "max_concurrency", "rate_limit")
+        if request.wait_for_limits or not connection.features.has_select_for_update_nowait:
+            # SQLite: no row locks, and its write lock, taken at BEGIN, already serialises
+            pipelines = list(rows.select_for_update().values_list(*columns))
+        else:
+            try:
+                with transaction.atomic():  # a savepoint: a refused lock leaves the claim usable
+                    pipelines = list(rows.select_for_update(nowait=True).values_list(*columns))
+            except OperationalError as exc:
+                if not _lock_refused(exc):
+                    raise
+                return busy
         if not pipelines and not queue_limits:
             return Claims()
         now = db_now().timestamp()

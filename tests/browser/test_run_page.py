@@ -69,7 +69,8 @@ def test_cancel_from_the_page_asks_then_stops_the_step_and_the_page_follows(
         timeout=30_000
     )
     assert StepAttempt.objects.get(step__run=run, number=1).outcome == "cancelled"
-    assert page.locator("#run-live").get_attribute("hx-trigger") is None  # settled: stopped
+    # Settled: the page stops polling (on its next refresh after the attempt is in).
+    page.locator("#run-live:not([hx-trigger])").wait_for(timeout=30_000)
 
 
 def test_run_again_form_is_prefilled_editable_and_links_the_runs(logged_in, live_server, worker):
