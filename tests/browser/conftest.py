@@ -23,9 +23,23 @@ PASSWORD = "browser-test-password"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.path.exists(CHROMIUM):
+    """Browser tests need chromium, and run in one of the suite's two passes: the SQLite
+    one (the database of `make run`, and the one every checkout can run). What they test
+    is the front end (pages, scripts, the content policy, layouts), the same over either
+    store; the views' behaviour on PostgreSQL is tested without a browser (tests/console,
+    tests/web, tests/api), and the stores by one behaviour suite. Running them twice cost
+    CI 2.5 minutes. ORBIT_TEST_BROWSER_ON_POSTGRES=1 runs them on PostgreSQL too."""
+    from django.db import connection
+
+    if not os.path.exists(CHROMIUM):
+        reason = f"needs chromium at {CHROMIUM} (apt-get install chromium)"
+    elif connection.vendor == "postgresql" and not os.environ.get("ORBIT_TEST_BROWSER_ON_POSTGRES"):
+        reason = (
+            "the browser tests run in the SQLite pass (ORBIT_TEST_BROWSER_ON_POSTGRES=1: here too)"
+        )
+    else:
         return
-    skip = pytest.mark.skip(reason=f"needs chromium at {CHROMIUM} (apt-get install chromium)")
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
