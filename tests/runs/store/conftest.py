@@ -4,18 +4,20 @@ PostgreSQL (so on PostgreSQL both run, and each is the other's reference)."""
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from orbit.core.ids import uuid7
 from pipelines.models import Pipeline
 from runs.store.portable import PortableStore
 from runs.store.protocol import RunStore
-from runs.store.records import Claim, ClaimRequest, NewRun
+from runs.store.records import ClaimRequest, Claims, NewRun
 
 LEASE = 30.0
 
@@ -57,7 +59,7 @@ def insert(store: RunStore, pipeline: Pipeline, **fields: Any) -> uuid.UUID:
     return inserted.id
 
 
-def claim(store: RunStore, limit: int = 10, **fields: Any) -> list[Claim]:
+def claim(store: RunStore, limit: int = 10, **fields: Any) -> Claims:
     values: dict[str, Any] = {
         "worker_id": None,
         "limit": limit,
@@ -66,3 +68,33 @@ def claim(store: RunStore, limit: int = 10, **fields: Any) -> list[Claim]:
     }
     values.update(fields)
     return store.claim(ClaimRequest(**values))
+
+
+@contextmanager
+def held_elsewhere(*statements: tuple[str, Sequence[Any]]) -> Iterator[None]:
+    """Another session runs `statements` in one open transaction (taking its locks) and
+    keeps it open until the block ends, then rolls it back: a claimer or pruner in
+    another process, mid-transaction."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("BEGIN")
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+                holding.set()
+                release.wait(30)
+                cursor.execute("ROLLBACK")
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(30), "the other session did not take its locks"
+        yield
+    finally:
+        release.set()
+        thread.join(30)

@@ -11,8 +11,7 @@ from django.db import connections
 
 from pipelines.models import Pipeline
 from runs.models import RateWindow, Run
-from runs.store.records import ClaimRequest
-from tests.runs.store.conftest import claim, insert
+from tests.runs.store.conftest import claim, held_elsewhere, insert
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,46 +158,19 @@ def test_claimers_on_many_connections_never_exceed_the_limit(store):
 def test_a_claimer_told_not_to_wait_skips_the_limits_while_another_holds_them(store, pipeline):
     """A worker never stalls on another's claim under limits: it claims the runs no
     limit holds, learns the lock was busy, and takes the limited ones once it is free."""
-    from django.db import connection, transaction
-
     from runs.store.postgres import LIMITS_LOCK
 
     limited = row("t-lim", max_concurrency=2)
     held_back = {insert(store, limited) for _ in range(2)}
     free = insert(store, pipeline)
-    holding, release = threading.Event(), threading.Event()
-
-    def other_claimer() -> None:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                # What a claimer under limits holds in either store: the limits' lock
-                # (PostgreSQL's), the limited pipelines' rows (the portable one's).
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LIMITS_LOCK])
-                cursor.execute(
-                    "SELECT id FROM pipelines_pipeline WHERE id = %s FOR UPDATE", [limited.id]
-                )
-                holding.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=other_claimer)
-    thread.start()
-    try:
-        assert holding.wait(30)
-        claims = store.claim(
-            ClaimRequest(
-                worker_id=None,
-                limit=10,
-                queues=("default",),
-                lease_seconds=60,
-                wait_for_limits=False,
-            )
-        )
+    # What a claimer under limits holds in either store: the limits' lock (PostgreSQL's),
+    # the limited pipelines' rows (the portable one's).
+    with held_elsewhere(
+        ("SELECT pg_advisory_xact_lock(%s)", [LIMITS_LOCK]),
+        ("SELECT id FROM pipelines_pipeline WHERE id = %s FOR UPDATE", [limited.id]),
+    ):
+        claims = claim(store, wait_for_limits=False)
         assert [c.run_id for c in claims] == [free] and claims.limits_busy
         assert running(limited) == 0
-    finally:
-        release.set()
-        thread.join(30)
     again = claim(store, wait_for_limits=False)
-    assert {c.run_id for c in again} == held_back and not again.limits_busy  # type: ignore[attr-defined]
+    assert {c.run_id for c in again} == held_back and not again.limits_busy

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connections
 
 from orbit.core.clock import db_now
 from orbit.core.models import AuditEvent
 from runs.models import Run, RunRollup, Step, StepAttempt
 from services.models import VeryfiDocument
 from tests.factories import RunFactory, StepAttemptFactory, StepFactory
+from tests.runs.store.conftest import held_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -164,27 +163,7 @@ def test_audit_events_go_oldest_first_in_batches(store, pipeline):
 def test_a_run_another_transaction_holds_is_skipped_not_waited_for(store, pipeline):
     held = finished(pipeline, at=HOUR - timedelta(minutes=5))
     other = finished(pipeline)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        conn = connections.create_connection("default")
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute("BEGIN")
-                cursor.execute("SELECT 1 FROM runs_run WHERE id = %s FOR UPDATE", [held.id])
-                locked.set()
-                release.wait(10)
-                cursor.execute("ROLLBACK")
-        finally:
-            conn.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert locked.wait(10)
+    with held_elsewhere(("SELECT 1 FROM runs_run WHERE id = %s FOR UPDATE", [held.id])):
         assert dict(store.prune_runs(before(), limit=100).runs) == {"succeeded": 1}
         assert list(Run.objects.values_list("id", flat=True)) == [held.id]
-    finally:
-        release.set()
-        thread.join()
     assert not Run.objects.filter(id=other.id).exists()
