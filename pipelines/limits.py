@@ -160,3 +160,77 @@ def choose(
             if bucket in left:
                 left[bucket] -= 1
     return chosen
+
+
+@dataclass(frozen=True)
+class LimitedPipeline:
+    """An enabled pipeline with a flow limit, as a claim under limits reads it."""
+
+    id: int
+    name: str
+    max_concurrency: int | None
+    rate_limit: str
+    #: How many of its runs are running now, on every worker.
+    running: int
+
+
+@dataclass(frozen=True)
+class Rooms:
+    """What the limits leave for one claim: per bucket (("pipeline", id), ("queue",
+    name), ("rate", key)) how many runs may be claimed, each pipeline's rate rule, the
+    named limits no one configured (their runs wait: (key, pipeline) to warn about), and
+    the seconds until a full rate window admits again (None: none is full)."""
+
+    rooms: Mapping[Hashable, int]
+    rules: Mapping[int, RateRule | None]
+    unconfigured: tuple[tuple[str, str], ...]
+    retry_after: float | None
+
+    def buckets(self, pipeline_id: int, queue: str) -> tuple[Hashable, ...]:
+        """Every limit a run of this pipeline on this queue counts against."""
+        rule = self.rules.get(pipeline_id)
+        found: list[Hashable] = [("pipeline", pipeline_id), ("queue", queue)]
+        if rule is not None:
+            found.append(("rate", rule.key))
+        return tuple(found)
+
+    def bound(self, buckets: Iterable[Hashable], limit: int) -> int:
+        """How many due runs under these limits are worth looking at (a bucket with no
+        room given is unlimited)."""
+        return min([limit, *(self.rooms[b] for b in buckets if b in self.rooms)])
+
+
+def rooms(
+    pipelines: Sequence[LimitedPipeline],
+    queues: Mapping[str, tuple[int, int]],
+    windows: Mapping[str, Sequence[float]],
+    now: float,
+    named: Mapping[str, Rate | None],
+    wanted: int,
+) -> Rooms:
+    """The rooms a claim of up to `wanted` runs has: under each pipeline's concurrency
+    limit, each limited queue's (`queues`: name -> (limit, running)), and each rate
+    window (`windows`: key -> admitted starts, at `now` by the database clock)."""
+    rules = {p.id: rate_rule(p.name, p.rate_limit, named) for p in pipelines}
+    found: dict[Hashable, int] = {}
+    unconfigured: list[tuple[str, str]] = []
+    waits: list[float] = []
+    for p in pipelines:
+        left = room(p.max_concurrency, p.running)
+        if left is not None:
+            found[("pipeline", p.id)] = left
+        rule = rules[p.id]
+        if rule is None or ("rate", rule.key) in found:
+            continue
+        if rule.rate is None:
+            unconfigured.append((rule.key, p.name))
+            found[("rate", rule.key)] = 0
+            continue
+        window = windows.get(rule.key, [])
+        found[("rate", rule.key)] = admit(window, now, rule.rate, wanted).granted
+        next_at = admit(window, now, rule.rate, 0).next_at
+        if next_at is not None:
+            waits.append(max(0.0, next_at - now))
+    for queue, (most, running) in queues.items():
+        found[("queue", queue)] = max(0, most - running)
+    return Rooms(found, rules, tuple(unconfigured), min(waits, default=None))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -27,7 +27,15 @@ from orbit.core.clock import db_now
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import LeaseLost, StalePipeline, type_path
 from orbit.core.models import AuditEvent
-from pipelines.limits import Candidate, RateRule, admit, choose, rate_rule, room
+from pipelines.limits import (
+    Candidate,
+    LimitedPipeline,
+    RateRule,
+    Rooms,
+    admit,
+    choose,
+    rooms,
+)
 from pipelines.models import Pipeline
 from runs.models import (
     ACTIVE_STATUSES,
@@ -57,6 +65,7 @@ from runs.store.records import (
     Fence,
     InsertedRun,
     Interrupted,
+    LimitsState,
     LogBatch,
     NewRun,
     Outcome,
@@ -241,6 +250,18 @@ class PortableStore:
             return Claims()
         if not request.limited:
             return self._claim_unlimited(request)
+        # A glance first, without the lock: when no limit with room holds a due run (a
+        # backlog held at its limit, a rate window not yet admitting, an idle limited
+        # pipeline), the claim under limits would take nothing, so the plain claim goes
+        # alone, and no claimer waits for another's lock. Only a glance: the claim below
+        # reads everything again under the lock.
+        glance = self._read_limits(request, lock=False)
+        assert glance is not None
+        seen = self._rooms(glance, request)
+        if not any(query.exists() for query, _ in self._due_under_limits(request, glance, seen)):
+            claims = self._claim_unlimited(request)
+            claims.retry_after = seen.retry_after
+            return claims
         # One transaction: the limits' lock is held until the claims are committed, so
         # the next limited claimer counts them.
         with transaction.atomic():
@@ -274,32 +295,24 @@ class PortableStore:
             )
             return Claims(self._claim_ids(ids, request.worker_id, request.lease_seconds))
 
-    def _lock_limits(self, *, wait: bool) -> bool:
-        """Serialise limited claimers until the transaction ends, queue limits included;
-        False: another claimer holds the lock and `wait` said not to wait. SQLite's write
-        lock, taken at BEGIN IMMEDIATE, already serialises them; elsewhere only the
-        limited pipelines' rows are locked (below), so queue limits are exact on SQLite
-        and with the PostgreSQL store."""
-        return True
-
-    def _claim_limited(self, request: ClaimRequest) -> Claims:
-        """Claim due runs of limited pipelines and queues, within their limits: count
-        what runs and what the rate windows admitted, choose (pipelines/limits.py), claim,
-        record the admitted starts. Inside the caller's transaction, under the lock, so
-        every count includes every claim committed before."""
-        busy = Claims()
-        busy.limits_busy = True
-        if not self._lock_limits(wait=request.wait_for_limits):
-            return busy
-        queue_limits = {q: n for q, n in orbit_settings.queue_limits.items() if q in request.queues}
-        rows = Pipeline.objects.enabled().limited()
+    def _read_limits(self, request: ClaimRequest, *, lock: bool = True) -> LimitsState | None:
+        """Take the limits' lock (with `lock`) and read what a claim under limits decides
+        on (None: another claimer holds the lock and the request said not to wait).
+        SQLite's write lock, taken at BEGIN IMMEDIATE, serialises limited claimers, queue
+        limits included; on other databases the limited pipelines' rows are the lock
+        (below), so queue limits are exact on SQLite and with the PostgreSQL store (its
+        own lock, postgres.py)."""
+        queue_limits = _queue_limits(request)
+        rows = Pipeline.objects.enabled().limited().order_by("name")
         if request.definitions is not None:
             rows = rows.filter(definition__in=list(request.definitions))
-        # Locked (in name order, so claimers never deadlock): on a database server each
+        # Locked in name order, so claimers never deadlock: on a database server each
         # claimer of a limited pipeline waits for the one before, and the statements after
-        # this one see its claims. SQLite's write lock already serialises claimers.
+        # this one see its claims.
         columns = ("id", "name", "max_concurrency", "rate_limit")
-        if request.wait_for_limits or not connection.features.has_select_for_update_nowait:
+        if not lock:
+            pipelines = list(rows.values_list(*columns))
+        elif request.wait_for_limits or not connection.features.has_select_for_update_nowait:
             # SQLite: no row locks, and its write lock, taken at BEGIN, already serialises
             pipelines = list(rows.select_for_update().values_list(*columns))
         else:
@@ -309,10 +322,9 @@ class PortableStore:
             except OperationalError as exc:
                 if not _lock_refused(exc):
                     raise
-                return busy
+                return None
         if not pipelines and not queue_limits:
-            return Claims()
-        now = db_now().timestamp()
+            return LimitsState(now=0.0, pipelines=(), running_by_queue={}, windows={})
         running = Run.objects.running()
         by_pipeline = dict(
             running.filter(pipeline_id__in=[p[0] for p in pipelines])
@@ -326,56 +338,65 @@ class PortableStore:
             .annotate(n=Count("id"))
             .order_by()
         )
-        named = orbit_settings.rate_limits
-        rules = {pid: rate_rule(name, spec, named) for pid, name, _, spec in pipelines}
-        windows = dict(
-            RateWindow.objects.filter(
-                name__in={r.key for r in rules.values() if r is not None}
-            ).values_list("name", "starts")
+        return LimitsState(
+            now=db_now().timestamp(),
+            pipelines=tuple(
+                LimitedPipeline(pid, name, most, spec, by_pipeline.get(pid, 0))
+                for pid, name, most, spec in pipelines
+            ),
+            running_by_queue=by_queue,
+            windows=dict(RateWindow.objects.values_list("name", "starts")),
         )
-        rooms: dict[Hashable, int] = {}
-        for pid, name, most, _ in pipelines:
-            left = room(most, by_pipeline.get(pid, 0))
-            if left is not None:
-                rooms[("pipeline", pid)] = left
-            rule = rules[pid]
-            if rule is not None and ("rate", rule.key) not in rooms:
-                if rule.rate is None:
-                    _warn_unconfigured(rule.key, name)
-                    rooms[("rate", rule.key)] = 0
-                else:
-                    window = windows.get(rule.key, [])
-                    rooms[("rate", rule.key)] = admit(window, now, rule.rate, request.limit).granted
-        for queue, most in queue_limits.items():
-            rooms[("queue", queue)] = max(0, most - by_queue.get(queue, 0))
 
-        def buckets(pid: int, queue: str) -> tuple[Hashable, ...]:
-            rule = rules.get(pid)
-            found: list[Hashable] = [("pipeline", pid), ("queue", queue)]
-            if rule is not None:
-                found.append(("rate", rule.key))
-            return tuple(found)
+    def _rooms(self, state: LimitsState, request: ClaimRequest) -> Rooms:
+        """What the limits leave, as `state` has them (pipelines/limits.py `rooms`)."""
+        queues = {
+            queue: (most, state.running_by_queue.get(queue, 0))
+            for queue, most in _queue_limits(request).items()
+        }
+        found = rooms(
+            state.pipelines,
+            queues,
+            state.windows,
+            state.now,
+            orbit_settings.rate_limits,
+            request.limit,
+        )
+        for key, pipeline in found.unconfigured:
+            _warn_unconfigured(key, pipeline)
+        return found
 
+    def _due_under_limits(
+        self, request: ClaimRequest, state: LimitsState, left: Rooms
+    ) -> list[tuple[QuerySet[Run], int]]:
+        """The due runs each limit with room holds, with how many of them are worth
+        looking at: per limited pipeline and per limited queue, at most what its room
+        allows, so a backlog held by one limit is never read in full."""
         due: QuerySet[Run] = Run.objects.claimable().filter(queue__in=request.queues)
         if request.definitions is not None:
             due = _runnable_by(due, request.definitions)
-        found: list[tuple[int, Any, uuid.UUID, int, str]] = []
-
-        def bound_for(keys: Sequence[Hashable]) -> int:
-            """How many due runs under these limits are worth locking and looking at."""
-            return min([request.limit, *(rooms[k] for k in keys if k in rooms)])
-
-        # Per limited pipeline and per limited queue, at most what its room allows: a
-        # backlog held by one limit is never read in full.
         fetches = [
-            (due.filter(pipeline_id=pid), bound_for(buckets(pid, ""))) for pid, *_ in pipelines
+            (due.filter(pipeline_id=p.id), left.bound(left.buckets(p.id, ""), request.limit))
+            for p in state.pipelines
         ] + [
-            (due.filter(UNLIMITED, queue=queue), bound_for([("queue", queue)]))
-            for queue in queue_limits
+            (due.filter(UNLIMITED, queue=queue), left.bound([("queue", queue)], request.limit))
+            for queue in _queue_limits(request)
         ]
-        for query, bound in fetches:
-            if bound <= 0:
-                continue
+        return [(query, bound) for query, bound in fetches if bound > 0]
+
+    def _claim_limited(self, request: ClaimRequest) -> Claims:
+        """Claim due runs of limited pipelines and queues, within their limits: count
+        what runs and what the rate windows admitted, choose (pipelines/limits.py), claim,
+        record the admitted starts. Inside the caller's transaction, under the lock, so
+        every count includes every claim committed before."""
+        state = self._read_limits(request)
+        if state is None:
+            busy = Claims()
+            busy.limits_busy = True
+            return busy
+        left = self._rooms(state, request)
+        found: list[tuple[int, Any, uuid.UUID, int, str]] = []
+        for query, bound in self._due_under_limits(request, state, left):
             found.extend(
                 (-priority, available_at, rid, pid, queue)
                 for rid, pid, queue, priority, available_at in query.order_by(
@@ -386,15 +407,17 @@ class PortableStore:
             )
         found.sort(key=lambda row: (row[0], row[1]))
         chosen = choose(
-            [Candidate(rid, buckets(pid, queue)) for _, _, rid, pid, queue in found],
+            [Candidate(rid, left.buckets(pid, queue)) for _, _, rid, pid, queue in found],
             limit=request.limit,
-            rooms=rooms,
+            rooms=left.rooms,
         )
         claims = Claims(
             replace(claim, limited=True)
             for claim in self._claim_ids(chosen, request.worker_id, request.lease_seconds)
         )
-        claims.retry_after = self._record_starts(claims, found, rules, windows, now)
+        claims.retry_after = self._record_starts(
+            claims, found, left.rules, state.windows, state.now
+        )
         return claims
 
     def _record_starts(
@@ -417,16 +440,21 @@ class PortableStore:
             # each run's claim time lies between, so every window the windows admit by is
             # at least as full as the real one, whatever the statements' own timestamps.
             now = db_now().timestamp()
-        waits = []
+        waits, kept = [], []
         for rule in {r.key: r for r in rules.values() if r is not None and r.rate}.values():
             assert rule.rate is not None
             admitted = admit(windows.get(rule.key, []), now, rule.rate, started[rule.key])
             if started[rule.key]:
-                RateWindow.objects.update_or_create(
-                    name=rule.key, defaults={"starts": list(admitted.starts)}
-                )
+                kept.append(RateWindow(name=rule.key, starts=list(admitted.starts)))
             if admitted.next_at is not None:
                 waits.append(max(0.0, admitted.next_at - now))
+        if kept:  # one statement, under the limits' lock: no other claimer writes them
+            RateWindow.objects.bulk_create(
+                kept,
+                update_conflicts=True,
+                unique_fields=["name"],
+                update_fields=["starts", "updated_at"],
+            )
         return min(waits, default=None)
 
     def has_limits(self) -> bool:
@@ -916,6 +944,11 @@ def _lock_refused(exc: OperationalError) -> bool:
 
 def limited_queues() -> list[str]:
     return list(orbit_settings.queue_limits)
+
+
+def _queue_limits(request: ClaimRequest) -> dict[str, int]:
+    """The limits of the queues the claimant serves."""
+    return {q: n for q, n in orbit_settings.queue_limits.items() if q in request.queues}
 
 
 def unheld(runs: Sequence[NewRun], pipeline: PipelineCheck | None) -> bool:

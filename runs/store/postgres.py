@@ -23,6 +23,7 @@ from django.db import connection, models, transaction
 
 from orbit.core.exceptions import StalePipeline
 from orbit.core.models import AuditEvent
+from pipelines.limits import LimitedPipeline
 from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
 from runs.store import rows
 from runs.store import transitions as t
@@ -33,6 +34,7 @@ from runs.store.portable import (
     QUARANTINE_ERROR,
     PortableStore,
     _prunable_statuses,
+    _queue_limits,
     limited_queues,
     outside_relations,
     release_outside,
@@ -48,6 +50,7 @@ from runs.store.records import (
     DeliveryClaim,
     InsertedRun,
     Interrupted,
+    LimitsState,
     LogBatch,
     NewRun,
     Outcome,
@@ -166,6 +169,26 @@ class PostgresStore(PortableStore):
                 trace_context=_json(trace_context) or {},
             )
             for run_id, fence, pipeline, definition, metadata, started, steps, trace_context in found
+        )
+
+    def _read_limits(self, request: ClaimRequest, *, lock: bool = True) -> LimitsState | None:
+        """The limits' lock (with `lock`), then what the claim decides on in one
+        statement (the portable store's four, and no row locks: the advisory lock
+        serialises every limited claimer, queue limits included)."""
+        if lock and not self._lock_limits(wait=request.wait_for_limits):
+            return None
+        ((now, pipelines, by_queue, windows),) = self._execute(
+            "limits_state",
+            {
+                "definitions": None if request.definitions is None else list(request.definitions),
+                "queues": list(_queue_limits(request)),
+            },
+        )
+        return LimitsState(
+            now=float(now),
+            pipelines=tuple(LimitedPipeline(*row) for row in _json(pipelines)),
+            running_by_queue=_json(by_queue),
+            windows=_json(windows),
         )
 
     def _lock_limits(self, *, wait: bool) -> bool:

@@ -17,7 +17,16 @@ from django.db import connection, migrations
 
 from orbit.core.models import AuditEvent
 from pipelines.models import Pipeline
-from runs.models import QueuePause, Run, RunRollup, Step, StepAttempt, StepLog, WebhookDelivery
+from runs.models import (
+    QueuePause,
+    RateWindow,
+    Run,
+    RunRollup,
+    Step,
+    StepAttempt,
+    StepLog,
+    WebhookDelivery,
+)
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -33,6 +42,7 @@ TABLES = {
     "rollup": RunRollup,
     "queuepause": QueuePause,
     "delivery": WebhookDelivery,
+    "ratewindow": RateWindow,
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipelines.limits import LimitedPipeline
 from runs.store.transitions import RunChange, StepChange
 
 
@@ -142,6 +143,21 @@ class ClaimRequest:
     #: loop would stall, and with it every slot's next report and claim; it skips the
     #: claim under limits (the holder is claiming what is claimable) and tries again soon.
     wait_for_limits: bool = True
+
+
+@dataclass(frozen=True)
+class LimitsState:
+    """What a claim under flow limits decides on, read under the limits' lock: so every
+    count includes every claim committed before (runs/store/portable.py `_claim_limited`)."""
+
+    #: The database clock, seconds since the epoch: rate windows are kept by it.
+    now: float
+    #: In name order.
+    pipelines: tuple[LimitedPipeline, ...]
+    #: Runs running per queue, for the limited queues the claimant serves.
+    running_by_queue: Mapping[str, int]
+    #: Every rate window's admitted starts, by window name.
+    windows: Mapping[str, Sequence[float]]
 
 
 @dataclass(frozen=True)

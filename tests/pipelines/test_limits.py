@@ -12,6 +12,7 @@ from orbit.core.exceptions import DefinitionError, InvalidLimit
 from pipelines import Pipeline, step
 from pipelines.limits import (
     Candidate,
+    LimitedPipeline,
     RateRule,
     admit,
     check_max_concurrency,
@@ -19,6 +20,7 @@ from pipelines.limits import (
     choose,
     rate_rule,
     room,
+    rooms,
 )
 from tests import steps
 
@@ -91,6 +93,48 @@ def test_choose_stops_at_the_claims_limit():
 
 def test_room_is_what_a_limit_leaves():
     assert (room(None, 7), room(3, 1), room(3, 5)) == (None, 2, 0)
+
+
+def test_rooms_are_what_every_limit_leaves_and_when_a_full_window_admits_again():
+    pipelines = [
+        LimitedPipeline(1, "capped", 3, "", running=1),
+        LimitedPipeline(2, "rated", None, "5/2s", running=0),
+        LimitedPipeline(3, "veryfi-a", 2, "veryfi", running=2),
+        LimitedPipeline(4, "veryfi-b", None, "veryfi", running=0),
+        LimitedPipeline(5, "nobody", None, "unset", running=0),
+    ]
+    found = rooms(
+        pipelines,
+        {"documents": (4, 1), "full": (2, 5)},
+        {"pipeline:rated": [99.8], "veryfi": []},
+        100.0,
+        {"veryfi": FIVE_PER_2S},
+        wanted=8,
+    )
+    assert found.rooms == {
+        ("pipeline", 1): 2,
+        ("rate", "pipeline:rated"): 0,  # its last start was 0.2 s ago: one gap is 0.4 s
+        ("pipeline", 3): 0,
+        ("rate", "veryfi"): 1,  # one window, shared by both pipelines naming it
+        ("rate", "unset"): 0,  # named, never configured: its runs wait
+        ("queue", "documents"): 3,
+        ("queue", "full"): 0,
+    }
+    assert found.unconfigured == (("unset", "nobody"),)
+    assert found.retry_after == pytest.approx(0.2)  # when the inline window admits again
+    assert found.buckets(4, "documents") == (
+        ("pipeline", 4),
+        ("queue", "documents"),
+        ("rate", "veryfi"),
+    )
+    assert found.bound(found.buckets(1, ""), 8) == 2
+    assert found.bound(found.buckets(4, "documents"), 8) == 1
+    assert found.bound(found.buckets(3, "documents"), 8) == 0
+
+
+def test_rooms_with_no_full_window_name_no_wait():
+    found = rooms([LimitedPipeline(1, "p", None, "5/2s", 0)], {}, {}, 100.0, {}, wanted=1)
+    assert found.rooms == {("rate", "pipeline:p"): 1} and found.retry_after is None
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, "3", True, 100_001])

@@ -1,6 +1,7 @@
 -- The PostgreSQL store's statements (runs/store/postgres.py), each named by the comment
 -- above it and loaded once by runs/store/queries.py. {run}, {step}, {attempt}, {steplog},
--- {pipeline}, {audit}, {rollup} and {queuepause} are the models' tables; every other value is a bound parameter. Whole rows
+-- {pipeline}, {audit}, {rollup}, {queuepause}, {delivery} and {ratewindow} are the
+-- models' tables; every other value is a bound parameter. Whole rows
 -- are inserted as jsonb_populate_record(NULL::table, defaults || values), with `defaults`
 -- derived from the models (runs/store/rows.py), so no statement lists columns by hand.
 -- The clock is statement_timestamp() throughout: Django's Now() on PostgreSQL.
@@ -160,6 +161,31 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 -- name: lock_limits
 -- Serialises the claimers of runs under flow limits, until the transaction ends.
 SELECT pg_advisory_xact_lock(%(key)s)
+
+
+-- name: limits_state
+-- What a claim under flow limits decides on (portable.py `_claim_limited`), read in one
+-- statement after the limits' lock (its own statement, `lock_limits`, so this snapshot
+-- holds every claim the lock's previous holder committed): the database clock; the
+-- enabled pipelines with a limit (of those the claimant defines, %(definitions)s, or
+-- all), in name order, each with how many of its runs are running; how many runs are
+-- running in each of the limited queues %(queues)s; and every rate window. The portable
+-- store reads the same in four statements (`_read_limits`).
+SELECT
+    extract(epoch FROM statement_timestamp())::float8,
+    (SELECT COALESCE(json_agg(json_build_array(
+                p.id, p.name, p.max_concurrency, p.rate_limit,
+                (SELECT count(*) FROM {run} AS r
+                 WHERE r.status = 'running' AND r.pipeline_id = p.id))
+            ORDER BY p.name), '[]'::json)
+     FROM {pipeline} AS p
+     WHERE p.enabled AND (p.max_concurrency IS NOT NULL OR p.rate_limit <> '')
+       AND (%(definitions)s::text[] IS NULL OR p.definition = ANY(%(definitions)s::text[]))),
+    (SELECT COALESCE(json_object_agg(c.queue, c.n), '{{}}'::json)
+     FROM (SELECT r.queue, count(*) AS n FROM {run} AS r
+           WHERE r.status = 'running' AND r.queue = ANY(%(queues)s::text[])
+           GROUP BY r.queue) AS c),
+    (SELECT COALESCE(json_object_agg(w.name, w.starts), '{{}}'::json) FROM {ratewindow} AS w)
 
 
 -- name: try_exclusive

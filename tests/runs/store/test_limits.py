@@ -174,3 +174,28 @@ def test_a_claimer_told_not_to_wait_skips_the_limits_while_another_holds_them(st
         assert running(limited) == 0
     again = claim(store, wait_for_limits=False)
     assert {c.run_id for c in again} == held_back and not again.limits_busy
+
+
+@pytest.mark.postgres
+def test_a_claim_whose_limits_are_all_full_does_not_wait_for_the_limits_lock(store, pipeline):
+    """The steady state of a backlog held at its limit: the claim under limits would take
+    nothing, so it goes without the lock (a glance at the limits first), however long
+    another claimer holds it, even for a caller that would wait."""
+    import time
+
+    from runs.store.postgres import LIMITS_LOCK
+
+    limited = row("t-lim", max_concurrency=1)
+    (first, _) = (insert(store, limited), insert(store, limited))
+    assert [c.run_id for c in claim(store)] == [first]
+    free = insert(store, pipeline)
+    with held_elsewhere(
+        ("SELECT pg_advisory_xact_lock(%s)", [LIMITS_LOCK]),
+        ("SELECT id FROM pipelines_pipeline WHERE id = %s FOR UPDATE", [limited.id]),
+    ):
+        began = time.monotonic()
+        claims = claim(store, wait_for_limits=True)
+        # The other session holds its locks for 30 s: a claim that waited returns after.
+        assert time.monotonic() - began < 10
+        assert [c.run_id for c in claims] == [free] and not claims.limits_busy
+    assert running(limited) == 1
