@@ -47,8 +47,12 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-## Everything: lint, then the suite on SQLite and on PostgreSQL
-test: lint test-sqlite test-postgres
+## Everything: lint, then the suite on SQLite and on PostgreSQL, the two side by side (each
+## prints its output when it ends; they share no database, file or port): the suites wait
+## on worker processes, servers and timeouts more than they compute, so together they take
+## little longer than the longer alone
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
 
 test-sqlite: install
 	env -u DATABASE_URL ORBIT_SQLITE_PATH=/tmp/orbit-test-sqlite.sqlite3 $(BIN)/python -m pytest $(PYTEST_ARGS)
