@@ -371,18 +371,26 @@ class PortableStore:
     ) -> list[tuple[QuerySet[Run], int]]:
         """The due runs each limit with room holds, with how many of them are worth
         looking at: per limited pipeline and per limited queue, at most what its room
-        allows, so a backlog held by one limit is never read in full."""
+        allows, so a backlog held by one limit is never read in full. No query is built
+        for a full limit: on a worker whose limits are all full this is nothing."""
+        pipelines = [
+            (p.id, bound)
+            for p in state.pipelines
+            if (bound := left.bound(left.buckets(p.id, ""), request.limit)) > 0
+        ]
+        queues = [
+            (queue, bound)
+            for queue in _queue_limits(request)
+            if (bound := left.bound([("queue", queue)], request.limit)) > 0
+        ]
+        if not pipelines and not queues:
+            return []
         due: QuerySet[Run] = Run.objects.claimable().filter(queue__in=request.queues)
         if request.definitions is not None:
             due = _runnable_by(due, request.definitions)
-        fetches = [
-            (due.filter(pipeline_id=p.id), left.bound(left.buckets(p.id, ""), request.limit))
-            for p in state.pipelines
-        ] + [
-            (due.filter(UNLIMITED, queue=queue), left.bound([("queue", queue)], request.limit))
-            for queue in _queue_limits(request)
+        return [(due.filter(pipeline_id=pid), bound) for pid, bound in pipelines] + [
+            (due.filter(UNLIMITED, queue=queue), bound) for queue, bound in queues
         ]
-        return [(query, bound) for query, bound in fetches if bound > 0]
 
     def _claim_limited(self, request: ClaimRequest) -> Claims:
         """Claim due runs of limited pipelines and queues, within their limits: count

@@ -152,14 +152,15 @@ def test_a_rate_limit_holds_across_workers(limited_pipelines, workers, spans):
     assert most_in_window(starts, 2.0) <= 5 + 1  # within one start, by the steps' clock
     assert most_in_window(claimed, 2.0) <= 5  # by the database clock: exact
     # Fourteen gaps of 0.4 s: each claim waits out its gap, woken when the window admits.
-    # Each start is recorded a moment after its claim and the next gap counts
-    # from there, and three workers wake for it at once, so a loaded machine stretches
-    # every gap (6.4-7.0 s in all on a quiet machine, up to 7.7 s on a busy two-core
-    # one): at most a quarter of a second late each, and the median less.
+    # Each start is recorded a moment after its claim and the next gap counts from
+    # there, and three workers wake for it at once, so a loaded machine stretches every
+    # gap: 6.4-7.0 s in all on a quiet machine, up to 9.7 s (gaps up to 0.77 s) on a
+    # two-core one running the SQLite suite beside this one (`make test`). The bound is
+    # that the limit is used, not wasted: no gap as long again as the limit's own.
     ordered = sorted(starts)
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(ordered)]
-    assert 5.5 <= ordered[-1] - ordered[0] <= 5.6 + 14 * 0.25, gaps
-    assert statistics.median(gaps) < 0.65, gaps
+    assert 5.5 <= ordered[-1] - ordered[0] <= 14 * 0.8, gaps
+    assert statistics.median(gaps) < 0.8, gaps
 
 
 def test_a_burst_worker_waits_for_the_runs_a_rate_limit_spaces(limited_pipelines, workers, spans):
