@@ -99,8 +99,10 @@ class RunQuerySet(models.QuerySet["Run"]):
 
 class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    # No index of its own: run_pipeline_idx (and run_pipeline_claimable_idx) lead with
+    # the pipeline, so one more would cost every insert and serve no query.
     pipeline = models.ForeignKey(
-        "pipelines.Pipeline", on_delete=models.PROTECT, related_name="runs"
+        "pipelines.Pipeline", on_delete=models.PROTECT, related_name="runs", db_index=False
     )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     metadata = models.JSONField(default=dict, blank=True)
@@ -195,6 +197,16 @@ class Run(models.Model):
                 F("available_at"),
                 condition=Q(status="pending"),
                 name="run_claimable_idx",
+            ),
+            # A flow-limited pipeline's claimable rows in claim order: a claim under its
+            # limit reads the few runs its room admits, not every run the pipeline ever
+            # had (runs/store/sql/runs.sql `due_under_limits`).
+            models.Index(
+                F("pipeline"),
+                F("priority").desc(),
+                F("available_at"),
+                condition=Q(status="pending"),
+                name="run_pipeline_claimable_idx",
             ),
             models.Index(
                 fields=["lease_expires_at"],

@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache, reduce
 from operator import or_
@@ -258,7 +258,7 @@ class PortableStore:
         glance = self._read_limits(request, lock=False)
         assert glance is not None
         seen = self._rooms(glance, request)
-        if not any(query.exists() for query, _ in self._due_under_limits(request, glance, seen)):
+        if not self._due_under_limits(request, self._bounds(request, glance, seen).glance()):
             claims = self._claim_unlimited(request)
             claims.retry_after = seen.retry_after
             return claims
@@ -366,31 +366,48 @@ class PortableStore:
             _warn_unconfigured(key, pipeline)
         return found
 
+    def _bounds(self, request: ClaimRequest, state: LimitsState, left: Rooms) -> DueBounds:
+        """How many due runs each limit with room is worth reading: per limited pipeline
+        and per limited queue, at most what its room allows, so a backlog held by one
+        limit is never read in full, and a full limit is not read at all."""
+        return DueBounds(
+            pipelines={
+                p.id: bound
+                for p in state.pipelines
+                if (bound := left.bound(left.buckets(p.id, ""), request.limit)) > 0
+            },
+            queues={
+                queue: bound
+                for queue in _queue_limits(request)
+                if (bound := left.bound([("queue", queue)], request.limit)) > 0
+            },
+        )
+
     def _due_under_limits(
-        self, request: ClaimRequest, state: LimitsState, left: Rooms
-    ) -> list[tuple[QuerySet[Run], int]]:
-        """The due runs each limit with room holds, with how many of them are worth
-        looking at: per limited pipeline and per limited queue, at most what its room
-        allows, so a backlog held by one limit is never read in full. No query is built
-        for a full limit: on a worker whose limits are all full this is nothing."""
-        pipelines = [
-            (p.id, bound)
-            for p in state.pipelines
-            if (bound := left.bound(left.buckets(p.id, ""), request.limit)) > 0
-        ]
-        queues = [
-            (queue, bound)
-            for queue in _queue_limits(request)
-            if (bound := left.bound([("queue", queue)], request.limit)) > 0
-        ]
-        if not pipelines and not queues:
+        self, request: ClaimRequest, bounds: DueBounds, *, lock: bool = False
+    ) -> list[Due]:
+        """The due runs the limits hold, up to each one's bound, in claim order within
+        each (with `lock`, locked until the transaction ends, skipping those another
+        claimer holds). A query per limit: on a worker whose limits are all full, none."""
+        if not bounds:
             return []
         due: QuerySet[Run] = Run.objects.claimable().filter(queue__in=request.queues)
         if request.definitions is not None:
             due = _runnable_by(due, request.definitions)
-        return [(due.filter(pipeline_id=pid), bound) for pid, bound in pipelines] + [
-            (due.filter(UNLIMITED, queue=queue), bound) for queue, bound in queues
+        queries = [(due.filter(pipeline_id=pid), n) for pid, n in bounds.pipelines.items()] + [
+            (due.filter(UNLIMITED, queue=queue), n) for queue, n in bounds.queues.items()
         ]
+        found: list[Due] = []
+        for query, bound in queries:
+            ordered = query.order_by("-priority", "available_at")
+            if lock:
+                ordered = ordered.select_for_update(skip_locked=True, of=("self",))
+            found.extend(
+                ordered.values_list("id", "pipeline_id", "queue", "priority", "available_at")[
+                    :bound
+                ]
+            )
+        return found
 
     def _claim_limited(self, request: ClaimRequest) -> Claims:
         """Claim due runs of limited pipelines and queues, within their limits: count
@@ -403,19 +420,10 @@ class PortableStore:
             busy.limits_busy = True
             return busy
         left = self._rooms(state, request)
-        found: list[tuple[int, Any, uuid.UUID, int, str]] = []
-        for query, bound in self._due_under_limits(request, state, left):
-            found.extend(
-                (-priority, available_at, rid, pid, queue)
-                for rid, pid, queue, priority, available_at in query.order_by(
-                    "-priority", "available_at"
-                )
-                .select_for_update(skip_locked=True, of=("self",))
-                .values_list("id", "pipeline_id", "queue", "priority", "available_at")[:bound]
-            )
-        found.sort(key=lambda row: (row[0], row[1]))
+        found = self._due_under_limits(request, self._bounds(request, state, left), lock=True)
+        found.sort(key=lambda row: (-row[3], row[4]))  # the claim's order, over every limit
         chosen = choose(
-            [Candidate(rid, left.buckets(pid, queue)) for _, _, rid, pid, queue in found],
+            [Candidate(rid, left.buckets(pid, queue)) for rid, pid, queue, _, _ in found],
             limit=request.limit,
             rooms=left.rooms,
         )
@@ -431,13 +439,13 @@ class PortableStore:
     def _record_starts(
         self,
         claims: Sequence[Claim],
-        found: Sequence[tuple[int, Any, uuid.UUID, int, str]],
+        found: Sequence[Due],
         rules: Mapping[int, RateRule | None],
         windows: Mapping[str, Any],
         now: float,
     ) -> float | None:
         """Add the claims to their rate windows; the seconds until a full one admits again."""
-        pipeline_of = {row[2]: row[3] for row in found}
+        pipeline_of = {row[0]: row[1] for row in found}
         started = Counter(
             rule.key
             for claim in claims
@@ -942,6 +950,24 @@ class PortableStore:
 
 #: Runs of a pipeline with neither a concurrency nor a rate limit.
 UNLIMITED = Q(pipeline__max_concurrency__isnull=True, pipeline__rate_limit="")
+
+#: A due run under a flow limit: its id, pipeline id, queue, priority and available_at.
+Due = tuple[uuid.UUID, int, str, int, datetime]
+
+
+@dataclass(frozen=True)
+class DueBounds:
+    """How many due runs to read per limited pipeline (by id) and per limited queue."""
+
+    pipelines: dict[int, int]
+    queues: dict[str, int]
+
+    def __bool__(self) -> bool:
+        return bool(self.pipelines or self.queues)
+
+    def glance(self) -> DueBounds:
+        """One of each: enough to tell whether any limit with room holds a due run."""
+        return DueBounds(dict.fromkeys(self.pipelines, 1), dict.fromkeys(self.queues, 1))
 
 
 def _lock_refused(exc: OperationalError) -> bool:

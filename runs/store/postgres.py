@@ -32,6 +32,8 @@ from runs.store.portable import (
     INTERRUPTED_ERROR,
     INTERRUPTED_ERROR_TYPE,
     QUARANTINE_ERROR,
+    Due,
+    DueBounds,
     PortableStore,
     _prunable_statuses,
     _queue_limits,
@@ -150,9 +152,7 @@ class PostgresStore(PortableStore):
                 "limit": request.limit,
                 "worker": request.worker_id,
                 "lease": request.lease_seconds,
-                "definitions": None
-                if request.definitions is None
-                else json.dumps({k: list(v) for k, v in request.definitions.items()}),
+                "definitions": _definitions(request),
                 "limited_queues": limited_queues(),
             },
         )
@@ -190,6 +190,29 @@ class PostgresStore(PortableStore):
             running_by_queue=_json(by_queue),
             windows=_json(windows),
         )
+
+    def _due_under_limits(
+        self, request: ClaimRequest, bounds: DueBounds, *, lock: bool = False
+    ) -> list[Due]:
+        """One statement for every limit, each read in claim order up to its bound (the
+        portable store's queries anti-join the step-name test over a pipeline's every
+        pending run, then sort). Never row-locked: see `due_under_limits` in runs.sql."""
+        if not bounds:
+            return []
+        return [
+            (rid, pid, queue, priority, available_at)
+            for rid, pid, queue, priority, available_at in self._execute(
+                "due_under_limits",
+                {
+                    "pipelines": list(bounds.pipelines),
+                    "pipeline_bounds": list(bounds.pipelines.values()),
+                    "limited_queues": list(bounds.queues),
+                    "queue_bounds": list(bounds.queues.values()),
+                    "queues": list(request.queues),
+                    "definitions": _definitions(request),
+                },
+            )
+        ]
 
     def _lock_limits(self, *, wait: bool) -> bool:
         """Take the limits' lock, held until the transaction ends (or, not waiting, say
@@ -464,6 +487,13 @@ def _shared_and_own(runs: Sequence[NewRun]) -> tuple[dict[str, Any], list[dict[s
 
 
 _ABSENT = object()
+
+
+def _definitions(request: ClaimRequest) -> str | None:
+    """The claimant's step names by definition, as the claim statements take them."""
+    if request.definitions is None:
+        return None
+    return json.dumps({name: list(steps) for name, steps in request.definitions.items()})
 
 
 @cache

@@ -5,13 +5,16 @@ claimers at once never taking more than a limit allows."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connections
+from django.db.models.functions import Now
 
 from pipelines.models import Pipeline
-from runs.models import RateWindow, Run
-from tests.runs.store.conftest import claim, held_elsewhere, insert
+from runs.models import QueuePause, RateWindow, Run
+from tests.runs.store.conftest import claim, held_elsewhere, insert, new_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,6 +72,68 @@ def test_a_queue_limit_caps_the_queue_over_every_pipeline(store, pipeline, setti
     assert len(claim(store, queues=("slow", "default"))) == 2
     assert claim(store, queues=("slow",)) == []
     assert store.seconds_until_due(("slow",)) is None  # held by its limit, not "due now"
+
+
+#: What keeps a due run from any claim, limited or not, and how it is let go:
+#: (hold, release), each given the run's pipeline and queue.
+HOLDS: dict[str, tuple[Callable[[Pipeline, str], None], Callable[[Pipeline, str], None]]] = {
+    "its pipeline paused": (
+        lambda p, q: Pipeline.objects.filter(pk=p.pk).update(paused_at=Now()),
+        lambda p, q: Pipeline.objects.filter(pk=p.pk).update(paused_at=None),
+    ),
+    "its queue paused": (
+        lambda p, q: QueuePause.objects.create(queue=q, paused_by="alice"),
+        lambda p, q: QueuePause.objects.filter(queue=q).delete(),
+    ),
+    "its pipeline archived": (
+        lambda p, q: Pipeline.objects.filter(pk=p.pk).update(archived_at=Now()),
+        lambda p, q: Pipeline.objects.filter(pk=p.pk).update(archived_at=None),
+    ),
+    "not yet due": (
+        lambda p, q: Run.objects.filter(pipeline=p).update(available_at=Now() + timedelta(hours=1)),
+        lambda p, q: Run.objects.filter(pipeline=p).update(available_at=Now()),
+    ),
+}
+
+
+@pytest.mark.parametrize("under", ["a pipeline limit", "a queue limit"])
+@pytest.mark.parametrize("hold", list(HOLDS))
+def test_a_run_under_a_limit_with_room_is_held_as_any_run_is(store, settings, under, hold):
+    if under == "a pipeline limit":
+        owner, queue = row("t-lim", max_concurrency=5), "default"
+    else:
+        settings.ORBIT_QUEUE_LIMITS = "slow=5"
+        owner, queue = row("t-free"), "slow"
+    held = insert(store, owner, queue=queue)
+    take, release = HOLDS[hold]
+    take(owner, queue)
+    assert claim(store, queues=(queue,)) == []
+    release(owner, queue)
+    (claimed,) = claim(store, queues=(queue,))
+    assert claimed.run_id == held and claimed.limited
+
+
+@pytest.mark.parametrize("under", ["a pipeline limit", "a queue limit"])
+def test_a_run_under_a_limit_waits_for_a_claimant_that_knows_its_steps(store, settings, under):
+    if under == "a pipeline limit":
+        owner, queue = row("t-lim", max_concurrency=5), "default"
+    else:
+        settings.ORBIT_QUEUE_LIMITS = "slow=5"
+        owner, queue = row("t-free"), "slow"
+    held = insert(store, owner, queue=queue)
+    assert claim(store, queues=(queue,), definitions={"t-three": ("one", "two")}) == []
+    assert claim(store, queues=(queue,), definitions={"t-other": ("one", "two", "three")}) == []
+    (claimed,) = claim(store, queues=(queue,), definitions={"t-three": ("one", "two", "three")})
+    assert claimed.run_id == held
+
+
+def test_a_limit_with_room_is_read_past_a_long_backlog_of_its_own(store):
+    """The claim reads a limited pipeline in claim order up to its room: an urgent run
+    queued last, behind many, is the one taken."""
+    limited = row("t-lim", max_concurrency=1)
+    store.insert_runs([new_run(limited) for _ in range(300)])
+    urgent = insert(store, limited, priority=9)
+    assert [c.run_id for c in claim(store)] == [urgent]
 
 
 def test_a_rate_limit_admits_its_count_per_window_and_says_when_the_next_is_due(store):
