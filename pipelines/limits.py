@@ -214,7 +214,6 @@ def rooms(
     rules = {p.id: rate_rule(p.name, p.rate_limit, named) for p in pipelines}
     found: dict[Hashable, int] = {}
     unconfigured: list[tuple[str, str]] = []
-    waits: list[float] = []
     for p in pipelines:
         left = room(p.max_concurrency, p.running)
         if left is not None:
@@ -226,11 +225,39 @@ def rooms(
             unconfigured.append((rule.key, p.name))
             found[("rate", rule.key)] = 0
             continue
-        window = windows.get(rule.key, [])
-        found[("rate", rule.key)] = admit(window, now, rule.rate, wanted).granted
-        next_at = admit(window, now, rule.rate, 0).next_at
-        if next_at is not None:
-            waits.append(max(0.0, next_at - now))
+        found[("rate", rule.key)] = admit(windows.get(rule.key, []), now, rule.rate, wanted).granted
     for queue, (most, running) in queues.items():
         found[("queue", queue)] = max(0, most - running)
-    return Rooms(found, rules, tuple(unconfigured), min(waits, default=None))
+    waiting = windows_after(rules.values(), windows, now, {}).retry_after
+    return Rooms(found, rules, tuple(unconfigured), waiting)
+
+
+@dataclass(frozen=True)
+class WindowsAfter:
+    """The rate windows after a claim: the starts to keep for each key that admitted
+    any, and the seconds until a full window admits again (None: none is full)."""
+
+    windows: Mapping[str, tuple[float, ...]]
+    retry_after: float | None
+
+
+def windows_after(
+    rules: Iterable[RateRule | None],
+    windows: Mapping[str, Sequence[float]],
+    now: float,
+    started: Mapping[str, int],
+) -> WindowsAfter:
+    """Each configured rate window once `started[key]` claims were admitted at `now`
+    (none: as it stands), and how long until the first full one admits again: what a
+    claim under limits records and tells its worker to wait."""
+    kept: dict[str, tuple[float, ...]] = {}
+    waits: list[float] = []
+    for rule in {r.key: r for r in rules if r is not None and r.rate is not None}.values():
+        assert rule.rate is not None
+        count = started.get(rule.key, 0)
+        admitted = admit(windows.get(rule.key, []), now, rule.rate, count)
+        if count:
+            kept[rule.key] = admitted.starts
+        if admitted.next_at is not None:
+            waits.append(max(0.0, admitted.next_at - now))
+    return WindowsAfter(kept, min(waits, default=None))

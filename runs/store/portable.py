@@ -32,9 +32,9 @@ from pipelines.limits import (
     LimitedPipeline,
     RateRule,
     Rooms,
-    admit,
     choose,
     rooms,
+    windows_after,
 )
 from pipelines.models import Pipeline
 from runs.models import (
@@ -456,22 +456,18 @@ class PortableStore:
             # each run's claim time lies between, so every window the windows admit by is
             # at least as full as the real one, whatever the statements' own timestamps.
             now = db_now().timestamp()
-        waits, kept = [], []
-        for rule in {r.key: r for r in rules.values() if r is not None and r.rate}.values():
-            assert rule.rate is not None
-            admitted = admit(windows.get(rule.key, []), now, rule.rate, started[rule.key])
-            if started[rule.key]:
-                kept.append(RateWindow(name=rule.key, starts=list(admitted.starts)))
-            if admitted.next_at is not None:
-                waits.append(max(0.0, admitted.next_at - now))
-        if kept:  # one statement, under the limits' lock: no other claimer writes them
+        after = windows_after(rules.values(), windows, now, started)
+        if after.windows:  # one statement, under the limits' lock: no other claimer writes them
             RateWindow.objects.bulk_create(
-                kept,
+                [
+                    RateWindow(name=key, starts=list(starts))
+                    for key, starts in after.windows.items()
+                ],
                 update_conflicts=True,
                 unique_fields=["name"],
                 update_fields=["starts", "updated_at"],
             )
-        return min(waits, default=None)
+        return after.retry_after
 
     def has_limits(self) -> bool:
         return Pipeline.objects.enabled().limited().exists()

@@ -21,6 +21,7 @@ from pipelines.limits import (
     rate_rule,
     room,
     rooms,
+    windows_after,
 )
 from tests import steps
 
@@ -135,6 +136,25 @@ def test_rooms_are_what_every_limit_leaves_and_when_a_full_window_admits_again()
 def test_rooms_with_no_full_window_name_no_wait():
     found = rooms([LimitedPipeline(1, "p", None, "5/2s", 0)], {}, {}, 100.0, {}, wanted=1)
     assert found.rooms == {("rate", "pipeline:p"): 1} and found.retry_after is None
+
+
+def test_windows_after_a_claim_keep_its_starts_and_say_when_the_next_is_admitted():
+    rated, veryfi = RateRule("pipeline:rated", FIVE_PER_2S), RateRule("veryfi", FIVE_PER_2S)
+    windows = {"pipeline:rated": [98.0, 99.0], "veryfi": [99.6]}
+    after = windows_after([rated, veryfi, veryfi, None], windows, 100.0, {"veryfi": 1})
+    # Only the window that admitted a start is written; the old start out of it is gone.
+    assert after.windows == {"veryfi": (99.6, 100.0)}
+    # rated: one gap (0.4 s) after 99.0 has passed; veryfi: one gap after its new start.
+    assert after.retry_after == pytest.approx(0.4)
+
+
+def test_windows_after_no_claim_change_nothing_and_name_the_first_wait():
+    rated = RateRule("pipeline:rated", FIVE_PER_2S)
+    full = {"pipeline:rated": [98.5, 98.9, 99.2, 99.5, 99.9]}
+    after = windows_after([rated, RateRule("unset", None)], full, 100.0, {})
+    assert after.windows == {}
+    assert after.retry_after == pytest.approx(0.5)  # when 98.5 leaves the 2 s window
+    assert windows_after([rated], {}, 100.0, {}).retry_after is None
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, "3", True, 100_001])

@@ -174,6 +174,27 @@ def test_both_limits_apply_together(store):
     assert len(claim(store, limit=10)) == 1
 
 
+def test_the_claim_tells_a_limited_pipeline_as_the_pipeline_query_does(store):
+    """The claim statements spell "limited" again in SQL (the plain claim's negation of
+    it, the limits' state): they must agree with `PipelineQuerySet.limited()`, or a run
+    would be claimed by both claims or by neither."""
+    rows = [
+        row("t-plain"),
+        row("t-capped", max_concurrency=3),
+        row("t-capped-zero", max_concurrency=0),
+        row("t-rated", rate_limit="5/60s"),
+        row("t-both", max_concurrency=1, rate_limit="5/60s"),
+    ]
+    ids = {insert(store, owner): owner.name for owner in rows}
+    ours = Pipeline.objects.filter(pk__in=[r.pk for r in rows])
+    limited = set(ours.limited().values_list("name", flat=True))
+    plain = claim(store, limited=False)
+    assert {ids[c.run_id] for c in plain} == {r.name for r in rows} - limited == {"t-plain"}
+    under_limits = claim(store)
+    assert {ids[c.run_id] for c in under_limits} == limited - {"t-capped-zero"}
+    assert all(c.limited for c in under_limits)
+
+
 def test_has_limits_sees_enabled_limited_pipelines_only(store, pipeline):
     Pipeline.objects.limited().update(enabled=False)  # the document pipeline's, say
     assert store.has_limits() is False
