@@ -116,8 +116,15 @@ class Run(models.Model):
         help_text="Incremented by every claim; every write the claimant makes is conditional "
         "on it, so one that lost the run writes nothing.",
     )
+    # Indexed only where set (run_worker_idx): a pending or finished run has no worker,
+    # and an index entry for each of them would cost every insert and serve no query.
     worker = models.ForeignKey(
-        "runs.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        "runs.Worker",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     current_step = models.CharField(
@@ -207,6 +214,9 @@ class Run(models.Model):
                 F("available_at"),
                 condition=Q(status="pending"),
                 name="run_pipeline_claimable_idx",
+            ),
+            models.Index(
+                fields=["worker"], condition=Q(worker__isnull=False), name="run_worker_idx"
             ),
             models.Index(
                 fields=["lease_expires_at"],
