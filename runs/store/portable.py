@@ -514,7 +514,7 @@ class PortableStore:
             .values("run_id", *_STEP_FIELDS)
         ):
             steps[step.pop("run_id")].append(StepRow(**step))
-        claims = []
+        claims, starting = [], []
         for run_id, fence, pipeline, definition, metadata, current, trace_context in rows:
             startable = next(
                 (
@@ -525,7 +525,7 @@ class PortableStore:
                 None,
             )
             if startable is not None:
-                Step.objects.filter(id=startable.id).update(**t.STEP_START.orm_updates())
+                starting.append(startable.id)
             claims.append(
                 Claim(
                     run_id=run_id,
@@ -539,6 +539,8 @@ class PortableStore:
                     trace_context=trace_context,
                 )
             )
+        if starting:  # one statement for the batch: the same change for every step
+            Step.objects.filter(id__in=starting).update(**t.STEP_START.orm_updates())
         return claims
 
     def start_step(self, held: Fence, start: StepStart, *, lease_seconds: float) -> int | None:
@@ -574,6 +576,7 @@ class PortableStore:
     # -- committing -------------------------------------------------------------------
     def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         held: set[uuid.UUID] = set()
+        attempts: list[StepAttempt] = []
         with transaction.atomic():
             for outcome in outcomes:
                 if outcome.run not in t.COMMIT_CHANGES:
@@ -582,7 +585,7 @@ class PortableStore:
                     continue
                 held.add(outcome.held.run_id)
                 if outcome.attempt is not None:
-                    _write_attempt(outcome.held.run_id, outcome.attempt)
+                    attempts.append(_attempt_row(outcome.held.run_id, outcome.attempt))
                 if outcome.step is not None and outcome.step_id is not None:
                     Step.objects.filter(id=outcome.step_id).update(
                         **outcome.step.orm_updates(outcome.step_values)
@@ -591,6 +594,9 @@ class PortableStore:
                     Step.objects.filter(id=outcome.start_step_id).update(
                         **t.STEP_START.orm_updates()
                     )
+            # One INSERT for the batch: on SQLite the write lock is held while Python
+            # builds each statement, and a worker's every commit takes it.
+            StepAttempt.objects.bulk_create(attempts)
         return held
 
     def append_logs(self, batches: Sequence[LogBatch]) -> None:
@@ -1102,7 +1108,12 @@ def release_outside(run_ids: Sequence[uuid.UUID]) -> None:
 
 
 def _write_attempt(run_id: uuid.UUID, attempt: AttemptRecord) -> None:
-    StepAttempt.objects.create(
+    _attempt_row(run_id, attempt).save(force_insert=True)
+
+
+def _attempt_row(run_id: uuid.UUID, attempt: AttemptRecord) -> StepAttempt:
+    """The attempt's row, not yet written."""
+    return StepAttempt(
         step_id=attempt.step_id,
         run_id=run_id,
         number=attempt.number,
