@@ -199,20 +199,17 @@ class PostgresStore(PortableStore):
         pending run, then sort). Never row-locked: see `due_under_limits` in runs.sql."""
         if not bounds:
             return []
-        return [
-            (rid, pid, queue, priority, available_at)
-            for rid, pid, queue, priority, available_at in self._execute(
-                "due_under_limits",
-                {
-                    "pipelines": list(bounds.pipelines),
-                    "pipeline_bounds": list(bounds.pipelines.values()),
-                    "limited_queues": list(bounds.queues),
-                    "queue_bounds": list(bounds.queues.values()),
-                    "queues": list(request.queues),
-                    "definitions": _definitions(request),
-                },
-            )
-        ]
+        return self._execute(  # rows of (id, pipeline id, queue, priority, available_at)
+            "due_under_limits",
+            {
+                "pipelines": list(bounds.pipelines),
+                "pipeline_bounds": list(bounds.pipelines.values()),
+                "limited_queues": list(bounds.queues),
+                "queue_bounds": list(bounds.queues.values()),
+                "queues": list(request.queues),
+                "definitions": _definitions(request),
+            },
+        )
 
     def _lock_limits(self, *, wait: bool) -> bool:
         """Take the limits' lock, held until the transaction ends (or, not waiting, say

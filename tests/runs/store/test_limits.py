@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -96,14 +97,19 @@ HOLDS: dict[str, tuple[Callable[[Pipeline, str], None], Callable[[Pipeline, str]
 }
 
 
+def under_a_limit(under: str, settings: Any) -> tuple[Pipeline, str]:
+    """A pipeline and a queue whose runs `under` ("a pipeline limit", "a queue limit")
+    holds, with room for five."""
+    if under == "a pipeline limit":
+        return row("t-lim", max_concurrency=5), "default"
+    settings.ORBIT_QUEUE_LIMITS = "slow=5"
+    return row("t-free"), "slow"
+
+
 @pytest.mark.parametrize("under", ["a pipeline limit", "a queue limit"])
 @pytest.mark.parametrize("hold", list(HOLDS))
 def test_a_run_under_a_limit_with_room_is_held_as_any_run_is(store, settings, under, hold):
-    if under == "a pipeline limit":
-        owner, queue = row("t-lim", max_concurrency=5), "default"
-    else:
-        settings.ORBIT_QUEUE_LIMITS = "slow=5"
-        owner, queue = row("t-free"), "slow"
+    owner, queue = under_a_limit(under, settings)
     held = insert(store, owner, queue=queue)
     take, release = HOLDS[hold]
     take(owner, queue)
@@ -115,11 +121,7 @@ def test_a_run_under_a_limit_with_room_is_held_as_any_run_is(store, settings, un
 
 @pytest.mark.parametrize("under", ["a pipeline limit", "a queue limit"])
 def test_a_run_under_a_limit_waits_for_a_claimant_that_knows_its_steps(store, settings, under):
-    if under == "a pipeline limit":
-        owner, queue = row("t-lim", max_concurrency=5), "default"
-    else:
-        settings.ORBIT_QUEUE_LIMITS = "slow=5"
-        owner, queue = row("t-free"), "slow"
+    owner, queue = under_a_limit(under, settings)
     held = insert(store, owner, queue=queue)
     assert claim(store, queues=(queue,), definitions={"t-three": ("one", "two")}) == []
     assert claim(store, queues=(queue,), definitions={"t-other": ("one", "two", "three")}) == []
