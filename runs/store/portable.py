@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache, reduce
 from operator import or_
 from typing import Any
@@ -73,6 +73,7 @@ from runs.store.records import (
     Pruned,
     StepRow,
     StepStart,
+    one_per_run,
 )
 from runs.store.rollups import (
     OUTCOMES,
@@ -152,9 +153,13 @@ def quarantine_error(interruptions: int, step: str, limit: int) -> str:
     return QUARANTINE_ERROR % (interruptions, where, limit)
 
 
-def held_by(fence: Fence) -> QuerySet[Run]:
-    """The run, only while `fence` still holds it: the condition of every fenced write."""
-    return Run.objects.filter(id=fence.run_id, fence=fence.fence, status=RunStatus.RUNNING)
+def held_by(*fences: Fence) -> QuerySet[Run]:
+    """The runs, each only while its fence still holds it: the condition of every fenced
+    write."""
+    return Run.objects.filter(
+        reduce(or_, (Q(id=fence.run_id, fence=fence.fence) for fence in fences)),
+        status=RunStatus.RUNNING,
+    )
 
 
 class PortableStore:
@@ -575,29 +580,51 @@ class PortableStore:
 
     # -- committing -------------------------------------------------------------------
     def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
-        held: set[uuid.UUID] = set()
-        attempts: list[StepAttempt] = []
+        for outcome in outcomes:
+            if outcome.run not in t.COMMIT_CHANGES:
+                raise ValueError(f"{outcome.run.name} is not something a commit does")
+        one_per_run(outcomes)
+        if not outcomes:
+            return set()
+        # One statement per table for the whole batch, each row's own values picked by a
+        # CASE: on SQLite the write lock is held while Python builds each statement, and
+        # a worker's every commit takes it.
         with transaction.atomic():
-            for outcome in outcomes:
-                if outcome.run not in t.COMMIT_CHANGES:
-                    raise ValueError(f"{outcome.run.name} is not something a commit does")
-                if not held_by(outcome.held).update(**outcome.run.orm_updates(outcome.run_values)):
-                    continue
-                held.add(outcome.held.run_id)
-                if outcome.attempt is not None:
-                    attempts.append(_attempt_row(outcome.held.run_id, outcome.attempt))
-                if outcome.step is not None and outcome.step_id is not None:
-                    Step.objects.filter(id=outcome.step_id).update(
-                        **outcome.step.orm_updates(outcome.step_values)
-                    )
-                if outcome.start_step_id is not None:
-                    Step.objects.filter(id=outcome.start_step_id).update(
-                        **t.STEP_START.orm_updates()
-                    )
-            # One INSERT for the batch: on SQLite the write lock is held while Python
-            # builds each statement, and a worker's every commit takes it.
-            StepAttempt.objects.bulk_create(attempts)
-        return held
+            if len(outcomes) == 1:  # the fenced UPDATE itself says whether the fence holds
+                held, runs = list(outcomes), held_by(outcomes[0].held)
+            else:  # which fences hold, read once (and locked, where the database can)
+                holding = set(
+                    held_by(*(o.held for o in outcomes))
+                    .select_for_update()
+                    .values_list("id", flat=True)
+                )
+                held = [o for o in outcomes if o.held.run_id in holding]
+                runs = Run.objects.all()
+            changes = [(o.held.run_id, o.run.orm_updates(o.run_values)) for o in held]
+            if update_each(runs, changes) < len(held):
+                return set()
+            update_each(
+                Step.objects.all(),
+                [
+                    (o.step_id, o.step.orm_updates(o.step_values))
+                    for o in held
+                    if o.step is not None and o.step_id is not None
+                ]
+                + [
+                    (o.start_step_id, t.STEP_START.orm_updates())
+                    for o in held
+                    if o.start_step_id is not None
+                ],
+            )
+            attempts = [(o.held.run_id, o.attempt) for o in held if o.attempt is not None]
+            # Several attempts end at one moment of the database clock, read once: the
+            # ORM would otherwise compile the clock into every row of the INSERT, with
+            # the lock held. A lone one takes the clock in its INSERT (no extra SELECT).
+            ended = db_now() if len(attempts) > 1 else None
+            StepAttempt.objects.bulk_create(
+                _attempt_row(run_id, attempt, ended=ended) for run_id, attempt in attempts
+            )
+        return {o.held.run_id for o in held}
 
     def append_logs(self, batches: Sequence[LogBatch]) -> None:
         if not batches:
@@ -1107,13 +1134,82 @@ def release_outside(run_ids: Sequence[uuid.UUID]) -> None:
             )
 
 
+def update_each(rows: QuerySet[Any], changes: Sequence[tuple[Any, Mapping[str, Any]]]) -> int:
+    """Each row of `rows` named in `changes` (primary key, `update()` arguments) changed
+    as its own arguments say, in one UPDATE: a column set alike for every row is set
+    plainly, one that differs becomes a CASE on the primary key (rows that do not set it
+    keep theirs). The primary keys are distinct. Returns the number of rows written."""
+    if not changes:
+        return 0
+    model = rows.model
+    columns = list(dict.fromkeys(column for _, updates in changes for column in updates))
+    sets: dict[str, Any] = {}
+    for column in columns:
+        values = [(pk, updates.get(column, _KEPT)) for pk, updates in changes]
+        first = values[0][1]
+        if first is not _KEPT and all(value == first for _, value in values[1:]):
+            sets[column] = first
+        else:
+            sets[column] = ByKey(column, model._meta.get_field(column), values)
+    return rows.filter(pk__in=[pk for pk, _ in changes]).update(**sets)
+
+
+#: A row that leaves the column as it is (`update_each`).
+_KEPT: Any = object()
+
+
+class ByKey(models.Expression):
+    """`CASE pk WHEN k1 THEN v1 ... ELSE column END`: each row's own value of `column` in
+    one UPDATE. Written out here rather than as Case(When(pk=...)) because the ORM builds
+    and compiles a lookup per When, which on SQLite costs more than the statement saved,
+    all of it while the write lock is held."""
+
+    def __init__(self, column: str, field: Any, values: Sequence[tuple[Any, Any]]) -> None:
+        super().__init__(output_field=field)
+        self.column = column
+        self.values = list(values)
+        self.key: Any = F("pk")
+        self.kept: Any = F(column)
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> ByKey:
+        resolved = self.copy()
+        resolved.key = self.key.resolve_expression(*args, **kwargs)
+        resolved.kept = self.kept.resolve_expression(*args, **kwargs)
+        resolved.values = [
+            (pk, v.resolve_expression(*args, **kwargs) if hasattr(v, "resolve_expression") else v)
+            for pk, v in self.values
+        ]
+        return resolved
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        key_sql, params = compiler.compile(self.key)
+        key_field = self.key.output_field
+        sql = [f"CASE {key_sql}"]
+        for pk, value in self.values:
+            if value is _KEPT:
+                continue
+            if hasattr(value, "as_sql"):
+                value_sql, value_params = compiler.compile(value)
+            else:
+                value_sql = "%s"
+                value_params = [self.output_field.get_db_prep_save(value, connection)]
+            sql.append(f"WHEN %s THEN {value_sql}")
+            params = [*params, key_field.get_db_prep_value(pk, connection), *value_params]
+        kept_sql, kept_params = compiler.compile(self.kept)
+        sql.append(f"ELSE {kept_sql} END")
+        return " ".join(sql), [*params, *kept_params]
+
+
 def _write_attempt(run_id: uuid.UUID, attempt: AttemptRecord) -> None:
     _attempt_row(run_id, attempt).save(force_insert=True)
 
 
-def _attempt_row(run_id: uuid.UUID, attempt: AttemptRecord) -> StepAttempt:
-    """The attempt's row, not yet written."""
-    return StepAttempt(
+def _attempt_row(
+    run_id: uuid.UUID, attempt: AttemptRecord, *, ended: datetime | None = None
+) -> StepAttempt:
+    """The attempt's row, not yet written. It ends `ended` (read from the database's
+    clock), or, without it, when the row is inserted (the clock in the INSERT)."""
+    row = StepAttempt(
         step_id=attempt.step_id,
         run_id=run_id,
         number=attempt.number,
@@ -1121,8 +1217,16 @@ def _attempt_row(run_id: uuid.UUID, attempt: AttemptRecord) -> StepAttempt:
         error=attempt.error,
         error_type=attempt.error_type,
         traceback=attempt.traceback,
-        started_at=None if attempt.duration is None else t.now_plus(-attempt.duration),
         duration=attempt.duration,
         backoff_delay=attempt.backoff_delay,
         worker_id=attempt.worker_id,
     )
+    if ended is not None:
+        row.finished_at = ended
+    if attempt.duration is not None:
+        row.started_at = (
+            t.now_plus(-attempt.duration)
+            if ended is None
+            else ended - timedelta(seconds=attempt.duration)
+        )
+    return row

@@ -59,6 +59,7 @@ from runs.store.records import (
     PipelineCheck,
     Pruned,
     StepRow,
+    one_per_run,
 )
 from runs.store.rollups import GoneAttempt, GoneRun, HourFigures, summarise
 from runs.store.transitions import Set
@@ -224,6 +225,7 @@ class PostgresStore(PortableStore):
 
     # -- committing -------------------------------------------------------------------
     def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+        one_per_run(outcomes)
         if not outcomes:
             return set()
         # One JSON document, not an array per column: json.dumps is C, where psycopg

@@ -119,7 +119,8 @@ class RunStore(Protocol):
     def commit(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Commit outcomes, all or nothing; the ids of the runs whose fence held (the
         others wrote nothing). An outcome already committed (its attempt exists: the
-        acknowledgement was lost) raises IntegrityError."""
+        acknowledgement was lost) raises IntegrityError; a batch naming a run twice
+        raises ValueError (records.one_per_run)."""
         ...
 
     def append_logs(self, batches: Sequence[LogBatch]) -> None:

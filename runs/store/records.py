@@ -191,6 +191,13 @@ class Outcome:
     start_step_id: int | None = None
 
 
+def one_per_run(outcomes: Sequence[Outcome]) -> None:
+    """A batch commits at most one outcome per run (a worker holds each run in one slot):
+    refused whole otherwise, since the two would race for one row in one statement."""
+    if len({outcome.held.run_id for outcome in outcomes}) < len(outcomes):
+        raise ValueError("a commit carries at most one outcome per run")
+
+
 @dataclass(frozen=True)
 class StepStart:
     """Start `name` for a held run: the step the claim started was not the planner's

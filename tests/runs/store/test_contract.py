@@ -414,6 +414,111 @@ def test_a_stale_fence_in_a_batch_writes_nothing_for_its_run(store, pipeline):
     assert statuses(lost) == {"one": "running"}
 
 
+def test_each_outcome_of_a_batch_writes_its_own_transition_and_values(store, pipeline):
+    """One batch: a run moves on, one succeeds, one fails, one goes back for a retry."""
+    moving, done, failing, retrying = (insert(store, pipeline) for _ in range(4))
+    claims = {c.run_id: c for c in claim(store)}
+    first = {r: claims[r].steps[0].id for r in claims}
+
+    def failed(run: str, step: object, number: int) -> dict[str, object]:
+        error = {"error": f"boom {number}", "error_type": "x.Boom", "traceback": f"tb {number}"}
+        return {
+            "step": step,
+            "step_values": {**error, "duration": number / 10, "failures": number},
+            "attempt": AttemptRecord(
+                step_id=first[run], number=1, outcome="failed", duration=number / 10, **error
+            ),
+        }
+
+    outcomes = [
+        succeeded(
+            claims[moving].held,
+            first[moving],
+            run=t.CONTINUE,
+            run_values={"current_step": "two", "lease_expires_at": LEASE, "running_time": 0.5},
+            start_step_id=next(s.id for s in claims[moving].steps if s.name == "two"),
+        ),
+        succeeded(
+            claims[done].held,
+            first[done],
+            run_values={"running_time": 2.0},
+            step_values={"result": {"n": 2}, "result_json": '{"n": 2}', "duration": 2.0},
+        ),
+        succeeded(
+            claims[failing].held,
+            first[failing],
+            run=t.FAIL,
+            run_values={"error": "step one failed", "running_time": 0.3},
+            **failed(failing, t.STEP_FAIL, 3),
+        ),
+        succeeded(
+            claims[retrying].held,
+            first[retrying],
+            run=t.RELEASE,
+            run_values={"current_step": "one", "available_at": 60, "running_time": 0.4},
+            **failed(retrying, t.STEP_RETRY, 4),
+        ),
+    ]
+    assert store.commit(outcomes) == {moving, done, failing, retrying}
+    runs = {
+        r.id: r
+        for r in Run.objects.filter(id__in=claims).only(
+            "status", "current_step", "error", "running_time", "available_at", "worker"
+        )
+    }
+    order = (moving, done, failing, retrying)
+    assert [(runs[r].status, runs[r].current_step, runs[r].error) for r in order] == [
+        ("running", "two", ""),
+        ("succeeded", "", ""),
+        ("failed", "", "step one failed"),
+        ("pending", "one", ""),
+    ]
+    assert [runs[r].running_time for r in order] == [0.5, 2.0, 0.3, 0.4]
+    assert runs[retrying].worker_id is None and runs[retrying].available_at > db_now() + timedelta(
+        seconds=50
+    )
+    steps = {
+        s.id: s
+        for s in Step.objects.filter(id__in=first.values()).only(
+            "status", "result", "duration", "error", "failures", "traceback"
+        )
+    }
+    assert [
+        (s.status, s.result, s.duration, s.error, s.failures, s.traceback)
+        for s in (steps[first[r]] for r in order)
+    ] == [
+        ("succeeded", {"n": 1}, 0.5, "", 0, ""),
+        ("succeeded", {"n": 2}, 2.0, "", 0, ""),
+        ("failed", None, 0.3, "boom 3", 3, "tb 3"),
+        ("pending", None, 0.4, "boom 4", 4, "tb 4"),
+    ]
+    assert statuses(moving) == {"one": "succeeded", "two": "running", "three": "pending"}
+    assert sorted(StepAttempt.objects.values_list("outcome", "duration")) == [
+        ("failed", 0.3),
+        ("failed", 0.4),
+        ("succeeded", 0.5),
+        ("succeeded", 0.5),
+    ]
+
+
+def test_a_batch_naming_one_run_twice_is_refused_whole(store, pipeline):
+    other = insert(store, pipeline)
+    run_id = insert(store, pipeline)
+    claims = {c.run_id: c for c in claim(store)}
+    rows = {s.name: s.id for s in claims[run_id].steps}
+    hold = {"run": t.HOLD, "run_values": {"lease_expires_at": LEASE, "running_time": 1.0}}
+    with pytest.raises(ValueError, match="at most one outcome per run"):
+        store.commit(
+            [
+                succeeded(claims[other].held, claims[other].steps[0].id),
+                succeeded(claims[run_id].held, rows["one"], **hold),
+                succeeded(claims[run_id].held, rows["two"], **hold),
+            ]
+        )
+    assert not StepAttempt.objects.exists()
+    assert set(Run.objects.values_list("status", "running_time")) == {("running", 0.0)}
+
+
 def test_an_attempt_committed_twice_raises_and_writes_nothing_of_its_batch(store, pipeline):
     """A commit whose acknowledgement was lost and is sent again."""
     first = insert(store, pipeline, steps=("one", "two"))
