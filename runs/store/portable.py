@@ -1141,6 +1141,9 @@ def update_each(rows: QuerySet[Any], changes: Sequence[tuple[Any, Mapping[str, A
     keep theirs). The primary keys are distinct. Returns the number of rows written."""
     if not changes:
         return 0
+    keys = [pk for pk, _ in changes]
+    if len(set(keys)) < len(keys):  # a CASE would apply only the first change of a row
+        raise ValueError("update_each changes each row once")
     model = rows.model
     columns = list(dict.fromkeys(column for _, updates in changes for column in updates))
     sets: dict[str, Any] = {}
@@ -1151,7 +1154,7 @@ def update_each(rows: QuerySet[Any], changes: Sequence[tuple[Any, Mapping[str, A
             sets[column] = first
         else:
             sets[column] = ByKey(column, model._meta.get_field(column), values)
-    return rows.filter(pk__in=[pk for pk, _ in changes]).update(**sets)
+    return rows.filter(pk__in=keys).update(**sets)
 
 
 #: A row that leaves the column as it is (`update_each`).
