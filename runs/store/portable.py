@@ -602,7 +602,9 @@ class PortableStore:
                 runs = Run.objects.all()
             changes = [(o.held.run_id, o.run.orm_updates(o.run_values)) for o in held]
             if update_each(runs, changes) < len(held):
-                return set()
+                if len(outcomes) > 1:  # read under the lock: nothing took a run since
+                    raise RuntimeError("a run changed between reading its fence and writing")
+                return set()  # a batch of one whose fence no longer holds
             update_each(
                 Step.objects.all(),
                 [
