@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -153,13 +153,15 @@ def quarantine_error(interruptions: int, step: str, limit: int) -> str:
     return QUARANTINE_ERROR % (interruptions, where, limit)
 
 
+def under(fences: Iterable[Fence]) -> Q:
+    """Each run under its fence (still claimed by the one it was claimed by)."""
+    return reduce(or_, (Q(id=fence.run_id, fence=fence.fence) for fence in fences))
+
+
 def held_by(*fences: Fence) -> QuerySet[Run]:
     """The runs, each only while its fence still holds it: the condition of every fenced
     write."""
-    return Run.objects.filter(
-        reduce(or_, (Q(id=fence.run_id, fence=fence.fence) for fence in fences)),
-        status=RunStatus.RUNNING,
-    )
+    return Run.objects.filter(under(fences), status=RunStatus.RUNNING)
 
 
 class PortableStore:
@@ -632,11 +634,10 @@ class PortableStore:
         if not batches:
             return
         with transaction.atomic():
-            fenced = reduce(or_, (Q(id=b.held.run_id, fence=b.held.fence) for b in batches))
             # Locked, so a claim cannot take a run over between this check and the insert.
             holding = set(
                 Run.objects.select_for_update()
-                .filter(fenced, status__in=LOGGING_STATUSES)
+                .filter(under(b.held for b in batches), status__in=LOGGING_STATUSES)
                 .values_list("id", "fence")
             )
             StepLog.objects.bulk_create(
@@ -687,8 +688,7 @@ class PortableStore:
     def renew(self, held: Sequence[Fence], *, lease_seconds: float) -> set[uuid.UUID]:
         if not held:
             return set()
-        fence = reduce(or_, (Q(id=h.run_id, fence=h.fence) for h in held))
-        runs = Run.objects.filter(fence, status=RunStatus.RUNNING)
+        runs = held_by(*held)
         renewed = runs.update(lease_expires_at=t.now_plus(lease_seconds))
         if renewed == len(held):
             return {h.run_id for h in held}
