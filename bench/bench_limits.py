@@ -2,6 +2,7 @@
 
     python bench/bench_limits.py drain [--n 3000] [--rounds 2]
     python bench/bench_limits.py rate [--minutes 5] [--per-minute 20]
+    python bench/bench_limits.py held [--backlogs 0,5000,50000] [--claims 200]
 
 `drain`: 4 `runworker` processes at concurrency 8 drain `n` runs of a no-op pipeline,
 alternately with no flow limit anywhere ("none") and with limits configured on other
@@ -12,7 +13,9 @@ runs/s in each, same database, same run. Three slots are busy with slow runs in 
 in the limits alone, not in the slots left for the no-op runs. `rate`: 4 workers and a named rate limit of
 `per-minute` starts a minute (ORBIT_RATE_LIMITS=bench-veryfi=20/minute) over `minutes`;
 the most step starts in any 60 s window, by the steps' own clock. Run `rate` once: it
-takes its minutes. PostgreSQL at BENCH_DATABASE_URL (default orbit_bench_limits).
+takes its minutes. `held`: what a backlog held by a flow limit, queued ahead of the runs a
+worker may take, costs its plain claim: the mean time of one claim of 8 runs (in this
+process, each claim rolled back, so every one sees the same table) with each backlog. PostgreSQL at BENCH_DATABASE_URL (default orbit_bench_limits).
 """
 
 from __future__ import annotations
@@ -165,6 +168,49 @@ def rate(args: argparse.Namespace) -> None:
         )
 
 
+def held(args: argparse.Namespace) -> None:
+    from django.db import connection, transaction
+
+    from pipelines.definition import registry
+    from pipelines.models import Pipeline
+    from runs import enqueue_many
+    from runs.models import Run
+    from runs.store import store
+    from runs.store.records import ClaimRequest
+
+    Pipeline.objects.update(enabled=True)
+    request = ClaimRequest(
+        worker_id=None,
+        limit=8,
+        queues=("default",),
+        lease_seconds=30,
+        definitions=registry.step_names(),
+        limited=False,
+    )
+    for backlog in (int(b) for b in args.backlogs.split(",")):
+        Run.objects.all().delete()
+        for at in range(0, backlog, 5000):  # queued first: ahead of the no-op runs
+            enqueue_many("bench-limited", [{"seconds": 0.5}] * min(5000, backlog - at))
+        enqueue_many("bench-noop", [{}] * 100)
+        with connection.cursor() as cursor:
+            for table in ("runs_run", "runs_step"):
+                cursor.execute(f"VACUUM ANALYZE {table}")
+        times = []
+        for _ in range(args.claims):
+            with transaction.atomic():
+                began = time.perf_counter()
+                claimed = store().claim(request)
+                times.append(time.perf_counter() - began)
+                assert len(claimed) == 8, len(claimed)
+                transaction.set_rollback(True)
+        times = times[len(times) // 10 :]  # the first claims plan the statement
+        print(
+            f"held backlog {backlog:>7,}: plain claim of 8 runs, mean "
+            f"{1000 * statistics.mean(times):.2f} ms, p95 "
+            f"{1000 * statistics.quantiles(times, n=20)[-1]:.2f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -174,6 +220,9 @@ def main() -> None:
     r = sub.add_parser("rate")
     r.add_argument("--minutes", type=int, default=5)
     r.add_argument("--per-minute", type=int, default=20)
+    h = sub.add_parser("held")
+    h.add_argument("--backlogs", default="0,5000,50000")
+    h.add_argument("--claims", type=int, default=200)
     args = parser.parse_args()
     setup("postgres")
     django_ready("postgres")
@@ -181,7 +230,7 @@ def main() -> None:
     from pipelines.sync import sync_pipelines
 
     sync_pipelines()
-    drain(args) if args.what == "drain" else rate(args)
+    {"drain": drain, "rate": rate, "held": held}[args.what](args)
 
 
 if __name__ == "__main__":

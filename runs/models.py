@@ -205,9 +205,11 @@ class Run(models.Model):
                 condition=Q(status="pending"),
                 name="run_claimable_idx",
             ),
-            # A flow-limited pipeline's claimable rows in claim order: a claim under its
-            # limit reads the few runs its room admits, not every run the pipeline ever
-            # had (runs/store/sql/runs.sql `due_under_limits`).
+            # Each pipeline's claimable rows in claim order: PostgreSQL's claim reads
+            # every pipeline it may take through it, so runs it may not take (a backlog
+            # a flow limit holds, a paused pipeline's) are never read; and a claim under
+            # a limit reads the few runs its room admits, not every run the pipeline ever
+            # had (runs/store/sql/functions.sql `create_claim`, `create_due_under_limits`).
             models.Index(
                 F("pipeline"),
                 F("priority").desc(),

@@ -1,6 +1,7 @@
 -- PL/pgSQL functions of the PostgreSQL store, each created by a migration from the
 -- statement named here (runs/migrations/0016_insert_runs_function.py,
--- 0017_claim_commit_functions.py, 0018_insert_runs_shared_values.py), with the same
+-- 0017_claim_commit_functions.py, 0018_insert_runs_shared_values.py,
+-- 0021_claim_by_pipeline.py), with the same
 -- table names as runs.sql filled in, and called by one named statement of runs.sql each.
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
@@ -176,11 +177,20 @@ DROP FUNCTION IF EXISTS
 -- name: create_claim
 -- The claim statements of runs.sql as they were before they moved here: up to p_limit due
 -- runs of enabled, unarchived, unpaused pipelines no flow limit holds, in the queues
--- p_queues, each run's current step started, returned with their steps. One queue takes
--- its own branch: `queue = p_queues[1]` lets run_claimable_idx yield runs in claim order
--- (ANY() over one element would sort every candidate). Why a function: the statement was
--- planned on every call, which cost more than running it for the claims of a few runs
--- (pickup, a busy worker's next batch); the function's plans are kept per session.
+-- p_queues (unpaused, and none of p_limited_queues), each run's current step started,
+-- returned with their steps. Why a function: the statement was planned on every call,
+-- which cost more than running it for the claims of a few runs (pickup, a busy worker's
+-- next batch); the function's plans are kept per session.
+-- The runs are read per pipeline the claimant may take (an InitPlan lists them once), each
+-- through run_pipeline_claimable_idx in claim order up to p_limit, skipping rows another
+-- claimer holds; the best p_limit of those are claimed. So a claim never reads the runs
+-- it may not take: a backlog held by a flow limit (the document pipeline's Veryfi rate),
+-- a paused or disabled pipeline's, a pipeline this worker lacks. Read through the queue's
+-- index (run_claimable_idx), each such run cost every claim a skip, and a held backlog
+-- of 100,000 runs cost every claim 100,000. The rows read beyond the p_limit claimed are
+-- locked only until the claim commits (other claimers skip them meanwhile).
+-- The claimant's step names are tested by one index probe per run read (a scalar
+-- subquery with LIMIT 1: an EXISTS may be planned as a hash of every unfinished step).
 CREATE OR REPLACE FUNCTION orbit_claim(
     p_queues text[],
     p_limit int,
@@ -196,109 +206,62 @@ LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
 BEGIN
-    IF cardinality(p_queues) = 1 THEN
-        RETURN QUERY
-        WITH candidates AS (
-            SELECT r.id FROM {run} AS r
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT d.id
+        FROM {pipeline} AS p
+        CROSS JOIN LATERAL (
+            SELECT r.id, r.priority, r.available_at FROM {run} AS r
             WHERE r.status = 'pending'
-              AND r.queue = p_queues[1]
+              AND r.pipeline_id = p.id
+              AND r.queue = ANY(ARRAY(
+                  SELECT unnest(p_queues)
+                  EXCEPT SELECT unnest(p_limited_queues)
+                  EXCEPT SELECT q.queue FROM {queuepause} AS q))
               AND r.available_at <= statement_timestamp()
-              AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = p_queues[1])
-              -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a
-              -- run skipped here (a backlog held by a flow limit) costs one array lookup.
-              AND r.pipeline_id = ANY(ARRAY(
-                  SELECT p.id FROM {pipeline} AS p
-                  WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (p_definitions IS NULL OR p_definitions ? p.definition)
-                    AND p.max_concurrency IS NULL AND p.rate_limit = ''))
-              AND r.queue <> ALL(p_limited_queues)
-              AND (p_definitions IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
+              AND (p_definitions IS NULL OR NOT COALESCE((
+                  SELECT true FROM {step} AS s
                   WHERE s.run_id = r.id AND s.status <> 'succeeded'
-                    AND NOT (p_definitions -> p.definition) ? s.name))
+                    AND NOT (p_definitions -> p.definition) ? s.name
+                  LIMIT 1), false))
             ORDER BY r.priority DESC, r.available_at
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
-        ),
-        claimed AS (
-            UPDATE {run} AS r
-            SET status = 'running',
-                fence = r.fence + 1,
-                worker_id = p_worker,
-                lease_expires_at = statement_timestamp() + make_interval(secs => p_lease),
-                started_at = COALESCE(r.started_at, statement_timestamp())
-            FROM candidates
-            WHERE r.id = candidates.id
-            RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
-        ),
-        started AS (
-            UPDATE {step} AS s
-            SET status = 'running', started_at = statement_timestamp()
-            FROM claimed AS c
-            WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
-            RETURNING s.run_id, s.name
-        )
-        SELECT c.id, c.fence::int, p.name::text, p.definition::text, c.metadata::jsonb,
-               COALESCE(started.name, '')::text,
-               (SELECT json_agg(
-                           json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
-                           ORDER BY s.position)
-                FROM {step} AS s WHERE s.run_id = c.id),
-               c.trace_context::jsonb
+        ) AS d
+        WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL
+          AND p.max_concurrency IS NULL AND p.rate_limit = ''
+          AND (p_definitions IS NULL OR p_definitions ? p.definition)
+        ORDER BY d.priority DESC, d.available_at
+        LIMIT p_limit
+    ),
+    claimed AS (
+        UPDATE {run} AS r
+        SET status = 'running',
+            fence = r.fence + 1,
+            worker_id = p_worker,
+            lease_expires_at = statement_timestamp() + make_interval(secs => p_lease),
+            started_at = COALESCE(r.started_at, statement_timestamp())
+        FROM candidates
+        WHERE r.id = candidates.id
+        RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
+    ),
+    started AS (
+        UPDATE {step} AS s
+        SET status = 'running', started_at = statement_timestamp()
         FROM claimed AS c
-        JOIN {pipeline} AS p ON p.id = c.pipeline_id
-        LEFT JOIN started ON started.run_id = c.id;
-    ELSE
-        RETURN QUERY
-        WITH candidates AS (
-            SELECT r.id FROM {run} AS r
-            WHERE r.status = 'pending'
-              AND r.queue = ANY(p_queues)
-              AND r.available_at <= statement_timestamp()
-              AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = r.queue)
-              -- ARRAY(...): the pipelines are listed once per statement (an InitPlan), so a
-              -- run skipped here (a backlog held by a flow limit) costs one array lookup.
-              AND r.pipeline_id = ANY(ARRAY(
-                  SELECT p.id FROM {pipeline} AS p
-                  WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL AND (p_definitions IS NULL OR p_definitions ? p.definition)
-                    AND p.max_concurrency IS NULL AND p.rate_limit = ''))
-              AND r.queue <> ALL(p_limited_queues)
-              AND (p_definitions IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
-                  WHERE s.run_id = r.id AND s.status <> 'succeeded'
-                    AND NOT (p_definitions -> p.definition) ? s.name))
-            ORDER BY r.priority DESC, r.available_at
-            LIMIT p_limit
-            FOR UPDATE SKIP LOCKED
-        ),
-        claimed AS (
-            UPDATE {run} AS r
-            SET status = 'running',
-                fence = r.fence + 1,
-                worker_id = p_worker,
-                lease_expires_at = statement_timestamp() + make_interval(secs => p_lease),
-                started_at = COALESCE(r.started_at, statement_timestamp())
-            FROM candidates
-            WHERE r.id = candidates.id
-            RETURNING r.id, r.fence, r.pipeline_id, r.metadata, r.current_step, r.trace_context
-        ),
-        started AS (
-            UPDATE {step} AS s
-            SET status = 'running', started_at = statement_timestamp()
-            FROM claimed AS c
-            WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
-            RETURNING s.run_id, s.name
-        )
-        SELECT c.id, c.fence::int, p.name::text, p.definition::text, c.metadata::jsonb,
-               COALESCE(started.name, '')::text,
-               (SELECT json_agg(
-                           json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
-                           ORDER BY s.position)
-                FROM {step} AS s WHERE s.run_id = c.id),
-               c.trace_context::jsonb
-        FROM claimed AS c
-        JOIN {pipeline} AS p ON p.id = c.pipeline_id
-        LEFT JOIN started ON started.run_id = c.id;
-    END IF;
+        WHERE s.run_id = c.id AND s.name = c.current_step AND s.status <> 'succeeded'
+        RETURNING s.run_id, s.name
+    )
+    SELECT c.id, c.fence::int, p.name::text, p.definition::text, c.metadata::jsonb,
+           COALESCE(started.name, '')::text,
+           (SELECT json_agg(
+                       json_build_array(s.id, s.name, s.status, s.result, s.attempts, s.failures)
+                       ORDER BY s.position)
+            FROM {step} AS s WHERE s.run_id = c.id),
+           c.trace_context::jsonb
+    FROM claimed AS c
+    JOIN {pipeline} AS p ON p.id = c.pipeline_id
+    LEFT JOIN started ON started.run_id = c.id;
 END
 $function$
 
@@ -401,3 +364,88 @@ $function$
 
 -- name: drop_commit
 DROP FUNCTION IF EXISTS orbit_commit(json, jsonb, regclass)
+
+
+-- name: create_due_under_limits
+-- The due runs each flow limit with room holds (portable.py `_due_under_limits`), up to
+-- its bound, in claim order within each: per limited pipeline p_pipelines (with
+-- p_pipeline_bounds) and per limited queue p_limited_queues (its runs of pipelines no
+-- limit holds, with p_queue_bounds), on the claimant's queues p_queues, none of them
+-- paused, of the pipelines it defines (p_definitions: definition -> step names, or NULL
+-- for all). Each limit is read by an index in claim order (run_pipeline_claimable_idx,
+-- run_claimable_idx) and stops at its bound. So nothing over the runs read may turn into
+-- a join or a hash, which read a held backlog (or the step table) in full and sort:
+-- - the unpaused queues and the unlimited pipelines are arrays computed once (InitPlans),
+--   each run tested against them;
+-- - the claimant's step names are tested by one index probe per run read
+--   (step_unique_name), a scalar subquery with LIMIT 1: an EXISTS here may be planned as
+--   a hash of every unfinished step in the table.
+-- No row locks: the limits' advisory lock, held by the caller, serialises every claimer of
+-- these runs, and the claim that follows takes a run only while it is still pending.
+-- A function for the reason `create_claim` gives: a claim under limits planned this
+-- statement on every call, in more time than it took to run.
+CREATE OR REPLACE FUNCTION orbit_due_under_limits(
+    p_pipelines bigint[],
+    p_pipeline_bounds int[],
+    p_limited_queues text[],
+    p_queue_bounds int[],
+    p_queues text[],
+    p_definitions jsonb
+) RETURNS TABLE (
+    run_id uuid, run_pipeline_id bigint, run_queue text, run_priority int,
+    run_available_at timestamptz
+)
+LANGUAGE plpgsql STABLE
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT d.id, d.pipeline_id, d.queue::text, d.priority, d.available_at
+    FROM unnest(p_pipelines, p_pipeline_bounds) AS l(pipeline_id, bound)
+    JOIN {pipeline} AS p ON p.id = l.pipeline_id
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.pipeline_id, r.queue, r.priority, r.available_at FROM {run} AS r
+        WHERE r.status = 'pending'
+          AND r.pipeline_id = p.id
+          AND r.queue = ANY(ARRAY(
+              SELECT unnest(p_queues) EXCEPT SELECT q.queue FROM {queuepause} AS q))
+          AND r.available_at <= statement_timestamp()
+          AND (p_definitions IS NULL OR NOT COALESCE((
+              SELECT true FROM {step} AS s
+              WHERE s.run_id = r.id AND s.status <> 'succeeded'
+                AND NOT (p_definitions -> p.definition) ? s.name
+              LIMIT 1), false))
+        ORDER BY r.priority DESC, r.available_at
+        LIMIT l.bound
+    ) AS d
+    WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL
+      AND (p_definitions IS NULL OR p_definitions ? p.definition)
+    UNION ALL
+    SELECT d.id, d.pipeline_id, d.queue::text, d.priority, d.available_at
+    FROM unnest(p_limited_queues, p_queue_bounds) AS l(queue, bound)
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.pipeline_id, r.queue, r.priority, r.available_at FROM {run} AS r
+        WHERE r.status = 'pending'
+          AND r.queue = l.queue
+          AND l.queue = ANY(p_queues)
+          AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = l.queue)
+          AND r.available_at <= statement_timestamp()
+          AND r.pipeline_id = ANY(ARRAY(
+              SELECT p.id FROM {pipeline} AS p
+              WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL
+                AND p.max_concurrency IS NULL AND p.rate_limit = ''
+                AND (p_definitions IS NULL OR p_definitions ? p.definition)))
+          AND (p_definitions IS NULL OR NOT COALESCE((
+              SELECT true FROM {step} AS s JOIN {pipeline} AS p ON p.id = r.pipeline_id
+              WHERE s.run_id = r.id AND s.status <> 'succeeded'
+                AND NOT (p_definitions -> p.definition) ? s.name
+              LIMIT 1), false))
+        ORDER BY r.priority DESC, r.available_at
+        LIMIT l.bound
+    ) AS d;
+END
+$function$
+
+
+-- name: drop_due_under_limits
+DROP FUNCTION IF EXISTS orbit_due_under_limits(bigint[], int[], text[], int[], text[], jsonb)

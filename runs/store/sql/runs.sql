@@ -193,53 +193,12 @@ SELECT
 -- its bound, in claim order within each: per limited pipeline %(pipelines)s (with
 -- %(pipeline_bounds)s) and per limited queue %(limited_queues)s (its runs of pipelines
 -- no limit holds, with %(queue_bounds)s), on the claimant's queues %(queues)s, of the
--- pipelines it defines (%(definitions)s: definition -> step names, or NULL for all).
--- Each limit is read by an index in claim order (run_pipeline_claimable_idx,
--- run_claimable_idx) and stops at its bound: the test of the claimant's step names is a
--- filter on the runs read (written `NULL OR NOT EXISTS`, so the planner keeps it one),
--- never an anti-join over a held backlog. No row locks: the limits' advisory lock, held
--- by the caller, serialises every claimer of these runs, and the claim that follows
--- takes a run only while it is still pending.
-SELECT d.id, d.pipeline_id, d.queue, d.priority, d.available_at
-FROM unnest(%(pipelines)s::bigint[], %(pipeline_bounds)s::int[]) AS l(pipeline_id, bound)
-JOIN {pipeline} AS p ON p.id = l.pipeline_id
-CROSS JOIN LATERAL (
-    SELECT r.id, r.pipeline_id, r.queue, r.priority, r.available_at FROM {run} AS r
-    WHERE r.status = 'pending'
-      AND r.pipeline_id = p.id
-      AND r.queue = ANY(%(queues)s::text[])
-      AND r.available_at <= statement_timestamp()
-      AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = r.queue)
-      AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
-          SELECT 1 FROM {step} AS s
-          WHERE s.run_id = r.id AND s.status <> 'succeeded'
-            AND NOT (%(definitions)s::jsonb -> p.definition) ? s.name))
-    ORDER BY r.priority DESC, r.available_at
-    LIMIT l.bound
-) AS d
-WHERE p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL
-  AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
-UNION ALL
-SELECT d.id, d.pipeline_id, d.queue, d.priority, d.available_at
-FROM unnest(%(limited_queues)s::text[], %(queue_bounds)s::int[]) AS l(queue, bound)
-CROSS JOIN LATERAL (
-    SELECT r.id, r.pipeline_id, r.queue, r.priority, r.available_at
-    FROM {run} AS r JOIN {pipeline} AS p ON p.id = r.pipeline_id
-    WHERE r.status = 'pending'
-      AND r.queue = l.queue
-      AND l.queue = ANY(%(queues)s::text[])
-      AND r.available_at <= statement_timestamp()
-      AND NOT EXISTS (SELECT 1 FROM {queuepause} AS q WHERE q.queue = l.queue)
-      AND p.enabled AND p.paused_at IS NULL AND p.archived_at IS NULL
-      AND p.max_concurrency IS NULL AND p.rate_limit = ''
-      AND (%(definitions)s::jsonb IS NULL OR %(definitions)s::jsonb ? p.definition)
-      AND (%(definitions)s::jsonb IS NULL OR NOT EXISTS (
-          SELECT 1 FROM {step} AS s
-          WHERE s.run_id = r.id AND s.status <> 'succeeded'
-            AND NOT (%(definitions)s::jsonb -> p.definition) ? s.name))
-    ORDER BY r.priority DESC, r.available_at
-    LIMIT l.bound
-) AS d
+-- pipelines it defines (%(definitions)s: definition -> step names, or NULL for all); each
+-- limit read by an index in claim order, up to its bound, never row-locked. The
+-- statement is functions.sql `create_due_under_limits`, which says how and why.
+SELECT * FROM orbit_due_under_limits(
+    %(pipelines)s::bigint[], %(pipeline_bounds)s::int[], %(limited_queues)s::text[],
+    %(queue_bounds)s::int[], %(queues)s::text[], %(definitions)s::jsonb)
 
 
 -- name: try_exclusive

@@ -39,7 +39,12 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
         for name in parse((SQL_DIR / "functions.sql").read_text())
         if name.startswith("create_")
     ]
-    assert created == ["create_insert_runs", "create_claim", "create_commit"]
+    assert created == [
+        "create_insert_runs",
+        "create_claim",
+        "create_commit",
+        "create_due_under_limits",
+    ]
     declared = newest_declared()
     for name in created:
         assert declared.get(name) == source_sha256(name), (
@@ -49,10 +54,18 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("function", ["orbit_insert_runs", "orbit_claim", "orbit_commit"])
-def test_the_migrations_create_the_functions_on_postgresql_only(function):
+@pytest.mark.parametrize(
+    ("function", "volatility"),
+    [
+        ("orbit_insert_runs", "v"),  # volatile: they write
+        ("orbit_claim", "v"),
+        ("orbit_commit", "v"),
+        ("orbit_due_under_limits", "s"),  # stable: it only reads, in its caller's snapshot
+    ],
+)
+def test_the_migrations_create_the_functions_on_postgresql_only(function, volatility):
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             pytest.skip("SQLite has no functions: the portable store uses the ORM")
         cursor.execute("SELECT prokind, provolatile FROM pg_proc WHERE proname = %s", [function])
-        assert cursor.fetchall() == [("f", "v")]  # one function, volatile: it writes
+        assert cursor.fetchall() == [("f", volatility)]  # one function of each name

@@ -5,7 +5,7 @@ claimers at once never taking more than a limit allows."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +22,28 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def row(name: str, **limits: object) -> Pipeline:
     return Pipeline.objects.create(name=name, definition="t-three", **limits)
+
+
+#: The steps of t-three, the pipeline every row here is defined by.
+THREE = ("one", "two", "three")
+
+
+def table_reads() -> dict[str, int]:
+    """Rows read from each table in this transaction so far, by sequential and index
+    scans (PostgreSQL's own per-transaction table statistics). Indexes are used as on a
+    table of production size: on a few hundred rows a sequential scan is cheaper, and
+    reads every row whatever the statement asks."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            "SELECT relname, seq_tup_read + COALESCE(idx_tup_fetch, 0) "
+            "FROM pg_stat_xact_user_tables WHERE relname IN ('runs_run', 'runs_step')"
+        )
+        return dict(cursor.fetchall())
+
+
+def reads(before: Mapping[str, int], after: Mapping[str, int], table: str) -> int:
+    return after.get(table, 0) - before.get(table, 0)
 
 
 def running(pipeline: Pipeline) -> int:
@@ -287,3 +309,65 @@ def test_a_claim_whose_limits_are_all_full_does_not_wait_for_the_limits_lock(sto
         assert time.monotonic() - began < 10
         assert [c.run_id for c in claims] == [free] and not claims.limits_busy
     assert running(limited) == 1
+
+
+@pytest.mark.postgres
+def test_a_limit_is_read_up_to_its_room_not_through_its_backlog_or_the_step_table(store):
+    """The due runs of a limited pipeline are read by its claim-order index and stop at
+    the bound (runs/store/sql/functions.sql `create_due_under_limits`): neither the held
+    backlog nor the steps of every run is read, whatever the planner makes of the tests
+    of paused queues and step names. Counted by PostgreSQL's own per-transaction table
+    statistics, with the tables analysed as in production."""
+    from django.db import connection, transaction
+
+    from runs.store.portable import DueBounds
+    from runs.store.records import ClaimRequest
+
+    if store.name == "portable":
+        pytest.skip("the portable store's ORM queries test the step names as an anti-join")
+    limited = row("t-lim", max_concurrency=2)
+    store.insert_runs([new_run(limited) for _ in range(300)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE runs_run")
+        cursor.execute("ANALYZE runs_step")
+
+    request = ClaimRequest(
+        worker_id=None,
+        limit=2,
+        queues=("default",),
+        lease_seconds=30,
+        definitions={"t-three": THREE},
+    )
+    with transaction.atomic():
+        before = table_reads()
+        due = store._due_under_limits(request, DueBounds({limited.id: 2}, {}))
+        after = table_reads()
+    assert len(due) == 2
+    assert reads(before, after, "runs_run") <= 4  # the two taken, not the 300 held
+    assert reads(before, after, "runs_step") <= 8  # a probe per run read, not the table
+
+
+@pytest.mark.postgres
+def test_the_plain_claim_reads_no_run_it_may_not_take(store):
+    """A backlog a flow limit holds, queued ahead of the runs a claim may take, costs the
+    claim nothing (runs/store/sql/functions.sql `create_claim`): it reads each pipeline it
+    may take in claim order, never the held runs. Before, it read the queue in claim order
+    and skipped each held run, so a backlog of 100,000 cost every claim 100,000 rows."""
+    from django.db import connection, transaction
+
+    if store.name == "portable":
+        pytest.skip("the portable store's claim reads the queue in claim order (an ORM query)")
+    limited = row("t-lim", max_concurrency=1)
+    free = row("t-free")
+    store.insert_runs([new_run(limited) for _ in range(300)])
+    taken = [insert(store, free) for _ in range(3)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE runs_run")
+        cursor.execute("ANALYZE runs_step")
+    with transaction.atomic():
+        before = table_reads()
+        claims = claim(store, limit=5, limited=False, definitions={"t-three": THREE})
+        after = table_reads()
+    assert sorted(c.run_id for c in claims) == sorted(taken)
+    assert reads(before, after, "runs_run") <= 10  # the three taken, not the 300 held
+    assert reads(before, after, "runs_step") <= 40  # theirs, not the 900 of the held runs
