@@ -119,10 +119,15 @@ def drain(args: argparse.Namespace) -> None:
         for limited in (False, True):
             figures[limited].append(drain_once(args.n, limited))
             print(f"{'limited' if limited else 'none':>8}: {figures[limited][-1]:7.1f} runs/s")
+    # Each round's pair (none, then limited, a minute apart) also read on its own: on a
+    # shared machine the speed drifts by more than the effect between pairs, less within.
+    pairs = [100 * (b - a) / a for a, b in zip(figures[False], figures[True], strict=True)]
+    print("pairs    " + ", ".join(f"{d:+.1f}%" for d in pairs))
     none, limited = statistics.median(figures[False]), statistics.median(figures[True])
     print(
         f"median   none {none:.1f} runs/s, limited {limited:.1f} runs/s: "
-        f"{100 * (limited - none) / none:+.1f}%"
+        f"{100 * (limited - none) / none:+.1f}% (median of the pairs "
+        f"{statistics.median(pairs):+.1f}%)"
     )
 
 

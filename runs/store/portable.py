@@ -51,7 +51,7 @@ from runs.models import (
     WebhookDelivery,
     Worker,
 )
-from runs.store import datagrams
+from runs.store import built, datagrams
 from runs.store import transitions as t
 from runs.store.protocol import Features, Wakeups
 from runs.store.records import (
@@ -162,6 +162,67 @@ def held_by(*fences: Fence) -> QuerySet[Run]:
     """The runs, each only while its fence still holds it: the condition of every fenced
     write."""
     return Run.objects.filter(under(fences), status=RunStatus.RUNNING)
+
+
+@dataclass
+class _CommitStatements:
+    """A commit's statements, built before its transaction (runs/store/built.py): the
+    fence read (batches of two or more), the runs' UPDATE (fenced, for a batch of one),
+    then the steps' UPDATE and the attempts' INSERTs."""
+
+    fences: QuerySet[Run, tuple[uuid.UUID]] | None
+    fence_read: built.Statement | None
+    runs: built.Statement | None  # None: no run to write (no fence held)
+    rest: list[built.Statement]
+    ended: datetime | None
+
+    @classmethod
+    def build(cls, held: Sequence[Outcome], ended: datetime | None) -> _CommitStatements:
+        fences = None
+        if len(held) == 1:
+            rows = held_by(held[0].held)
+        else:
+            rows = Run.objects.all()
+            fences = held_by(*(o.held for o in held)).select_for_update().values_list("id")
+        runs = built.update_each(
+            rows, [(o.held.run_id, o.run.orm_updates(o.run_values)) for o in held]
+        )
+        steps = built.update_each(
+            Step.objects.all(),
+            [
+                (o.step_id, o.step.orm_updates(o.step_values))
+                for o in held
+                if o.step is not None and o.step_id is not None
+            ]
+            + [
+                (o.start_step_id, t.STEP_START.orm_updates())
+                for o in held
+                if o.start_step_id is not None
+            ],
+        )
+        attempts = built.insert(
+            StepAttempt,
+            [
+                _attempt_row(o.held.run_id, o.attempt, ended=ended)
+                for o in held
+                if o.attempt is not None
+            ],
+        )
+        return cls(
+            fences=fences,
+            fence_read=None if fences is None else built.select(fences),
+            runs=runs,
+            rest=([steps] if steps is not None else []) + attempts,
+            ended=ended,
+        )
+
+    def holding(self) -> list[uuid.UUID]:
+        """The runs whose fences hold (inside the transaction: locked where the database
+        has row locks, which the ORM builds only there)."""
+        assert self.fences is not None
+        if self.fence_read is None:
+            return [row[0] for row in self.fences]
+        return built.pk_values(Run, built.fetch(self.fence_read))
 
 
 class PortableStore:
@@ -283,23 +344,28 @@ class PortableStore:
         """Claim due runs that no flow limit holds."""
         if request.limit <= 0:
             return Claims()
-        with transaction.atomic():  # IMMEDIATE on SQLite: the write lock is taken at BEGIN
-            candidates: QuerySet[Run] = (
-                unlimited(Run.objects.claimable())
-                .filter(queue__in=request.queues)
-                .order_by("-priority", "available_at")
-            )
-            if request.older_than is not None:
-                candidates = candidates.filter(
-                    available_at__lte=t.now_plus(-request.older_than)
-                ).order_by("available_at")
-            if request.definitions is not None:
-                candidates = _runnable_by(candidates, request.definitions)
-            ids = list(
-                candidates.select_for_update(skip_locked=True, of=("self",)).values_list(
-                    "id", flat=True
-                )[: request.limit]
-            )
+        candidates: QuerySet[Run] = (
+            unlimited(Run.objects.claimable())
+            .filter(queue__in=request.queues)
+            .order_by("-priority", "available_at")
+        )
+        if request.older_than is not None:
+            candidates = candidates.filter(
+                available_at__lte=t.now_plus(-request.older_than)
+            ).order_by("available_at")
+        if request.definitions is not None:
+            candidates = _runnable_by(candidates, request.definitions)
+        ids_of = candidates.select_for_update(skip_locked=True, of=("self",)).values_list("id")[
+            : request.limit
+        ]
+        # Built before BEGIN (runs/store/built.py): on SQLite the write lock is taken at
+        # BEGIN IMMEDIATE, and building this read was most of its time.
+        read = built.select(ids_of)
+        with transaction.atomic():
+            if read is None:  # a database with row locks builds a locking read only here
+                ids = [row[0] for row in ids_of]
+            else:
+                ids = built.pk_values(Run, built.fetch(read))
             return Claims(self._claim_ids(ids, request.worker_id, request.lease_seconds))
 
     def _read_limits(self, request: ClaimRequest, *, lock: bool = True) -> LimitsState | None:
@@ -588,47 +654,37 @@ class PortableStore:
         one_per_run(outcomes)
         if not outcomes:
             return set()
-        # One statement per table for the whole batch, each row's own values picked by a
-        # CASE: on SQLite the write lock is held while Python builds each statement, and
-        # a worker's every commit takes it.
+        # Every statement is built before the transaction and only sent inside it: on
+        # SQLite the write lock is held from BEGIN to COMMIT, every worker's commits and
+        # claims take it, and building was most of a commit's time (runs/store/built.py).
+        # Built as if every fence holds (the rule); a batch in which one does not is
+        # built again, inside, for those that hold. One statement per table for the
+        # whole batch, each row's own values picked by a CASE.
+        statements = _CommitStatements.build(outcomes, self._attempts_ended(outcomes))
         with transaction.atomic():
             if len(outcomes) == 1:  # the fenced UPDATE itself says whether the fence holds
-                held, runs = list(outcomes), held_by(outcomes[0].held)
+                assert statements.runs is not None
+                if built.send(statements.runs) < 1:
+                    return set()
+                held = list(outcomes)
             else:  # which fences hold, read once (and locked, where the database can)
-                holding = set(
-                    held_by(*(o.held for o in outcomes))
-                    .select_for_update()
-                    .values_list("id", flat=True)
-                )
+                holding = set(statements.holding())
                 held = [o for o in outcomes if o.held.run_id in holding]
-                runs = Run.objects.all()
-            changes = [(o.held.run_id, o.run.orm_updates(o.run_values)) for o in held]
-            if update_each(runs, changes) < len(held):
-                if len(outcomes) > 1:  # read under the lock: nothing took a run since
+                if len(held) < len(outcomes):
+                    statements = _CommitStatements.build(held, statements.ended)
+                # Read under the lock: nothing took a run since.
+                if statements.runs is not None and built.send(statements.runs) < len(held):
                     raise RuntimeError("a run changed between reading its fence and writing")
-                return set()  # a batch of one whose fence no longer holds
-            update_each(
-                Step.objects.all(),
-                [
-                    (o.step_id, o.step.orm_updates(o.step_values))
-                    for o in held
-                    if o.step is not None and o.step_id is not None
-                ]
-                + [
-                    (o.start_step_id, t.STEP_START.orm_updates())
-                    for o in held
-                    if o.start_step_id is not None
-                ],
-            )
-            attempts = [(o.held.run_id, o.attempt) for o in held if o.attempt is not None]
-            # Several attempts end at one moment of the database clock, read once: the
-            # ORM would otherwise compile the clock into every row of the INSERT, with
-            # the lock held. A lone one takes the clock in its INSERT (no extra SELECT).
-            ended = db_now() if len(attempts) > 1 else None
-            StepAttempt.objects.bulk_create(
-                _attempt_row(run_id, attempt, ended=ended) for run_id, attempt in attempts
-            )
+            for statement in statements.rest:
+                built.send(statement)
         return {o.held.run_id for o in held}
+
+    @staticmethod
+    def _attempts_ended(outcomes: Sequence[Outcome]) -> datetime | None:
+        """When several attempts end: one read of the database clock, before the lock
+        (the ORM would otherwise compile the clock into every row of the INSERT). A lone
+        attempt takes the clock in its INSERT, with no extra SELECT."""
+        return db_now() if sum(o.attempt is not None for o in outcomes) > 1 else None
 
     def append_logs(self, batches: Sequence[LogBatch]) -> None:
         if not batches:
@@ -1134,75 +1190,6 @@ def release_outside(run_ids: Sequence[uuid.UUID]) -> None:
                 f"{relation.related_model._meta.label} rows protect runs being pruned",
                 set(related),
             )
-
-
-def update_each(rows: QuerySet[Any], changes: Sequence[tuple[Any, Mapping[str, Any]]]) -> int:
-    """Each row of `rows` named in `changes` (primary key, `update()` arguments) changed
-    as its own arguments say, in one UPDATE: a column set alike for every row is set
-    plainly, one that differs becomes a CASE on the primary key (rows that do not set it
-    keep theirs). The primary keys are distinct. Returns the number of rows written."""
-    if not changes:
-        return 0
-    keys = [pk for pk, _ in changes]
-    if len(set(keys)) < len(keys):  # a CASE would apply only the first change of a row
-        raise ValueError("update_each changes each row once")
-    model = rows.model
-    columns = list(dict.fromkeys(column for _, updates in changes for column in updates))
-    sets: dict[str, Any] = {}
-    for column in columns:
-        values = [(pk, updates.get(column, _KEPT)) for pk, updates in changes]
-        first = values[0][1]
-        if first is not _KEPT and all(value == first for _, value in values[1:]):
-            sets[column] = first
-        else:
-            sets[column] = ByKey(column, model._meta.get_field(column), values)
-    return rows.filter(pk__in=keys).update(**sets)
-
-
-#: A row that leaves the column as it is (`update_each`).
-_KEPT: Any = object()
-
-
-class ByKey(models.Expression):
-    """`CASE pk WHEN k1 THEN v1 ... ELSE column END`: each row's own value of `column` in
-    one UPDATE. Written out here rather than as Case(When(pk=...)) because the ORM builds
-    and compiles a lookup per When, which on SQLite costs more than the statement saved,
-    all of it while the write lock is held."""
-
-    def __init__(self, column: str, field: Any, values: Sequence[tuple[Any, Any]]) -> None:
-        super().__init__(output_field=field)
-        self.column = column
-        self.values = list(values)
-        self.key: Any = F("pk")
-        self.kept: Any = F(column)
-
-    def resolve_expression(self, *args: Any, **kwargs: Any) -> ByKey:
-        resolved = self.copy()
-        resolved.key = self.key.resolve_expression(*args, **kwargs)
-        resolved.kept = self.kept.resolve_expression(*args, **kwargs)
-        resolved.values = [
-            (pk, v.resolve_expression(*args, **kwargs) if hasattr(v, "resolve_expression") else v)
-            for pk, v in self.values
-        ]
-        return resolved
-
-    def as_sql(self, compiler: Any, connection: Any) -> Any:
-        key_sql, params = compiler.compile(self.key)
-        key_field = self.key.output_field
-        sql = [f"CASE {key_sql}"]
-        for pk, value in self.values:
-            if value is _KEPT:
-                continue
-            if hasattr(value, "as_sql"):
-                value_sql, value_params = compiler.compile(value)
-            else:
-                value_sql = "%s"
-                value_params = [self.output_field.get_db_prep_save(value, connection)]
-            sql.append(f"WHEN %s THEN {value_sql}")
-            params = [*params, key_field.get_db_prep_value(pk, connection), *value_params]
-        kept_sql, kept_params = compiler.compile(self.kept)
-        sql.append(f"ELSE {kept_sql} END")
-        return " ".join(sql), [*params, *kept_params]
 
 
 def _write_attempt(run_id: uuid.UUID, attempt: AttemptRecord) -> None:

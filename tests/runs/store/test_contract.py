@@ -414,6 +414,24 @@ def test_a_stale_fence_in_a_batch_writes_nothing_for_its_run(store, pipeline):
     assert statuses(lost) == {"one": "running"}
 
 
+def test_a_batch_larger_than_one_insert_commits_every_run_and_attempt(store, pipeline):
+    """120 outcomes: their attempts need more bound parameters than SQLite takes in one
+    statement (999), so the portable store's INSERT, built before its transaction
+    (runs/store/built.py), is split as bulk_create splits it; a stale fence among them
+    is still left out, alone."""
+    ids = [r.id for r in store.insert_runs([new_run(pipeline, steps=("one",)) for _ in range(120)])]
+    claims = {c.run_id: c for c in claim(store, limit=120)}
+    assert len(claims) == 120
+    lost = ids[57]
+    Run.objects.filter(id=lost).update(fence=claims[lost].fence + 1)  # taken over meanwhile
+    committed = store.commit([succeeded(c.held, c.steps[0].id) for c in claims.values()])
+    assert committed == set(ids) - {lost}
+    assert Run.objects.filter(status=RunStatus.SUCCEEDED).count() == 119
+    assert StepAttempt.objects.filter(run_id__in=ids).count() == 119
+    assert not StepAttempt.objects.filter(run_id=lost).exists()
+    assert statuses(lost) == {"one": "running"}
+
+
 def test_each_outcome_of_a_batch_writes_its_own_transition_and_values(store, pipeline):
     """One batch: a run moves on, one succeeds, one fails, one goes back for a retry."""
     moving, done, failing, retrying = (insert(store, pipeline) for _ in range(4))
