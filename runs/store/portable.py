@@ -172,7 +172,7 @@ class _CommitStatements:
 
     fences: QuerySet[Run, tuple[uuid.UUID]] | None
     fence_read: built.Statement | None
-    runs: built.Statement | None  # None: no run to write (no fence held)
+    runs: built.Statement | None  # None: no outcome
     rest: list[built.Statement]
     ended: datetime | None
 
@@ -670,10 +670,13 @@ class PortableStore:
             else:  # which fences hold, read once (and locked, where the database can)
                 holding = set(statements.holding())
                 held = [o for o in outcomes if o.held.run_id in holding]
+                if not held:  # every run was taken over meanwhile: nothing to write
+                    return set()
                 if len(held) < len(outcomes):
                     statements = _CommitStatements.build(held, statements.ended)
                 # Read under the lock: nothing took a run since.
-                if statements.runs is not None and built.send(statements.runs) < len(held):
+                assert statements.runs is not None
+                if built.send(statements.runs) < len(held):
                     raise RuntimeError("a run changed between reading its fence and writing")
             for statement in statements.rest:
                 built.send(statement)

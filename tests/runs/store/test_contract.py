@@ -414,6 +414,19 @@ def test_a_stale_fence_in_a_batch_writes_nothing_for_its_run(store, pipeline):
     assert statuses(lost) == {"one": "running"}
 
 
+def test_a_batch_whose_every_fence_is_stale_writes_nothing(store, pipeline):
+    """A worker frozen past its leases: every run of its batch was taken over meanwhile."""
+    first, second = insert(store, pipeline, steps=("one",)), insert(store, pipeline, steps=("one",))
+    claims = {c.run_id: c for c in claim(store)}
+    for run_id in (first, second):
+        Run.objects.filter(id=run_id).update(fence=claims[run_id].fence + 1)
+    outcomes = [succeeded(claims[r].held, claims[r].steps[0].id) for r in (first, second)]
+    assert store.commit(outcomes) == set()
+    assert set(Run.objects.values_list("status", flat=True)) == {RunStatus.RUNNING}
+    assert not StepAttempt.objects.exists()
+    assert statuses(first) == statuses(second) == {"one": "running"}
+
+
 def test_a_batch_larger_than_one_insert_commits_every_run_and_attempt(store, pipeline):
     """120 outcomes: their attempts need more bound parameters than SQLite takes in one
     statement (999), so the portable store's INSERT, built before its transaction
