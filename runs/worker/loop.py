@@ -625,6 +625,7 @@ class WorkerLoop:
             self.pacing.heard(now, delay)
         for delay in announced.plain:  # the plain claim serves these: no claim under limits
             self.timers.bring_forward("claim", now + max(delay, 0.0))
+            self.pacing.heard_plain(delay)
         held = {s.held.claim.run_id for s in self.slots if s.held is not None}
         if held & set(announced.cancelled):
             self.timers.bring_forward("heartbeat")  # it finds the run gone and stops its step

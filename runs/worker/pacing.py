@@ -8,10 +8,14 @@ when it may find something: at once after a limited run of its own ends or a rec
 than 50 ms after its last one, when a full rate window admits again, and otherwise once a
 poll interval (other workers' limited runs ending). It never waits for the limits' lock:
 while another worker holds it (claiming what the limits admit), it makes the plain claim
-alone and tries again 20 ms later. The plain claim, one statement, goes
-on as it would without limits. The decisions are here, free of the database but for the
-one question asked through `has_limits` (whether any pipeline has a limit), so they are
-tested without one.
+alone and tries again 20 ms later. The plain claim, one statement, goes on as it would
+without limits, and it alone answers a plain announcement (a run no limit holds): when the
+claim under limits that a poll interval brings falls due just then, it follows on the next
+turn, owed (once: an owed one is not put off again), so the announced run does not wait
+for the limits' lock and counts. With no limit anywhere nothing is owed, whatever was
+announced: the loop never goes on claiming turn after turn for a claim it will not make.
+The decisions are here, free of the database but for the one question asked through
+`has_limits` (whether any pipeline has a limit), so they are tested without one.
 """
 
 from __future__ import annotations
@@ -55,12 +59,26 @@ class LimitedPacing:
     owed: bool = False
     #: Seconds until a full rate window admits again, as the last claim learnt.
     rate_wait: float | None = None
+    #: Whether the next claim answers a plain announcement of a run due now.
+    answering: bool = False
     _seen: tuple[float, bool] | None = None
 
     def wanted(self, now: float) -> bool:
         """Whether a claim at `now` also takes runs under limits."""
+        answering, self.answering = self.answering, False
         if now < self.at:
             return False
+        if not self._limits_exist(now):
+            self.owed = False  # nothing to claim under limits: nothing is owed
+            return False
+        if answering and not self.owed:
+            # The claim that answers an announcement is the plain one; the claim under
+            # limits that fell due meanwhile comes on the next turn, owed.
+            self.owed = True
+            return False
+        return True
+
+    def _limits_exist(self, now: float) -> bool:
         if self.queue_limited:
             return True
         if self._seen is None or now - self._seen[0] > LIMITS_REFRESH_SECONDS:
@@ -94,14 +112,22 @@ class LimitedPacing:
         self.at = now + (0.0 if filled else later)
 
     def freed(self) -> None:
-        """A slot a limit counted is free (a limited run of ours ended, or a recovery)."""
+        """A slot a limit counted is free (a limited run of ours ended, or a recovery):
+        the next claim is under limits, owed, so no announcement defers it."""
         self.at = 0.0
+        self.owed = True
 
     def heard(self, now: float, delay: float) -> None:
-        """A run (not announced as plain) is due in `delay` seconds."""
+        """A run (not announced as plain) is due in `delay` seconds: it may be under a
+        limit, so a claim under limits due already is made at once."""
         soonest = self.tried + ANNOUNCED_LIMITED_GAP_SECONDS
         self.at = min(self.at, max(now + max(delay, 0.0) + ANNOUNCED_LIMITED_LAG_SECONDS, soonest))
         self.owed = True
+
+    def heard_plain(self, delay: float) -> None:
+        """A run is due in `delay` seconds: if now, the claim that answers it is plain."""
+        if delay <= 0:
+            self.answering = True
 
     def claim_in(self, now: float) -> float | None:
         """Seconds until the worker should claim again for limits' sake (a full rate

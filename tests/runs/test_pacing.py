@@ -117,3 +117,59 @@ def test_a_busy_limits_lock_means_another_try_soon_even_on_an_idle_worker():
     assert paced.claim_in(10.0) == pytest.approx(LIMITS_BUSY_RETRY_SECONDS)
     paced.claimed(10.0 + LIMITS_BUSY_RETRY_SECONDS, limited=True, filled=False, retry_after=None)
     assert paced.claim_in(10.1) is None  # made: nothing owed any more
+
+
+def test_with_no_limit_anywhere_an_announcement_owes_nothing():
+    # A retry's release, a recovery or a stopping worker announces without "plain"; with
+    # no limit anywhere the worker used to owe a claim under limits it never made, and
+    # claimed again on every turn of its loop.
+    paced, _ = pacing(limits=False)
+    paced.heard(10.0, 0.0)
+    now = 10.0 + ANNOUNCED_LIMITED_LAG_SECONDS
+    assert not paced.wanted(now)
+    paced.claimed(now, limited=False, filled=False, retry_after=None)
+    assert paced.claim_in(now + 0.001) is None
+
+
+def test_a_freed_slot_with_no_limit_anywhere_owes_nothing_either():
+    paced, _ = pacing(limits=False)
+    paced.freed()
+    assert not paced.wanted(10.0)
+    assert paced.claim_in(10.0) is None
+
+
+def test_a_plain_announcement_is_answered_by_the_plain_claim_and_the_due_one_follows():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    now = 10.0 + POLL  # the claim under limits a poll interval brings is due
+    paced.heard_plain(0.0)
+    assert not paced.wanted(now)  # the announced run does not wait for the limits' lock
+    assert paced.claim_in(now) == 0.0  # the claim under limits on the next turn
+    assert paced.wanted(now + 0.001)
+    paced.claimed(now + 0.001, limited=True, filled=False, retry_after=None)
+    assert paced.claim_in(now + 0.002) is None
+
+
+def test_an_owed_claim_under_limits_is_not_put_off_twice():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    now = 10.0 + POLL
+    paced.heard_plain(0.0)
+    assert not paced.wanted(now)
+    paced.heard_plain(0.0)  # a stream of plain enqueues does not starve limited runs
+    assert paced.wanted(now + 0.001)
+
+
+def test_a_freed_slot_is_claimed_under_limits_even_as_a_plain_run_is_announced():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    paced.freed()
+    paced.heard_plain(0.0)
+    assert paced.wanted(10.01)
+
+
+def test_a_delayed_plain_announcement_does_not_touch_the_next_claim():
+    paced, _ = pacing()
+    paced.claimed(10.0, limited=True, filled=False, retry_after=None)
+    paced.heard_plain(0.5)
+    assert paced.wanted(10.0 + POLL)

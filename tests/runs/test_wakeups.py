@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from pipelines.models import Pipeline
 from runs import enqueue
 from runs.models import Run
 from runs.models import Worker as WorkerRow
@@ -100,3 +101,28 @@ def test_two_worker_processes_drain_without_lock_errors(test_pipelines, workers,
     counts = effects()
     assert len(counts) == len(runs) * 3
     assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user and system), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_worker_with_no_limit_anywhere_rests_after_an_announcement(test_pipelines, workers):
+    # An announcement without "plain" (a retry's release, a recovery, a stopping worker)
+    # owes a claim under limits. With no limit anywhere that claim was never made, so it
+    # stayed owed and the worker claimed again on every turn of its loop: a busy core and
+    # a claim statement after another, for ever.
+    Pipeline.objects.limited().update(enabled=False)
+    worker = idle_worker(workers)
+    store().announce()
+    # Heard by now: it came before this run's own announcement.
+    run = enqueue("t-single")
+    wait_until(lambda: Run.objects.filter(id=run.id, status="succeeded").exists())
+    before = cpu_seconds(worker.pid)
+    time.sleep(2.0)  # the window measured, not a wait for something to happen
+    assert cpu_seconds(worker.pid) - before < 0.3
+    worker.send(signal.SIGTERM)
+    assert worker.wait(10) == 0
