@@ -11,7 +11,8 @@ function's first line (the stamp the step writes). The database and the wall clo
 the same host's clock. Prints medians, and the 95th percentile of the INSERT to the
 claim and of the whole, so a change to the worker's wake-up, claim or hand-over to its
 step process shows in the part it moved (docs/PERFORMANCE.md, "Pickup's slowest
-twentieth").
+twentieth"). The samples are taken by `take`, the same as `bench_worker.py`'s pickup rows
+(and so `make bench`'s), so the parts add up to the figure those print.
 """
 
 from __future__ import annotations
@@ -22,7 +23,44 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One run's pickup, as epoch seconds."""
+
+    called: float  # just before the enqueue call (wall clock)
+    created: float  # its run's INSERT (database clock)
+    claimed: float  # its first step's start: the claim (database clock)
+    stamped: float  # the step function's first line (wall clock, from the step's stamp)
+
+
+def take(n: int, gap: float, stamps: Path) -> list[Sample]:
+    """Enqueue n `bench-stamp` runs one at a time for the idle worker already started,
+    each after the last succeeded and a random gap of up to `gap` seconds."""
+    from runs import enqueue
+    from runs.models import Run, Step
+
+    samples = []
+    for i in range(n):
+        called = time.time()
+        run = enqueue("bench-stamp", metadata={"i": i})
+        while not Run.objects.filter(id=run.id, status="succeeded").exists():
+            time.sleep(0.002)
+        index, stamped = stamps.read_text().splitlines()[-1].split()
+        assert int(index) == i, f"pickup sample {i} read the stamp of run {index}"
+        samples.append(
+            Sample(
+                called=called,
+                created=Run.objects.get(id=run.id).created_at.timestamp(),
+                claimed=Step.objects.get(run=run).started_at.timestamp(),
+                stamped=float(stamped),
+            )
+        )
+        time.sleep(random.uniform(0, gap))
+    return samples
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -50,31 +88,16 @@ def main() -> None:
 
     bench_worker.setup("postgres")
     bench_worker.django_ready("postgres")
-    from runs import enqueue
-    from runs.models import Run, Step
-
     stamps = Path(bench_worker.LAT_FILE)
     stamps.write_text("")
     workers = bench_worker.start_workers("postgres", 1, 1)
     time.sleep(3)  # started and listening
-    to_insert: list[float] = []
-    to_claim: list[float] = []
-    to_step: list[float] = []
-    for i in range(args.n):
-        called = time.time()
-        run = enqueue("bench-stamp", metadata={"i": i})
-        while not Run.objects.filter(id=run.id, status="succeeded").exists():
-            time.sleep(0.002)
-        created = Run.objects.get(id=run.id).created_at.timestamp()
-        claimed = Step.objects.get(run=run).started_at.timestamp()
-        index, stamped = stamps.read_text().splitlines()[-1].split()
-        assert int(index) == i, f"sample {i} read the stamp of run {index}"
-        to_insert.append((created - called) * 1000)
-        to_claim.append((claimed - created) * 1000)
-        to_step.append((float(stamped) - claimed) * 1000)
-        time.sleep(random.uniform(0, 0.1))
+    samples = take(args.n, 0.1, stamps)
     bench_worker.stop(workers)
-    whole = [a + b + c for a, b, c in zip(to_insert, to_claim, to_step, strict=True)]
+    to_insert = [(s.created - s.called) * 1000 for s in samples]
+    to_claim = [(s.claimed - s.created) * 1000 for s in samples]
+    to_step = [(s.stamped - s.claimed) * 1000 for s in samples]
+    whole = [(s.stamped - s.called) * 1000 for s in samples]
     median = statistics.median
     print(
         f"{tree} ({args.n} runs), ms, median: enqueue call to INSERT {median(to_insert):.2f}, "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -203,9 +202,8 @@ def enqueue_rates(n: int, batches: tuple[int, ...] = BATCHES) -> list[dict[str, 
 
 
 def pickup(db: str, n: int) -> dict[str, float]:
+    from bench.bench_pickup import percentile, take
     from orbit.core.conf import orbit_settings
-    from runs import enqueue
-    from runs.models import Run, Step
 
     # Random gaps, as the peers take them: a worker that polls (SQLite) is then caught at
     # every phase of its poll interval, not always just after its last poll.
@@ -213,30 +211,18 @@ def pickup(db: str, n: int) -> dict[str, float]:
     Path(LAT_FILE).write_text("")
     procs = start_workers(db, 1, 1)
     time.sleep(3)
-    latencies, wall = [], []
-    for i in range(n):
-        before = time.time()
-        run = enqueue("bench-stamp", metadata={"i": i})
-        while not Run.objects.filter(id=run.id, status="succeeded").exists():
-            time.sleep(0.002)
-        # Both times from the database clock: the run's creation (its INSERT, inside the
-        # enqueue transaction) to its first step's start (the worker's claim).
-        created = Run.objects.get(id=run.id).created_at
-        started = Step.objects.get(run=run).started_at
-        latencies.append((started - created).total_seconds() * 1000)
-        # As the peers time it: the enqueue call to the step function's first line.
-        index, stamped = Path(LAT_FILE).read_text().splitlines()[-1].split()
-        assert int(index) == i, f"pickup sample {i} read the stamp of run {index}"
-        wall.append((float(stamped) - before) * 1000)
-        time.sleep(random.uniform(0, gap))
+    samples = take(n, gap, Path(LAT_FILE))
     stop(procs)
-    latencies.sort()
-    wall.sort()
+    # Both times from the database clock: the run's creation (its INSERT, inside the
+    # enqueue transaction) to its first step's start (the worker's claim).
+    latencies = [(s.claimed - s.created) * 1000 for s in samples]
+    # As the peers time it: the enqueue call to the step function's first line.
+    wall = [(s.stamped - s.called) * 1000 for s in samples]
     return {
         "p50_ms": statistics.median(latencies),
-        "p95_ms": latencies[int(len(latencies) * 0.95) - 1],
+        "p95_ms": percentile(latencies, 0.95),
         "wall_p50_ms": statistics.median(wall),
-        "wall_p95_ms": wall[int(len(wall) * 0.95) - 1],
+        "wall_p95_ms": percentile(wall, 0.95),
         "n": n,
     }
 
