@@ -56,6 +56,18 @@ def stays_true(predicate: Callable[[], Any], seconds: float, message: str = "") 
         time.sleep(0.05)
 
 
+def stat_fields(pid: int) -> list[str]:
+    """`/proc/<pid>/stat` after the command name (which may hold spaces and parentheses):
+    [0] is the state letter, [11] and [12] the user and system CPU time in clock ticks."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far, user and system."""
+    fields = stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class WorkerProcess:
     """`python manage.py runworker ...` as a child of the test, with its log kept."""
 

@@ -16,7 +16,7 @@ from runs import enqueue
 from runs.models import Run
 from runs.models import Worker as WorkerRow
 from runs.store import datagrams, store
-from tests.processes import wait_until
+from tests.processes import cpu_seconds, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,13 +101,6 @@ def test_two_worker_processes_drain_without_lock_errors(test_pipelines, workers,
     counts = effects()
     assert len(counts) == len(runs) * 3
     assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process's CPU time so far (user and system), from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_an_idle_worker_with_no_limit_anywhere_rests_after_an_announcement(test_pipelines, workers):

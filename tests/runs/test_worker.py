@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -15,7 +14,7 @@ from runs import enqueue
 from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt
 from runs.models import Worker as WorkerRow
 from runs.worker import WorkerLoop
-from tests.processes import wait_until
+from tests.processes import stat_fields, wait_until
 from tests.runs.workers import burst, statements_per_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -182,7 +181,7 @@ def test_several_processes_execute_every_step_exactly_once(test_pipelines, worke
 def process_gone(pid: int) -> bool:
     """Exited (a zombie its parent has not reaped yet counts: it runs nothing) or gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = stat_fields(pid)[0]
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state in ("Z", "X")

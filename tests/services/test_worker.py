@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 from runs.enqueueing import run_create
 from runs.models import Run, RunStatus, StepAttempt
 from services.models import VeryfiDocument
-from tests.processes import wait_until
+from tests.processes import stat_fields, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -95,5 +94,4 @@ def test_a_worker_killed_after_veryfi_answered_resumes_and_stores_one_document(
 
 def _state(pid: int) -> str:
     """The process state letter from /proc (T: stopped)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0]
+    return stat_fields(pid)[0]
