@@ -59,7 +59,7 @@ def ensure_database(url: str) -> None:
 SEED_SQL = """
 INSERT INTO runs_run (id, pipeline_id, status, metadata, priority, queue, available_at,
                       fence, current_step, interruptions, started_at, finished_at, error,
-                      created_at, running_time)
+                      created_at, running_time, trace_context)
 SELECT gen_random_uuid(),
        (%(pipelines)s)[1 + (i %% array_length(%(pipelines)s, 1))],
        s.status,
@@ -71,7 +71,8 @@ SELECT gen_random_uuid(),
        CASE s.status WHEN 'failed' THEN 'step two failed: upstream said 502' ELSE '' END,
        s.created,
        CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled')
-            THEN extract(epoch FROM s.took) ELSE 0 END
+            THEN extract(epoch FROM s.took) ELSE 0 END,
+       '{}'::jsonb
 FROM generate_series(1, %(runs)s) AS i
 CROSS JOIN LATERAL (
     SELECT now() - (%(days)s * interval '1 day') * (i::float / %(runs)s) AS created,

@@ -43,11 +43,11 @@ def fill(n: int) -> None:
             """
             INSERT INTO runs_run (id, pipeline_id, status, metadata, priority, queue, available_at,
                 fence, current_step, interruptions, started_at, finished_at, error, created_at,
-                running_time)
+                running_time, trace_context)
             SELECT gen_random_uuid(), (%s::bigint[])[1 + (i %% array_length(%s::bigint[], 1))],
                 CASE WHEN i %% 50 = 0 THEN 'failed' WHEN i %% 997 = 0 THEN 'cancelled' ELSE 'succeeded' END,
                 jsonb_build_object('invoice', 'INV-' || i), 0, 'default', t, 1, '', 0,
-                t, t + interval '2 seconds', '', t, 2.0
+                t, t + interval '2 seconds', '', t, 2.0, '{}'::jsonb
             FROM (SELECT i, now() - (i * interval '30 days' / %s) AS t
                   FROM generate_series(1, %s) AS i) AS g
             """,

@@ -31,39 +31,56 @@ CONCURRENCY = 32  # slots per worker process, as in make bench
 HISTORY_DAYS = 30
 
 # One statement per chunk: each run, its one step, and that step's one attempt, exactly
-# as a successful bench-noop run is left by the worker (runs/batch_commit.py).
+# as a successful bench-noop run is left by the worker. Whole rows from the models'
+# defaults (runs/store/rows.py), as the store writes them, so a column added to a model
+# cannot break this insert.
 _INSERT_HISTORY = """
 WITH times AS (
     SELECT now() - make_interval(secs => %(span)s * (1 - g::float8 / %(total)s)) AS t
     FROM generate_series(%(first)s, %(last)s) AS g
 ),
 runs AS (
-    INSERT INTO {run} (id, pipeline_id, status, metadata, priority, queue, available_at,
-                       fence, lease_expires_at, current_step, interruptions, started_at,
-                       finished_at, error, idempotency_key, scheduled_for, created_at,
-                       worker_id, running_time)
-    -- Time-ordered ids, as orbit.core.ids.uuid7 makes them: 48 bits of milliseconds, version 7.
-    SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
-            || substr(md5(random()::text), 1, 3) || '8'
-            || substr(md5(random()::text), 1, 15))::uuid,
-           %(pipeline)s, 'succeeded', '{{}}'::jsonb, 0, 'default', t,
-           1, NULL, '', 0, t + interval '3 ms', t + interval '5 ms', '', NULL, NULL, t, NULL,
-           0.002
+    INSERT INTO {run}
+    SELECT made.*
     FROM times
-    RETURNING id, started_at, finished_at
+    CROSS JOIN LATERAL jsonb_populate_record(
+        NULL::{run},
+        %(run_defaults)s::jsonb || jsonb_build_object(
+            -- Time-ordered ids, as orbit.core.ids.uuid7 makes them: 48 bits of
+            -- milliseconds, version 7.
+            'id', (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
+                   || substr(md5(random()::text), 1, 3) || '8'
+                   || substr(md5(random()::text), 1, 15))::uuid,
+            'pipeline_id', %(pipeline)s::bigint, 'status', 'succeeded', 'fence', 1,
+            'available_at', t, 'created_at', t, 'started_at', t + interval '3 ms',
+            'finished_at', t + interval '5 ms', 'running_time', 0.002)
+    ) AS made
+    RETURNING {run}.id, {run}.started_at, {run}.finished_at
 ),
 steps AS (
-    INSERT INTO {step} (run_id, name, position, status, attempts, failures, result, error,
-                        error_type, traceback, started_at, finished_at, duration)
-    SELECT id, 'noop', 0, 'succeeded', 1, 0, NULL, '', '', '',
-           started_at, finished_at, 0.002
+    INSERT INTO {step}
+    SELECT made.*
     FROM runs
-    RETURNING id, run_id, started_at, finished_at
+    CROSS JOIN LATERAL jsonb_populate_record(
+        NULL::{step},
+        %(step_defaults)s::jsonb || jsonb_build_object(
+            'id', nextval(pg_get_serial_sequence('{step}', 'id')),
+            'run_id', runs.id, 'name', 'noop', 'position', 0, 'status', 'succeeded',
+            'attempts', 1, 'started_at', runs.started_at, 'finished_at', runs.finished_at,
+            'duration', 0.002)
+    ) AS made
+    RETURNING {step}.id, {step}.run_id, {step}.started_at, {step}.finished_at
 )
-INSERT INTO {attempt} (step_id, run_id, number, outcome, error, error_type, traceback,
-                       started_at, finished_at, duration, backoff_delay, worker_id)
-SELECT id, run_id, 1, 'succeeded', '', '', '', started_at, finished_at, 0.002, NULL, NULL
+INSERT INTO {attempt}
+SELECT made.*
 FROM steps
+CROSS JOIN LATERAL jsonb_populate_record(
+    NULL::{attempt},
+    %(attempt_defaults)s::jsonb || jsonb_build_object(
+        'id', nextval(pg_get_serial_sequence('{attempt}', 'id')),
+        'step_id', steps.id, 'run_id', steps.run_id, 'number', 1, 'outcome', 'succeeded',
+        'started_at', steps.started_at, 'finished_at', steps.finished_at, 'duration', 0.002)
+) AS made
 """
 
 
@@ -73,6 +90,7 @@ def insert_history(total: int) -> float:
 
     from pipelines.models import Pipeline
     from runs.models import Run, Step, StepAttempt
+    from runs.store.rows import defaults_json
 
     sql = _INSERT_HISTORY.format(
         run=Run._meta.db_table, step=Step._meta.db_table, attempt=StepAttempt._meta.db_table
@@ -90,6 +108,9 @@ def insert_history(total: int) -> float:
                     "total": total,
                     "span": HISTORY_DAYS * 86400,
                     "pipeline": pipeline,
+                    "run_defaults": defaults_json(Run),
+                    "step_defaults": defaults_json(Step),
+                    "attempt_defaults": defaults_json(StepAttempt),
                 },
             )
             print(f"  history: {last:,} runs", flush=True)

@@ -28,9 +28,9 @@ from bench.bench_worker import ROOT, django_ready, setup, start_workers, stop
 _QUEUE_RUNS = """
 WITH runs AS (
     INSERT INTO {run} (id, pipeline_id, status, metadata, priority, queue, fence,
-                       current_step, interruptions, error, running_time)
+                       current_step, interruptions, error, running_time, trace_context)
     SELECT gen_random_uuid(), %(pipeline)s, 'pending', '{{}}'::jsonb, 0, 'default', 0,
-           'noop', 0, '', 0
+           'noop', 0, '', 0, '{{}}'::jsonb
     FROM generate_series(1, %(count)s)
     RETURNING id
 )
