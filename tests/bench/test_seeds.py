@@ -58,7 +58,10 @@ def test_the_memory_benchmarks_queue_is_pending_runs_each_with_its_step():
 
 
 def test_the_api_benchmarks_history_has_runs_steps_attempts_and_logs():
-    bench_module("bench_api").seed(600, reseed=True)  # the first 508 pending or running
+    try:
+        bench_module("bench_api").seed(600, reseed=True)  # the first 508 pending or running
+    finally:
+        connection.close()  # the seed turns synchronous_commit off for its session
 
     assert Run.objects.count() == 600
     assert Run.objects.filter(status=RunStatus.SUCCEEDED).exists()
