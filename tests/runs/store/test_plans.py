@@ -81,3 +81,29 @@ def test_a_claim_and_a_commit_read_runs_and_steps_by_index_beside_thousands_kept
         committed = pg_store.commit(outcomes)
     assert committed == {c.run_id for c in claims}
     assert committing == {"runs_run": 0, "runs_step": 0}
+
+
+def test_renewing_sweeping_and_recovering_read_runs_by_index_beside_thousands_kept(
+    pg_store, pipeline
+):
+    """The worker's timed statements (lease renewal with its heartbeat, the sweep for
+    expired leases) run every few seconds on every worker, so they too must not read
+    every run kept."""
+    from runs.models import Run, Worker
+
+    pg_store.insert_runs([new_run(pipeline, steps=("one",)) for _ in range(KEPT)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE runs_run; ANALYZE runs_step")
+    worker = Worker.objects.create(name="w", hostname="h", pid=1, state="running")
+    held = [c.held for c in claim(pg_store, limit=20, worker_id=worker.id)]
+
+    with whole_table_scans("runs_run", "runs_step") as renewing:
+        pg_store.heartbeat(worker.id, state="running", held=held, lease_seconds=30)
+    with whole_table_scans("runs_run", "runs_step") as sweeping:
+        assert pg_store.take_interrupted(max_interruptions=5) == []
+    Run.objects.filter(id__in=[h.run_id for h in held[:5]]).update(
+        lease_expires_at="2000-01-01T00:00:00Z"
+    )
+    with whole_table_scans("runs_run", "runs_step") as recovering:
+        assert len(pg_store.take_interrupted(max_interruptions=5)) == 5
+    assert renewing == sweeping == recovering == {"runs_run": 0, "runs_step": 0}
