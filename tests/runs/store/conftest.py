@@ -8,16 +8,20 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.utils import timezone
 
 from orbit.core.ids import uuid7
 from pipelines.models import Pipeline
+from runs.models import Run
+from runs.store import transitions as t
 from runs.store.portable import PortableStore
 from runs.store.protocol import RunStore
-from runs.store.records import ClaimRequest, Claims, NewRun
+from runs.store.records import AttemptRecord, ClaimRequest, Claims, Fence, NewRun, Outcome
 
 LEASE = 30.0
 
@@ -68,6 +72,25 @@ def claim(store: RunStore, limit: int = 10, **fields: Any) -> Claims:
     }
     values.update(fields)
     return store.claim(ClaimRequest(**values))
+
+
+def succeeded(held: Fence, step_id: int, number: int = 1, **changes: object) -> Outcome:
+    """The outcome of a step attempt that succeeded and ends its run."""
+    values = {
+        "held": held,
+        "run": t.SUCCEED,
+        "step_id": step_id,
+        "step": t.STEP_SUCCEED,
+        "step_values": {"result": {"n": 1}, "result_json": '{"n": 1}', "duration": 0.5},
+        "attempt": AttemptRecord(step_id=step_id, number=number, outcome="succeeded", duration=0.5),
+    }
+    values.update(changes)
+    return Outcome(**values)  # type: ignore[arg-type]
+
+
+def expire(run_id: object) -> None:
+    """The run's lease ran out a few seconds ago."""
+    Run.objects.filter(id=run_id).update(lease_expires_at=timezone.now() - timedelta(seconds=5))
 
 
 @contextmanager

@@ -14,28 +14,15 @@ from orbit.core.clock import db_now
 from orbit.core.models import AuditEvent
 from runs.models import Run, RunStatus, Step, StepAttempt, StepLog, StepStatus, Worker
 from runs.store import transitions as t
-from runs.store.records import AttemptRecord, Fence, LogBatch, LogLine, Outcome, StepStart
+from runs.store.records import AttemptRecord, LogBatch, LogLine, StepStart
 from tests.factories import WorkerFactory
-from tests.runs.store.conftest import LEASE, claim, insert, new_run
+from tests.runs.store.conftest import LEASE, claim, expire, insert, new_run, succeeded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def statuses(run_id: object) -> dict[str, str]:
     return dict(Step.objects.filter(run_id=run_id).values_list("name", "status"))
-
-
-def succeeded(held: Fence, step_id: int, number: int = 1, **changes: object) -> Outcome:
-    values = {
-        "held": held,
-        "run": t.SUCCEED,
-        "step_id": step_id,
-        "step": t.STEP_SUCCEED,
-        "step_values": {"result": {"n": 1}, "result_json": '{"n": 1}', "duration": 0.5},
-        "attempt": AttemptRecord(step_id=step_id, number=number, outcome="succeeded", duration=0.5),
-    }
-    values.update(changes)
-    return Outcome(**values)  # type: ignore[arg-type]
 
 
 # -- creating ---------------------------------------------------------------------------
@@ -674,10 +661,6 @@ def test_a_heartbeat_renews_and_counts(store, pipeline):
 
 
 # -- recovery ---------------------------------------------------------------------------
-
-
-def expire(run_id: object) -> None:
-    Run.objects.filter(id=run_id).update(lease_expires_at=timezone.now() - timedelta(seconds=5))
 
 
 def test_an_expired_run_goes_back_to_the_queue_with_its_attempt_recorded(store, pipeline):
