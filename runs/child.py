@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from orbit.core import tracing
 from orbit.core.conf import orbit_settings
@@ -75,7 +76,9 @@ class StepProcess:
 
     def submit(self, task: StepTask) -> None:
         self.tasks_run += 1
-        self.conn.send(task)
+        # pickle's own dumps: `Connection.send` builds a ForkingPickler (for handles and
+        # sockets, which a task never holds) per message. The child's `recv` reads either.
+        self.conn.send_bytes(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
 
     def signal(self, signum: int) -> None:
         if self.process.pid and self.process.exitcode is None:
@@ -134,6 +137,10 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # The spans step code ends go to the supervisor, which exports them (orbit/core/tracing.py).
     tracing.relay_to(lambda span: _send(conn, "span", span))
+    # One handler for every task this child runs: a logging.Handler registers itself with
+    # the logging module (under its global lock) when made and again when collected.
+    handler = _PipeHandler(conn)
+    databases = connections.all()
     while True:
         try:
             task = conn.recv()
@@ -143,8 +150,11 @@ def _child_main(conn: Connection, parent_end: Connection, parent_pid: int) -> No
             return
         # Steps that use the ORM reuse this child's connection between tasks; drop it if
         # it broke meanwhile (database restart, pg_terminate_backend) instead of failing.
-        close_old_connections()
-        report = run_task(task, conn)
+        # Only when one is open: most steps never open one, and the check walks every
+        # configured database through Django's per-thread connection lookup.
+        if any(database.connection is not None for database in databases):
+            close_old_connections()
+        report = run_task(task, conn, handler)
         try:
             _send(conn, "done", report)
         except (BrokenPipeError, OSError):
@@ -156,8 +166,9 @@ _SEND_LOCK = threading.Lock()
 
 
 def _send(conn: Connection, kind: str, payload: Any) -> None:
+    message = pickle.dumps((kind, payload), pickle.HIGHEST_PROTOCOL)
     with _SEND_LOCK:
-        conn.send((kind, payload))
+        conn.send_bytes(message)
 
 
 def _forget_inherited_connections() -> None:
@@ -248,13 +259,18 @@ def encode_result(step: str, value: Any) -> str:
     return encoded
 
 
-def run_task(task: StepTask, conn: Connection) -> AttemptReport:
-    """Run one attempt of a step and describe how it went. Never raises."""
+def run_task(
+    task: StepTask, conn: Connection, handler: logging.Handler | None = None
+) -> AttemptReport:
+    """Run one attempt of a step and describe how it went. Never raises.
+
+    Records go to the supervisor as they are written (`handler`, the child's own; one for
+    this attempt when not given), so it keeps (and streams to the database) whatever was
+    logged before a timeout, a crash or a cancel."""
     from pipelines.definition import registry
 
-    # Records go to the supervisor as they are written, so it keeps (and streams to the
-    # database) whatever was logged before a timeout, a crash or a cancel.
-    handler = _PipeHandler(conn)
+    if handler is None:
+        handler = _PipeHandler(conn)
     started = time.monotonic()
     try:
         definition = registry.get(task.definition).step_named(task.step)

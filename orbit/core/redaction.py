@@ -30,8 +30,16 @@ def key_name(key: object) -> str:
 
 def is_secret_key(key: object, fragments: tuple[str, ...] | None = None) -> bool:
     """Whether a key's value is masked: its name contains one of ORBIT_REDACT_KEYS."""
+    return _is_secret_name(str(key), fragments or orbit_settings.redact_keys)
+
+
+@lru_cache(maxsize=1024)
+def _is_secret_name(key: str, fragments: tuple[str, ...]) -> bool:
+    """`is_secret_key`, remembered: a worker's log line at INFO tests the same few field
+    names (`event`, `run_id`, ...) once per run, each against every fragment; bounded,
+    because metadata keys come from users."""
     name = key_name(key)
-    return any(fragment in name for fragment in fragments or orbit_settings.redact_keys)
+    return any(fragment in name for fragment in fragments)
 
 
 def mask_url_passwords(text: str) -> str:
@@ -39,11 +47,11 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(rf"\1{MASK}", text) if "://" in text else text
 
 
-def redact(value: Any) -> Any:
-    """A copy of `value` with every secret key's value masked, at any depth."""
-    fragments = orbit_settings.redact_keys
+def redact(value: Any, fragments: tuple[str, ...] | None = None) -> Any:
+    """A copy of `value` with every secret key's value masked, at any depth (`fragments`:
+    ORBIT_REDACT_KEYS as matched, when the caller read them already)."""
     try:
-        return _redact(value, fragments)
+        return _redact(value, fragments or orbit_settings.redact_keys)
     except RecursionError:
         return TOO_DEEP  # fail closed: nothing of a structure we could not walk is shown
 
@@ -61,10 +69,10 @@ def _redact(value: Any, fragments: tuple[str, ...]) -> Any:
     return value
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, fragments: tuple[str, ...] | None = None) -> str:
     """Free text with `password=...`, `"token": "..."` and `Bearer ...` values masked."""
     text = mask_url_passwords(text)
-    fragments = orbit_settings.redact_keys
+    fragments = fragments or orbit_settings.redact_keys
     if not _may_hold_secret(text, fragments):
         return text
     pattern = _text_pattern(fragments)

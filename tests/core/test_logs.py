@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from orbit.core.logs import JsonFormatter, TextFormatter
+from orbit.core.logs import JsonFormatter, TextFormatter, text_time
 
 FORGED = "x\n2026-01-01 00:00:00.000 INFO    orbit.auth: admin logged in"
 
@@ -63,3 +66,12 @@ def test_json_lines_stay_one_line_and_keep_the_text() -> None:
     data = json.loads(line)
     assert data["message"] == f"Run created with {FORGED}"
     assert data["pipeline"] == FORGED
+
+
+@given(st.floats(min_value=0, max_value=4e9) | st.integers(0, 4 * 10**12).map(lambda ms: ms / 1000))
+def test_a_text_line_reads_its_time_as_datetime_does(created: float) -> None:
+    """The text format's time (formatted once a second, milliseconds added) reads as
+    datetime.fromtimestamp writes it, rounding included, whatever second came before."""
+    expected = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    assert text_time(created) == expected
+    assert TextFormatter().format(record("x", created=created)).startswith(expected + " INFO")

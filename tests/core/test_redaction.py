@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orbit.core.logs import JsonFormatter, TextFormatter
-from orbit.core.redaction import MASK, redact, redact_logs, redact_text, unmask
+from orbit.core.redaction import MASK, is_secret_key, redact, redact_logs, redact_text, unmask
 from orbit.core.tokens import create_token
 from pipelines.models import Pipeline
 from runs.foreground import ForegroundRunner
@@ -139,6 +139,15 @@ def test_redact_leaves_the_original_alone():
 def test_the_keys_are_configurable(settings):
     settings.ORBIT_REDACT_KEYS = ["pin"]
     assert redact({"card_pin": 1234, "password": "x"}) == {"card_pin": MASK, "password": "x"}
+
+
+def test_a_key_read_before_the_keys_changed_is_read_again(settings):
+    """Which names are secret is remembered per name and per setting (every log line reads
+    the same few), so a changed setting applies to names already seen."""
+    assert redact({"card_pin": 1234}) == {"card_pin": 1234}
+    settings.ORBIT_REDACT_KEYS = ["pin"]
+    assert redact({"card_pin": 1234}) == {"card_pin": MASK}
+    assert is_secret_key("card_pin")
 
 
 @pytest.mark.parametrize(

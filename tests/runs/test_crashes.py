@@ -231,6 +231,32 @@ def test_killed_database_connections_are_reopened(test_pipelines, workers, effec
 
 
 @pytest.mark.postgres
+def test_a_step_process_notices_its_killed_connection_before_the_next_step(
+    test_pipelines, workers, effects
+):
+    """A step process keeps the connection its step code opened from one task to the
+    next. One killed in between is found by the health check before the next step uses
+    it, so that step succeeds at its first attempt instead of failing on a dead socket."""
+    workers("--no-schedules", "--concurrency", "1", env=LEASE)  # one step process
+    first = enqueue("t-recorded")
+    wait_until(lambda: status_of(first) == RunStatus.SUCCEEDED, message="the first run")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND query LIKE 'INSERT INTO orbit_test_effects%%' AND query LIKE %s",
+            [f"%{first.id}%"],  # its step's own INSERT, the last statement it sent
+        )
+        assert cursor.fetchone() == (1,)  # the step process's, idle since its step
+    second = enqueue("t-recorded")
+    wait_until(lambda: status_of(second) == RunStatus.SUCCEEDED, message="the second run")
+    assert effects(second.id) == {(str(second.id), "only"): 1}
+    assert list(StepAttempt.objects.filter(run=second).values_list("outcome", flat=True)) == [
+        AttemptOutcome.SUCCEEDED
+    ]
+
+
+@pytest.mark.postgres
 @pytest.mark.skipif(
     not __import__("os").environ.get("ORBIT_TEST_RESTART_POSTGRES"),
     reason="restarts the machine's PostgreSQL: set ORBIT_TEST_RESTART_POSTGRES=1 (CI does)",
