@@ -5,7 +5,8 @@ each run costs moves far less, and it says where a difference comes from. Each r
 queues `--n` one-step no-op runs, starts `--workers` runworker processes (concurrency
 32) and, between the 1,500th finished run and the 1,500th before the end, reads the CPU
 time (user + system, /proc/<pid>/stat) of the workers, of their children and of every
-PostgreSQL backend, divided by the runs finished meanwhile.
+PostgreSQL backend, divided by the runs finished meanwhile; and, of each, the part spent
+in the kernel (system time: pipe and socket reads and writes, waking processes).
 
     python bench/bench_cpu.py                                 # this checkout, 5 rounds
     python bench/bench_cpu.py --tree /tmp/before --tree .     # two checkouts, alternating
@@ -32,13 +33,22 @@ EDGE = 1500
 CLASSES = ("worker", "child", "postgres")
 
 
-def _ticks(pid: str) -> int:
-    """User and system CPU of a process so far, in clock ticks (0 once it is gone)."""
+def _ticks(pid: str) -> tuple[int, int]:
+    """User and system CPU of a process so far, in clock ticks ((0, 0) once it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return int(fields[11]) + int(fields[12])
+        return 0, 0
+    return int(fields[11]), int(fields[12])
+
+
+def _cpu(pids: dict[str, set[str]]) -> dict[str, tuple[int, int]]:
+    """Each class's user and system ticks so far."""
+    totals = {}
+    for name in CLASSES:
+        ticks = [_ticks(p) for p in pids[name]]
+        totals[name] = (sum(t[0] for t in ticks), sum(t[1] for t in ticks))
+    return totals
 
 
 def _processes(workers: set[str]) -> dict[str, set[str]]:
@@ -84,18 +94,24 @@ def one_round(tree: Path, n: int, workers: int) -> dict[str, Any]:
         time.sleep(0.01)
     pids = _processes({str(p.pid) for p in procs})
     first, started = done.count(), time.perf_counter()
-    before = {c: sum(_ticks(p) for p in pids[c]) for c in CLASSES}
+    before = _cpu(pids)
     while done.count() < n - EDGE:
         time.sleep(0.05)
-    after = {c: sum(_ticks(p) for p in pids[c]) for c in CLASSES}
+    after = _cpu(pids)
     finished, elapsed = done.count() - first, time.perf_counter() - started
     while done.count() < n:
         time.sleep(0.05)
     bench_worker.stop(procs)
     tick = os.sysconf("SC_CLK_TCK")
-    figures: dict[str, Any] = {
-        c: round((after[c] - before[c]) / tick / finished * 1e6) for c in CLASSES
-    }
+
+    def per_run(ticks: int) -> int:
+        return round(ticks / tick / finished * 1e6)
+
+    figures: dict[str, Any] = {}
+    for c in CLASSES:
+        user, system = (after[c][k] - before[c][k] for k in (0, 1))
+        figures[c] = per_run(user + system)
+        figures[f"{c}_system"] = per_run(system)
     figures["total"] = sum(figures[c] for c in CLASSES)
     figures["runs_per_s"] = round(finished / elapsed)
     return figures
@@ -139,15 +155,13 @@ def main() -> None:
         f"\nCPU us per run, medians of {args.rounds} rounds ({args.workers} workers, "
         f"{args.n} runs a drain, log level {os.environ.get('BENCH_ORBIT_LOG_LEVEL', 'WARNING')})"
     )
-    print(f"{'tree':<40} {'worker':>7} {'child':>7} {'postgres':>9} {'total':>7} {'runs/s':>7}")
+    print("(in brackets: the part spent in the kernel, system time)")
+    print(f"{'tree':<32} {'worker':>11} {'child':>11} {'postgres':>11} {'total':>6} {'runs/s':>7}")
+    keys = (*CLASSES, *(f"{c}_system" for c in CLASSES), "total", "runs_per_s")
     for tree, rounds in results.items():
-        med = {
-            k: statistics.median(r[k] for r in rounds) for k in (*CLASSES, "total", "runs_per_s")
-        }
-        print(
-            f"{tree!s:<40} {med['worker']:>7.0f} {med['child']:>7.0f} "
-            f"{med['postgres']:>9.0f} {med['total']:>7.0f} {med['runs_per_s']:>7.0f}"
-        )
+        med = {k: statistics.median(r[k] for r in rounds) for k in keys}
+        cells = " ".join(f"{med[c]:>5.0f} ({med[c + '_system']:>3.0f})" for c in CLASSES)
+        print(f"{tree!s:<32} {cells} {med['total']:>6.0f} {med['runs_per_s']:>7.0f}")
 
 
 if __name__ == "__main__":
