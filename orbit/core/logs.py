@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orbit.core import tracing
-from orbit.core.conf import orbit_settings
 from orbit.core.redaction import redact, redact_text
 from orbit.core.text import printable
 
@@ -83,10 +82,9 @@ def _jsonable(value: Any) -> Any:
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = text_time(record.created)
-        fragments = orbit_settings.redact_keys  # read once for the message and the fields
-        message = printable(redact_text(record.getMessage(), fragments))
+        message = printable(redact_text(record.getMessage()))
         line = f"{when} {record.levelname:<7} {printable(record.name)}: {message}"
-        fields = redact(record_fields(record), fragments)
+        fields = redact(record_fields(record))
         if fields:
             line += " " + " ".join(
                 f"{printable(str(k))}={printable(str(v))}" for k, v in fields.items()

@@ -47,11 +47,11 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(rf"\1{MASK}", text) if "://" in text else text
 
 
-def redact(value: Any, fragments: tuple[str, ...] | None = None) -> Any:
-    """A copy of `value` with every secret key's value masked, at any depth (`fragments`:
-    ORBIT_REDACT_KEYS as matched, when the caller read them already)."""
+def redact(value: Any) -> Any:
+    """A copy of `value` with every secret key's value masked, at any depth."""
+    fragments = orbit_settings.redact_keys
     try:
-        return _redact(value, fragments or orbit_settings.redact_keys)
+        return _redact(value, fragments)
     except RecursionError:
         return TOO_DEEP  # fail closed: nothing of a structure we could not walk is shown
 
@@ -69,10 +69,10 @@ def _redact(value: Any, fragments: tuple[str, ...]) -> Any:
     return value
 
 
-def redact_text(text: str, fragments: tuple[str, ...] | None = None) -> str:
+def redact_text(text: str) -> str:
     """Free text with `password=...`, `"token": "..."` and `Bearer ...` values masked."""
     text = mask_url_passwords(text)
-    fragments = fragments or orbit_settings.redact_keys
+    fragments = orbit_settings.redact_keys
     if not _may_hold_secret(text, fragments):
         return text
     pattern = _text_pattern(fragments)
