@@ -1,7 +1,8 @@
 -- PL/pgSQL functions of the PostgreSQL store, each created by a migration from the
 -- statement named here (runs/migrations/0016_insert_runs_function.py,
 -- 0017_claim_commit_functions.py, 0018_insert_runs_shared_values.py,
--- 0021_claim_by_pipeline.py, 0022_claim_and_commit_by_index.py), with the same
+-- 0021_claim_by_pipeline.py, 0022_claim_and_commit_by_index.py,
+-- 0023_claim_and_commit_without_scans.py), with the same
 -- table names as runs.sql filled in, and called by one named statement of runs.sql each.
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
@@ -191,6 +192,17 @@ DROP FUNCTION IF EXISTS
 -- locked only until the claim commits (other claimers skip them meanwhile).
 -- The claimant's step names are tested by one index probe per run read (a scalar
 -- subquery with LIMIT 1: an EXISTS may be planned as a hash of every unfinished step).
+-- `SET enable_seqscan = off`: every row this function reads or writes is found through
+-- an index, and the planner must not decide otherwise. A LIMIT over a CTE is estimated at
+-- one row, so while the run table looks small (a new deployment before autovacuum's first
+-- ANALYZE, a table retention keeps small) the planner put a scan of the whole run table,
+-- and another of the step table, inside a nested loop over the claimed runs: one scan
+-- per run claimed, 32 of each in a claim of 32, and a fresh database's 1-process drain
+-- 11-18% slower (docs/PERFORMANCE.md, "A fresh database's plans"). With scans off, the
+-- plan's cost carries PostgreSQL's penalty for the scans it cannot avoid (the small
+-- pipeline table), which would set off JIT compilation (jit_above_cost) at some 350 ms a
+-- call: `SET jit = off` too, as nothing here runs long enough for it to pay.
+-- tests/runs/store/test_plans.py counts the scans.
 CREATE OR REPLACE FUNCTION orbit_claim(
     p_queues text[],
     p_limit int,
@@ -203,6 +215,8 @@ CREATE OR REPLACE FUNCTION orbit_claim(
     run_metadata jsonb, started_step text, run_steps json, run_trace_context jsonb
 )
 LANGUAGE plpgsql
+SET enable_seqscan = off
+SET jit = off
 AS $function$
 #variable_conflict use_column
 BEGIN
@@ -279,13 +293,17 @@ DROP FUNCTION IF EXISTS orbit_claim(text[], int, bigint, float8, jsonb, text[])
 -- name: create_commit
 -- The commit statement of runs.sql as it was before it moved here (runs.sql `commit`
 -- says what it does); the ids of the runs whose fence held. A function for the reason
--- `create_claim` gives: a worker commits a batch every few milliseconds.
+-- `create_claim` gives: a worker commits a batch every few milliseconds. No scans and
+-- no JIT, for the reasons `create_claim` gives (`fenced` hashed the input against a scan
+-- of the run table while it looked small).
 CREATE OR REPLACE FUNCTION orbit_commit(
     p_outcomes json,
     p_attempt_defaults jsonb,
     p_attempt_sequence regclass
 ) RETURNS TABLE (run_id uuid)
 LANGUAGE plpgsql
+SET enable_seqscan = off
+SET jit = off
 AS $function$
 #variable_conflict use_column
 BEGIN

@@ -56,6 +56,36 @@ def whole_table_scans(*tables: str) -> Iterator[dict[str, int]]:
     found.update({table: after.get(table, 0) - before.get(table, 0) for table in tables})
 
 
+#: A batch as a busy worker claims it (its concurrency).
+BATCH = 32
+
+
+@pytest.fixture
+def young(store: RunStore, pipeline: Pipeline) -> None:
+    """A new deployment's first minute: the tables last analysed when they held a few
+    runs, and 2,000 queued since (autovacuum analyses them within a minute or so). The
+    planner reads such a table as small, where a scan looks cheap."""
+    store.insert_runs([new_run(pipeline, steps=("one",)) for _ in range(10)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE runs_run; ANALYZE runs_step")
+    store.insert_runs([new_run(pipeline, steps=("one",)) for _ in range(2_000)])
+
+
+def test_a_claim_and_a_commit_read_by_index_while_the_tables_look_small(store, young):
+    """Planned on those statistics, a claim of 32 updated its runs and started their
+    steps through a nested loop with a scan inside: 32 scans of the run table and 32 of
+    the step table in one claim, a commit one more of the run table."""
+    with whole_table_scans("runs_run", "runs_step") as claiming:
+        claims = claim(store, limit=BATCH)
+    assert len(claims) == BATCH
+    assert claiming == {"runs_run": 0, "runs_step": 0}
+
+    with whole_table_scans("runs_run", "runs_step") as committing:
+        committed = store.commit([succeeded(c.held, c.steps[0].id) for c in claims])
+    assert committed == {c.run_id for c in claims}
+    assert committing == {"runs_run": 0, "runs_step": 0}
+
+
 def test_a_claim_and_a_commit_read_runs_and_steps_by_index_beside_thousands_kept(store, kept):
     with whole_table_scans("runs_run", "runs_step") as claiming:
         claims = claim(store, limit=20)
