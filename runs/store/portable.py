@@ -8,6 +8,7 @@ the operations that are neither hot nor contended from here.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import Counter
@@ -107,17 +108,48 @@ LOGGING_STATUSES = (RunStatus.RUNNING.value, RunStatus.CANCELLED.value)
 
 def _as_checked(pipeline: PipelineCheck) -> bool:
     """Whether the stored pipeline row is enabled, not archived, and has the values the
-    caller read."""
-    stored = (
-        Pipeline.objects.filter(pk=pipeline.id, enabled=True, archived_at__isnull=True)
-        .values_list("name", "definition", "default_metadata")
-        .first()
+    caller read.
+
+    Every enqueue asks, so it is one plain SELECT by primary key through the ORM's own
+    connection, not a queryset: building and compiling the queryset took some 190 us of
+    an SQLite enqueue's 1.2 ms, reading the row 20 us (docs/PERFORMANCE.md, "SQLite's
+    single enqueue"). The statement names only the model's own columns, quoted by the
+    connection, so it is the same on every database Django supports."""
+    with connection.cursor() as cursor:
+        cursor.execute(_check_sql(connection.vendor), [pipeline.id])
+        stored = cursor.fetchone()
+    if stored is None:
+        return False
+    enabled, archived_at, name, definition, metadata = stored
+    if isinstance(metadata, str):  # a JSON column comes back as its text on most databases
+        metadata = json.loads(metadata)
+    return (
+        bool(enabled)
+        and archived_at is None
+        and (name, definition, metadata)
+        == (pipeline.name, pipeline.definition, dict(pipeline.default_metadata))
     )
-    return stored is not None and stored == (
-        pipeline.name,
-        pipeline.definition,
-        dict(pipeline.default_metadata),
+
+
+#: The columns `_as_checked` reads, in the order it unpacks them.
+_CHECKED = ("enabled", "archived_at", "name", "definition", "default_metadata")
+
+
+@cache
+def _check_sql(vendor: str) -> str:
+    """`_as_checked`'s statement for the connection's database (`vendor` keys the cache)."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(_column(name)) for name in _CHECKED)
+    return (
+        f"SELECT {columns} FROM {quote(Pipeline._meta.db_table)} WHERE {quote(_column('id'))} = %s"
     )
+
+
+def _column(name: str) -> str:
+    """The pipeline table's column for the model field `name`."""
+    field = Pipeline._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.column is not None
+    return field.column
 
 
 def _cannot_conflict(new: NewRun) -> bool:

@@ -131,6 +131,43 @@ def test_many_runs_are_inserted_in_one_statement(store, pipeline):
         assert sum("INSERT" in q["sql"].upper() for q in queries.captured_queries) == 1
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        None,
+        {"enabled": False},
+        {"definition": "t-single"},
+        {"default_metadata": {"region": "us"}},
+        {"name": "renamed"},
+    ],
+    ids=["unchanged", "disabled", "definition", "default-metadata", "renamed"],
+)
+def test_a_checked_insert_goes_in_only_while_the_row_is_as_the_caller_read_it(
+    store, pipeline, change
+):
+    """The caller's copy of the pipeline row (pipelines/lookup.py caches it per process)
+    is checked in the insert's transaction: enabled, not archived, every value it read."""
+    from orbit.core.exceptions import StalePipeline
+    from pipelines.models import Pipeline
+    from runs.store.records import PipelineCheck
+
+    Pipeline.objects.filter(id=pipeline.id).update(default_metadata={"region": "eu"})
+    check = PipelineCheck(
+        id=pipeline.id,
+        name=pipeline.name,
+        definition=pipeline.definition,
+        default_metadata={"region": "eu"},
+    )
+    if change is None:
+        assert store.insert_runs([new_run(pipeline)], pipeline=check)[0].created
+        assert Run.objects.count() == 1
+        return
+    Pipeline.objects.filter(id=pipeline.id).update(**change)
+    with pytest.raises(StalePipeline):
+        store.insert_runs([new_run(pipeline)], pipeline=check)
+    assert not Run.objects.exists() and not AuditEvent.objects.exists()
+
+
 def test_each_run_of_a_batch_keeps_what_is_its_own(store, pipeline):
     # the PostgreSQL store sends what a batch shares once (the first run's values) and
     # from each run only what differs: every difference from the first must still land
