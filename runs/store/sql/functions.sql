@@ -198,7 +198,8 @@ DROP FUNCTION IF EXISTS
 -- ANALYZE, a table retention keeps small) the planner put a scan of the whole run table,
 -- and another of the step table, inside a nested loop over the claimed runs: one scan
 -- per run claimed, 32 of each in a claim of 32, and a fresh database's 1-process drain
--- 11-18% slower (docs/PERFORMANCE.md, "A fresh database's plans"). With scans off, the
+-- 11-18% slower (docs/PERFORMANCE.md, "Before and after the store, as `make bench`
+-- measures it"). With scans off, the
 -- plan's cost carries PostgreSQL's penalty for the scans it cannot avoid (the small
 -- pipeline table), which would set off JIT compilation (jit_above_cost) at some 350 ms a
 -- call: `SET jit = off` too, as nothing here runs long enough for it to pay.
