@@ -121,14 +121,18 @@ def _as_checked(pipeline: PipelineCheck) -> bool:
     if stored is None:
         return False
     enabled, archived_at, name, definition, metadata = stored
-    if isinstance(metadata, str):  # a JSON column comes back as its text on most databases
-        metadata = json.loads(metadata)
     return (
         bool(enabled)
         and archived_at is None
-        and (name, definition, metadata)
+        and (name, definition, json_value(metadata))
         == (pipeline.name, pipeline.definition, dict(pipeline.default_metadata))
     )
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value read by a plain cursor: its text on most databases (psycopg's
+    loaders as Django sets them up, SQLite), decoded; anything else as it came."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 #: The columns `_as_checked` reads, in the order it unpacks them.

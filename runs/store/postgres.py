@@ -37,6 +37,7 @@ from runs.store.portable import (
     PortableStore,
     _prunable_statuses,
     _queue_limits,
+    json_value,
     limited_queues,
     outside_relations,
     release_outside,
@@ -164,10 +165,10 @@ class PostgresStore(PortableStore):
                 worker_id=request.worker_id,
                 pipeline=pipeline,
                 definition=definition,
-                metadata=_json(metadata) or {},
-                steps=tuple(StepRow(*step) for step in (_json(steps) or [])),
+                metadata=json_value(metadata) or {},
+                steps=tuple(StepRow(*step) for step in (json_value(steps) or [])),
                 started=started,
-                trace_context=_json(trace_context) or {},
+                trace_context=json_value(trace_context) or {},
             )
             for run_id, fence, pipeline, definition, metadata, started, steps, trace_context in found
         )
@@ -187,9 +188,9 @@ class PostgresStore(PortableStore):
         )
         return LimitsState(
             now=float(now),
-            pipelines=tuple(LimitedPipeline(*row) for row in _json(pipelines)),
-            running_by_queue=_json(by_queue),
-            windows=_json(windows),
+            pipelines=tuple(LimitedPipeline(*row) for row in json_value(pipelines)),
+            running_by_queue=json_value(by_queue),
+            windows=json_value(windows),
         )
 
     def _due_under_limits(
@@ -397,7 +398,7 @@ class PostgresStore(PortableStore):
                 endpoint_id=endpoint_id,
                 event=event,
                 run_id=run_id,
-                payload=_json(payload) or {},
+                payload=json_value(payload) or {},
                 attempts=attempts,
             )
             for id_, endpoint_id, event, run_id, payload, attempts in found
@@ -720,7 +721,3 @@ def _result(step: t.StepChange | None) -> _Read | None:
 
 def _json_text(encoded: Any) -> str | None:
     return None if encoded is _MISSING or encoded in (None, "null") else str(encoded)
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
