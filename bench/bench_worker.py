@@ -177,8 +177,8 @@ def drain(
 
 def whole_drain_rate(finished: Any) -> float:
     """Runs per second over the whole drain by the database's clock: from the first step
-    started to the last step finished, the workers' ramp (their step processes forked as
-    the first claims come in) included.
+    started to the last step finished, the workers' ramp (their first claims and commits)
+    included.
 
     `runs_per_s` is timed as the peers' benchmark times its drains (from the first poll
     that sees a run finished, every 20 ms, to the last), so it stays comparable with

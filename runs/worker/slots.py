@@ -51,11 +51,17 @@ class Slot:
         ):
             self.process.stop()  # recycled: contains leaks in long-lived step code
             self.process = None
-        if self.process is None:
-            self.process = StepProcess()
+        self.ready()
+        assert self.process is not None
         self.attempt = SupervisedAttempt(
             self.process, task, run_span=self.held.span if self.held else None
         )
+
+    def ready(self) -> None:
+        """Fork this slot's child now if it has none, so a step given to the slot starts
+        at once instead of behind a fork."""
+        if self.process is None:
+            self.process = StepProcess()
 
     def ended(self) -> None:
         """The attempt is over: a process that died with it is not reused."""

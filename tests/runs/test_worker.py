@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -230,6 +231,39 @@ def test_notify_wakes_an_idle_worker_at_once(test_pipelines, workers):
         )
         latencies.append(time.monotonic() - started)
     assert max(latencies) < 2.0, latencies
+    worker.send(signal.SIGTERM)
+    assert worker.wait(10) == 0
+
+
+def children_of(pid: int) -> set[int]:
+    """The process ids `pid` has forked and not yet reaped (Linux's own list)."""
+    text = (Path(f"/proc/{pid}/task/{pid}/children")).read_text()
+    return {int(child) for child in text.split()}
+
+
+def test_a_worker_forks_its_step_processes_before_its_first_claim(
+    test_pipelines, workers, tmp_path
+):
+    """A worker starts with one child per slot, so a batch it claims starts at once,
+    each run in a child forked before the claim, none behind forks made after it."""
+    worker = workers("--no-schedules", "--concurrency", "3")
+    wait_until(
+        lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker to start"
+    )
+    ready = wait_until(
+        lambda: len(children_of(worker.pid)) == 3 and children_of(worker.pid),
+        timeout=10,
+        message="three step processes while no run has been queued",
+    )
+    journal = tmp_path / "journal"
+    runs = [enqueue("t-single", metadata={"journal": str(journal), "i": i}) for i in range(3)]
+    wait_until(
+        lambda: Run.objects.filter(id__in=[r.id for r in runs], status="succeeded").count() == 3,
+        message="the three runs",
+    )
+    ran_in = {int(line.split()[3]) for line in journal.read_text().splitlines()}
+    assert ran_in <= ready, (ran_in, ready)
+    assert children_of(worker.pid) == ready  # the same three, reused
     worker.send(signal.SIGTERM)
     assert worker.wait(10) == 0
 
