@@ -235,12 +235,12 @@ class WorkerLoop:
     def run(self) -> int:
         self._register()
         self._forget_queries = self._warn_if_debug()
-        self._start_children()
         # A small random delay so workers started together do not poll in step.
         self.timers.postpone("claim", random.uniform(0, min(self.poll_interval, 0.1)))
         # Not at start, and not in step with the other workers.
         self.timers.postpone("prune", random.uniform(0.5, 1.0) * orbit_settings.retention_interval)
         try:
+            self._start_children()  # inside: a fork that fails still stops the worker cleanly
             while True:
                 self._handle_signals()
                 if self.stop is Stop.NOW:

@@ -42,9 +42,10 @@ AGING = 1.0
 @pytest.mark.django_db(transaction=True)
 def test_an_old_low_priority_run_is_not_starved_by_a_stream_of_higher_ones(test_pipelines, workers):
     """One worker, one slot, 400 higher-priority runs queued with a low-priority one: by
-    priority alone it would run last, many seconds later. With ORBIT_PRIORITY_AGING_SECONDS=1
-    it starts within the bound (aging + a tenth of it, plus a slot's turn) while higher
-    ones still wait."""
+    priority alone it would run last, after their 400 sleeps of 10 ms, some seconds later
+    however fast the machine (400 no-ops take one slot about a second). With
+    ORBIT_PRIORITY_AGING_SECONDS=1 it starts within the bound (aging + a tenth of it, plus
+    a slot's turn) while higher ones still wait."""
     workers(
         "--concurrency",
         "1",
@@ -54,7 +55,7 @@ def test_an_old_low_priority_run_is_not_starved_by_a_stream_of_higher_ones(test_
     wait_until(lambda: WorkerRow.objects.filter(state="running").exists(), message="the worker")
     with transaction.atomic():  # committed together: no claim sees the low one alone
         low = enqueue("t-single", priority=-10)
-        enqueue_many("t-single", [{} for _ in range(400)], priority=10)
+        enqueue_many("t-slow", [{"seconds": 0.01} for _ in range(400)], priority=10)
     wait_until(lambda: Run.objects.filter(id=low.id, status="succeeded").exists(), timeout=60)
     run = Run.objects.get(id=low.id)
     assert (run.started_at - run.available_at).total_seconds() >= AGING  # held by priority
