@@ -50,6 +50,7 @@ class StepProcess:
         # stays out of the children's garbage collector, so their collections do not
         # write to (and copy) every shared page. Once: freezing again would also pin any
         # garbage the worker made since.
+        _close_connections()
         global _frozen
         if not _frozen:
             gc.collect()
@@ -121,6 +122,19 @@ class StepProcess:
             hint = " (out of memory, or killed from outside)" if -code == signal.SIGKILL else ""
             return f"was killed by {name}{hint}"
         return f"exited with code {code}"
+
+
+def _close_connections() -> None:
+    """Close this process's database connections before it forks, so the child inherits
+    none; the next query reconnects. SQLite forbids carrying a connection across
+    `fork()`: a child that opened its own while the worker's was open could write to the
+    WAL without the locks the worker held, and its step's writes were lost (a worker
+    forking its children at start, on SQLite, lost every one). On PostgreSQL it costs a
+    reconnect at each fork: at start, then once per `--max-runs-per-child` steps of a slot.
+    A connection inside a transaction (a test's) is left open: closing it would end it."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
 
 
 # --------------------------------------------------------------------------- the child
