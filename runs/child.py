@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from orbit.core import tracing
 from orbit.core.conf import orbit_settings
@@ -45,12 +45,12 @@ class StepProcess:
     """A forked child that runs the step attempts it is sent, one at a time."""
 
     def __init__(self) -> None:
+        _close_connections()
         parent_end, child_end = _FORK.Pipe(duplex=True)
         # What the worker had loaded when its first child forked (Django, the pipelines)
         # stays out of the children's garbage collector, so their collections do not
         # write to (and copy) every shared page. Once: freezing again would also pin any
         # garbage the worker made since.
-        _close_connections()
         global _frozen
         if not _frozen:
             gc.collect()
@@ -134,7 +134,10 @@ def _close_connections() -> None:
     A connection inside a transaction (a test's) is left open: closing it would end it."""
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
-            conn.close()
+            try:
+                conn.close()
+            except DatabaseError:  # a broken one is dropped all the same
+                pass
 
 
 # --------------------------------------------------------------------------- the child
