@@ -127,11 +127,11 @@ class StepProcess:
 def _close_connections() -> None:
     """Close this process's database connections before it forks, so the child inherits
     none; the next query reconnects. SQLite forbids carrying a connection across
-    `fork()`: a child that opened its own while the worker's was open could write to the
-    WAL without the locks the worker held, and its step's writes were lost (a worker
-    forking its children at start, on SQLite, lost every one). On PostgreSQL it costs a
-    reconnect at each fork: at start, then once per `--max-runs-per-child` steps of a slot.
-    A connection inside a transaction (a test's) is left open: closing it would end it."""
+    `fork()`: children forked at a worker's start while its SQLite connection was open
+    committed their steps' writes where no other connection ever saw them (a test worker
+    lost every one). On PostgreSQL it costs a reconnect at each fork: at start, then once
+    per `--max-runs-per-child` steps of a slot. A connection inside a transaction (a
+    test's) is left open: closing it would end it."""
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             try:
