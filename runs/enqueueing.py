@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +35,7 @@ from orbit.core.exceptions import (
     UnknownPipeline,
 )
 from orbit.core.ids import uuid7s
-from orbit.core.limits import validate_metadata
+from orbit.core.limits import metadata_limits, validate_metadata
 from orbit.core.models import AuditAction
 from pipelines import lookup
 from pipelines.definition import DEFAULT_QUEUE, QUEUE_RULE, is_valid_queue
@@ -43,7 +43,7 @@ from pipelines.models import Pipeline
 from runs import planner
 from runs.models import Run
 from runs.store import store
-from runs.store.records import InsertedRun, NewRun, PipelineCheck
+from runs.store.records import InsertedRun, NewRun, PipelineCheck, RunEvent
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,12 @@ def get_pipeline(name: str) -> Pipeline:
 
 def run_label(run: Run) -> str:
     """How the audit trail names a run: its pipeline and its id."""
-    return f"{run.pipeline.name} run {run.id}"
+    return _label(run.pipeline.name, str(run.id))
+
+
+def _label(pipeline: str, run_id: str) -> str:
+    """`run_label` from the names alone: a batch has them at hand for every run."""
+    return f"{pipeline} run {run_id}"
 
 
 def same_request(
@@ -388,12 +393,13 @@ def _create_many(
     count = len(metadatas)
     given: list[dict[str, Any]] = []
     merged: list[dict[str, Any]] = []
+    limits = metadata_limits()
     for index, metadata in enumerate(metadatas):
         try:
-            given.append(validate_metadata(metadata))
+            given.append(validate_metadata(metadata, **limits))
             # with no default metadata, the merged input is the given one, checked already
             merged.append(
-                validate_metadata(row.merged_metadata(given[-1]))
+                validate_metadata(row.merged_metadata(given[-1]), **limits)
                 if row.default_metadata
                 else dict(given[-1])
             )
@@ -430,19 +436,29 @@ def _create_many(
     runs: list[Run] = []
     news: list[NewRun] = []
     uniques = list(unique_keys) if unique_keys is not None else [None] * count
+    # The runs' events differ only in their target, unless a run's changes are its own:
+    # the columns they share are made once (from the first run), each run adds its name.
+    shared_event: dict[str, Any] | None = None
     for run_id, metadata, key, unique in zip(
         uuid7s(count), merged, idempotency_keys, uniques, strict=True
     ):
         run = make(
             {"id": run_id, "metadata": metadata, "idempotency_key": key, "unique_key": unique}
         )
-        own = changes
-        if rerun_of is not None or unique is not None:
+        target_id = str(run_id)
+        label = _label(row.name, target_id)
+        audit: Mapping[str, Any]
+        if rerun_of is None and unique is None:
+            if shared_event is None:
+                shared_event = event_values(action, run, actor=actor, changes=changes, label=label)
+            audit = RunEvent(shared_event, target_id, label)
+        else:
             own = dict(changes)
             if rerun_of is not None:
                 own["metadata"] = {"changed_keys": changed_keys(rerun_of.metadata, metadata)}
             if unique is not None:
                 own["unique_key"] = unique
+            audit = event_values(action, run, actor=actor, changes=own, label=label)
         runs.append(run)
         news.append(
             NewRun(
@@ -457,7 +473,7 @@ def _create_many(
                 unique_key=unique,
                 scheduled_for=scheduled_for,
                 rerun_of=rerun_of.id if rerun_of is not None else None,
-                audit=event_values(action, run, actor=actor, changes=own, label=run_label(run)),
+                audit=audit,
                 run_after=start.run_after,
                 delay=start.delay,
                 trace_context=trace_context,

@@ -32,8 +32,17 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def validate_metadata(metadata: Any) -> dict[str, Any]:
-    """A JSON object within ORBIT_MAX_METADATA_BYTES, or a clear error.
+#: json.dumps(value, allow_nan=False), without making an encoder per call (json.dumps
+#: keeps one only for its default options): this runs once per run queued.
+_ENCODE = json.JSONEncoder(allow_nan=False).encode
+
+
+def validate_metadata(
+    metadata: Any, *, depth: int | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """A JSON object within ORBIT_MAX_METADATA_BYTES, or a clear error. `depth` and
+    `limit` are ORBIT_MAX_JSON_DEPTH and ORBIT_MAX_METADATA_BYTES unless given: a caller
+    checking a batch reads the settings once (`metadata_limits`), not twice per run.
 
     It runs once per run queued, so the common case is read off the encoded text: JSON
     written with ASCII escapes (json.dumps' default) holds one `{` and no `[` only when
@@ -44,10 +53,11 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise InvalidMetadata(f"Run metadata must be a JSON object, not {type(metadata).__name__}")
     try:
-        encoded = json.dumps(metadata, allow_nan=False)
+        encoded = _ENCODE(metadata)
     except (TypeError, ValueError) as exc:
         raise InvalidMetadata(f"Run metadata is not JSON-serialisable: {exc}") from None
-    depth = orbit_settings.max_json_depth
+    if depth is None:
+        depth = orbit_settings.max_json_depth
     flat = depth >= 1 and "[" not in encoded and encoded.count("{") == 1
     if not flat and nested_deeper_than(metadata, depth):
         raise InvalidMetadata(
@@ -60,13 +70,19 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
         raise InvalidMetadata(
             f"Run metadata cannot hold a NUL character or an unpaired surrogate (at {where})"
         )
-    limit = orbit_settings.max_metadata_bytes
+    if limit is None:
+        limit = orbit_settings.max_metadata_bytes
     size = len(encoded)  # ASCII: as many bytes as characters
     if size > limit:
         raise MetadataTooLarge(
             f"Run metadata is {size} bytes; the limit is {limit} bytes (ORBIT_MAX_METADATA_BYTES)"
         )
     return metadata
+
+
+def metadata_limits() -> dict[str, int]:
+    """The settings `validate_metadata` applies, read once, as its keyword arguments."""
+    return {"depth": orbit_settings.max_json_depth, "limit": orbit_settings.max_metadata_bytes}
 
 
 def parse_json(text: str, *, what: str = "Metadata") -> Any:

@@ -59,6 +59,7 @@ from runs.store.records import (
     Outcome,
     PipelineCheck,
     Pruned,
+    RunEvent,
     StepRow,
     one_per_run,
 )
@@ -470,7 +471,14 @@ def _shared_and_own(runs: Sequence[NewRun]) -> tuple[dict[str, Any], list[dict[s
                 if value is not first_value and value != first_value:
                     mine[k] = encode(value)
         if audit is not first_audit:
-            if audit is None or event is None:
+            if (
+                isinstance(audit, RunEvent)
+                and isinstance(first_audit, RunEvent)
+                and audit.shared is first_audit.shared
+            ):  # a batch's usual case: only the target differs, and the function sets its id
+                if audit.target_repr != first_audit.target_repr:
+                    mine["_audit"] = {"target_repr": audit.target_repr}
+            elif audit is None or event is None:
                 mine["_audit"] = None if audit is None else _event(audit)
             else:
                 differs = {

@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pipelines.limits import LimitedPipeline
 from runs.store.transitions import RunChange, StepChange
+
+
+class RunEvent(Mapping[str, Any]):
+    """One run's audit event, in a batch whose events differ only in their target: the
+    columns the events share, one mapping for the whole batch, under this run's id and
+    name. Made as a dict per run and compared with the first run's column by column (to
+    send each run only what differs), the events were a tenth of a large
+    `enqueue_many`'s time; a store sees that `shared` is the first run's and sends the
+    name alone."""
+
+    __slots__ = ("shared", "target_id", "target_repr")
+
+    def __init__(self, shared: Mapping[str, Any], target_id: str, target_repr: str) -> None:
+        self.shared = shared
+        self.target_id = target_id
+        self.target_repr = target_repr
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "target_id":
+            return self.target_id
+        if key == "target_repr":
+            return self.target_repr
+        return self.shared[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shared)
+
+    def __len__(self) -> int:
+        return len(self.shared)
+
+    def __repr__(self) -> str:
+        return f"RunEvent({dict(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +65,8 @@ class NewRun:
     scheduled_for: datetime | None = None
     #: The run this one runs again (runs.lifecycle.run_rerun).
     rerun_of: uuid.UUID | None = None
-    #: The audit event's columns (orbit.core.audit.event_values), written with the run.
+    #: The audit event's columns (orbit.core.audit.event_values, or a `RunEvent` over a
+    #: batch's shared ones), written with the run; its target_id is always the run's.
     audit: Mapping[str, Any] | None = None
     #: The enqueuing code's trace context (Run.trace_context); empty while tracing is off.
     trace_context: Mapping[str, str] = field(default_factory=dict)

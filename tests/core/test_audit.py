@@ -18,7 +18,7 @@ from orbit.core.models import AuditEvent, AuditSource
 from orbit.core.roles import ROLES, assign_role
 from pipelines.lifecycle import PipelineConflict, pipeline_delete, pipeline_update
 from pipelines.models import Pipeline
-from runs import enqueue
+from runs import enqueue, enqueue_many
 from runs.lifecycle import run_cancel, run_retry
 from runs.models import Run, RunStatus
 from runs.recovery import record_recovered
@@ -49,6 +49,24 @@ def test_acting_names_the_actor_of_calls_that_pass_none(test_pipelines):
         ("run.created", "worker", "worker host:1"),
         ("run.created", "code", "code"),
     ]
+
+
+@pytest.mark.parametrize("unique_keys", [[None, "u-1", None], ["u-1", None, None]])
+def test_each_run_of_a_batch_has_its_own_event_naming_it(test_pipelines, unique_keys):
+    # the events of a batch share their actor and changes (sent once), each names its run;
+    # a run with a unique key has its key among its changes, whichever place it takes
+    with acting(Actor.system(AuditSource.WORKER, "worker host:1")):
+        runs = enqueue_many(
+            "t-three", [{"n": 1}, {"n": 2}, {"n": 3}], priority=2, unique_keys=unique_keys
+        )
+    stored = {e.target_id: e for e in AuditEvent.objects.filter(action="run.created")}
+    assert set(stored) == {str(run.id) for run in runs}
+    for run, unique in zip(runs, unique_keys, strict=True):
+        event = stored[str(run.id)]
+        assert (event.target_type, event.target_repr) == ("runs.run", f"t-three run {run.id}")
+        assert (event.source, event.actor) == ("worker", "worker host:1")
+        wanted = {"pipeline": "t-three", "priority": 2, "queue": "default"}
+        assert event.changes == (wanted if unique is None else {**wanted, "unique_key": unique})
 
 
 def test_a_fired_schedule_slot_is_audited_as_the_schedule(test_pipelines):

@@ -45,7 +45,9 @@ def test_only_due_pending_unclaimed_deliveries_are_taken(store: RunStore):
 
 def test_an_expired_claim_is_taken_over_under_a_new_claim(store: RunStore):
     deliveries(1)
-    [first] = store.claim_deliveries(limit=1, lease_seconds=0)
+    # a lease that ran out a second ago: with a lease of 0, a second claim within the
+    # same tick of SQLite's millisecond clock would still find it held
+    [first] = store.claim_deliveries(limit=1, lease_seconds=-1)
     [second] = store.claim_deliveries(limit=1, lease_seconds=30)
     assert second.id == first.id and second.claim != first.claim
     assert WebhookDelivery.objects.get().claim == second.claim
