@@ -20,6 +20,7 @@ from orbit.core.audit import Actor, record
 from orbit.core.exceptions import DeliveryNotFound, InvalidWebhook, TargetRefused, WebhookNotFound
 from orbit.core.ids import uuid7
 from orbit.core.models import AuditAction
+from orbit.core.text import storable
 from pipelines.models import Pipeline
 from runs.models import Webhook, WebhookDelivery
 from runs.signals import ALL as EVENTS
@@ -76,13 +77,20 @@ def clean_secret(secret: Any) -> str:
             f"secret: between {MIN_SECRET_CHARS} and 200 characters (or leave it out for a "
             "generated one)"
         )
-    return text
+    return _stored("secret", text)
 
 
 def clean_name(name: Any) -> str:
     text = str(name or "").strip()
     if not text or len(text) > 100:
         raise InvalidWebhook("name: between 1 and 100 characters")
+    return _stored("name", text)
+
+
+def _stored(field: str, text: str) -> str:
+    """`text` if a database can store it (orbit.core.text); else the field's clear error."""
+    if not storable(text):
+        raise InvalidWebhook(f"{field}: cannot hold a NUL character or an unpaired surrogate")
     return text
 
 
@@ -114,13 +122,20 @@ def clean(values: Mapping[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+#: Fields whose values the audit trail never holds, only that they changed: the secret,
+#: and the URL, since many receivers (chat and automation services) carry their
+#: credential in its path or query, and every role reads the audit trail while only
+#: admins see endpoints.
+UNRECORDED = frozenset({"secret", "url"})
+
+
 def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for field, new in after.items():
         old = before.get(field)
         if old == new:
             continue
-        changes[field] = "changed" if field == "secret" else [old, new]
+        changes[field] = "changed" if field in UNRECORDED else [old, new]
     return changes
 
 

@@ -3,8 +3,11 @@
 Lifecycle events carry `extra={"event": ..., "run_id": ..., "step": ...}`; both formats
 show those fields so logs can be searched by event name and run id. Both mask secrets
 (orbit/core/redaction.py) in the fields and the message, so metadata or results that reach a log
-line do not leak through it. While tracing (docs/TRACING.md), a record written under a
-span carries `trace_id` and `span_id` (`TraceIds`), shown as fields by both formats.
+line do not leak through it: the values of secret keys, and then the text each field is
+shown as, whatever its type (Django's `django.request` records carry the request, whose
+repr holds the query string: `?metadata.api_key=...`). While tracing (docs/TRACING.md), a
+record written under a span carries `trace_id` and `span_id` (`TraceIds`), shown as fields
+by both formats.
 
 A text record is one line: control characters in the message and fields (a newline in
 metadata, a terminal escape code) are written as escapes (orbit.core.text.printable), so no
@@ -17,12 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from orbit.core import tracing
-from orbit.core.redaction import redact, redact_text
+from orbit.core.redaction import TOO_DEEP, redact, redact_text
 from orbit.core.text import printable
 
 #: What each line of a traceback starts with in a text log.
@@ -72,11 +76,43 @@ def text_time(created: float) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    """`value` as a JSON line holds it: as it is if JSON can, else its repr; every string
+    in it masked as free text."""
     try:
         json.dumps(value)
     except (TypeError, ValueError):
-        return repr(value)
+        return _masked(repr(value))
+    try:
+        return _masked_strings(value)
+    except RecursionError:
+        return TOO_DEEP  # as redact() answers: nothing of what could not be walked
+
+
+def _masked_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return _masked(value)
+    if isinstance(value, dict):
+        return {k: _masked_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked_strings(v) for v in value]
     return value
+
+
+def _text_field(value: Any) -> str:
+    """`value` as a text line shows it: its text, masked as free text is, on one line."""
+    return printable(_masked(str(value)))
+
+
+#: Text none of redaction's patterns can match: no `=`, `:`, `%`, `@` or space, which a
+#: `key=value`, a URL's password and a `Bearer` token each need. Most fields are such
+#: (an event's name, a run id, a number), and masking each as free text doubled what a
+#: worker's one line per run costs to format.
+_PLAIN = re.compile(r"[\w.,+/()\[\]-]*")
+
+
+def _masked(text: str) -> str:
+    """`text` masked as free text is (orbit.core.redaction.redact_text)."""
+    return text if _PLAIN.fullmatch(text) else redact_text(text)
 
 
 class TextFormatter(logging.Formatter):
@@ -87,7 +123,7 @@ class TextFormatter(logging.Formatter):
         fields = redact(record_fields(record))
         if fields:
             line += " " + " ".join(
-                f"{printable(str(k))}={printable(str(v))}" for k, v in fields.items()
+                f"{printable(str(k))}={_text_field(v)}" for k, v in fields.items()
             )
         if record.exc_info:
             trace = redact_text(self.formatException(record.exc_info))

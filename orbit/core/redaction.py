@@ -6,7 +6,9 @@ removed, contains one of `ORBIT_REDACT_KEYS` read the same way: `db_password`, `
 `privateKey`, `PRIVATE-KEY` and `Set-Cookie` all match. The whole value under such a key is
 replaced, whatever its type, at any depth of dicts and lists. Free text (log messages) is
 masked where it reads `key=value` or `key: value`, and after `Bearer`/`Basic`. Anywhere, in
-any string, the password of a URL (`postgres://user:pw@host`) is masked.
+any string, the password of a URL (`postgres://user:pw@host`) is masked; in free text also
+when percent-encoded, as a query string in a logged request carries it
+(`postgres%3A%2F%2Fuser%3Apw%40host`).
 """
 
 from __future__ import annotations
@@ -70,13 +72,21 @@ def _redact(value: Any, fragments: tuple[str, ...]) -> Any:
 
 
 def redact_text(text: str) -> str:
-    """Free text with `password=...`, `"token": "..."` and `Bearer ...` values masked."""
-    text = mask_url_passwords(text)
+    """Free text with `password=...`, `"token": "..."` and `Bearer ...` values and URL
+    passwords, plain or percent-encoded, masked."""
+    text = _mask_encoded_url_passwords(mask_url_passwords(text))
     fragments = orbit_settings.redact_keys
     if not _may_hold_secret(text, fragments):
         return text
     pattern = _text_pattern(fragments)
     return pattern.sub(rf"\1\2{MASK}", _BEARER.sub(rf"\1 {MASK}", text))
+
+
+def _mask_encoded_url_passwords(text: str) -> str:
+    """`text` with the password of every percent-encoded URL in it masked."""
+    if "%" not in text or "%2f%2f" not in text.lower():
+        return text
+    return _ENCODED_URL_PASSWORD.sub(rf"\1{MASK}", text)
 
 
 def _may_hold_secret(text: str, fragments: tuple[str, ...]) -> bool:
@@ -107,6 +117,11 @@ _SEPARATORS = re.compile(r"[^a-z0-9]+")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=:-]+", re.IGNORECASE)
 # scheme://user: then the password, up to the last @ before the path, query or fragment.
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#]+(?=@)", re.IGNORECASE)
+# The same percent-encoded (`:` is %3A, `/` %2F, `@` %40), up to the last %40 before the
+# next space or `&` (the query's next parameter): encoded, the path no longer ends it.
+_ENCODED_URL_PASSWORD = re.compile(
+    r"(\b[a-z][a-z0-9+.-]*%3A%2F%2F(?:(?!%3A)[^\s/?#&])*?%3A)[^\s/?#&]+(?=%40)", re.IGNORECASE
+)
 
 
 @lru_cache(maxsize=8)

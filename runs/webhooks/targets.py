@@ -7,7 +7,9 @@ database host or anything on localhost. So, at save time and again at send time:
 - the scheme is http or https, the URL has a host and no user:password part;
 - the host is resolved and *every* address it resolves to must be public: loopback,
   private, link-local, multicast, reserved, unspecified and other non-global addresses
-  (IPv4-mapped IPv6 included) are refused, unless ORBIT_WEBHOOK_ALLOW_PRIVATE is on;
+  (and IPv6 addresses carrying one: IPv4-mapped, 6to4, Teredo) are refused, unless
+  ORBIT_WEBHOOK_ALLOW_PRIVATE is on;
+- the URL is plain ASCII (an international name in its xn-- form);
 - the sender then connects to an address it checked (runs/webhooks/transport.py), not
   to the name again, so a DNS answer that changes between check and connect (DNS
   rebinding) cannot steer it elsewhere; redirects are never followed.
@@ -46,9 +48,15 @@ class Target:
 
 
 def refused_kind(address: Address) -> str | None:
-    """Why `address` is no place to send a webhook (a word for the error), or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return refused_kind(address.ipv4_mapped)
+    """Why `address` is no place to send a webhook (a word for the error), or None. An
+    IPv6 address that carries an IPv4 one (IPv4-mapped, 6to4, Teredo's client) is judged
+    by that IPv4 address: 2002:a9fe:a9fe:: is 169.254.169.254 wherever a 6to4 relay is."""
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = address.ipv4_mapped or address.sixtofour
+        if carried is None and address.teredo is not None:
+            carried = address.teredo[1]
+        if carried is not None:
+            return refused_kind(carried)
     for kind, flag in (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
@@ -69,6 +77,11 @@ def split(url: str) -> tuple[str, str, int, str]:
     text = str(url or "").strip()
     if any(ord(c) < 0x20 or c.isspace() for c in text):
         raise TargetRefused("The URL contains spaces or control characters")
+    if not text.isascii():  # it could never be sent: HTTP's request line is ASCII
+        raise TargetRefused(
+            "The URL must be plain ASCII: write an international host name in its xn-- "
+            "form and percent-encode the path"
+        )
     try:
         parts = urlsplit(text)
         port = parts.port

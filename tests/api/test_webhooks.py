@@ -51,6 +51,19 @@ def test_an_admin_creates_reads_changes_and_deletes_an_endpoint(admin_api):
     assert "x" * 20 not in str(list(AuditEvent.objects.values_list("changes", flat=True)))
 
 
+@pytest.mark.parametrize("field", ["name", "secret"])
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"])
+def test_a_name_or_secret_no_database_can_store_is_a_422(admin_api, field, bad):
+    created = admin_api.post("/api/webhooks", {**GOOD, field: GOOD[field] + bad})
+    assert created.status_code == 422, created.content
+    assert created.json()["errors"][0]["field"] == field
+    assert not Webhook.objects.exists()
+    hook_id = admin_api.post("/api/webhooks", GOOD).json()["id"]
+    changed = admin_api.patch(f"/api/webhooks/{hook_id}", {field: GOOD[field] + bad})
+    assert changed.status_code == 422, changed.content
+    assert Webhook.objects.get().name == "pager"
+
+
 def test_without_a_secret_one_is_generated_and_returned_once(admin_api):
     body = admin_api.post("/api/webhooks", {k: v for k, v in GOOD.items() if k != "secret"})
     assert body.status_code == 201

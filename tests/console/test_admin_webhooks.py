@@ -4,7 +4,10 @@ or an operator sees none of it."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Group, User
 
 from orbit.core.models import AuditEvent
@@ -12,7 +15,7 @@ from orbit.core.roles import ADMIN, OPERATOR, VIEWER, assign_role
 from runs import enqueue
 from runs.lifecycle import run_cancel
 from runs.models import Webhook, WebhookDelivery
-from runs.webhook_lifecycle import webhook_create
+from runs.webhook_lifecycle import webhook_create, webhook_update
 
 pytestmark = pytest.mark.django_db
 
@@ -132,6 +135,39 @@ def test_viewers_and_operators_see_no_webhooks(client, hook, role):
         Group.objects.get(name=role.group).permissions.filter(codename__contains="webhook").count()
         == 0
     )
+
+
+@pytest.mark.parametrize("role", [VIEWER, OPERATOR], ids=["viewer", "operator"])
+def test_the_audit_trail_never_shows_an_endpoint_url(client, hook, role):
+    """Receivers often carry their credential in the URL; every role reads the audit trail."""
+    webhook_update(hook.pk, {"url": "http://127.0.0.1:9/hook?token=URL-TOKEN-1"})
+    webhook_update(hook.pk, {"url": "http://127.0.0.1:9/T0/B0/URL-TOKEN-2", "name": "pager-2"})
+    logged_in(client, role)
+    events = AuditEvent.objects.filter(action__startswith="webhook.").order_by("id")
+    assert [e.changes.get("url") for e in events] == ["changed"] * 3  # created, changed twice
+    assert events.last().changes["name"] == ["pager", "pager-2"]  # the rest as before
+    pages = [client.get("/admin/orbit/auditevent/")] + [
+        client.get(f"/admin/orbit/auditevent/{e.pk}/change/") for e in events
+    ]
+    assert all(page.status_code == 200 for page in pages)
+    shown = "".join(page.content.decode() for page in pages)
+    assert "pager-2" in shown  # the events are there
+    for part in ("URL-TOKEN-1", "URL-TOKEN-2", "127.0.0.1:9"):
+        assert part not in shown
+
+
+def test_webhook_events_recorded_with_their_urls_are_rewritten(hook):
+    """Migration orbit/0009: events from before the rule lose their URLs, nothing else."""
+    migration = importlib.import_module("orbit.core.migrations.0009_webhook_audit_without_urls")
+    old = AuditEvent.objects.filter(action="webhook.created").get()
+    AuditEvent.objects.filter(id=old.id).update(
+        changes={"url": [None, "http://127.0.0.1:9/hook?token=OLD"], "name": [None, "pager"]}
+    )
+    migration.forget_urls(apps, None)
+    assert AuditEvent.objects.get(id=old.id).changes == {
+        "url": "changed",
+        "name": [None, "pager"],
+    }
 
 
 def test_a_new_endpoint_needs_a_secret_in_the_admin(client, test_pipelines):

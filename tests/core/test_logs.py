@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+from django.test import RequestFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -75,3 +76,39 @@ def test_a_text_line_reads_its_time_as_datetime_does(created: float) -> None:
     expected = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     assert text_time(created) == expected
     assert TextFormatter().format(record("x", created=created)).startswith(expected + " INFO")
+
+
+SEARCH = {"metadata.api_key": "sk-QS-SECRET1", "metadata.dsn": "postgres://u:QS-SECRET3@h/x"}
+
+
+def request_as_typed() -> object:
+    return RequestFactory().get("/api/runs?" + "&".join(f"{k}={v}" for k, v in SEARCH.items()))
+
+
+def request_percent_encoded() -> object:
+    return RequestFactory().get("/api/runs", SEARCH)  # as HTTP clients send a query
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()])
+@pytest.mark.parametrize(
+    "value",
+    [
+        # django.request's records carry the request, whose repr holds the query string
+        pytest.param(request_as_typed, id="request"),
+        pytest.param(request_percent_encoded, id="request-percent-encoded"),
+        # any object is shown by its text
+        pytest.param(
+            lambda: ValueError("token=sk-QS-SECRET2 at postgres://u:QS-SECRET3@h/x"),
+            id="exception",
+        ),
+        # a string within a field's structure is free text too
+        pytest.param(
+            lambda: {"search": ["api_key=sk-QS-SECRET1", "postgres://u:QS-SECRET3@h/x"]},
+            id="nested-string",
+        ),
+    ],
+)
+def test_a_field_s_text_is_masked_whatever_its_type(formatter, value) -> None:
+    line = formatter.format(record("Bad Request: /api/runs", status_code=400, request=value()))
+    assert "QS-SECRET" not in line
+    assert "[redacted]" in line

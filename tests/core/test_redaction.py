@@ -119,6 +119,24 @@ def test_the_password_in_a_url_is_masked_wherever_it_is(value, shown):
     assert redact_text(f"connecting to {value} failed") == f"connecting to {shown} failed"
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # a query string as HTTP clients encode it
+        (
+            "?dsn=postgres%3A%2F%2Fu%3Ahunter2%40db%2Fx",
+            f"?dsn=postgres%3A%2F%2Fu%3A{MASK}%40db%2Fx",
+        ),
+        # lower-case escapes; the next parameter is not masked
+        ("?a=redis%3a%2f%2f%3ahunter2%40cache&b=1", f"?a=redis%3a%2f%2f%3a{MASK}%40cache&b=1"),
+        # no password: unchanged
+        ("?u=https%3A%2F%2Fuser%40host%2Fp", "?u=https%3A%2F%2Fuser%40host%2Fp"),
+    ],
+)
+def test_a_percent_encoded_url_password_in_free_text_is_masked(text, shown):
+    assert redact_text(f"GET /api/runs{text}") == f"GET /api/runs{shown}"
+
+
 def test_a_masked_url_sent_back_keeps_the_stored_password():
     stored = {"database_url": "postgres://orbit:hunter2@db/orbit", "other": "x"}
     sent = {"database_url": f"postgres://orbit:{MASK}@db/orbit", "other": "y"}

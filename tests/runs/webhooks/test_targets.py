@@ -25,6 +25,10 @@ from runs.webhooks.targets import check, refused_kind
         ("240.0.0.1", "reserved"),
         ("100.64.0.1", "non-public"),  # carrier-grade NAT: neither private nor global
         ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped IPv6 is the IPv4 address
+        ("2002:a9fe:a9fe::", "link-local"),  # 6to4 carrying 169.254.169.254
+        ("2002:7f00:1::1", "loopback"),  # 6to4 carrying 127.0.0.1
+        ("2002:5db8:d70e::1", None),  # 6to4 carrying a public address
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "private"),  # Teredo, client 192.0.2.45
         ("fc00::1", "private"),  # unique local
         ("93.184.215.14", None),  # public
         ("2606:4700::1111", None),
@@ -44,6 +48,9 @@ def test_only_public_addresses_are_allowed(address, kind):
         ("http://user:pw@example.com/", "The URL may not carry a user name or password"),
         ("http://exa mple.com/", "The URL contains spaces or control characters"),
         ("http://example.com:99999/", "The URL is not valid"),
+        ("https://1.1.1.1/\u202e", "The URL must be plain ASCII"),
+        ("https://\uff11.1.1.1/", "The URL must be plain ASCII"),  # a fullwidth digit
+        ("https://b\u00fccher.example/", "The URL must be plain ASCII"),
     ],
 )
 def test_urls_that_are_not_http_to_a_host_are_refused(url, message):
