@@ -37,6 +37,8 @@ from orbit.core.exceptions import (
 from orbit.core.ids import uuid7s
 from orbit.core.limits import metadata_limits, validate_metadata
 from orbit.core.models import AuditAction
+from orbit.core.redaction import redact
+from orbit.core.text import storable
 from pipelines import lookup
 from pipelines.definition import DEFAULT_QUEUE, QUEUE_RULE, is_valid_queue
 from pipelines.models import Pipeline
@@ -51,6 +53,11 @@ PRIORITY_RANGE = (-1_000_000, 1_000_000)
 #: How far in the past `run_after` may be and still mean "now": clocks of the caller and
 #: the database differ a little, and a request takes a moment to arrive.
 PAST_TOLERANCE = timedelta(seconds=5)
+#: How far ahead a run may be set to start (`delay` or `run_after`): ten years outlasts any
+#: real plan, so a start further out is a slip (a unit, a digit), and every start within it
+#: is a moment Python, SQLite and PostgreSQL all hold (a delay of 1e13 s or a run_after of
+#: 9999-12-31T23:59:59-05:00 was not; they ended in an overflow, a 500 or a traceback).
+MAX_AHEAD = timedelta(days=3650)
 #: The longest idempotency or unique key (the columns' length).
 KEY_MAX_LENGTH = 255
 #: The most runs one `enqueue_many` call takes (one statement on PostgreSQL; the API's bulk
@@ -78,7 +85,8 @@ def when(
     now: datetime,
 ) -> When:
     """The start time asked for, checked: one of the two, no negative delay, no moment
-    already past (beyond PAST_TOLERANCE). Pure: `now` is the caller's clock."""
+    already past (beyond PAST_TOLERANCE), none further ahead than MAX_AHEAD. Pure: `now`
+    is the caller's clock."""
     if run_after is not None and delay is not None:
         raise OrbitError("give run_after or delay, not both")
     if delay is not None:
@@ -87,6 +95,7 @@ def when(
             raise OrbitError(f"delay must be a number of seconds or a timedelta, not {delay!r}")
         if not seconds >= 0:  # also refuses NaN
             raise OrbitError(f"delay must not be negative, not {seconds:g} s")
+        _refuse_beyond_reach(seconds, "delay")
         return When(delay=float(seconds))
     if run_after is None:
         return When()
@@ -94,9 +103,22 @@ def when(
         raise OrbitError(f"run_after must be a datetime, not {run_after!r}")
     if timezone.is_naive(run_after):
         run_after = timezone.make_aware(run_after)
-    if run_after < now - PAST_TOLERANCE:
+    # A difference, not a conversion: 9999-12-31T23:59:59-05:00 has no UTC datetime, yet
+    # subtracting it from now is a plain timedelta (converting it overflowed downstream).
+    ahead = run_after - now
+    if ahead < -PAST_TOLERANCE:
         raise OrbitError(f"run_after {run_after.isoformat()} is in the past; omit it to run now")
+    _refuse_beyond_reach(ahead.total_seconds(), f"run_after {run_after.isoformat()}")
     return When(run_after=run_after)
+
+
+def _refuse_beyond_reach(seconds: float, what: str) -> None:
+    """OrbitError when a start `seconds` from now is further ahead than MAX_AHEAD: the one
+    check behind `when` and `parse_delay`, so the API, the CLI and the dashboard agree."""
+    if seconds > MAX_AHEAD.total_seconds():  # also refuses infinity
+        raise OrbitError(
+            f"{what} is too far ahead: a run starts at most {MAX_AHEAD.days} days from now"
+        )
 
 
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
@@ -105,11 +127,14 @@ _DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def parse_delay(text: str) -> timedelta:
     """`30`, `30s`, `5m`, `2h`, `1d` as a timedelta: how the CLI and the dashboard read
-    a delay."""
+    a delay. One past MAX_AHEAD is refused before it becomes a timedelta, which it may
+    not fit."""
     match = _DELAY.match(text)
     if not match:
         raise OrbitError(f"delay {text!r}: write seconds or a duration such as 30s, 5m, 2h, 1d")
-    return timedelta(seconds=float(match[1]) * _DELAY_UNITS[(match[2] or "s").lower()])
+    seconds = float(match[1]) * _DELAY_UNITS[(match[2] or "s").lower()]
+    _refuse_beyond_reach(seconds, f"delay {text!r}")
+    return timedelta(seconds=seconds)
 
 
 def validate_queue(queue: object) -> str:
@@ -159,11 +184,21 @@ def _label(pipeline: str, run_id: str) -> str:
 
 
 def same_request(
-    run: Run, pipeline: Pipeline, metadata: dict[str, Any] | None, priority: int
+    run: Run,
+    pipeline: Pipeline,
+    metadata: dict[str, Any] | None,
+    priority: int,
+    *,
+    masked: bool = False,
 ) -> bool:
     """Whether `run` is what a request with this input would have created: the rule for
-    a repeated idempotency key, from every entry point (the API shows its scoped key)."""
+    a repeated idempotency key, from every entry point (the API shows its scoped key).
+    `masked`: secret values (orbit.core.redaction) are compared as masked, so a caller
+    who reads a pipeline's secret defaults masked cannot test guesses of them by
+    repeating a key with a guessed value and seeing whether it is refused."""
     wanted = pipeline.merged_metadata(validate_metadata(metadata))
+    if masked:
+        return bool(redact(run.metadata) == redact(wanted) and run.priority == priority)
     return bool(run.metadata == wanted and run.priority == priority)
 
 
@@ -244,7 +279,12 @@ def _per_run(keys: Sequence[str | None] | None, count: int, what: str) -> list[s
             continue
         if not isinstance(key, str) or not 0 < len(key) <= KEY_MAX_LENGTH:
             raise OrbitError(
-                _at(index, count, f"an {what} is 1-{KEY_MAX_LENGTH} characters, not {key!r}"),
+                _at(index, count, f"{what}s are 1-{KEY_MAX_LENGTH} characters, not {key!r}"),
+                index=index,
+            )
+        if not storable(key):
+            raise OrbitError(
+                _at(index, count, f"{what}s cannot hold a NUL character or an unpaired surrogate"),
                 index=index,
             )
         if key in seen:

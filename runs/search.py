@@ -24,11 +24,12 @@ guess is right: the masked value would be learnable one query at a time.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.db.models import CharField, JSONField, Q, Value
@@ -175,7 +176,20 @@ def _moment(params: Mapping[str, Any], name: str, *, end_of_day: bool = False) -
         )
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
-    return moment
+    return _in_utc(moment, name, text)
+
+
+def _in_utc(moment: datetime, name: str, text: str) -> datetime:
+    """`moment` in UTC, as the databases compare it. Near the calendar's ends the shift can
+    leave it (9999-12-31T23:59:59-05:00 is in the year 10000): a 400, not an overflow in
+    the database adapter (SQLite converts in Python) that would be a 500."""
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidRunQuery(
+            f"{name} is out of range: {printable(text)[:60]!r} "
+            "(date-times run from 0001-01-01 to 9999-12-31 in UTC)"
+        ) from None
 
 
 def _id_condition(digits: str) -> Q:
@@ -203,11 +217,8 @@ def _id_condition(digits: str) -> Q:
 
 def _metadata_condition(key: str, value: str) -> Q:
     """The value as a string, or as the JSON number, true, false or null it spells."""
-    values: list[Any] = [value]
-    if _JSON_SCALAR.fullmatch(value):
-        values.append(json.loads(value))
     condition = Q()
-    for each in values:
+    for each in (value, *_json_scalar(value)):
         if store().features.json_containment:
             condition |= Q(metadata__contains={key: each})
         else:
@@ -217,3 +228,15 @@ def _metadata_condition(key: str, value: str) -> Q:
             exact: Any = under_key.get_lookup("exact")
             condition |= Q(exact(under_key, Value(each, output_field=JSONField())))
     return condition
+
+
+def _json_scalar(value: str) -> tuple[Any, ...]:
+    """The JSON number, true, false or null `value` spells, if any. A number too large for
+    a float (`1e999`) reads as infinity, which neither database takes as JSON: such a value
+    is searched as text alone, as `NaN` and `Infinity` are (the pattern does not match them)."""
+    if not _JSON_SCALAR.fullmatch(value):
+        return ()
+    scalar = json.loads(value)
+    if isinstance(scalar, float) and not math.isfinite(scalar):
+        return ()
+    return (scalar,)

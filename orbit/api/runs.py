@@ -30,6 +30,7 @@ from orbit.api.schemas.runs import (
 from orbit.core.audit import Actor
 from orbit.core.clock import db_now
 from orbit.core.models import AuditSource
+from orbit.core.text import storable
 from orbit.web.auth import allow
 from pipelines.definition import NAME_PATTERN
 from runs import metrics
@@ -141,8 +142,10 @@ def get_run_step_logs(
     limit: int = LOGS_LIMIT,
 ) -> Any:
     """One step's log records, as /api/steps/{step_id}/logs, found by the run and the
-    step's name."""
+    step's name (one no database could store names no step: asking for it would be an error)."""
     try:
+        if not storable(step_name):
+            raise Step.DoesNotExist
         step = Step.objects.get(run_id=get_run(run_id).id, name=step_name)
     except Step.DoesNotExist:
         raise Http404(f"Run {run_id} has no step named {step_name!r}") from None

@@ -1,8 +1,10 @@
 """The REST API: one NinjaAPI at /api/, with each app's router, and errors as JSON.
 
 Every error is `{"detail": "..."}` (422 adds `errors`, one per field). Orbit's own
-exceptions map to statuses here, so endpoints never catch them; anything unexpected is
-logged and answered with a plain 500 that leaks nothing.
+exceptions map to statuses here, so endpoints never catch them. A request Django refuses to
+read (too many fields or files, a multipart body it cannot parse, anything it finds
+suspicious) is the caller's fault and a 400; anything unexpected is logged and answered
+with a plain 500 that leaks nothing.
 """
 
 from __future__ import annotations
@@ -10,8 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from django.conf import settings
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -124,6 +133,39 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     return _error(request, "The request body is too large", 413)
+
+
+@api.exception_handler(SuspiciousOperation)
+def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    """A 400 as Django itself answers these, logged where Django logs them
+    (`django.security.<class>`), without the traceback: the caller erred, not Orbit."""
+    logging.getLogger(f"django.security.{type(exc).__name__}").warning(
+        "Refused %s %s: %s",
+        request.method,
+        request.path,
+        type(exc).__name__,
+        extra={"event": "api_suspicious_request", "path": request.path},
+    )
+    return _error(request, _suspicious_detail(exc), 400)
+
+
+def _suspicious_detail(exc: SuspiciousOperation) -> str:
+    """What the caller sent too much of; other SuspiciousOperation messages are not shown,
+    as some name server paths (SuspiciousFileOperation)."""
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return f"More than {limit} query or form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS)"
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return f"More than {limit} files (DATA_UPLOAD_MAX_NUMBER_FILES)"
+    return f"The request was refused ({type(exc).__name__})"
+
+
+@api.exception_handler(MultiPartParserError)
+def _unreadable_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    # Django's parser names only what the request itself got wrong (its boundary, its
+    # Content-Type, its Content-Length), so its message is safe to show.
+    return _error(request, f"The multipart body cannot be read: {exc}", 400)
 
 
 @api.exception_handler(Exception)

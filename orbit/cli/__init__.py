@@ -199,6 +199,14 @@ def refusals(out: Any) -> Iterator[None]:
         raise SystemExit(2) from None
 
 
+def metadata_option(text: str) -> Any:
+    """--metadata parsed as JSON; InvalidMetadata (an OrbitError: exit 2) when it is not
+    JSON or nests past the parser's recursion, which json.loads raises as RecursionError."""
+    from orbit.core.limits import parse_json
+
+    return parse_json(text, what="--metadata")
+
+
 def _next_fire(row: Any) -> str:
     try:
         from runs.scheduler import next_fire_time
@@ -236,15 +244,11 @@ def cmd_run(rest: list[str]) -> int:
     except SystemExit as exc:
         return 2 if exc.code else 0
     out = console()
-    try:
-        metadata = json.loads(options.metadata)
-    except json.JSONDecodeError as exc:
-        out.print(f"[red]Invalid --metadata JSON:[/red] {_escape(str(exc))}")
-        return 2
     if not options.verbose:
         logging.getLogger("runs").setLevel(logging.CRITICAL)
     printer = ProgressPrinter(out, logs=options.verbose)
     try:
+        metadata = metadata_option(options.metadata)
         result = ForegroundRunner(options.name, on_event=printer).execute(metadata=metadata)
     except OrbitError as exc:
         out.print(f"[red]{_escape(str(exc))}[/red]")

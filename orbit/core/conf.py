@@ -391,6 +391,10 @@ class Rate:
 #: The shortest retention: the dashboard's last-hour cards and per-minute chart read only
 #: rows, never rollups, so nothing younger than an hour may be pruned.
 MIN_RETENTION = timedelta(hours=1)
+#: The longest age `parse_age` and `createapitoken --expires-in` take: a century outlasts
+#: any retention or key, and now minus or plus it is still a date (99999999999d was not,
+#: nor even a timedelta: an OverflowError traceback).
+MAX_AGE = timedelta(days=36500)
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
 
@@ -406,7 +410,7 @@ def _key_fragments(names: str | tuple[Any, ...]) -> tuple[str, ...]:
 def parse_age(name: str, value: Any) -> timedelta | None:
     """`7d`, `12h`, `2w`, `90m` as a timedelta; empty, `never` or `off`: None (keep for ever)."""
     if isinstance(value, timedelta):
-        age = value
+        age = bounded_age(name, format_age(value), value.total_seconds())
     else:
         text = str(value if value is not None else "").strip().lower()
         if text in ("", "never", "off", "none", "forever"):
@@ -417,13 +421,23 @@ def parse_age(name: str, value: Any) -> timedelta | None:
                 f"{name} is {text!r}; write an age such as '7d', '12h', '2w' or '90m' "
                 "(s, m, h, d, w), or 'never'"
             )
-        age = timedelta(seconds=int(match[1]) * AGE_UNITS[match[2].lower()])
+        age = bounded_age(name, repr(text), int(match[1]) * AGE_UNITS[match[2].lower()])
     if age < MIN_RETENTION:
         raise ImproperlyConfigured(
             f"{name} is {format_age(age)}; keep at least 1h (the dashboard's last hour "
             "reads the runs themselves)"
         )
     return age
+
+
+def bounded_age(name: str, shown: str, seconds: float) -> timedelta:
+    """`seconds` as a timedelta, checked against MAX_AGE before it is made (a timedelta
+    cannot hold 99999999999d); ImproperlyConfigured naming `name` and `shown` else."""
+    if seconds > MAX_AGE.total_seconds():
+        raise ImproperlyConfigured(
+            f"{name} is {shown}; the longest age is {format_age(MAX_AGE)} (100 years)"
+        )
+    return timedelta(seconds=seconds)
 
 
 def format_age(age: timedelta) -> str:

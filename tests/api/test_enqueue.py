@@ -45,6 +45,54 @@ def test_bad_queue_options_are_a_422_and_queue_nothing(operator_api, body):
     assert Run.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "delay",
+    [
+        315360001,  # just past ten years
+        1e13,  # beyond SQLite's integer once in microseconds
+        1e308,  # beyond a C int once in days
+        99999999999999999,  # an integer
+    ],
+)
+@pytest.mark.parametrize("form", ["runs", "runs/bulk"])
+def test_a_delay_past_ten_years_is_a_422_that_says_so(operator_api, delay, form):
+    path = f"/api/pipelines/{pipeline_id('t-single')}/{form}"
+    body = {"delay_seconds": delay, **({"runs": [{}]} if "bulk" in form else {})}
+    done = operator_api.post(path, body)
+    assert done.status_code == 422, done.json()
+    [error] = done.json()["errors"]
+    assert error["field"] == "delay_seconds"
+    assert error["message"] == "Input should be less than or equal to 315360000"
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "run_after",
+    [
+        "2099-01-01T00:00:00Z",  # more than ten years ahead
+        "9999-12-31T23:59:59-05:00",  # in UTC, past the last moment a datetime holds
+    ],
+)
+@pytest.mark.parametrize("form", ["runs", "runs/bulk"])
+def test_a_run_after_past_ten_years_is_a_422_that_says_so(operator_api, run_after, form):
+    path = f"/api/pipelines/{pipeline_id('t-single')}/{form}"
+    body = {"run_after": run_after, **({"runs": [{}]} if "bulk" in form else {})}
+    done = operator_api.post(path, body)
+    assert done.status_code == 422, done.json()
+    assert done.json()["detail"] == (
+        f"run_after {run_after.replace('Z', '+00:00')} is too far ahead: a run starts at most "
+        "3650 days from now"
+    )
+    assert Run.objects.count() == 0
+
+
+def test_the_schema_gives_the_longest_delay(operator_api):
+    schemas = operator_api.get("/api/openapi.json").json()["components"]["schemas"]
+    for name in ("RunIn", "RunBulkIn"):
+        delay = schemas[name]["properties"]["delay_seconds"]["anyOf"][0]
+        assert delay["maximum"] == 315360000
+
+
 def test_the_bulk_form_queues_every_run_in_one_request(operator_api):
     path = f"/api/pipelines/{pipeline_id('t-single')}/runs/bulk"
     done = operator_api.post(path, {"runs": [{"n": 1}, {"n": 2}, None], "queue": "bulk"})

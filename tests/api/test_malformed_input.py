@@ -85,3 +85,15 @@ def test_an_idempotency_key_with_control_characters_is_a_422(operator_api):
     )
     assert response.status_code == 422
     assert not Run.objects.exists()
+
+
+def test_more_query_parameters_than_django_reads_is_a_400(viewer_api, caplog):
+    """DATA_UPLOAD_MAX_NUMBER_FIELDS (1000) bounds the query string too (TooManyFieldsSent):
+    the caller's error, so no traceback is logged."""
+    query = "&".join(f"x{n}=1" for n in range(1001))
+    response = viewer_api.client.get(f"/api/runs?{query}", headers=viewer_api._headers(None))
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+    assert response.json() == {
+        "detail": "More than 1000 query or form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS)"
+    }

@@ -6,6 +6,7 @@ import pytest
 from django.db.models.functions import Now
 
 from orbit.core.tokens import create_token
+from pipelines.models import Pipeline
 from runs import enqueue
 from runs.lifecycle import run_cancel
 from runs.models import Run, RunStatus, Step, StepStatus
@@ -103,6 +104,51 @@ def test_the_same_key_with_a_different_request_is_a_409(operator_api, second):
         f"Idempotency-Key 'order-7' was already used for a different request (run "
         f"{first.json()['id']}): repeat it with the same metadata and priority, or use a new key"
     )
+    assert Run.objects.count() == 1
+
+
+def test_a_unique_key_with_a_nul_is_a_422_and_queues_nothing(operator_api):
+    # (an Idempotency-Key header is printable ASCII: test_malformed_input.py)
+    response = operator_api.post(
+        f"/api/pipelines/{pipeline_id('t-single')}/runs", {"metadata": {}, "unique_key": "a\x00b"}
+    )
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"] == (
+        "unique keys cannot hold a NUL character or an unpaired surrogate"
+    )
+    assert not Run.objects.exists()
+
+
+def test_a_step_name_no_database_can_store_is_a_404(viewer_api, test_pipelines):
+    run = enqueue("t-single")
+    for name in ("a%00b", "%ED%A0%80"):  # a NUL; a lone surrogate, as UTF-8 bytes
+        response = viewer_api.client.get(
+            f"/api/runs/{run.id}/steps/{name}/logs", headers=viewer_api._headers(None)
+        )
+        assert response.status_code == 404, (name, response.content)
+        assert "has no step named" in response.json()["detail"]
+
+
+def test_a_repeated_key_cannot_test_a_guess_of_a_masked_default(operator_api):
+    """The operator reads the pipeline's secret default masked; repeating a key with a
+    guess must answer the same whether the guess is right or wrong."""
+    Pipeline.objects.filter(name="t-single").update(
+        default_metadata={"db_password": "s3cret-default", "region": "eu"}
+    )
+    path = f"/api/pipelines/{pipeline_id('t-single')}/runs"
+    key = {"Idempotency-Key": "probe-1"}
+    first = operator_api.post(path, {"metadata": {}}, headers=key)
+    assert first.status_code == 201
+    assert first.json()["metadata"]["db_password"] != "s3cret-default"  # masked
+    answers = {
+        guess: operator_api.post(path, {"metadata": {"db_password": guess}}, headers=key)
+        for guess in ("wrong-guess", "s3cret-default")
+    }
+    assert {g: (r.status_code, r.json()["id"]) for g, r in answers.items()} == {
+        g: (201, first.json()["id"]) for g in answers
+    }
+    # what is not secret is still compared
+    assert operator_api.post(path, {"metadata": {"region": "us"}}, headers=key).status_code == 409
     assert Run.objects.count() == 1
 
 
@@ -316,6 +362,7 @@ def test_runs_are_found_by_an_id_fragment_metadata_and_creation_time(viewer_api)
     assert ids({"metadata.region": "eu", "created_before": "2020-12-31"}) == [str(globex.id)]
     assert ids({"created_after": "2021-01-01T00:00:00Z"}) == [str(acme.id)]
     assert ids({"metadata.customer": "initech"}) == []
+    assert ids({"metadata.customer": "1e999"}) == []  # a number no float holds: text only
 
 
 @pytest.mark.parametrize(
@@ -328,6 +375,16 @@ def test_runs_are_found_by_an_id_fragment_metadata_and_creation_time(viewer_api)
         ({"q": "0" * 40}, "A run id has 36 characters"),
         ({"created_after": "last tuesday"}, "created_after is not a date or date-time"),
         ({"created_before": "2026-02-30"}, "created_before is not a date or date-time"),
+        # later than the last moment a date-time can hold in UTC
+        (
+            {"created_after": "9999-12-31T23:59:59-05:00"},
+            "created_after is out of range: '9999-12-31T23:59:59-05:00'",
+        ),
+        # earlier than the first
+        (
+            {"created_before": "0001-01-01T00:00:00+05:00"},
+            "created_before is out of range: '0001-01-01T00:00:00+05:00'",
+        ),
     ],
 )
 def test_a_search_orbit_cannot_answer_is_a_400_saying_why(viewer_api, params, detail):

@@ -130,3 +130,51 @@ def test_the_pipeline_says_which_field_takes_the_upload(operator_api):
     assert pipelines["document-processing"]["upload_field"] == "filePath"
     assert pipelines["t-single"]["upload_field"] is None
     assert json.dumps(pipelines["t-single"])  # still plain JSON
+
+
+def post_multipart(api: Api, body: bytes, content_type: str):
+    path = f"/api/pipelines/{pipeline_id('document-processing')}/runs/upload"
+    return api.client.generic("POST", path, body, content_type, headers=api._headers(None))
+
+
+def parts(count: int, *, files: bool) -> bytes:
+    """A multipart/form-data body (boundary `b`) of `count` fields or files."""
+    disposition = 'form-data; name="f{0}"' + ('; filename="f{0}.pdf"' if files else "")
+    body = b"".join(
+        f"--b\r\nContent-Disposition: {disposition.format(n)}\r\n\r\nx\r\n".encode()
+        for n in range(count)
+    )
+    return body + b"--b--\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "detail"),
+    [
+        # no boundary: the parser cannot find the parts (MultiPartParserError)
+        (
+            PDF,
+            "multipart/form-data",
+            "The multipart body cannot be read: Invalid boundary in multipart: None",
+        ),
+        # more files than DATA_UPLOAD_MAX_NUMBER_FILES (100)
+        (
+            parts(105, files=True),
+            "multipart/form-data; boundary=b",
+            "More than 100 files (DATA_UPLOAD_MAX_NUMBER_FILES)",
+        ),
+        # more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS (1000)
+        (
+            parts(1100, files=False),
+            "multipart/form-data; boundary=b",
+            "More than 1000 query or form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS)",
+        ),
+    ],
+)
+def test_a_body_the_form_parser_refuses_is_a_400_and_nothing_is_stored(
+    operator_api, documents_root, body, content_type, detail
+):
+    response = post_multipart(operator_api, body, content_type)
+    assert response.status_code == 400, response.content
+    assert response.json() == {"detail": detail}
+    assert stored_files(documents_root) == []
+    assert not Run.objects.exists()

@@ -49,7 +49,7 @@ def test_run_failure_exits_one(test_pipelines):
     ("args", "message"),
     [
         (("run", "nope"), "Unknown pipeline 'nope'. Known pipelines:"),  # lists the known ones
-        (("run", "t-single", "--metadata", "{not json"), "Invalid --metadata JSON"),
+        (("run", "t-single", "--metadata", "{not json"), "--metadata is not valid JSON"),
         (("run", "t-single", "--metadata", "[1]"), "Run metadata must be a JSON object, not list"),
         (("frobnicate",), "orbit: unknown command 'frobnicate'"),
     ],
@@ -305,6 +305,49 @@ def test_enqueue_refuses_bad_input_and_queues_nothing(test_pipelines, bad):
     done = orbit("enqueue", "t-single", *bad)
     assert done.returncode == 2
     assert Run.objects.count() == 0
+
+
+FAR = "is too far ahead: a run starts at most 3650 days from now"
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (("--delay", "99999999999w"), f"delay '99999999999w' {FAR}"),
+        (("--delay", "522w"), f"delay '522w' {FAR}"),  # just past: 3654 days
+        (("--at", "2099-01-01T00:00:00+00:00"), f"run_after 2099-01-01T00:00:00+00:00 {FAR}"),
+        # in UTC, past the last moment a datetime holds
+        (("--at", "9999-12-31T23:59:59-05:00"), f"run_after 9999-12-31T23:59:59-05:00 {FAR}"),
+    ],
+)
+def test_enqueue_refuses_a_start_past_ten_years_and_queues_nothing(test_pipelines, bad, message):
+    done = orbit("enqueue", "t-single", *bad)
+    assert done.returncode == 2, done.stderr
+    assert " ".join(done.stdout.split()) == message
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize("command", [("enqueue", "t-single"), ("run", "t-single")])
+def test_metadata_nested_past_the_parser_is_refused_with_exit_2(test_pipelines, command):
+    done = orbit(*command, "--metadata", DEEP)
+    assert done.returncode == 2, done.stderr
+    assert " ".join(done.stdout.split()) == (
+        "--metadata is nested deeper than 32 levels (ORBIT_MAX_JSON_DEPTH)"
+    )
+    assert Run.objects.count() == 0
+
+
+def test_rerun_refuses_metadata_nested_past_the_parser(test_pipelines):
+    from runs import enqueue
+
+    original = enqueue("t-single")
+    done = orbit("rerun", str(original.id), "--metadata", DEEP)
+    assert done.returncode == 2, done.stderr
+    assert " ".join(done.stdout.split()) == (
+        "--metadata is nested deeper than 32 levels (ORBIT_MAX_JSON_DEPTH)"
+    )
+    assert Run.objects.count() == 1
 
 
 def test_enqueue_of_an_unknown_pipeline_exits_2(test_pipelines):

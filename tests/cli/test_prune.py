@@ -108,6 +108,12 @@ def test_keeping_everything_says_so():
             "or 'never'",
         ),
         (["--older-than", "7d", "--batch", "0"], "--batch must be at least 1"),
+        # past a century: beyond timedelta's range, or a cutoff before the year 1
+        (
+            ["--older-than", "99999999999d", "--dry-run"],
+            "--older-than is '99999999999d'; the longest age is 36500d (100 years)",
+        ),
+        (["--audit", "5000000d"], "--audit is '5000000d'; the longest age is 36500d (100 years)"),
     ],
 )
 def test_bad_ages_are_refused_with_the_reason(args, message):
@@ -116,3 +122,17 @@ def test_bad_ages_are_refused_with_the_reason(args, message):
         prune(*args)
     assert str(caught.value) == message
     assert Run.objects.count() == 1
+
+
+def test_an_age_past_a_century_exits_2_with_the_reason(test_pipelines):
+    old_run("succeeded", 8)
+    done = orbit("prune", "--older-than", "99999999999d", "--dry-run")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "CommandError: --older-than is '99999999999d'; the longest age is 36500d (100 years)"
+    )
+    assert Run.objects.count() == 1
+
+
+def test_an_age_of_a_century_is_taken(test_pipelines):
+    assert prune("--older-than", "36500d", "--dry-run").startswith("Would prune 0 run(s)")

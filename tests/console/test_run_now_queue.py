@@ -40,6 +40,10 @@ def test_a_run_due_now_is_not_shown_as_scheduled(op_client, test_pipelines):
         ({"queue": "no spaces"}, "Queue name 'no spaces' is invalid"),
         ({"delay": "soon"}, "delay 'soon'"),
         ({"delay": "-5"}, "delay '-5'"),
+        # more than ten years ahead: beyond timedelta, beyond a database, plain seconds
+        ({"delay": "999999999w"}, "delay '999999999w' is too far ahead"),
+        ({"delay": "4000000d"}, "delay '4000000d' is too far ahead"),
+        ({"delay": "1000000000000"}, "delay '1000000000000' is too far ahead"),
     ],
 )
 def test_run_now_refuses_a_bad_queue_or_delay_and_queues_nothing(

@@ -13,7 +13,7 @@ from orbit.core.clock import db_now
 from orbit.core.exceptions import IdempotencyConflict, OrbitError, UnknownPipeline
 from pipelines.models import Pipeline
 from runs import enqueue, enqueue_many
-from runs.enqueueing import InvalidQueue, when
+from runs.enqueueing import MAX_AHEAD, InvalidQueue, parse_delay, when
 from runs.models import Run
 from runs.store import store
 from runs.store.records import ClaimRequest
@@ -37,6 +37,57 @@ def test_when_takes_one_of_delay_or_run_after_and_nothing_in_the_past():
             when(now=NOW, **bad)  # type: ignore[arg-type]
 
 
+FURTHEST = "is too far ahead: a run starts at most 3650 days from now"
+
+
+def test_a_start_up_to_ten_years_ahead_is_taken():
+    assert when(delay=MAX_AHEAD, now=NOW).delay == MAX_AHEAD.total_seconds()
+    assert when(run_after=NOW + MAX_AHEAD, now=NOW).run_after == NOW + MAX_AHEAD
+    assert parse_delay("521w") == timedelta(weeks=521)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"delay": MAX_AHEAD.total_seconds() + 1}, f"delay {FURTHEST}"),  # just past the bound
+        ({"delay": 1e13}, f"delay {FURTHEST}"),  # beyond SQLite's integer once in microseconds
+        ({"delay": 1e308}, f"delay {FURTHEST}"),  # beyond a C int once in days
+        ({"delay": 99999999999999999}, f"delay {FURTHEST}"),  # an int, as JSON gives it
+        ({"delay": float("inf")}, f"delay {FURTHEST}"),
+        ({"delay": timedelta.max}, f"delay {FURTHEST}"),
+        (
+            {"run_after": NOW + MAX_AHEAD + timedelta(seconds=1)},
+            f"run_after 2035-12-30T12:00:01+00:00 {FURTHEST}",
+        ),
+        # in UTC, a moment past datetime's range
+        (
+            {"run_after": datetime.fromisoformat("9999-12-31T23:59:59-05:00")},
+            f"run_after 9999-12-31T23:59:59-05:00 {FURTHEST}",
+        ),
+    ],
+)
+def test_a_start_further_than_ten_years_ahead_is_refused(options, message):
+    with pytest.raises(OrbitError) as raised:
+        when(now=NOW, **options)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "99999999999w",  # beyond timedelta's range
+        "4000000d",  # within timedelta's, beyond what a database stores
+        "1000000000000",  # plain seconds
+        "9" * 400,  # beyond a float: infinity
+        "522w",  # just past the bound (521w is 3647 days)
+    ],
+)
+def test_a_delay_further_than_ten_years_is_refused_as_it_is_read(text):
+    with pytest.raises(OrbitError) as raised:
+        parse_delay(text)
+    assert str(raised.value) == f"delay {text!r} {FURTHEST}"
+
+
 def test_a_run_goes_to_the_queue_asked_else_the_definitions_else_default(
     test_pipelines, monkeypatch
 ):
@@ -56,6 +107,8 @@ def test_a_run_goes_to_the_queue_asked_else_the_definitions_else_default(
         {"run_after": datetime(2020, 1, 1, tzinfo=UTC)},
         {"delay": 5, "run_after": datetime(2099, 1, 1, tzinfo=UTC)},
         {"priority": 10**9},
+        {"delay": 1e13},  # too far ahead
+        {"run_after": datetime.fromisoformat("9999-12-31T23:59:59-05:00")},  # too far ahead
     ],
 )
 def test_bad_options_are_refused_and_queue_nothing(test_pipelines, options):
@@ -185,8 +238,18 @@ def test_enqueue_many_names_the_bad_run_and_queues_none(test_pipelines):
     with pytest.raises(InvalidMetadata, match=r"^run 2: Run metadata must be a JSON object") as bad:
         enqueue_many("t-single", [{"n": 0}, {"n": 1}, ["not", "an", "object"]])  # type: ignore[list-item]
     assert bad.value.context["index"] == 2
-    with pytest.raises(OrbitError, match=r"^run 1: an idempotency key is 1-255") as bad:
+    with pytest.raises(OrbitError, match=r"^run 1: idempotency keys are 1-255") as bad:
         enqueue_many("t-single", [{}, {}], idempotency_keys=["ok", ""])
+    assert bad.value.context["index"] == 1
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize("option", ["idempotency_keys", "unique_keys"])
+@pytest.mark.parametrize("key", ["a\x00b", "\ud800"])
+def test_a_key_no_database_can_store_is_refused_naming_its_run(test_pipelines, option, key):
+    # on PostgreSQL a NUL in text is a DataError at insert time: refused before, clearly
+    with pytest.raises(OrbitError, match=r"^run 1: .* keys cannot hold a NUL character") as bad:
+        enqueue_many("t-single", [{}, {}], **{option: ["ok", key]})
     assert bad.value.context["index"] == 1
     assert Run.objects.count() == 0
 

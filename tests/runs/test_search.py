@@ -129,3 +129,65 @@ def test_postgresql_finds_by_metadata_and_id_prefix_through_indexes(pipeline):
     by_prefix = Run.objects.filter(run_condition(parse_run_query({"q": str(run.id)[:11]})))
     assert "runs_run_pkey" in by_prefix.explain()
     assert list(by_prefix) == [run]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1e999",  # a number JSON reads as infinity, which no database stores
+        "-1e999",
+        "1E+999",
+        "NaN",  # JSON's non-standard spellings are text, never numbers
+        "Infinity",
+        "-Infinity",
+        "9" * 200,  # a whole number too large for any float
+    ],
+)
+def test_a_value_no_json_number_can_hold_is_searched_as_text(pipeline, value):
+    run = RunFactory(pipeline=pipeline, metadata={"a": value})
+    RunFactory(pipeline=pipeline, metadata={"a": "1"})
+    assert found(**{"metadata.a": value}) == {run.id}
+
+
+RANGE = "(date-times run from 0001-01-01 to 9999-12-31 in UTC)"
+
+
+@pytest.mark.parametrize(
+    ("params", "time_zone", "message"),
+    [
+        # later than the last moment a date-time holds in UTC, as the database compares it
+        (
+            {"created_after": "9999-12-31T23:59:59-05:00"},
+            "UTC",
+            f"created_after is out of range: '9999-12-31T23:59:59-05:00' {RANGE}",
+        ),
+        # earlier than the first
+        (
+            {"created_before": "0001-01-01T00:00:00+05:00"},
+            "UTC",
+            f"created_before is out of range: '0001-01-01T00:00:00+05:00' {RANGE}",
+        ),
+        # a date's end, in a TIME_ZONE behind UTC, is past the last moment
+        (
+            {"created_before": "9999-12-31"},
+            "America/New_York",
+            f"created_before is out of range: '9999-12-31' {RANGE}",
+        ),
+        # a date's start, in a TIME_ZONE ahead of UTC, is before the first
+        (
+            {"finished_after": "0001-01-01"},
+            "Asia/Tokyo",
+            f"finished_after is out of range: '0001-01-01' {RANGE}",
+        ),
+    ],
+)
+def test_a_moment_past_the_calendar_is_refused(settings, params, time_zone, message):
+    settings.TIME_ZONE = time_zone
+    with pytest.raises(InvalidRunQuery) as refused:
+        parse_run_query(params)
+    assert str(refused.value) == message
+
+
+def test_the_calendar_s_first_and_last_days_are_searchable_in_utc(pipeline):
+    run = RunFactory(pipeline=pipeline)
+    assert found(created_after="0001-01-01", created_before="9999-12-31") == {run.id}

@@ -12,7 +12,7 @@ from pydantic import ConfigDict
 
 from orbit.api.idempotency import client_key
 from orbit.core.redaction import redact, redact_logs
-from runs.enqueueing import PRIORITY_RANGE
+from runs.enqueueing import MAX_AHEAD, PRIORITY_RANGE
 from runs.models import RunStatus, StepStatus
 
 # --- Errors -----------------------------------------------------------------------------------
@@ -34,6 +34,9 @@ class ValidationErrorOut(Schema):
 
 # --- Runs and steps ---------------------------------------------------------------------------
 
+#: The longest delay_seconds, MAX_AHEAD in seconds: the schema states the bound `when` enforces.
+LONGEST_DELAY = int(MAX_AHEAD.total_seconds())
+
 
 class RunIn(Schema):
     model_config = ConfigDict(extra="forbid")
@@ -48,10 +51,16 @@ class RunIn(Schema):
         "serve the queues given to `runworker --queue`",
     )
     run_after: datetime | None = Field(
-        None, description="Not claimed before this moment (not in the past; not with delay)"
+        None,
+        description="Not claimed before this moment (not in the past, at most "
+        f"{MAX_AHEAD.days} days ahead; not with delay)",
     )
     delay_seconds: float | None = Field(
-        None, ge=0, description="Not claimed before this many seconds from now (not with run_after)"
+        None,
+        ge=0,
+        le=LONGEST_DELAY,
+        description="Not claimed before this many seconds from now (at most "
+        f"{MAX_AHEAD.days} days; not with run_after)",
     )
     unique_key: str | None = Field(
         None,
@@ -78,7 +87,7 @@ class RunBulkIn(Schema):
     priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher first")
     queue: str | None = Field(None, description="As for one run")
     run_after: datetime | None = Field(None, description="As for one run")
-    delay_seconds: float | None = Field(None, ge=0, description="As for one run")
+    delay_seconds: float | None = Field(None, ge=0, le=LONGEST_DELAY, description="As for one run")
 
 
 class RerunIn(Schema):

@@ -7,22 +7,29 @@ secret the pages mask. Here a lookup passes only when it is one of the admin's o
 for a ForeignKey's `limit_choices_to`); anything else is Django's
 DisallowedModelAdminLookup, a 400. Searches count against ORBIT_ADMIN_SEARCH_RATE_LIMIT
 (each user, and each address), and search fields never name a value redaction masks
-(tests/web/test_access_matrix.py holds every admin to both).
+(tests/web/test_access_matrix.py holds every admin to both). A date filter or drill-down
+that no date-time in UTC can hold (`created_at__gte=9999-12-31 23:59:59-05:00`,
+`created_at__year=9999`) is refused as Django refuses a bad lookup: a redirect to `?e=1`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin import FieldListFilter, SimpleListFilter
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import get_fields_from_path
-from django.contrib.admin.views.main import SEARCH_VAR
+from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
 from django.contrib.admin.widgets import url_params_from_lookup_dict
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from orbit.core.clients import client_address
 from orbit.core.conf import orbit_settings
@@ -35,6 +42,8 @@ CONFIRMED = "confirmed"
 CONFIRM_SHOWN = 20
 #: What each kind of field filter puts in the query string (django.contrib.admin.filters).
 _DATE_PARAMS = ("gte", "lt", "isnull")
+#: Those of them that take a date-time.
+_MOMENT_PARAMS = ("gte", "lt")
 _VALUE_PARAMS = ("exact", "isnull")
 
 
@@ -100,6 +109,20 @@ class OrbitModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 return refusal
         return super().changelist_view(request, extra_context)
 
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """Django's list, or IncorrectLookupParameters (Django's redirect to `?e=1`) for a
+        date the databases cannot compare: SQLite converts each to UTC in Python, where
+        `9999-12-31 23:59:59-05:00` overflowed into a 500, and Django's own drill-down
+        arithmetic fails past 9999-12-31. Refused on PostgreSQL too, so both answer alike."""
+        lookups = self.listed_lookups(request)
+        if not _in_utc_range(_filter_moments(self.model, request.GET, lookups)):
+            raise IncorrectLookupParameters("A date filter is out of range")
+        if self.date_hierarchy and not _in_utc_range(
+            _drill_down_bounds(request.GET, str(self.date_hierarchy))
+        ):
+            raise IncorrectLookupParameters("A date drill-down is out of range")
+        return super().get_changelist_instance(request)
+
 
 class ReadOnlyAdmin(OrbitModelAdmin):
     """Rows recorded by what they record (runs, attempts, audit events, deliveries): viewed,
@@ -128,6 +151,56 @@ def _field_filter_params(model: type[models.Model], path: str, filter_class: Any
     if filter_class is not None and filter_class is not FieldListFilter.create:
         params.add(f"{path}__isempty")  # EmptyFieldListFilter
     return params
+
+
+def _filter_moments(
+    model: type[models.Model], params: QueryDict, lookups: frozenset[str]
+) -> Iterator[datetime]:
+    """The date-times the query string's date filters (`created_at__gte=...`) compare with;
+    a value that is not one is left to Django, which refuses it."""
+    for name, values in params.lists():
+        path, _, lookup = name.rpartition("__")
+        if name not in lookups or lookup not in _MOMENT_PARAMS:
+            continue
+        field = get_fields_from_path(model, path)[-1]
+        if not isinstance(field, models.DateTimeField):
+            continue
+        for value in values:
+            try:
+                moment = field.to_python(value)
+            except ValidationError:
+                continue
+            if moment is not None:
+                yield moment
+
+
+def _drill_down_bounds(params: QueryDict, field: str) -> Iterator[datetime]:
+    """The first moment the date drill-down shows and the one after its last, computed as
+    Django's ChangeList.get_filters computes them; none without a year."""
+    year = params.get(f"{field}__year")
+    if year is None:
+        return
+    month, day = params.get(f"{field}__month"), params.get(f"{field}__day")
+    start = datetime(int(year), int(month or 1), int(day or 1))
+    yield start
+    if day:
+        yield start + timedelta(days=1)
+    elif month:
+        yield (start + timedelta(days=32)).replace(day=1)
+    else:
+        yield start.replace(year=start.year + 1)
+
+
+def _in_utc_range(moments: Iterator[datetime]) -> bool:
+    """Whether each moment (naive: in TIME_ZONE) and the arithmetic that found it stay
+    within the years 1 to 9999 in UTC."""
+    try:
+        for moment in moments:
+            aware = timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+            aware.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def _is_limit_choices_lookup(model: type[models.Model], lookup: str, value: str) -> bool:

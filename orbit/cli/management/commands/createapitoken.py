@@ -8,10 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from orbit.core.audit import Actor
+from orbit.core.conf import AGE_UNITS, bounded_age
 from orbit.core.tokens import create_token
 
 
@@ -55,15 +57,20 @@ class Command(BaseCommand):
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNITS = {"": 1, **AGE_UNITS}
 
 
 def duration(text: str) -> timedelta:
-    """`30d`, `12h`, `90m`, `2w`, `3600s` or plain seconds as a timedelta; CommandError else."""
+    """`30d`, `12h`, `90m`, `2w`, `3600s` or plain seconds as a timedelta, at most MAX_AGE;
+    CommandError (exit 2: bad input) else."""
     match = _DURATION.match(text)
     if not match or int(match[1]) == 0:
         raise CommandError(
             "--expires-in must be a positive duration such as 30d, 12h, 90m, 2w or 3600s, "
-            f"not {text!r}"
+            f"not {text!r}",
+            returncode=2,
         )
-    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    try:
+        return bounded_age("--expires-in", repr(text), int(match[1]) * _UNITS[match[2]])
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc), returncode=2) from None

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console, escape, refusals
+from orbit.cli import console, escape, metadata_option, refusals
 from orbit.core.audit import Actor
 from orbit.core.exceptions import OrbitError
 from runs.enqueueing import enqueue, parse_delay
@@ -47,10 +46,7 @@ class Command(BaseCommand):
         with refusals(out):
             metadata = None
             if options["metadata"] is not None:
-                try:
-                    metadata = json.loads(options["metadata"])
-                except json.JSONDecodeError as exc:
-                    raise OrbitError(f"Invalid --metadata JSON: {exc}") from None
+                metadata = metadata_option(options["metadata"])
             delay = parse_delay(options["delay"]) if options["delay"] is not None else None
             run_after = None
             if options["at"] is not None:

@@ -55,7 +55,7 @@ class Command(BaseCommand):
         try:
             policy = self._policy(options)
         except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=2) from None  # bad input, as for usage
         if options["batch"] is not None and options["batch"] < 1:
             raise CommandError("--batch must be at least 1")
         if not policy.prunes_anything:

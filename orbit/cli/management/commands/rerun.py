@@ -3,12 +3,11 @@ an edited one."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orbit.cli import console, escape, refusals
+from orbit.cli import console, escape, metadata_option, refusals
 from orbit.core.audit import Actor
 from runs.lifecycle import run_rerun
 
@@ -29,14 +28,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = console()
-        metadata = None
-        if options["metadata"] is not None:
-            try:
-                metadata = json.loads(options["metadata"])
-            except json.JSONDecodeError as exc:
-                out.print(f"[red]Invalid --metadata JSON:[/red] {escape(str(exc))}")
-                raise SystemExit(2) from None
         with refusals(out):
+            metadata = None
+            if options["metadata"] is not None:
+                metadata = metadata_option(options["metadata"])
             run = run_rerun(options["run_id"], metadata=metadata, actor=Actor.cli())
         out.print(
             f"[green]Run {run.id} queued[/green]: {escape(run.pipeline.name)} again, "
