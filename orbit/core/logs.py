@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from orbit.core import tracing
-from orbit.core.redaction import TOO_DEEP, redact, redact_text
+from orbit.core.redaction import redact, redact_text
 from orbit.core.text import printable
 
 #: What each line of a traceback starts with in a text log.
@@ -76,43 +75,18 @@ def text_time(created: float) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    """`value` as a JSON line holds it: as it is if JSON can, else its repr; every string
-    in it masked as free text."""
+    """`value` (its strings masked already) as a JSON line holds it: as it is if JSON can,
+    else its repr, masked as free text."""
     try:
         json.dumps(value)
     except (TypeError, ValueError):
-        return _masked(repr(value))
-    try:
-        return _masked_strings(value)
-    except RecursionError:
-        return TOO_DEEP  # as redact() answers: nothing of what could not be walked
-
-
-def _masked_strings(value: Any) -> Any:
-    if isinstance(value, str):
-        return _masked(value)
-    if isinstance(value, dict):
-        return {k: _masked_strings(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked_strings(v) for v in value]
+        return redact_text(repr(value))
     return value
 
 
 def _text_field(value: Any) -> str:
     """`value` as a text line shows it: its text, masked as free text is, on one line."""
-    return printable(_masked(str(value)))
-
-
-#: Text none of redaction's patterns can match: no `=`, `:`, `%`, `@` or space, which a
-#: `key=value`, a URL's password and a `Bearer` token each need. Most fields are such
-#: (an event's name, a run id, a number), and masking each as free text doubled what a
-#: worker's one line per run costs to format.
-_PLAIN = re.compile(r"[\w.,+/()\[\]-]*")
-
-
-def _masked(text: str) -> str:
-    """`text` masked as free text is (orbit.core.redaction.redact_text)."""
-    return text if _PLAIN.fullmatch(text) else redact_text(text)
+    return printable(redact_text(str(value)))
 
 
 class TextFormatter(logging.Formatter):
@@ -139,7 +113,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact_text(record.getMessage()),
         }
-        data.update({k: _jsonable(v) for k, v in redact(record_fields(record)).items()})
+        data.update(
+            {k: _jsonable(v) for k, v in redact(record_fields(record), free_text=True).items()}
+        )
         if record.exc_info:
             data["exc_info"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(data)

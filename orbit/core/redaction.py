@@ -14,7 +14,7 @@ when percent-encoded, as a query string in a logged request carries it
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -49,31 +49,35 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(rf"\1{MASK}", text) if "://" in text else text
 
 
-def redact(value: Any) -> Any:
-    """A copy of `value` with every secret key's value masked, at any depth."""
+def redact(value: Any, *, free_text: bool = False) -> Any:
+    """A copy of `value` with every secret key's value masked, at any depth, and the
+    password of every URL in its strings; with `free_text`, each string masked as free
+    text is (`redact_text`): a log line's fields, whose strings may be anything."""
     fragments = orbit_settings.redact_keys
     try:
-        return _redact(value, fragments)
+        return _redact(value, fragments, redact_text if free_text else mask_url_passwords)
     except RecursionError:
         return TOO_DEEP  # fail closed: nothing of a structure we could not walk is shown
 
 
-def _redact(value: Any, fragments: tuple[str, ...]) -> Any:
+def _redact(value: Any, fragments: tuple[str, ...], strings: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         return {
-            k: MASK if is_secret_key(k, fragments) else _redact(v, fragments)
+            k: MASK if is_secret_key(k, fragments) else _redact(v, fragments, strings)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_redact(v, fragments) for v in value]
+        return [_redact(v, fragments, strings) for v in value]
     if isinstance(value, str):
-        return mask_url_passwords(value)
+        return strings(value)
     return value
 
 
 def redact_text(text: str) -> str:
     """Free text with `password=...`, `"token": "..."` and `Bearer ...` values and URL
     passwords, plain or percent-encoded, masked."""
+    if _PLAIN.fullmatch(text):
+        return text
     text = _mask_encoded_url_passwords(mask_url_passwords(text))
     fragments = orbit_settings.redact_keys
     if not _may_hold_secret(text, fragments):
@@ -114,6 +118,11 @@ def redact_logs(records: Iterable[Any] | None) -> list[Any]:
 
 
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
+#: Text none of the patterns below can match: no `=`, `:`, `%`, `@` or whitespace, which a
+#: `key=value`, a URL's password (plain or encoded) and a `Bearer` token each need. Most
+#: of a log line's fields are such (an event's name, a run id, a number): masking each as
+#: free text without this doubled what the worker's one line per run costs to format.
+_PLAIN = re.compile(r"[\w.,+/()\[\]-]*")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=:-]+", re.IGNORECASE)
 # scheme://user: then the password, up to the last @ before the path, query or fragment.
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#]+(?=@)", re.IGNORECASE)
