@@ -18,7 +18,7 @@ from orbit.core.audit import Actor, diff, record
 from orbit.core.exceptions import DefinitionError, OrbitError
 from orbit.core.limits import validate_metadata
 from orbit.core.models import AuditAction
-from orbit.core.text import storable
+from orbit.core.text import UNSTORABLE, storable
 from pipelines.definition import NAME_RULE, is_valid_name, registry
 from pipelines.limits import check_max_concurrency
 from pipelines.models import Pipeline, ScheduleSource
@@ -244,7 +244,7 @@ def _check_name(name: Any) -> None:
 def _check_description(description: Any) -> None:
     if isinstance(description, str) and not storable(description):
         raise OrbitError(
-            "The description cannot hold a NUL character or an unpaired surrogate",
+            f"The description {UNSTORABLE}",
             field="description",
         )
 

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from orbit.core import tracing
 from orbit.core.audit import Actor, changed_keys, event_values
+from orbit.core.conf import AGE_UNITS
 from orbit.core.exceptions import (
     IdempotencyConflict,
     OrbitError,
@@ -38,7 +39,7 @@ from orbit.core.ids import uuid7s
 from orbit.core.limits import metadata_limits, validate_metadata
 from orbit.core.models import AuditAction
 from orbit.core.redaction import redact
-from orbit.core.text import storable
+from orbit.core.text import UNSTORABLE, storable
 from pipelines import lookup
 from pipelines.definition import DEFAULT_QUEUE, QUEUE_RULE, is_valid_queue
 from pipelines.models import Pipeline
@@ -122,7 +123,6 @@ def _refuse_beyond_reach(seconds: float, what: str) -> None:
 
 
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
-_DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_delay(text: str) -> timedelta:
@@ -132,7 +132,7 @@ def parse_delay(text: str) -> timedelta:
     match = _DELAY.match(text)
     if not match:
         raise OrbitError(f"delay {text!r}: write seconds or a duration such as 30s, 5m, 2h, 1d")
-    seconds = float(match[1]) * _DELAY_UNITS[(match[2] or "s").lower()]
+    seconds = float(match[1]) * AGE_UNITS[(match[2] or "s").lower()]
     _refuse_beyond_reach(seconds, f"delay {text!r}")
     return timedelta(seconds=seconds)
 
@@ -284,7 +284,7 @@ def _per_run(keys: Sequence[str | None] | None, count: int, what: str) -> list[s
             )
         if not storable(key):
             raise OrbitError(
-                _at(index, count, f"{what}s cannot hold a NUL character or an unpaired surrogate"),
+                _at(index, count, f"{what}s {UNSTORABLE}"),
                 index=index,
             )
         if key in seen:

@@ -29,7 +29,7 @@ from orbit.core.audit import Actor, current_actor, record
 from orbit.core.clock import db_now
 from orbit.core.exceptions import OrbitError
 from orbit.core.models import AuditAction
-from orbit.core.text import storable
+from orbit.core.text import UNSTORABLE, storable
 from pipelines.flags import Flag, flag_clear, flag_set
 from pipelines.models import Pipeline
 from runs.enqueueing import validate_queue
@@ -116,9 +116,7 @@ def validate_reason(reason: Any) -> str:
     if len(text) > MAX_REASON:
         raise InvalidReason(f"reason is longer than {MAX_REASON} characters", field="reason")
     if not storable(text):
-        raise InvalidReason(
-            "reason cannot hold a NUL character or an unpaired surrogate", field="reason"
-        )
+        raise InvalidReason(f"reason {UNSTORABLE}", field="reason")
     return text
 
 

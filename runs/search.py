@@ -29,16 +29,16 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Any
 
 from django.db.models import CharField, JSONField, Q, Value
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Replace
 from django.db.models.lookups import Contains
-from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from orbit.core.clock import in_utc
 from orbit.core.exceptions import InvalidRunQuery
 from orbit.core.redaction import is_secret_key, mask_url_passwords
 from orbit.core.text import printable
@@ -174,22 +174,13 @@ def _moment(params: Mapping[str, Any], name: str, *, end_of_day: bool = False) -
             f"{name} is not a date or date-time: {printable(text)[:60]!r} "
             "(use ISO 8601, such as 2026-05-01 or 2026-05-01T08:30:00Z)"
         )
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return _in_utc(moment, name, text)
-
-
-def _in_utc(moment: datetime, name: str, text: str) -> datetime:
-    """`moment` in UTC, as the databases compare it. Near the calendar's ends the shift can
-    leave it (9999-12-31T23:59:59-05:00 is in the year 10000): a 400, not an overflow in
-    the database adapter (SQLite converts in Python) that would be a 500."""
-    try:
-        return moment.astimezone(UTC)
-    except (OverflowError, ValueError):
+    utc = in_utc(moment)
+    if utc is None:
         raise InvalidRunQuery(
             f"{name} is out of range: {printable(text)[:60]!r} "
             "(date-times run from 0001-01-01 to 9999-12-31 in UTC)"
-        ) from None
+        )
+    return utc
 
 
 def _id_condition(digits: str) -> Q:

@@ -20,7 +20,7 @@ from orbit.core.audit import Actor, record
 from orbit.core.exceptions import DeliveryNotFound, InvalidWebhook, TargetRefused, WebhookNotFound
 from orbit.core.ids import uuid7
 from orbit.core.models import AuditAction
-from orbit.core.text import storable
+from orbit.core.text import UNSTORABLE, storable
 from pipelines.models import Pipeline
 from runs.models import Webhook, WebhookDelivery
 from runs.signals import ALL as EVENTS
@@ -90,7 +90,7 @@ def clean_name(name: Any) -> str:
 def _stored(field: str, text: str) -> str:
     """`text` if a database can store it (orbit.core.text); else the field's clear error."""
     if not storable(text):
-        raise InvalidWebhook(f"{field}: cannot hold a NUL character or an unpaired surrogate")
+        raise InvalidWebhook(f"{field}: {UNSTORABLE}")
     return text
 
 

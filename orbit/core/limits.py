@@ -17,7 +17,7 @@ from typing import Any
 
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidMetadata, MetadataTooLarge
-from orbit.core.text import unstorable_text
+from orbit.core.text import UNSTORABLE, unstorable_text
 
 
 def nested_deeper_than(value: Any, limit: int) -> bool:
@@ -67,9 +67,7 @@ def validate_metadata(
         None if "\\u0000" not in encoded and "\\ud" not in encoded else unstorable_text(metadata)
     )
     if where is not None:
-        raise InvalidMetadata(
-            f"Run metadata cannot hold a NUL character or an unpaired surrogate (at {where})"
-        )
+        raise InvalidMetadata(f"Run metadata {UNSTORABLE} (at {where})")
     if limit is None:
         limit = orbit_settings.max_metadata_bytes
     size = len(encoded)  # ASCII: as many bytes as characters

@@ -47,6 +47,10 @@ def unstorable_text(value: Any, where: str = "") -> str | None:
     return None
 
 
+#: What every refusal of such text says (the field named before it).
+UNSTORABLE = "cannot hold a NUL character or an unpaired surrogate"
+
+
 def storable(text: str) -> bool:
     """Whether a database can store `text`: no NUL, and encodable as UTF-8."""
     if "\x00" in text:
