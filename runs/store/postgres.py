@@ -104,6 +104,8 @@ class PostgresStore(PortableStore):
     ) -> list[InsertedRun]:
         if not runs:
             return []
+        if len(runs) == 1:
+            return [self._insert_run(runs[0], pipeline)]
         shared, own = _shared_and_own(runs)
         params = {
             "runs": json.dumps(own, default=str),
@@ -132,6 +134,44 @@ class PostgresStore(PortableStore):
             else self._find_holder(new)
             for (created, held, made, due), new in zip(found, runs, strict=True)
         ]
+
+    def _insert_run(self, new: NewRun, pipeline: PipelineCheck | None) -> InsertedRun:
+        """One run through `orbit_insert_run`: what `insert_runs` does for a batch of one,
+        with each value sent typed (functions.sql `create_insert_run` says why)."""
+        audit = new.audit
+        params = {
+            "id": new.id,
+            "pipeline_id": new.pipeline_id,
+            "steps": list(new.steps),
+            "current_step": new.current_step,
+            "metadata": _ENCODE(new.metadata),
+            "priority": new.priority,
+            "queue": new.queue,
+            "run_after": new.run_after,
+            "delay": new.delay,
+            "idempotency_key": new.idempotency_key,
+            "unique_key": new.unique_key,
+            "scheduled_for": new.scheduled_for,
+            "rerun_of": new.rerun_of,
+            "trace_context": _ENCODE(new.trace_context),
+            **(_NO_EVENT if audit is None else _event_columns(audit)),
+            "pipeline": None if pipeline is None else _ENCODE(_check(pipeline)),
+            "channel": PLAIN_CHANNEL if unheld((new,), pipeline) else CHANNEL,
+        }
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: a failure undoes only this run
+                found = self._execute("insert_run", params)
+        else:
+            found = self._execute("insert_run", params)
+        if not found:  # the statement wrote nothing: the pipeline is not as the caller read it
+            raise StalePipeline(f"pipeline {pipeline!r} changed since it was read")
+        [(created, held, made, due)] = found
+        if created:
+            moment = _moments()
+            return InsertedRun(
+                id=new.id, created=True, created_at=moment(made), available_at=moment(due)
+            )
+        return InsertedRun(id=held, created=False) if held is not None else self._find_holder(new)
 
     def _find_holder(self, new: NewRun) -> InsertedRun:
         """The conflicting run committed while the statement ran, so it could not see it."""
@@ -495,6 +535,30 @@ def _shared_and_own(runs: Sequence[NewRun]) -> tuple[dict[str, Any], list[dict[s
 
 
 _ABSENT = object()
+
+#: The audit columns `insert_run` takes, in the order of its parameters (target_id aside:
+#: the function sets the run's).
+_EVENT_COLUMNS = (
+    "action",
+    "source",
+    "user_id",
+    "actor",
+    "ip_address",
+    "target_type",
+    "target_repr",
+    "changes",
+)
+_NO_EVENT: dict[str, Any] = dict.fromkeys(_EVENT_COLUMNS)
+_ENCODE = json.JSONEncoder(default=str).encode
+
+
+def _event_columns(audit: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's columns as `insert_run` takes them: a column the event lacks is its
+    model's default, as the batch function's defaults give it."""
+    values = {**_audit_defaults(), **audit}
+    columns = {column: values[column] for column in _EVENT_COLUMNS}
+    columns["changes"] = _ENCODE(columns["changes"])
+    return columns
 
 
 def _definitions(request: ClaimRequest) -> str | None:

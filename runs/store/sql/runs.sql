@@ -25,6 +25,19 @@ SELECT * FROM orbit_insert_runs(
     %(step_sequence)s::regclass, %(audit_sequence)s::regclass, %(channel)s::text)
 
 
+-- name: insert_run
+-- One run as insert_runs writes a batch of one, through the function orbit_insert_run
+-- (functions.sql), whose values arrive typed: the path of a single `enqueue`.
+SELECT * FROM orbit_insert_run(
+    %(id)s::uuid, %(pipeline_id)s::bigint, %(steps)s::text[], %(current_step)s::text,
+    %(metadata)s::jsonb, %(priority)s::integer, %(queue)s::text,
+    %(run_after)s::timestamptz, %(delay)s::float8, %(idempotency_key)s::text,
+    %(unique_key)s::text, %(scheduled_for)s::timestamptz, %(rerun_of)s::uuid,
+    %(trace_context)s::jsonb, %(action)s::text, %(source)s::text, %(user_id)s::integer,
+    %(actor)s::text, %(ip_address)s::inet, %(target_type)s::text, %(target_repr)s::text,
+    %(changes)s::jsonb, %(pipeline)s::jsonb, %(channel)s::text)
+
+
 -- name: claim
 -- The CLAIM transition for up to %(limit)s due runs of enabled, unarchived pipelines in
 -- %(queues)s, neither paused (runs/pausing.py: a pause committed before this statement

@@ -247,6 +247,111 @@ def test_each_run_of_a_batch_keeps_what_is_its_own(store, pipeline):
     )
 
 
+def test_a_run_inserted_alone_keeps_every_value_it_was_given(store, pipeline):
+    # the PostgreSQL store writes a run alone through a function of its own, with each
+    # value typed (functions.sql create_insert_run): every value must land as a batch's
+    at = (db_now() + timedelta(hours=1)).replace(microsecond=0)
+    slot = timezone.now().replace(microsecond=0)
+    (given,) = store.insert_runs(
+        [
+            new_run(
+                pipeline,
+                ("a", "b"),
+                metadata={"n": 2, "nested": {"x": [1, "two"]}},
+                priority=5,
+                queue="other",
+                idempotency_key="k-2",
+                unique_key="u-2",
+                delay=90.0,
+                trace_context={"traceparent": "x"},
+                audit={
+                    "action": "run.created",
+                    "source": "api",
+                    "user_id": None,
+                    "actor": "bob",
+                    "ip_address": "10.0.0.7",
+                    "target_type": "runs.run",
+                    "target_id": "",
+                    "target_repr": "second",
+                    "changes": {"queue": "other"},
+                },
+            )
+        ]
+    )
+    (timed,) = store.insert_runs([new_run(pipeline, scheduled_for=slot, run_after=at)])
+    (lacking,) = store.insert_runs(
+        [new_run(pipeline, audit={"action": "run.rerun", "target_repr": "fourth"})]
+    )
+    run = Run.objects.get(id=given.id)
+    assert (run.status, run.priority, run.queue, run.current_step, run.fence) == (
+        "pending",
+        5,
+        "other",
+        "a",
+        0,
+    )
+    assert (run.metadata, run.trace_context) == (
+        {"n": 2, "nested": {"x": [1, "two"]}},
+        {"traceparent": "x"},
+    )
+    assert (run.idempotency_key, run.unique_key, run.scheduled_for, run.rerun_of_id) == (
+        "k-2",
+        "u-2",
+        None,
+        None,
+    )
+    assert (run.error, run.interruptions, run.running_time, run.worker_id) == ("", 0, 0.0, None)
+    assert (given.created_at, given.available_at) == (run.created_at, run.available_at)
+    assert abs((run.available_at - run.created_at).total_seconds() - 90.0) < 0.01
+    steps = Step.objects.filter(run=run).order_by("position")
+    assert [(s.name, s.position, s.status, s.attempts, s.result) for s in steps] == [
+        ("a", 0, "pending", 0, None),
+        ("b", 1, "pending", 0, None),
+    ]
+    other = Run.objects.get(id=timed.id)
+    assert (other.available_at, other.scheduled_for, other.metadata) == (at, slot, {})
+    assert timed.available_at == at
+    events = {e.target_id: e for e in AuditEvent.objects.all()}
+    assert set(events) == {str(given.id), str(lacking.id)}  # the second had none
+    event = events[str(given.id)]
+    assert (event.action, event.source, event.actor, event.ip_address) == (
+        "run.created",
+        "api",
+        "bob",
+        "10.0.0.7",
+    )
+    assert (event.target_type, event.target_repr, event.changes) == (
+        "runs.run",
+        "second",
+        {"queue": "other"},
+    )
+    # an event lacking columns: those take their defaults
+    short = events[str(lacking.id)]
+    assert (short.action, short.actor, short.source, short.changes) == ("run.rerun", "", "", {})
+
+
+def test_a_batchs_runs_whose_keys_are_taken_answer_with_the_runs_holding_them(store, pipeline):
+    slot = timezone.now().replace(microsecond=0)
+    keyed = insert(store, pipeline, idempotency_key="k-1")
+    scheduled = insert(store, pipeline, scheduled_for=slot)
+    unique = insert(store, pipeline, unique_key="u-1")
+    answers = store.insert_runs(
+        [
+            new_run(pipeline, idempotency_key="k-1"),
+            new_run(pipeline),
+            new_run(pipeline, scheduled_for=slot),
+            new_run(pipeline, unique_key="u-1"),
+        ]
+    )
+    assert [(a.created, a.id) for a in answers[:1] + answers[2:]] == [
+        (False, keyed),
+        (False, scheduled),
+        (False, unique),
+    ]
+    assert answers[1].created
+    assert Run.objects.count() == 4 and Step.objects.count() == 12
+
+
 def test_a_delayed_run_is_due_that_long_after_its_creation(store, pipeline):
     run_id = insert(store, pipeline, delay=90.0)
     run = Run.objects.get(id=run_id)

@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import pkgutil
+import re
 
 import pytest
 from django.db import connection
 
+from orbit.core.models import AuditEvent
 from runs import migrations
+from runs.models import Run, Step
 from runs.store.queries import SQL_DIR, parse
 
 
@@ -41,6 +44,7 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
     ]
     assert created == [
         "create_insert_runs",
+        "create_insert_run",
         "create_claim",
         "create_commit",
         "create_due_under_limits",
@@ -57,7 +61,8 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
 @pytest.mark.parametrize(
     ("function", "volatility"),
     [
-        ("orbit_insert_runs", "v"),  # volatile: they write
+        ("orbit_insert_run", "v"),  # volatile: they write
+        ("orbit_insert_runs", "v"),
         ("orbit_claim", "v"),
         ("orbit_commit", "v"),
         ("orbit_due_under_limits", "s"),  # stable: it only reads, in its caller's snapshot
@@ -69,3 +74,19 @@ def test_the_migrations_create_the_functions_on_postgresql_only(function, volati
             pytest.skip("SQLite has no functions: the portable store uses the ORM")
         cursor.execute("SELECT prokind, provolatile FROM pg_proc WHERE proname = %s", [function])
         assert cursor.fetchall() == [("f", volatility)]  # one function of each name
+
+
+@pytest.mark.parametrize(
+    ("table", "model", "generated"),
+    [("run", Run, set()), ("step", Step, {"id"}), ("audit", AuditEvent, {"id"})],
+)
+def test_insert_run_writes_every_column_of_its_tables(table, model, generated):
+    """`orbit_insert_run` names each column it writes (functions.sql says why): a column
+    added to one of its tables must be added to its INSERT, in a new migration, or a run
+    enqueued alone would get NULL, or no row, where a batch's runs get the model's default."""
+    body = parse((SQL_DIR / "functions.sql").read_text())["create_insert_run"]
+    found = re.search(r"INSERT INTO \{%s\}(?: AS \w+)? \(([^)]*)\)" % table, body)
+    assert found, f"no INSERT INTO {{{table}}} in create_insert_run"
+    written = {column.strip() for column in found.group(1).split(",")}
+    columns = {field.column for field in model._meta.concrete_fields}
+    assert written == columns - generated
