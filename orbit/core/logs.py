@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orbit.core import tracing
-from orbit.core.redaction import redact, redact_text
+from orbit.core.redaction import MASK, is_secret_key, redact, redact_text
 from orbit.core.text import printable
 
 #: What each line of a traceback starts with in a text log.
@@ -84,6 +84,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def masked_fields(record: logging.LogRecord, *, free_text: bool = False) -> dict[str, Any]:
+    """The record's `extra` fields, masked (`redact`). Masked whole, one walk a line; when
+    one field is nested too deeply to walk, each is masked on its own, so that field alone
+    shows as too deep and the others are kept (masked whole, the line had no fields left
+    and both formatters failed on it)."""
+    fields = record_fields(record)
+    masked = redact(fields, free_text=free_text)
+    if isinstance(masked, dict):
+        return masked
+    return {
+        k: MASK if is_secret_key(k) else redact(v, free_text=free_text)
+        for k, v in fields.items()
+    }
+
+
 def _text_field(value: Any) -> str:
     """`value` as a text line shows it: its text, masked as free text is, on one line."""
     return printable(redact_text(str(value)))
@@ -94,7 +109,7 @@ class TextFormatter(logging.Formatter):
         when = text_time(record.created)
         message = printable(redact_text(record.getMessage()))
         line = f"{when} {record.levelname:<7} {printable(record.name)}: {message}"
-        fields = redact(record_fields(record))
+        fields = masked_fields(record)
         if fields:
             line += " " + " ".join(
                 f"{printable(str(k))}={_text_field(v)}" for k, v in fields.items()
@@ -114,7 +129,7 @@ class JsonFormatter(logging.Formatter):
             "message": redact_text(record.getMessage()),
         }
         data.update(
-            {k: _jsonable(v) for k, v in redact(record_fields(record), free_text=True).items()}
+            {k: _jsonable(v) for k, v in masked_fields(record, free_text=True).items()}
         )
         if record.exc_info:
             data["exc_info"] = redact_text(self.formatException(record.exc_info))

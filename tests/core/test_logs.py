@@ -112,3 +112,19 @@ def test_a_field_s_text_is_masked_whatever_its_type(formatter, value) -> None:
     line = formatter.format(record("Bad Request: /api/runs", status_code=400, request=value()))
     assert "QS-SECRET" not in line
     assert "[redacted]" in line
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+def test_a_field_nested_too_deeply_to_walk_is_shown_as_such_and_the_others_kept(
+    formatter,
+) -> None:
+    from orbit.core.redaction import TOO_DEEP
+
+    deep: object = "api_key=sk-DEEP-SECRET"
+    for _ in range(5_000):
+        deep = {"next": deep}
+    line = formatter.format(
+        record("Run created", deep=deep, run_id="r1", db_password="hunter2", note="token=t0p")
+    )
+    assert "DEEP-SECRET" not in line and "hunter2" not in line and "t0p" not in line
+    assert TOO_DEEP in line and "r1" in line and "[redacted]" in line
