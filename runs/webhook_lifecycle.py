@@ -25,6 +25,7 @@ from pipelines.models import Pipeline
 from runs.models import Webhook, WebhookDelivery
 from runs.signals import ALL as EVENTS
 from runs.webhooks import targets
+from runs.webhooks.sending import audited_reason
 
 #: The fields an admin sets; `secret` is write-only.
 FIELDS = ("name", "url", "events", "pipelines", "secret", "enabled")
@@ -213,7 +214,7 @@ def webhook_enable(webhook_id: int | str, *, actor: Actor | None = None) -> Webh
             AuditAction.WEBHOOK_ENABLED,
             hook,
             actor=actor,
-            changes={"enabled": [False, True], "was_disabled_because": reason},
+            changes={"enabled": [False, True], "was_disabled_because": audited_reason(reason)},
         )
     return hook
 

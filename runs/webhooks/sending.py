@@ -145,13 +145,28 @@ def _record(claim: DeliveryClaim, hook: Webhook, sent: Sent, *, worker: str) -> 
     )
 
 
+#: Where an endpoint's disabled_reason goes on to its last error.
+LAST_ERROR = "; the last: "
+
+
+def disabled_after(limit: int) -> str:
+    return f"Disabled after {limit} failed deliveries in a row"
+
+
+def audited_reason(reason: str) -> str:
+    """Why an endpoint was disabled, as the audit trail says it: without the last error,
+    which may name the endpoint's host or address. Every role reads the audit trail; only
+    admins the endpoint, its deliveries and its disabled_reason, where the error is kept."""
+    return reason.split(LAST_ERROR, 1)[0]
+
+
 def _count_failure(hook: Webhook, error: str, *, worker: str) -> None:
     """One more failed attempt in a row for `hook`; disable it at the limit."""
     Webhook.objects.filter(id=hook.id).update(consecutive_failures=F("consecutive_failures") + 1)
     limit = orbit_settings.webhook_disable_after
     if not limit:
         return
-    reason = f"Disabled after {limit} failed deliveries in a row; the last: {error}"[:1000]
+    reason = f"{disabled_after(limit)}{LAST_ERROR}{error}"[:1000]
     if not Webhook.objects.filter(id=hook.id, enabled=True, consecutive_failures__gte=limit).update(
         enabled=False, disabled_at=Now(), disabled_reason=reason
     ):
@@ -163,7 +178,7 @@ def _count_failure(hook: Webhook, error: str, *, worker: str) -> None:
         AuditAction.WEBHOOK_DISABLED,
         hook,
         actor=Actor.system(AuditSource.WORKER, worker),
-        changes={"enabled": [True, False], "reason": reason},
+        changes={"enabled": [True, False], "reason": audited_reason(reason)},
     )
     logger.error(
         "Webhook %s disabled: %s",

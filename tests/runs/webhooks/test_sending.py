@@ -180,3 +180,37 @@ def test_the_workers_duty_sends_one_delivery_per_turn(endpoint, receiver):
     assert loop._send_webhooks() == 0.0 and loop._send_webhooks() == 0.0
     assert loop._send_webhooks() is None  # none left: back to the poll interval
     assert len(receiver.wait_for(3)) == 3
+
+
+def test_the_audit_trail_says_why_an_endpoint_was_disabled_without_naming_its_host(
+    endpoint, receiver, settings
+):
+    """Every role reads the audit trail; only admins the endpoint. The last error can name
+    the endpoint's host (the SSRF guard's refusal, a name that does not resolve): it stays
+    on the endpoint and its deliveries, and the events say only why."""
+    from runs.webhook_lifecycle import webhook_enable
+
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    hook = endpoint(url, events=["run_failed"])  # saved while private targets were allowed
+    settings.ORBIT_WEBHOOK_ALLOW_PRIVATE = False
+    settings.ORBIT_WEBHOOK_DISABLE_AFTER = 1
+    enqueue("t-failing")
+    burst()
+    send_due()
+    hook.refresh_from_db()
+    assert not hook.enabled
+    assert hook.disabled_reason.startswith(
+        "Disabled after 1 failed deliveries in a row; the last: Refused: localhost (127.0.0.1)"
+    )
+    webhook_enable(hook.id)
+    events = AuditEvent.objects.filter(action__in=["webhook.disabled", "webhook.enabled"])
+    assert {e.action: e.changes for e in events} == {
+        "webhook.disabled": {
+            "enabled": [True, False],
+            "reason": "Disabled after 1 failed deliveries in a row",
+        },
+        "webhook.enabled": {
+            "enabled": [False, True],
+            "was_disabled_because": "Disabled after 1 failed deliveries in a row",
+        },
+    }
