@@ -94,8 +94,7 @@ def masked_fields(record: logging.LogRecord, *, free_text: bool = False) -> dict
     if isinstance(masked, dict):
         return masked
     return {
-        k: MASK if is_secret_key(k) else redact(v, free_text=free_text)
-        for k, v in fields.items()
+        k: MASK if is_secret_key(k) else redact(v, free_text=free_text) for k, v in fields.items()
     }
 
 
@@ -128,9 +127,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact_text(record.getMessage()),
         }
-        data.update(
-            {k: _jsonable(v) for k, v in masked_fields(record, free_text=True).items()}
-        )
+        data.update({k: _jsonable(v) for k, v in masked_fields(record, free_text=True).items()})
         if record.exc_info:
             data["exc_info"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(data)

@@ -14,7 +14,9 @@ from runs.store.queries import functions_migration
 
 #: The function's text this migration was written for (functions.sql `create_insert_run`,
 #: comment lines left out): tests/runs/store/test_functions.py holds the file to it.
-SOURCE_SHA256 = {"create_insert_run": "d355b2a9b9e9fcc1006898cf28268dad3ce61b183c08f77dcf0acbf1282bc009"}
+SOURCE_SHA256 = {
+    "create_insert_run": "d355b2a9b9e9fcc1006898cf28268dad3ce61b183c08f77dcf0acbf1282bc009"
+}
 
 #: The tables the function's text names, as {key}: (app label, model).
 TABLES = {

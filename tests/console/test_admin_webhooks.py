@@ -170,6 +170,42 @@ def test_webhook_events_recorded_with_their_urls_are_rewritten(hook):
     }
 
 
+def test_webhook_events_recorded_with_an_endpoints_last_error_are_rewritten(hook):
+    """Migration orbit/0010: a disable's reason and an enable's loses the last error (it
+    can name the endpoint's host), and keeps the rest."""
+    migration = importlib.import_module("orbit.core.migrations.0010_webhook_audit_without_errors")
+    reason = (
+        "Disabled after 3 failed deliveries in a row; the last: Cannot resolve 'hooks.internal'"
+    )
+    disabled = AuditEvent.objects.create(
+        action="webhook.disabled",
+        source="worker",
+        target_type="runs.webhook",
+        target_id=str(hook.id),
+        target_repr="pager",
+        changes={"enabled": [True, False], "reason": reason},
+    )
+    enabled = AuditEvent.objects.create(
+        action="webhook.enabled",
+        source="admin",
+        target_type="runs.webhook",
+        target_id=str(hook.id),
+        target_repr="pager",
+        changes={"enabled": [False, True], "was_disabled_because": reason},
+    )
+    untouched = AuditEvent.objects.filter(action="webhook.created").get().changes
+    migration.forget_errors(apps, None)
+    assert AuditEvent.objects.get(id=disabled.id).changes == {
+        "enabled": [True, False],
+        "reason": "Disabled after 3 failed deliveries in a row",
+    }
+    assert AuditEvent.objects.get(id=enabled.id).changes == {
+        "enabled": [False, True],
+        "was_disabled_because": "Disabled after 3 failed deliveries in a row",
+    }
+    assert AuditEvent.objects.filter(action="webhook.created").get().changes == untouched
+
+
 def test_a_new_endpoint_needs_a_secret_in_the_admin(client, test_pipelines):
     """Not generated and shown in a message: messages travel in a signed, unencrypted cookie."""
     logged_in(client, ADMIN)

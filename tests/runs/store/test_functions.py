@@ -85,7 +85,9 @@ def test_insert_run_writes_every_column_of_its_tables(table, model, generated):
     added to one of its tables must be added to its INSERT, in a new migration, or a run
     enqueued alone would get NULL, or no row, where a batch's runs get the model's default."""
     body = parse((SQL_DIR / "functions.sql").read_text())["create_insert_run"]
-    found = re.search(r"INSERT INTO \{%s\}(?: AS \w+)? \(([^)]*)\)" % table, body)
+    found = re.search(
+        r"INSERT INTO " + re.escape("{" + table + "}") + r"(?: AS \w+)? \(([^)]*)\)", body
+    )
     assert found, f"no INSERT INTO {{{table}}} in create_insert_run"
     written = {column.strip() for column in found.group(1).split(",")}
     columns = {field.column for field in model._meta.concrete_fields}
