@@ -160,17 +160,22 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Relative: to the project folder.
+STATIC_ROOT = BASE_DIR / env.str("STATIC_ROOT", default="staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "orbit.web.staticfiles.StaticFiles"
         )
     },
 }
+# With DEBUG off and no manifest (collectstatic not run: docs/OPERATIONS.md), whitenoise
+# finds the files where they live and serves them by their plain names, rather than every
+# page failing; `manage.py check` warns of it (orbit.W001, orbit/core/checks.py).
+WHITENOISE_USE_FINDERS = DEBUG or not (STATIC_ROOT / "staticfiles.json").is_file()
 
 LOGIN_URL = "admin:login"
 # Where a login goes when `next` is missing or points off this site (Django's default,

@@ -16,6 +16,10 @@ class OrbitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from orbit.core import tracing
+        from django.core import checks
 
+        from orbit.core import tracing
+        from orbit.core.checks import check_static_manifest
+
+        checks.register(check_static_manifest, checks.Tags.staticfiles)
         tracing.configure()  # on only when OTEL_TRACES_EXPORTER says so (docs/TRACING.md)

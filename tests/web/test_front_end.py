@@ -144,3 +144,87 @@ def test_a_chunked_body_is_refused_not_dropped(web, test_pipelines) -> None:
         "detail": "Chunked request bodies are not accepted: send the body with a Content-Length"
     }
     assert not Run.objects.exists()
+
+
+def _serve_without_debug(tmp_path: Path, static_root: Path, name: str):
+    """The Procfile's web command with DEBUG off, its static files in `static_root`."""
+    port = _free_port()
+    env = {
+        **database_env(),
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "PORT": str(port),
+        "ORBIT_BIND": "127.0.0.1",
+        "WEB_CONCURRENCY": "1",
+        "DEBUG": "False",
+        "SECRET_KEY": "a-test-key-of-more-than-thirty-two-characters",
+        "STATIC_ROOT": str(static_root),
+    }
+    log = (tmp_path / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        ["sh", "-c", f"exec {_procfile_web()}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, log, f"http://127.0.0.1:{port}", env
+
+
+def _stop(process: subprocess.Popen, log) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    log.close()
+
+
+def _login_page_and_its_styles(base: str) -> tuple[int, list[tuple[str, int]]]:
+    page = requests.get(f"{base}/admin/login/", timeout=10)
+    sheets = re.findall(r'href="(/static/[^"]+\.css)"', page.text)
+    return page.status_code, [(s, requests.get(base + s, timeout=10).status_code) for s in sheets]
+
+
+def test_with_debug_off_pages_are_served_before_and_after_collectstatic(tmp_path: Path) -> None:
+    """Before `collectstatic` (a deploy that skipped the step) every page naming a static
+    file was a 500; now the files go by their plain names, found where they live, and
+    `check` warns. After it, by their hashed names from STATIC_ROOT."""
+    static_root = tmp_path / "static"
+    static_root.mkdir()
+    process, log, base, env = _serve_without_debug(tmp_path, static_root, "before")
+    try:
+        wait_until(lambda: _healthz(base) == 200, timeout=60, message="gunicorn to serve")
+        status, sheets = _login_page_and_its_styles(base)
+        assert status == 200
+        assert ("/static/admin/css/base.css", 200) in sheets
+        assert all(code == 200 for _, code in sheets), sheets
+    finally:
+        _stop(process, log)
+    python = str(ROOT / ".venv" / "bin" / "python")
+    check = subprocess.run(
+        [python, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert "orbit.W001" in check.stderr + check.stdout
+    subprocess.run(
+        [python, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    check = subprocess.run(
+        [python, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert "orbit.W001" not in check.stderr + check.stdout
+    process, log, base, env = _serve_without_debug(tmp_path, static_root, "after")
+    try:
+        wait_until(lambda: _healthz(base) == 200, timeout=60, message="gunicorn to serve")
+        status, sheets = _login_page_and_its_styles(base)
+        assert status == 200
+        hashed = [s for s, _ in sheets if re.fullmatch(r"/static/admin/css/base\.\w{12}\.css", s)]
+        assert hashed, sheets
+        assert all(code == 200 for _, code in sheets), sheets
+    finally:
+        _stop(process, log)
