@@ -118,22 +118,9 @@ class PostgresStore(PortableStore):
             "audit_sequence": self._sequences["audit"],
             "channel": PLAIN_CHANNEL if unheld(runs, pipeline) else CHANNEL,
         }
-        if connection.in_atomic_block:
-            with transaction.atomic():  # a savepoint: a failure undoes only these runs
-                found = self._execute("insert_runs", params)
-        else:
-            found = self._execute("insert_runs", params)
-        if not found:  # the statement wrote nothing: the pipeline is not as the caller read it
-            raise StalePipeline(f"pipeline {pipeline!r} changed since it was read")
+        found = self._insert("insert_runs", params, pipeline)
         moment = _moments()
-        return [
-            InsertedRun(id=new.id, created=True, created_at=moment(made), available_at=moment(due))
-            if created
-            else InsertedRun(id=held, created=False)
-            if held is not None
-            else self._find_holder(new)
-            for (created, held, made, due), new in zip(found, runs, strict=True)
-        ]
+        return [self._answer(row, new, moment) for row, new in zip(found, runs, strict=True)]
 
     def _insert_run(self, new: NewRun, pipeline: PipelineCheck | None) -> InsertedRun:
         """One run through `orbit_insert_run`: what `insert_runs` does for a batch of one,
@@ -158,16 +145,31 @@ class PostgresStore(PortableStore):
             "pipeline": None if pipeline is None else _ENCODE(_check(pipeline)),
             "channel": PLAIN_CHANNEL if unheld((new,), pipeline) else CHANNEL,
         }
+        [row] = self._insert("insert_run", params, pipeline)
+        return self._answer(row, new, _moments())
+
+    def _insert(
+        self, name: str, params: dict[str, Any], pipeline: PipelineCheck | None
+    ) -> list[tuple[Any, ...]]:
+        """Run an insert statement, as a savepoint inside an open transaction (a failure
+        undoes only these runs); StalePipeline when it wrote nothing because the pipeline
+        row is not as the caller read it."""
         if connection.in_atomic_block:
-            with transaction.atomic():  # a savepoint: a failure undoes only this run
-                found = self._execute("insert_run", params)
+            with transaction.atomic():
+                found = self._execute(name, params)
         else:
-            found = self._execute("insert_run", params)
-        if not found:  # the statement wrote nothing: the pipeline is not as the caller read it
+            found = self._execute(name, params)
+        if not found:
             raise StalePipeline(f"pipeline {pipeline!r} changed since it was read")
-        [(created, held, made, due)] = found
+        return found
+
+    def _answer(
+        self, row: tuple[Any, ...], new: NewRun, moment: Callable[[int], datetime]
+    ) -> InsertedRun:
+        """A run's row as the insert functions answer it: (created, held_by, created_us,
+        available_us)."""
+        created, held, made, due = row
         if created:
-            moment = _moments()
             return InsertedRun(
                 id=new.id, created=True, created_at=moment(made), available_at=moment(due)
             )

@@ -47,9 +47,9 @@ def _procfile_web() -> str:
     return match[1]
 
 
-@pytest.fixture
-def web(tmp_path: Path):
-    """The Procfile's web command with one worker and a 2-second timeout."""
+def _start_web(tmp_path: Path, name: str, **settings: str):
+    """The Procfile's web command with one worker and these settings; (process, its log,
+    its base URL, its environment)."""
     port = _free_port()
     env = {
         **database_env(),
@@ -57,9 +57,9 @@ def web(tmp_path: Path):
         "PORT": str(port),
         "ORBIT_BIND": "127.0.0.1",
         "WEB_CONCURRENCY": "1",
-        "WEB_TIMEOUT": "2",
+        **settings,
     }
-    log = (tmp_path / "web.log").open("wb")
+    log = (tmp_path / f"{name}.log").open("wb")
     process = subprocess.Popen(
         ["sh", "-c", f"exec {_procfile_web()}"],
         cwd=ROOT,
@@ -69,18 +69,29 @@ def web(tmp_path: Path):
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _healthz(base) == 200, timeout=60, message="gunicorn to serve")
+    return process, log, base, env
+
+
+def _stop(process: subprocess.Popen, log) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
     try:
-        wait_until(lambda: _healthz(base) == 200, timeout=60, message="gunicorn to serve")
-        yield base, port
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def web(tmp_path: Path):
+    """The Procfile's web command with one worker and a 2-second timeout."""
+    process, log, base, _ = _start_web(tmp_path, "web", WEB_TIMEOUT="2")
+    try:
+        yield base, int(base.rsplit(":", 1)[1])
     finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        log.close()
+        _stop(process, log)
 
 
 def test_the_procfile_sets_gunicorns_timeouts() -> None:
@@ -146,42 +157,6 @@ def test_a_chunked_body_is_refused_not_dropped(web, test_pipelines) -> None:
     assert not Run.objects.exists()
 
 
-def _serve_without_debug(tmp_path: Path, static_root: Path, name: str):
-    """The Procfile's web command with DEBUG off, its static files in `static_root`."""
-    port = _free_port()
-    env = {
-        **database_env(),
-        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-        "PORT": str(port),
-        "ORBIT_BIND": "127.0.0.1",
-        "WEB_CONCURRENCY": "1",
-        "DEBUG": "False",
-        "SECRET_KEY": "a-test-key-of-more-than-thirty-two-characters",
-        "STATIC_ROOT": str(static_root),
-    }
-    log = (tmp_path / f"{name}.log").open("wb")
-    process = subprocess.Popen(
-        ["sh", "-c", f"exec {_procfile_web()}"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return process, log, f"http://127.0.0.1:{port}", env
-
-
-def _stop(process: subprocess.Popen, log) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-    log.close()
-
-
 def _login_page_and_its_styles(base: str) -> tuple[int, list[tuple[str, int]]]:
     page = requests.get(f"{base}/admin/login/", timeout=10)
     sheets = re.findall(r'href="(/static/[^"]+\.css)"', page.text)
@@ -194,9 +169,13 @@ def test_with_debug_off_pages_are_served_before_and_after_collectstatic(tmp_path
     `check` warns. After it, by their hashed names from STATIC_ROOT."""
     static_root = tmp_path / "static"
     static_root.mkdir()
-    process, log, base, env = _serve_without_debug(tmp_path, static_root, "before")
+    without_debug = {
+        "DEBUG": "False",
+        "SECRET_KEY": "a-test-key-of-more-than-thirty-two-characters",
+        "STATIC_ROOT": str(static_root),
+    }
+    process, log, base, env = _start_web(tmp_path, "before", **without_debug)
     try:
-        wait_until(lambda: _healthz(base) == 200, timeout=60, message="gunicorn to serve")
         status, sheets = _login_page_and_its_styles(base)
         assert status == 200
         assert ("/static/admin/css/base.css", 200) in sheets
@@ -218,9 +197,8 @@ def test_with_debug_off_pages_are_served_before_and_after_collectstatic(tmp_path
         [python, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert "orbit.W001" not in check.stderr + check.stdout
-    process, log, base, env = _serve_without_debug(tmp_path, static_root, "after")
+    process, log, base, env = _start_web(tmp_path, "after", **without_debug)
     try:
-        wait_until(lambda: _healthz(base) == 200, timeout=60, message="gunicorn to serve")
         status, sheets = _login_page_and_its_styles(base)
         assert status == 200
         hashed = [s for s, _ in sheets if re.fullmatch(r"/static/admin/css/base\.\w{12}\.css", s)]

@@ -2,7 +2,7 @@
 -- statement named here (runs/migrations/0016_insert_runs_function.py,
 -- 0017_claim_commit_functions.py, 0018_insert_runs_shared_values.py,
 -- 0021_claim_by_pipeline.py, 0022_claim_and_commit_by_index.py,
--- 0023_claim_and_commit_without_scans.py), with the same
+-- 0023_claim_and_commit_without_scans.py, 0024_insert_run_function.py), with the same
 -- table names as runs.sql filled in, and called by one named statement of runs.sql each.
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
@@ -16,16 +16,73 @@
 -- SOURCE_SHA256; tests/runs/store/test_functions.py fails until it does.
 
 
+-- name: create_pipeline_as_read
+-- Whether the pipeline row is enabled, not archived and still has the values a caller
+-- laid its runs out with (`p_pipeline`, a PipelineCheck: perhaps read from a cached copy,
+-- pipelines/lookup.py), the row locked FOR SHARE if so: a disable in progress is waited
+-- for and then seen, and one that starts meanwhile waits for the caller's runs to
+-- commit. The rule both insert functions write runs under.
+CREATE OR REPLACE FUNCTION orbit_pipeline_as_read(p_pipeline jsonb) RETURNS boolean
+LANGUAGE plpgsql
+AS $function$
+BEGIN
+    PERFORM FROM {pipeline} AS p
+    WHERE p.id = (p_pipeline->>'id')::bigint
+      AND p.enabled
+      AND p.archived_at IS NULL
+      AND p.name = p_pipeline->>'name'
+      AND p.definition = p_pipeline->>'definition'
+      AND p.default_metadata = p_pipeline->'default_metadata'
+    FOR SHARE;
+    RETURN FOUND;
+END
+$function$
+
+
+-- name: drop_pipeline_as_read
+DROP FUNCTION IF EXISTS orbit_pipeline_as_read(jsonb)
+
+
+-- name: create_run_holding
+-- The run of the pipeline that holds a new run's idempotency key, its unique key (while
+-- pending or running) or its schedule slot, which the new run was not inserted for; NULL
+-- when this statement cannot see it (one committed meanwhile: the caller looks it up).
+-- The rule both insert functions answer a skipped run with.
+CREATE OR REPLACE FUNCTION orbit_run_holding(
+    p_pipeline_id bigint,
+    p_idempotency_key text,
+    p_unique_key text,
+    p_scheduled_for timestamptz
+) RETURNS uuid
+LANGUAGE plpgsql
+STABLE
+AS $function$
+BEGIN
+    RETURN (
+        SELECT r.id
+        FROM {run} AS r
+        WHERE r.pipeline_id = p_pipeline_id
+          AND (r.idempotency_key = p_idempotency_key
+               OR (r.unique_key = p_unique_key AND r.status IN ('pending', 'running'))
+               OR r.scheduled_for = p_scheduled_for)
+        LIMIT 1
+    );
+END
+$function$
+
+
+-- name: drop_run_holding
+DROP FUNCTION IF EXISTS orbit_run_holding(bigint, text, text, timestamptz)
+
+
 -- name: create_insert_runs
 -- The insert_runs statement of runs.sql: runs, their steps, their audit events and one
 -- NOTIFY. With `p_pipeline` (PipelineCheck), nothing is written unless that row is
--- enabled and still has the values the caller laid the runs out with (it may have read
--- them from a cached copy): no row at all comes back then, and the caller reads the
--- pipeline again. FOR SHARE: a disable in progress is waited for and then seen, and one
--- that starts meanwhile waits for these runs to commit.
+-- as the caller read it (`orbit_pipeline_as_read`): no row at all comes back then, and
+-- the caller reads the pipeline again.
 -- A run whose idempotency key, unique key (held by a pending or running run) or schedule
--- slot is taken is skipped and answered with the id of the run holding it, when this
--- statement can see that run (one committed meanwhile is looked up by the caller).
+-- slot is taken is skipped and answered with the id of the run holding it
+-- (`orbit_run_holding`).
 -- What runs share is sent once (`p_shared`: the first run's values, with its `_steps`,
 -- `_run_after`, `_delay` and `_audit`) and each run carries only its id and what differs
 -- (`p_runs`, in order; an `_audit` of its own lists only the event's columns that
@@ -52,18 +109,8 @@ CREATE OR REPLACE FUNCTION orbit_insert_runs(
 LANGUAGE plpgsql
 AS $function$
 BEGIN
-    IF p_pipeline IS NOT NULL THEN
-        PERFORM FROM {pipeline} AS p
-        WHERE p.id = (p_pipeline->>'id')::bigint
-          AND p.enabled
-          AND p.archived_at IS NULL
-          AND p.name = p_pipeline->>'name'
-          AND p.definition = p_pipeline->>'definition'
-          AND p.default_metadata = p_pipeline->'default_metadata'
-        FOR SHARE;
-        IF NOT FOUND THEN
-            RETURN;
-        END IF;
+    IF p_pipeline IS NOT NULL AND NOT orbit_pipeline_as_read(p_pipeline) THEN
+        RETURN;
     END IF;
     RETURN QUERY
     WITH input AS (
@@ -152,14 +199,12 @@ BEGIN
         (EXTRACT(EPOCH FROM joined.available_at) * 1000000)::bigint
     FROM joined
     LEFT JOIN LATERAL (
-        SELECT r.id
+        SELECT orbit_run_holding(
+            wanted.pipeline_id, wanted.idempotency_key, wanted.unique_key, wanted.scheduled_for
+        ) AS id
         FROM jsonb_populate_record(NULL::{run}, p_shared || joined.own) AS wanted
-        JOIN {run} AS r ON r.pipeline_id = wanted.pipeline_id
-          AND (r.idempotency_key = wanted.idempotency_key
-               OR (r.unique_key = wanted.unique_key AND r.status IN ('pending', 'running'))
-               OR r.scheduled_for = wanted.scheduled_for)
         WHERE joined.made_id IS NULL
-        LIMIT 1
+        LIMIT 1  -- kept a subquery: pulled up, every run's row was laid out for its filter
     ) AS held ON true
     LEFT JOIN announced ON true
     ORDER BY joined.ordinal;
@@ -210,18 +255,8 @@ DECLARE
     v_created timestamptz;
     v_available timestamptz;
 BEGIN
-    IF p_pipeline IS NOT NULL THEN
-        PERFORM FROM {pipeline} AS p
-        WHERE p.id = (p_pipeline->>'id')::bigint
-          AND p.enabled
-          AND p.archived_at IS NULL
-          AND p.name = p_pipeline->>'name'
-          AND p.definition = p_pipeline->>'definition'
-          AND p.default_metadata = p_pipeline->'default_metadata'
-        FOR SHARE;
-        IF NOT FOUND THEN
-            RETURN;
-        END IF;
+    IF p_pipeline IS NOT NULL AND NOT orbit_pipeline_as_read(p_pipeline) THEN
+        RETURN;
     END IF;
     INSERT INTO {run} AS r (
         id, pipeline_id, status, metadata, priority, queue, available_at, fence,
@@ -238,15 +273,9 @@ BEGIN
     RETURNING r.created_at, r.available_at INTO v_created, v_available;
     IF NOT FOUND THEN
         RETURN QUERY
-        SELECT false, (
-            SELECT r.id
-            FROM {run} AS r
-            WHERE r.pipeline_id = p_pipeline_id
-              AND (r.idempotency_key = p_idempotency_key
-                   OR (r.unique_key = p_unique_key AND r.status IN ('pending', 'running'))
-                   OR r.scheduled_for = p_scheduled_for)
-            LIMIT 1
-        ), NULL::bigint, NULL::bigint;
+        SELECT false,
+            orbit_run_holding(p_pipeline_id, p_idempotency_key, p_unique_key, p_scheduled_for),
+            NULL::bigint, NULL::bigint;
         RETURN;
     END IF;
     INSERT INTO {step} (

@@ -43,6 +43,8 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
         if name.startswith("create_")
     ]
     assert created == [
+        "create_pipeline_as_read",
+        "create_run_holding",
         "create_insert_runs",
         "create_insert_run",
         "create_claim",
@@ -63,6 +65,8 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
     [
         ("orbit_insert_run", "v"),  # volatile: they write
         ("orbit_insert_runs", "v"),
+        ("orbit_pipeline_as_read", "v"),  # it locks the row
+        ("orbit_run_holding", "s"),
         ("orbit_claim", "v"),
         ("orbit_commit", "v"),
         ("orbit_due_under_limits", "s"),  # stable: it only reads, in its caller's snapshot
