@@ -174,7 +174,7 @@ STORAGES = {
 }
 # With DEBUG off and no manifest (collectstatic not run: docs/OPERATIONS.md), whitenoise
 # finds the files where they live and serves them by their plain names, rather than every
-# page failing; `manage.py check` warns of it (orbit.W001, orbit/core/checks.py).
+# page failing; `manage.py check --deploy` warns of it (orbit.W001, orbit/core/checks.py).
 WHITENOISE_USE_FINDERS = DEBUG or not (STATIC_ROOT / "staticfiles.json").is_file()
 
 LOGIN_URL = "admin:login"

@@ -21,5 +21,6 @@ class OrbitConfig(AppConfig):
         from orbit.core import tracing
         from orbit.core.checks import check_static_manifest
 
-        checks.register(check_static_manifest, checks.Tags.staticfiles)
+        # with --deploy only: a worker host serves no pages and needs no collectstatic
+        checks.register(check_static_manifest, checks.Tags.staticfiles, deploy=True)
         tracing.configure()  # on only when OTEL_TRACES_EXPORTER says so (docs/TRACING.md)

@@ -1,5 +1,6 @@
-"""A system check for the one deploy step whose absence was a 500: with DEBUG off, static
-files are named through whitenoise's manifest, which `collectstatic` writes."""
+"""A deployment check (`manage.py check --deploy`) for the one deploy step whose absence
+was a 500: with DEBUG off, static files are named through whitenoise's manifest, which
+`collectstatic` writes. Only with --deploy: a worker host serves no pages and needs none."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 manifest `collectstatic` writes. Without that manifest (a deploy that skipped the step),
 Django's storage failed every page that names a static file with a 500; here the files
 keep their plain names and are found where they live (settings.py turns whitenoise's
-finders on then), and `manage.py check` warns (orbit.W001, orbit/core/checks.py)."""
+finders on then), and `manage.py check --deploy` warns (orbit.W001, orbit/core/checks.py)."""
 
 from __future__ import annotations
 

@@ -184,9 +184,18 @@ def test_with_debug_off_pages_are_served_before_and_after_collectstatic(tmp_path
         _stop(process, log)
     python = str(ROOT / ".venv" / "bin" / "python")
     check = subprocess.run(
-        [python, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+        [python, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert "orbit.W001" in check.stderr + check.stdout
+    # a worker host serves no pages: only the deployment checks ask for the manifest
+    plain = subprocess.run(
+        [python, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert plain.returncode == 0 and "orbit.W001" not in plain.stderr + plain.stdout
     subprocess.run(
         [python, "manage.py", "collectstatic", "--noinput", "-v", "0"],
         cwd=ROOT,
@@ -194,7 +203,11 @@ def test_with_debug_off_pages_are_served_before_and_after_collectstatic(tmp_path
         check=True,
     )
     check = subprocess.run(
-        [python, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+        [python, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert "orbit.W001" not in check.stderr + check.stdout
     process, log, base, env = _start_web(tmp_path, "after", **without_debug)
