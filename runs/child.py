@@ -28,6 +28,7 @@ from orbit.core import tracing
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidResult
 from orbit.core.logs import TraceIds, record_fields
+from orbit.core.redaction import TOO_DEEP
 from pipelines.context import StepContext, StepResult
 from runs import attempts
 from runs.attempts import AttemptReport, StepTask
@@ -231,13 +232,18 @@ class _PipeHandler(logging.Handler):
 
 
 def log_entry(record: logging.LogRecord) -> dict[str, Any]:
+    """A step's record as the worker stores it (StepLog): each field as it is when JSON
+    can hold it, else its repr; a field nested too deeply to encode, or whose repr fails,
+    says so, and the record is kept (it was lost to logging's handleError)."""
     fields = {}
     for key, value in record_fields(record).items():
         try:
             json.dumps(value)
             fields[key] = value
+        except RecursionError:
+            fields[key] = TOO_DEEP
         except (TypeError, ValueError):
-            fields[key] = repr(value)
+            fields[key] = _repr(value)
     message = record.getMessage()
     if record.exc_info:
         message += "\n" + "".join(tb.format_exception(*record.exc_info))
@@ -247,6 +253,15 @@ def log_entry(record: logging.LogRecord) -> dict[str, Any]:
         "message": message,
         "fields": fields,
     }
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except RecursionError:
+        return TOO_DEEP
+    except Exception:  # a step's own __repr__ may raise anything
+        return f"<{type(value).__name__} whose repr failed>"
 
 
 def step_logger(task: StepTask, handler: logging.Handler) -> logging.Logger:
