@@ -43,6 +43,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+#: Where Orbit's workers write what they log, a folder per drain set: to a file, as the
+#: peers' benchmark has each peer's workers do (bench/peers: $PEERBENCH_TMP/logs), not to
+#: /dev/null, which costs a worker less per line than a file does.
+LOGS = Path(os.environ.get("BENCH_ORBIT_LOGS", "/tmp/orbit-bench-logs"))
 PEERS_SCRIPT = Path(os.environ.get("PEERS_SCRIPT", ROOT.parent / "shared/bench/peers/run_all.sh"))
 PEERS_TMP = Path(os.environ.get("PEERBENCH_TMP", "/tmp/peerbench"))
 PEERS_RESULTS = Path(os.environ.get("PEERBENCH_RESULTS", PEERS_TMP / "results"))
@@ -116,6 +120,8 @@ def run_orbit(
             str(concurrency),
             "--log-level",
             log_level,
+            "--log-dir",
+            str(LOGS / out.stem),
             *(["--noop-only"] if noop_only else []),
             "--out",
             str(out),
@@ -193,6 +199,8 @@ def run_tasks(
             str(N),
             "--concurrency",
             str(CONCURRENCY),
+            "--log-dir",
+            str(LOGS / out.stem),
             "--out",
             str(out),
         ],
@@ -339,9 +347,19 @@ def orbit_rows(
                 "lat_p95": pickup.get("wall_p95_ms"),
                 "db_lat_p50": pickup.get("p50_ms"),
                 "db_lat_p95": pickup.get("p95_ms"),
+                "log_bytes": figure(mine, "bench-noop", 2, "log_bytes_per_run"),
+                "log_lines": figure(mine, "bench-noop", 2, "log_lines_per_run"),
             }
         )
     return rows
+
+
+def figure(rows: list[dict[str, Any]], pipeline: str, workers: int, key: str) -> float | None:
+    """`rate`'s figure, or None when the drain did not measure it."""
+    for r in rows:
+        if r.get("pipeline") == pipeline and r.get("workers") == workers and key in r:
+            return float(r[key])
+    return None
 
 
 def peer_rows(peers: dict[str, Any]) -> list[dict[str, Any]]:
@@ -631,6 +649,13 @@ def print_main(rows: list[dict[str, Any]], host: dict[str, Any], missing: str | 
             print(
                 f"{r['system']}: pickup by the database clock (run INSERT to claim) "
                 f"p50 {r['db_lat_p50']:.1f} ms, p95 {r['db_lat_p95']:.1f} ms"
+            )
+    for r in rows:
+        if r.get("log_bytes") is not None and r["config"].endswith(f" {CONCURRENCY}"):
+            print(
+                f"{r['system']}: its workers wrote {r['log_bytes']:.0f} bytes and "
+                f"{r['log_lines']:.2f} lines of log per run (2-process drain, to a file "
+                "as each peer's are; start and stop lines included)"
             )
     if missing:
         print(f"peers: not available ({missing})")
