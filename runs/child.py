@@ -27,8 +27,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from orbit.core import tracing
 from orbit.core.conf import orbit_settings
 from orbit.core.exceptions import InvalidResult
-from orbit.core.logs import TraceIds, record_fields
-from orbit.core.redaction import TOO_DEEP
+from orbit.core.logs import TraceIds, as_json_field, record_fields
 from pipelines.context import StepContext, StepResult
 from runs import attempts
 from runs.attempts import AttemptReport, StepTask
@@ -232,18 +231,10 @@ class _PipeHandler(logging.Handler):
 
 
 def log_entry(record: logging.LogRecord) -> dict[str, Any]:
-    """A step's record as the worker stores it (StepLog): each field as it is when JSON
-    can hold it, else its repr; a field nested too deeply to encode, or whose repr fails,
+    """A step's record as the worker stores it (StepLog), each field as a JSON log line
+    shows it (`as_json_field`): a field nested too deeply to encode, or whose repr fails,
     says so, and the record is kept (it was lost to logging's handleError)."""
-    fields = {}
-    for key, value in record_fields(record).items():
-        try:
-            json.dumps(value)
-            fields[key] = value
-        except RecursionError:
-            fields[key] = TOO_DEEP
-        except (TypeError, ValueError):
-            fields[key] = _repr(value)
+    fields = {key: as_json_field(value) for key, value in record_fields(record).items()}
     message = record.getMessage()
     if record.exc_info:
         message += "\n" + "".join(tb.format_exception(*record.exc_info))
@@ -253,15 +244,6 @@ def log_entry(record: logging.LogRecord) -> dict[str, Any]:
         "message": message,
         "fields": fields,
     }
-
-
-def _repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except RecursionError:
-        return TOO_DEEP
-    except Exception:  # a step's own __repr__ may raise anything
-        return f"<{type(value).__name__} whose repr failed>"
 
 
 def step_logger(task: StepTask, handler: logging.Handler) -> logging.Logger:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orbit.core import tracing
-from orbit.core.redaction import MASK, is_secret_key, redact, redact_text
+from orbit.core.redaction import MASK, TOO_DEEP, is_secret_key, redact, redact_text
 from orbit.core.text import printable
 
 #: What each line of a traceback starts with in a text log.
@@ -74,14 +74,30 @@ def text_time(created: float) -> str:
     return f"{second[1]}.{micros // 1000:03d}"
 
 
+def as_json_field(value: Any) -> Any:
+    """A log record's field as a JSON document holds it: `value` itself when JSON can
+    encode it, else its repr; one nested too deeply to encode, or whose repr fails, says
+    so (either raised out of the formatter, or out of a step's handler, losing the record).
+    The JSON log line and a step's stored records (runs/child.py) both show fields so."""
+    try:
+        json.dumps(value)
+    except RecursionError:
+        return TOO_DEEP
+    except (TypeError, ValueError):
+        try:
+            return repr(value)
+        except RecursionError:
+            return TOO_DEEP
+        except Exception:  # an object's own __repr__ may raise anything
+            return f"<{type(value).__name__} whose repr failed>"
+    return value
+
+
 def _jsonable(value: Any) -> Any:
     """`value` (its strings masked already) as a JSON line holds it: as it is if JSON can,
     else its repr, masked as free text."""
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return redact_text(repr(value))
-    return value
+    shown = as_json_field(value)
+    return value if shown is value else redact_text(shown)
 
 
 def masked_fields(record: logging.LogRecord, *, free_text: bool = False) -> dict[str, Any]:

@@ -128,3 +128,12 @@ def test_a_field_nested_too_deeply_to_walk_is_shown_as_such_and_the_others_kept(
     )
     assert "DEEP-SECRET" not in line and "hunter2" not in line and "t0p" not in line
     assert TOO_DEEP in line and "r1" in line and "[redacted]" in line
+
+
+def test_a_json_line_shows_a_field_whose_repr_fails_as_such() -> None:
+    class Unshowable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    data = json.loads(JsonFormatter().format(record("Run created", odd=Unshowable(), n=3)))
+    assert (data["odd"], data["n"]) == ("<Unshowable whose repr failed>", 3)
