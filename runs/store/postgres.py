@@ -108,9 +108,9 @@ class PostgresStore(PortableStore):
             return [self._insert_run(runs[0], pipeline)]
         shared, own = _shared_and_own(runs)
         params = {
-            "runs": json.dumps(own, default=str),
-            "shared": json.dumps(shared, default=str),
-            "pipeline": None if pipeline is None else json.dumps(_check(pipeline)),
+            "runs": _ENCODE(own),
+            "shared": _ENCODE(shared),
+            "pipeline": None if pipeline is None else _ENCODE(_check(pipeline)),
             "run_defaults": rows.defaults_json(Run),
             "step_defaults": rows.defaults_json(Step),
             "audit_defaults": rows.defaults_json(AuditEvent),
@@ -551,6 +551,7 @@ _EVENT_COLUMNS = (
     "changes",
 )
 _NO_EVENT: dict[str, Any] = dict.fromkeys(_EVENT_COLUMNS)
+#: json.dumps(value, default=str) for both insert statements' values, one encoder kept.
 _ENCODE = json.JSONEncoder(default=str).encode
 
 
