@@ -14,6 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from orbit.core.conf import DEFAULTS as ORBIT_DEFAULTS
+from orbit.core.conf import PREPARE_WHEN_ASKED, prepares_statements
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "orbit-development-key-not-for-production"
@@ -201,6 +202,14 @@ def _orbit_setting(name: str, default: Any) -> Any:
 
 for _name, _default in ORBIT_DEFAULTS.items():
     globals()[f"ORBIT_{_name}"] = _orbit_setting(_name, _default)
+
+# The store's statements prepared once per connection (runs/store/prepared.py): psycopg
+# prepares only what asks to be; Django's own statements are unchanged.
+if _db["ENGINE"] != "django.db.backends.sqlite3" and prepares_statements(
+    ORBIT_PREPARED_STATEMENTS,  # type: ignore[name-defined] # noqa: F821 (set just above)
+    _db,
+):
+    _db["OPTIONS"].setdefault("prepare_threshold", PREPARE_WHEN_ASKED)
 
 ORBIT_LOG_FORMAT = env.str("ORBIT_LOG_FORMAT", default="text")
 ORBIT_LOG_LEVEL = env.str("ORBIT_LOG_LEVEL", default="INFO")

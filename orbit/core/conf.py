@@ -67,6 +67,11 @@ DEFAULTS: dict[str, Any] = {
     # A direct PostgreSQL URL for the workers' LISTEN connection, when DATABASE_URL goes
     # through a transaction-pooling PgBouncer (docs/WORKER-DEPLOYMENT.md); "": DATABASE_URL.
     "LISTEN_DATABASE_URL": "",
+    # Whether the store's statements are prepared once per PostgreSQL connection
+    # (runs/store/prepared.py): "auto" prepares them unless the database's
+    # DISABLE_SERVER_SIDE_CURSORS says a transaction-pooling PgBouncer is in front
+    # (docs/WORKER-DEPLOYMENT.md); "true" or "false" decide outright.
+    "PREPARED_STATEMENTS": "auto",
     # Steps a `runworker` executes at once when --concurrency is not given; "" (unset):
     # default_worker_concurrency(), sized for the host (docs/WORKER-DEPLOYMENT.md).
     "WORKER_CONCURRENCY": "",
@@ -97,6 +102,30 @@ DEFAULTS: dict[str, Any] = {
 }
 
 SCHEDULE_CATCHUP_POLICIES = ("latest", "skip", "all")
+
+#: psycopg's prepare_threshold for a connection whose store statements are prepared: so
+#: high that nothing is prepared unless it asks to be (runs/store/prepared.py), so Django's
+#: own statements are sent as they always were.
+PREPARE_WHEN_ASKED = 2**31 - 1
+
+
+def prepares_statements(value: str, database: dict[str, Any]) -> bool:
+    """Whether ORBIT_PREPARED_STATEMENTS (`value`) has the store prepare its statements on
+    the PostgreSQL `database` (a DATABASES entry). "auto": yes, unless server-side cursors
+    are off, which is what a transaction-pooling PgBouncer needs and what
+    docs/WORKER-DEPLOYMENT.md has such deployments set; a PgBouncer before 1.21 cannot
+    route prepared statements either."""
+    choice = value.strip().lower()
+    if choice == "auto":
+        return not database.get("DISABLE_SERVER_SIDE_CURSORS", False)
+    if choice in ("true", "on", "yes", "1"):
+        return True
+    if choice in ("false", "off", "no", "0"):
+        return False
+    raise ImproperlyConfigured(
+        f"ORBIT_PREPARED_STATEMENTS must be auto, true or false, not {value!r}"
+    )
+
 
 #: Slots per CPU, and the bounds, of a worker's default concurrency.
 CONCURRENCY_PER_CPU = 4

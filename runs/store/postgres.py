@@ -25,7 +25,7 @@ from orbit.core.exceptions import StalePipeline
 from orbit.core.models import AuditEvent
 from pipelines.limits import LimitedPipeline
 from runs.models import Run, RunRollup, Step, StepAttempt, StepLog
-from runs.store import rows
+from runs.store import prepared, rows
 from runs.store import transitions as t
 from runs.store.listen import CHANNEL, PLAIN_CHANNEL, Listener
 from runs.store.portable import (
@@ -457,9 +457,7 @@ class PostgresStore(PortableStore):
     def _execute(
         self, name: str, params: dict[str, Any], filename: str = "runs.sql"
     ) -> list[tuple[Any, ...]]:
-        with connection.cursor() as cursor:
-            cursor.execute(sql(name, filename), params)
-            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        return prepared.execute(connection, sql(name, filename), params)
 
 
 #: NewRun's fields that the runs of a batch usually share, as `insert_runs` sends them:
