@@ -19,7 +19,7 @@ from functools import cache, cached_property
 from operator import attrgetter
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
 from orbit.core.exceptions import StalePipeline
 from orbit.core.models import AuditEvent
@@ -457,7 +457,7 @@ class PostgresStore(PortableStore):
     def _execute(
         self, name: str, params: dict[str, Any], filename: str = "runs.sql"
     ) -> list[tuple[Any, ...]]:
-        return prepared.execute(connection, sql(name, filename), params)
+        return prepared.execute(connections[DEFAULT_DB_ALIAS], sql(name, filename), params)
 
 
 #: NewRun's fields that the runs of a batch usually share, as `insert_runs` sends them:
