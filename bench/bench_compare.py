@@ -5,6 +5,7 @@
     BENCH_PEERS=0 make bench      # Orbit alone
     BENCH_ONLY=tasks make bench   # only the @task drains: Orbit beside django-tasks-db (~7 min)
     BENCH_LIMITS=0 make bench     # without the flow-limits drains (bench/bench_limits.py)
+    BENCH_ENQUEUE_ROUNDS=0 make bench   # without the single enqueues in alternating rounds
     PEERS_SCRIPT=/path/to/run_all.sh make bench
 
 The peers (procrastinate, django-tasks, DBOS, and pgbench for PostgreSQL's own limit) come
@@ -17,6 +18,11 @@ from just before the enqueue call to the job function's start).
 Then the same N `@task` no-ops (Django's Tasks framework) drained through Orbit's backend
 (`runs.tasks.OrbitBackend`, bench/bench_tasks.py) and through django-tasks-db (the peers'
 django-tasks rows, from this run), side by side in a table of their own: `run_tasks`.
+
+Then single enqueues of Orbit and every peer in alternating rounds (~3 min,
+bench/bench_enqueue_rounds.py), each system one process queueing a few hundred jobs at its
+turn: the single-enqueue comparison to read, since the table's one figure per system,
+taken minutes apart, moves by a third on a shared machine.
 
 Two row sets. "Default logging": every system as it is installed, Orbit at INFO (its
 default, one line per successful run) and each peer at its own default; Orbit's rows at
@@ -233,6 +239,55 @@ def run_tasks(
         mine = [r for r in ran.get("systems", []) if r.get("system") == "django-tasks"]
     rows += [{**r, "system": "django-tasks-db"} for r in peer_rows({"systems": mine})]
     return rows, mine, missing if not mine else None
+
+
+def run_enqueue_rounds(peers_missing: str | None) -> dict[str, Any] | None:
+    """Single enqueues of Orbit (PostgreSQL) and every peer in alternating rounds
+    (bench/bench_enqueue_rounds.py): one figure per system, minutes apart, moves by a
+    third on this machine; rounds that every system meets at the same moments do not.
+    Needs the peers' venv and database, which their run has just made."""
+    if peers_missing is not None or os.environ.get("BENCH_ENQUEUE_ROUNDS", "1") in ("", "0"):
+        return None
+    out = RESULTS / "enqueue-rounds.json"
+    out.unlink(missing_ok=True)
+    rounds = ["--rounds", "4", "--calls", "100"] if QUICK else ["--rounds", "16", "--calls", "300"]
+    print("enqueue rounds: bench/bench_enqueue_rounds.py", flush=True)
+    proc = subprocess.run(
+        [sys.executable, "bench/bench_enqueue_rounds.py", *rounds, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 or not out.exists():
+        print(f"enqueue rounds failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        return None
+    figures: dict[str, Any] = json.loads(out.read_text())
+    return figures
+
+
+def print_enqueue_rounds(figures: dict[str, Any] | None) -> None:
+    """The alternating rounds' table, and Orbit against the fastest peer in them."""
+    if figures is None:
+        return
+    systems = figures["systems"]
+    print()
+    print(
+        f"SINGLE ENQUEUE IN ALTERNATING ROUNDS: {figures['rounds']} rounds of "
+        f"{figures['calls']} enqueues per system, in turn (PostgreSQL, one transaction each)"
+    )
+    print(f"{'system':28} {'median/s':>9} {'fastest/s':>10}  Orbit's rate / this one's")
+    for name, found in systems.items():
+        print(
+            f"{name[:28]:28} {found['median']:9.0f} {found['fastest']:10.0f}  "
+            f"{found['orbit_ratio']:.2f}x"
+        )
+    peers = {name: found for name, found in systems.items() if name != "Orbit"}
+    if peers:
+        fastest = min(peers, key=lambda name: peers[name]["orbit_ratio"])
+        print(
+            f"Orbit (PostgreSQL) single enqueue, per-round median: "
+            f"{peers[fastest]['orbit_ratio']:.2f}x the fastest peer's ({fastest})"
+        )
 
 
 def run_limits() -> dict[str, float] | None:
@@ -567,6 +622,7 @@ def main() -> None:
         peers_quiet, missing_quiet = run_peers(
             stamp, PEERBENCH_QUIET="1", SKIP_PGBENCH="1", PEERBENCH_LAT_N="0"
         )
+    rounds = run_enqueue_rounds(missing) if only != "tasks" else None
     limits = run_limits() if only != "tasks" else None
     tasks, tasks_peer, tasks_missing = run_tasks(stamp, peers)
     rows = orbit_rows(orbit) + orbit_rows(orbit, 0) + peer_rows(peers)
@@ -578,6 +634,7 @@ def main() -> None:
     enqueue = enqueue_rows(orbit, peers)
     if enqueue:
         print_enqueue(enqueue)
+    print_enqueue_rounds(rounds)
     if quiet_rows:
         print()
         print(
@@ -611,6 +668,7 @@ def main() -> None:
                 "quiet_table": quiet_rows,
                 "tasks_table": tasks,
                 "enqueue_table": enqueue,
+                "enqueue_rounds": rounds,
                 "limits": limits,
                 "orbit": orbit,
                 "peers": peers,

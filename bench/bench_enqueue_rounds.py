@@ -23,6 +23,7 @@ is exactly the one `make bench` times. The peers' venv and database come from `m
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="enqueues per system per round")
     parser.add_argument("--peers", default=",".join(PEER_CLASSES))
     parser.add_argument("--tree", type=Path, action="append", default=[], help="another checkout")
+    parser.add_argument("--out", type=Path, help="also write the figures here, as JSON")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "orbit":
@@ -146,12 +148,32 @@ def main() -> None:
         assert process.stdin is not None
         process.stdin.close()
         process.wait(timeout=60)
-    orbit = rates["Orbit"]
+    figures = summary(rates)
     print(f"single enqueues, {args.rounds} rounds of {args.calls} per system, alternating")
     print(f"{'system':28} {'median/s':>9} {'fastest/s':>10}  Orbit's rate / this one's")
-    for name, found in rates.items():
-        ratio = statistics.median(a / b for a, b in zip(orbit, found, strict=True))
-        print(f"{name:28} {statistics.median(found):9.0f} {max(found):10.0f}  {ratio:.2f}x")
+    for name, found in figures.items():
+        print(
+            f"{name:28} {found['median']:9.0f} {found['fastest']:10.0f}  "
+            f"{found['orbit_ratio']:.2f}x"
+        )
+    if args.out:
+        args.out.write_text(
+            json.dumps({"rounds": args.rounds, "calls": args.calls, "systems": figures})
+        )
+
+
+def summary(rates: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Each system's median and fastest rate, and the median over rounds of Orbit's rate
+    divided by its own in the same round."""
+    orbit = rates["Orbit"]
+    return {
+        name: {
+            "median": statistics.median(found),
+            "fastest": max(found),
+            "orbit_ratio": statistics.median(a / b for a, b in zip(orbit, found, strict=True)),
+        }
+        for name, found in rates.items()
+    }
 
 
 if __name__ == "__main__":
