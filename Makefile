@@ -60,7 +60,7 @@ test-sqlite: install
 test-postgres: install
 	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## Orbit beside its peers in one table (~10 min; BENCH_QUICK=1 for a smoke run, BENCH_PEERS=0 for Orbit alone)
+## Orbit beside its peers in one table (~17 min; BENCH_QUICK=1 for a smoke run, BENCH_PEERS=0 for Orbit alone)
 bench: install
 	$(BIN)/python bench/bench_compare.py
 

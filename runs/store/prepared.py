@@ -1,10 +1,11 @@
 """The store's statements, prepared once per PostgreSQL connection.
 
 Django's psycopg cursors bind parameters on the client: PostgreSQL parses and analyses
-every statement it is sent afresh. For a call of one of the store's functions that is a
-quarter of what the call costs (a single `enqueue`, a claim, a commit: docs/PERFORMANCE.md,
-"Prepared once per connection"), and the store's statements are few, named, and their
-text never changes, which is what a server-prepared statement is for.
+every statement it is sent afresh. For the call of `orbit_insert_run` that a single
+`enqueue` makes, that was a quarter of the call's cost (docs/PERFORMANCE.md, "Prepared
+once per connection"; a claim or commit of a batch shares its parse among many runs),
+and the store's statements are few, named, and their text never changes, which is what
+a server-prepared statement is for.
 
 A pooler in transaction mode hands each transaction whichever server connection is free,
 so a statement prepared on one may be missing on the next: PgBouncer before 1.21, or later
@@ -91,7 +92,7 @@ def execute(
             if getattr(error.__cause__, "sqlstate", None) not in POOLER_REFUSALS:
                 raise
             _stop_preparing(db)
-            if db.in_atomic_block:  # the transaction is lost: its caller retries it
+            if db.in_atomic_block:  # the transaction is lost: it fails as on any error
                 raise
     with db.cursor() as cursor:  # nothing ran: the refused statement never executed
         return _rows(cursor, query, params)
