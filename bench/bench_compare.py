@@ -410,7 +410,8 @@ def orbit_rows(
 
 
 def figure(rows: list[dict[str, Any]], pipeline: str, workers: int, key: str) -> float | None:
-    """`rate`'s figure, or None when the drain did not measure it."""
+    """The figure `key` of the drain of `pipeline` by `workers` worker processes, or None
+    when that drain did not measure it."""
     for r in rows:
         if r.get("pipeline") == pipeline and r.get("workers") == workers and key in r:
             return float(r[key])

@@ -25,13 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_worker
 
-STATEMENT = (
-    "SELECT * FROM orbit_insert_run(%s::uuid, %s::bigint, %s::text[], %s::text, %s::jsonb,"
-    " %s::integer, %s::text, %s::timestamptz, %s::float8, %s::text, %s::text,"
-    " %s::timestamptz, %s::uuid, %s::jsonb, %s::text, %s::text, %s::integer, %s::text,"
-    " %s::inet, %s::text, %s::text, %s::jsonb, %s::jsonb, %s::text)"
-)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -47,16 +40,24 @@ def main() -> None:
     import psycopg
 
     from runs import enqueue
+    from runs.store.listen import CHANNEL
+    from runs.store.queries import sql
 
+    statement = sql("insert_run")  # the store's own text (runs/store/sql/runs.sql)
     pipeline_id = enqueue("bench-noop").pipeline_id  # the pipeline row, as enqueue made it
 
-    def values() -> tuple[Any, ...]:
-        return (
-            uuid.uuid4(), pipeline_id, ["noop"], "noop", "{}", 0, "default", None, 0.0,
-            None, None, None, None, "{}", "run.created", "code", None, "system", None,
-            "runs.run", "bench-noop run", '{"queue": "default", "pipeline": "bench-noop"}',
-            None, "orbit_runs",
-        )  # fmt: skip
+    def values() -> dict[str, Any]:
+        """One run's values, as `PostgresStore._insert_run` sends a no-op's."""
+        return {
+            "id": uuid.uuid4(), "pipeline_id": pipeline_id, "steps": ["noop"],
+            "current_step": "noop", "metadata": "{}", "priority": 0, "queue": "default",
+            "run_after": None, "delay": 0.0, "idempotency_key": None, "unique_key": None,
+            "scheduled_for": None, "rerun_of": None, "trace_context": "{}",
+            "action": "run.created", "source": "code", "user_id": None, "actor": "code",
+            "ip_address": None, "target_type": "runs.run", "target_repr": "bench-noop run",
+            "changes": '{"queue": "default", "pipeline": "bench-noop", "priority": 0}',
+            "pipeline": None, "channel": CHANNEL,
+        }  # fmt: skip
 
     url = bench_worker.PG_URL
     client = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
@@ -64,13 +65,13 @@ def main() -> None:
     kept = psycopg.connect(url, autocommit=True)
     ways: dict[str, Callable[[], object]] = {
         "bound on the client (Django's default)": lambda: client.execute(
-            STATEMENT, values()
+            statement, values()
         ).fetchall(),
         "bound on the server, not prepared": lambda: server.execute(
-            STATEMENT, values(), prepare=False
+            statement, values(), prepare=False
         ).fetchall(),
         "prepared once (Orbit's store)": lambda: kept.execute(
-            STATEMENT, values(), prepare=True
+            statement, values(), prepare=True
         ).fetchall(),
     }
     timings: dict[str, list[float]] = {name: [] for name in ways}

@@ -19,8 +19,7 @@ when nothing else was in its transaction (docs/WORKER-DEPLOYMENT.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -66,16 +65,6 @@ def prepares(db: BaseDatabaseWrapper) -> bool:
     return getattr(db.connection, "prepare_threshold", None) is not None
 
 
-@contextmanager
-def prepared_cursor(db: BaseDatabaseWrapper) -> Iterator[CursorWrapper]:
-    """A cursor as `connection.cursor()` gives one (Django's wrapper: its error mapping
-    and execute wrappers), over a PreparedCursor."""
-    db.ensure_connection()
-    db.validate_thread_sharing()
-    with CursorWrapper(PreparedCursor(db.connection), db) as cursor:
-        yield cursor
-
-
 def execute(
     db: BaseDatabaseWrapper, query: str, params: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
@@ -84,9 +73,12 @@ def execute(
     `db` is the connection itself (`connections[alias]`), not `django.db.connection`:
     every attribute read through that proxy is a lookup of the current thread's
     connections, and a statement reads a dozen (a fifth of a single enqueue's Python)."""
-    if prepares(db):
+    if prepares(db):  # which opened the connection
+        db.validate_thread_sharing()
         try:
-            with prepared_cursor(db) as cursor:
+            # a cursor as `connection.cursor()` gives one (Django's wrapper: its error
+            # mapping and execute wrappers), over a PreparedCursor
+            with CursorWrapper(PreparedCursor(db.connection), db) as cursor:
                 return _rows(cursor, query, params)
         except DatabaseError as error:
             if getattr(error.__cause__, "sqlstate", None) not in POOLER_REFUSALS:
