@@ -26,6 +26,7 @@ import psycopg
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from psycopg import pq
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,8 @@ def execute(
         db.validate_thread_sharing()
         try:
             # a cursor as `connection.cursor()` gives one (Django's wrapper: its error
-            # mapping and execute wrappers), over a PreparedCursor
-            with CursorWrapper(PreparedCursor(db.connection), db) as cursor:
-                return _rows(cursor, query, params)
+            # mapping and execute wrappers), over the connection's kept PreparedCursor
+            return _rows(CursorWrapper(_kept_cursor(db), db), query, params)
         except DatabaseError as error:
             if getattr(error.__cause__, "sqlstate", None) not in POOLER_REFUSALS:
                 raise
@@ -90,9 +90,36 @@ def execute(
         return _rows(cursor, query, params)
 
 
+def _kept_cursor(db: BaseDatabaseWrapper) -> PreparedCursor:
+    """The connection's one PreparedCursor, made at its first statement and used for every
+    statement after, never closed (it holds no server resource: its result is read whole).
+
+    Why kept: a psycopg cursor made per statement sets up its adapters and looks up a
+    dumper for each of the statement's parameters afresh; a single enqueue sends 24, and
+    that setup was a sixth of its Python time (docs/PERFORMANCE.md, "One cursor per
+    connection"). Kept on the connection's wrapper, so per thread as Django's connections
+    are, and made again when Django has opened a new connection since."""
+    kept: PreparedCursor | None = getattr(db, _KEPT, None)
+    if kept is None or kept.connection is not db.connection:
+        kept = PreparedCursor(db.connection)
+        setattr(db, _KEPT, kept)
+    return kept
+
+
+#: The attribute of Django's connection wrapper that holds its kept PreparedCursor.
+_KEPT = "_orbit_prepared_cursor"
+
+
 def _rows(cursor: CursorWrapper, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The statement's rows (psycopg's tuples), or none for a statement that returns no
+    rows. Asked of the result's status, not of `description`, which builds a Column for
+    each of the result's columns on every call."""
     cursor.execute(query, params)
-    return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+    result = cursor.cursor.pgresult
+    if result is None or result.status != pq.ExecStatus.TUPLES_OK:
+        return []
+    rows: list[tuple[Any, ...]] = cursor.fetchall()
+    return rows
 
 
 def _stop_preparing(db: BaseDatabaseWrapper) -> None:

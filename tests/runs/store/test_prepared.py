@@ -12,10 +12,12 @@ import json
 import logging
 import subprocess
 import sys
+import threading
+import uuid
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from orbit.core.conf import PREPARE_WHEN_ASKED, prepares_statements
@@ -175,3 +177,50 @@ def test_in_a_transaction_the_refusal_fails_it_and_the_next_one_works(preparing,
     with transaction.atomic():
         enqueue("t-recorded")
     assert Run.objects.count() == 2
+
+
+@pg
+@pytest.mark.django_db(transaction=True)
+def test_after_a_reconnect_the_statements_are_prepared_on_the_new_connection(
+    preparing, monkeypatch, test_pipelines
+):
+    first = enqueue("t-recorded")
+    connection.close()  # as Django does at the end of a request, or after a lost connection
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", PREPARE_WHEN_ASKED)
+    second = enqueue("t-recorded")
+    assert prepared_here()["insert_run"] == [1]  # this session's own, run once
+    assert Run.objects.filter(id__in=[first.id, second.id]).count() == 2
+
+
+@pg
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_that_fails_leaves_the_next_one_working(preparing, test_pipelines):
+    with pytest.raises(DatabaseError, match="division by zero"):
+        prepared.execute(connection, "SELECT 1 / %(zero)s::int -- orbit: divide", {"zero": 0})
+    run = enqueue("t-recorded")
+    assert Run.objects.get(id=run.id).status == "pending"
+    assert prepared_here()["insert_run"] == [1]
+
+
+@pg
+@pytest.mark.django_db(transaction=True)
+def test_threads_enqueue_at_once_each_on_its_own_connection(preparing, test_pipelines):
+    made: list[uuid.UUID] = []
+    failed: list[BaseException] = []
+
+    def enqueue_some() -> None:
+        try:
+            made.extend(enqueue("t-recorded", metadata={"n": n}).id for n in range(20))
+        except BaseException as error:  # reported below, with the thread's own error
+            failed.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=enqueue_some) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failed
+    assert Run.objects.filter(id__in=made).count() == len(made) == 80
