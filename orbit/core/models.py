@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
 
@@ -118,6 +118,10 @@ class AuditEvent(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        # Indexed only where set (audit_user_idx): most events are a worker's, the CLI's or
+        # code's, with no user, and an index entry for each of those cost every enqueue
+        # and served no query (a lookup by user, as deleting one makes, implies NOT NULL).
+        db_index=False,
         help_text="The user who acted; empty for the CLI, schedules, workers and code.",
     )
     actor = models.CharField(
@@ -138,6 +142,7 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
             models.Index(F("created_at").desc(), F("id").desc(), name="audit_created_idx"),
+            models.Index(fields=["user"], name="audit_user_idx", condition=Q(user__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from orbit.core.audit import Actor, acting, diff, record
@@ -169,6 +170,29 @@ def test_a_user_deleted_later_is_still_named(test_pipelines):
     user.delete()
     event = AuditEvent.objects.get()
     assert (event.user, event.actor) == (None, "leaver")
+
+
+@pytest.mark.postgres
+def test_a_users_events_are_read_through_the_index_of_events_that_have_one(test_pipelines):
+    """Events with no user (code, workers, the CLI: most of them) stay out of the user
+    index; a lookup by user, as deleting one makes, still reads it."""
+    user = User.objects.create_user("someone")
+    enqueue("t-single")  # code: no user
+    record(
+        "run.created",  # type: ignore[arg-type]
+        RunFactory(),
+        actor=Actor(source=AuditSource.API, name="someone", user=user),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be scanned
+        cursor.execute(
+            "SELECT pg_get_indexdef('audit_user_idx'::regclass), "
+            "to_regclass('orbit_auditevent_user_id_aa9dfa96')"
+        )
+        [(definition, whole)] = cursor.fetchall()
+    assert "WHERE (user_id IS NOT NULL)" in definition and whole is None
+    assert "audit_user_idx" in AuditEvent.objects.filter(user=user).explain()
+    assert [e.actor for e in AuditEvent.objects.filter(user=user)] == ["someone"]
 
 
 # --- Where people read it -----------------------------------------------------------------
