@@ -197,7 +197,9 @@ def test_after_a_reconnect_the_statements_are_prepared_on_the_new_connection(
 @pytest.mark.django_db(transaction=True)
 def test_a_statement_that_fails_leaves_the_next_one_working(preparing, test_pipelines):
     with pytest.raises(DatabaseError, match="division by zero"):
-        prepared.execute(connection, "SELECT 1 / %(zero)s::int -- orbit: divide", {"zero": 0})
+        prepared.execute(
+            connections["default"], "SELECT 1 / %(zero)s::int -- orbit: divide", {"zero": 0}
+        )
     run = enqueue("t-recorded")
     assert Run.objects.get(id=run.id).status == "pending"
     assert prepared_here()["insert_run"] == [1]
