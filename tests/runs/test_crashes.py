@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from runs import enqueue
 from runs.models import AttemptOutcome, Run, RunStatus, StepAttempt, Worker
 from runs.recovery import recover_interrupted
 from tests.processes import wait_until
+from tests.threads import at_once
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -157,21 +157,8 @@ def test_racing_sweeps_recover_each_run_exactly_once(test_pipelines):
     from runs.models import Step
 
     Step.objects.filter(run__in=runs, name="one").update(status="running")
-    barrier = threading.Barrier(4)
     recovered: list[list] = []
-
-    def sweep() -> None:
-        try:
-            barrier.wait()
-            recovered.append(recover_interrupted(auto_resume=True).recovered)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=sweep) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(lambda: recovered.append(recover_interrupted(auto_resume=True).recovered), 4)
     everything = [run_id for batch in recovered for run_id in batch]
     assert sorted(map(str, everything)) == sorted(str(r.id) for r in runs)
     assert set(Run.objects.values_list("interruptions", flat=True)) == {1}

@@ -17,6 +17,7 @@ from runs.enqueueing import MAX_AHEAD, InvalidQueue, parse_delay, when
 from runs.models import Run
 from runs.store import store
 from runs.store.records import ClaimRequest
+from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -206,28 +207,11 @@ def test_a_retry_is_refused_while_another_run_holds_its_unique_key(test_pipeline
 
 
 def test_concurrent_enqueues_with_one_unique_key_make_one_run(test_pipelines):
-    import threading
-
-    from django.db import connections
-
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises writers: there is no race to lose")
     Pipeline.objects.get(name="t-single")
     ids: list[object] = []
-    barrier = threading.Barrier(6)
-
-    def one() -> None:
-        try:
-            barrier.wait(timeout=10)
-            ids.append(enqueue("t-single", unique_key="race").id)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=one) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    at_once(lambda: ids.append(enqueue("t-single", unique_key="race").id), 6)
     assert len(ids) == 6 and len(set(ids)) == 1
     assert Run.objects.filter(unique_key="race").count() == 1
 

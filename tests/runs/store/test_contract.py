@@ -17,6 +17,7 @@ from runs.store import transitions as t
 from runs.store.records import AttemptRecord, LogBatch, LogLine, StepStart
 from tests.factories import WorkerFactory
 from tests.runs.store.conftest import LEASE, claim, expire, insert, new_run, succeeded
+from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -443,23 +444,14 @@ def test_claim_run_takes_one_particular_run_whatever_its_due_time(store, pipelin
 def test_claims_from_many_connections_at_once_take_each_run_once(store, pipeline):
     ids = {insert(store, pipeline) for _ in range(60)}
     taken: list[list[object]] = []
-    barrier = threading.Barrier(6)
 
     def claimant() -> None:
-        try:
-            barrier.wait()
-            mine = []
-            while batch := claim(store, limit=3):
-                mine += [c.run_id for c in batch]
-            taken.append(mine)
-        finally:
-            connections.close_all()
+        mine = []
+        while batch := claim(store, limit=3):
+            mine += [c.run_id for c in batch]
+        taken.append(mine)
 
-    threads = [threading.Thread(target=claimant) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(claimant, 6)
     every = [run_id for mine in taken for run_id in mine]
     assert len(taken) == 6
     assert sorted(every) == sorted(ids)  # each run claimed, none twice
@@ -870,20 +862,7 @@ def test_sweeps_at_the_same_time_take_each_run_once(store, pipeline):
     claim(store, limit=30)
     Run.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=5))
     taken: list[object] = []
-    barrier = threading.Barrier(4)
-
-    def sweeper() -> None:
-        try:
-            barrier.wait()
-            taken.extend(r.run_id for r in store.take_interrupted(max_interruptions=3))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=sweeper) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(lambda: taken.extend(r.run_id for r in store.take_interrupted(max_interruptions=3)), 4)
     assert sorted(taken) == sorted(ids)
     assert StepAttempt.objects.filter(outcome="interrupted").count() == 30
 

@@ -4,16 +4,15 @@ expired taken over (runs/webhooks/sending.py relies on all three)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from runs.models import Webhook, WebhookDelivery
 from runs.store.protocol import RunStore
+from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,23 +56,14 @@ def test_an_expired_claim_is_taken_over_under_a_new_claim(store: RunStore):
 def test_claims_from_many_connections_at_once_take_each_delivery_once(store: RunStore):
     ids = deliveries(60)
     taken: list[list[uuid.UUID]] = []
-    barrier = threading.Barrier(6)
 
     def claimant() -> None:
-        try:
-            barrier.wait()
-            mine: list[uuid.UUID] = []
-            while batch := store.claim_deliveries(limit=3, lease_seconds=30):
-                mine += [c.id for c in batch]
-            taken.append(mine)
-        finally:
-            connections.close_all()
+        mine: list[uuid.UUID] = []
+        while batch := store.claim_deliveries(limit=3, lease_seconds=30):
+            mine += [c.id for c in batch]
+        taken.append(mine)
 
-    threads = [threading.Thread(target=claimant) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(claimant, 6)
     every = [delivery for mine in taken for delivery in mine]
     assert len(taken) == 6
     assert sorted(every) == sorted(ids)  # each delivery claimed, none twice

@@ -4,7 +4,6 @@ claimers at once never taking more than a limit allows."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from django.db.models.functions import Now
 from pipelines.models import Pipeline
 from runs.models import QueuePause, RateWindow, Run
 from tests.runs.store.conftest import claim, held_elsewhere, insert, new_run
+from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -236,30 +236,21 @@ def test_claimers_on_many_connections_never_exceed_the_limit(store):
     ids = {insert(store, limited) for _ in range(40)}
     taken: list[object] = []
     seen: list[int] = []
-    barrier = threading.Barrier(4)
 
     def claimant() -> None:
-        try:
-            barrier.wait()
+        idle = 0
+        while idle < 50:
+            batch = claim(store, limit=2)
+            seen.append(running(limited))
+            if not batch:
+                idle += 1
+                continue
             idle = 0
-            while idle < 50:
-                batch = claim(store, limit=2)
-                seen.append(running(limited))
-                if not batch:
-                    idle += 1
-                    continue
-                idle = 0
-                for c in batch:
-                    taken.append(c.run_id)
-                    store.cancel(c.run_id, reason="done")
-        finally:
-            connections.close_all()
+            for c in batch:
+                taken.append(c.run_id)
+                store.cancel(c.run_id, reason="done")
 
-    threads = [threading.Thread(target=claimant) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    at_once(claimant, 4, timeout=60)
     assert sorted(taken) == sorted(ids)  # each run once
     assert max(seen) <= 3
 

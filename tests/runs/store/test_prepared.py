@@ -12,7 +12,6 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import uuid
 
 import pytest
@@ -25,6 +24,7 @@ from runs import enqueue
 from runs.models import Run
 from runs.store import prepared
 from tests.processes import ROOT, database_env
+from tests.threads import at_once
 
 
 @pytest.mark.parametrize(
@@ -209,20 +209,9 @@ def test_a_statement_that_fails_leaves_the_next_one_working(preparing, test_pipe
 @pytest.mark.django_db(transaction=True)
 def test_threads_enqueue_at_once_each_on_its_own_connection(preparing, test_pipelines):
     made: list[uuid.UUID] = []
-    failed: list[BaseException] = []
-
-    def enqueue_some() -> None:
-        try:
-            made.extend(enqueue("t-recorded", metadata={"n": n}).id for n in range(20))
-        except BaseException as error:  # reported below, with the thread's own error
-            failed.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=enqueue_some) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not failed
+    at_once(
+        lambda: made.extend(enqueue("t-recorded", metadata={"n": n}).id for n in range(20)),
+        4,
+        timeout=60,
+    )
     assert Run.objects.filter(id__in=made).count() == len(made) == 80
