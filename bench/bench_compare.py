@@ -63,6 +63,7 @@ LAT_N = int(os.environ.get("BENCH_LAT_N", 10 if QUICK else 50))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 32))
 
 sys.path.insert(0, str(ROOT))
+from bench.bench_enqueue_rounds import table  # noqa: E402
 from orbit.core.conf import default_worker_concurrency  # noqa: E402  (after the path)
 
 #: What runworker runs at when it is not told (bench_worker.py --concurrency 0).
@@ -275,12 +276,7 @@ def print_enqueue_rounds(figures: dict[str, Any] | None) -> None:
         f"SINGLE ENQUEUE IN ALTERNATING ROUNDS: {figures['rounds']} rounds of "
         f"{figures['calls']} enqueues per system, in turn (PostgreSQL, one transaction each)"
     )
-    print(f"{'system':28} {'median/s':>9} {'fastest/s':>10}  Orbit's rate / this one's")
-    for name, found in systems.items():
-        print(
-            f"{name[:28]:28} {found['median']:9.0f} {found['fastest']:10.0f}  "
-            f"{found['orbit_ratio']:.2f}x"
-        )
+    print("\n".join(table(systems)))
     peers = {name: found for name, found in systems.items() if name != "Orbit"}
     if peers:
         fastest = min(peers, key=lambda name: peers[name]["orbit_ratio"])

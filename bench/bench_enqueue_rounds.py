@@ -49,10 +49,7 @@ def serve_orbit() -> None:
     sys.path.insert(0, str(tree))
     import bench_worker
 
-    bench_worker.django_ready("postgres")
-    import django
-
-    django.setup()
+    bench_worker.django_ready("postgres")  # which sets Django up
     from runs import enqueue
 
     enqueue("bench-noop")  # the pipeline row read and cached, the statement prepared
@@ -103,12 +100,10 @@ def main() -> None:
 
     bench_worker.setup("postgres")
     env = bench_worker.env_for("postgres")
-    commands: dict[str, tuple[list[str], Path]] = {
-        "Orbit": ([sys.executable, str(Path(__file__).resolve()), "--serve", "orbit"], ROOT)
-    }
-    for tree in args.tree:
-        command = [sys.executable, str(Path(__file__).resolve()), "--serve", "orbit"]
-        commands[f"Orbit at {tree}"] = (command, tree.resolve())
+    orbit = [sys.executable, str(Path(__file__).resolve()), "--serve", "orbit"]
+    commands: dict[str, tuple[list[str], Path]] = {"Orbit": (orbit, ROOT)}
+    for tree in args.tree:  # the same command, started in the other checkout
+        commands[f"Orbit at {tree}"] = (orbit, tree.resolve())
     for peer in filter(None, args.peers.split(",")):
         python = PEERS_VENV / "bin" / "python"
         commands[peer] = ([str(python), str(Path(__file__).resolve()), "--serve", peer], PEERS_DIR)
@@ -150,12 +145,7 @@ def main() -> None:
         process.wait(timeout=60)
     figures = summary(rates)
     print(f"single enqueues, {args.rounds} rounds of {args.calls} per system, alternating")
-    print(f"{'system':28} {'median/s':>9} {'fastest/s':>10}  Orbit's rate / this one's")
-    for name, found in figures.items():
-        print(
-            f"{name:28} {found['median']:9.0f} {found['fastest']:10.0f}  "
-            f"{found['orbit_ratio']:.2f}x"
-        )
+    print("\n".join(table(figures)))
     if args.out:
         args.out.write_text(
             json.dumps({"rounds": args.rounds, "calls": args.calls, "systems": figures})
@@ -174,6 +164,17 @@ def summary(rates: dict[str, list[float]]) -> dict[str, dict[str, float]]:
         }
         for name, found in rates.items()
     }
+
+
+def table(figures: dict[str, dict[str, float]]) -> list[str]:
+    """`summary`'s figures as the lines of a table: this script's and make bench's."""
+    lines = [f"{'system':28} {'median/s':>9} {'fastest/s':>10}  Orbit's rate / this one's"]
+    for name, found in figures.items():
+        lines.append(
+            f"{name:28} {found['median']:9.0f} {found['fastest']:10.0f}  "
+            f"{found['orbit_ratio']:.2f}x"
+        )
+    return lines
 
 
 if __name__ == "__main__":
