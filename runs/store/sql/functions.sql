@@ -86,12 +86,17 @@ DROP FUNCTION IF EXISTS orbit_run_holding(bigint, text, text, timestamptz)
 -- What runs share is sent once (`p_shared`: the first run's values, with its `_steps`,
 -- `_run_after`, `_delay` and `_audit`) and each run carries only its id and what differs
 -- (`p_runs`, in order; an `_audit` of its own lists only the event's columns that
--- differ). Each table's shared row is built once per statement (the scalar subquery, an
+-- differ). The runs' shared row is built once per statement (the scalar subquery, an
 -- InitPlan) and each run's row from it by jsonb_populate_record over the few values of
 -- its own, in a LATERAL join, once per row: merging the whole defaults, run and event
 -- into one jsonb per row and reading every column back from text was most of a large
--- batch's time. The defaults come from the models on every call (runs/store/rows.py), so
--- a new column is written with its model's default without a new version of this function.
+-- batch's time. The steps and the audit events name their columns (a row of defaults
+-- built once, and for an event the few columns a run sets itself, by name): laid out by
+-- jsonb_populate_record as the runs are, their rows cost ~10% of a 10,000-run batch more
+-- (docs/PERFORMANCE.md, "Steps and events by name"). The defaults come from the models on
+-- every call (runs/store/rows.py), so a new run column is written with its model's
+-- default without a new version of this function; a new step or audit column needs one
+-- (tests/runs/store/test_functions.py fails until it has it).
 -- Rows come back in the runs' order: whether each was inserted, the run holding its key
 -- or slot if not, and its stamps as microseconds since the epoch (a bigint is read in C;
 -- a timestamptz through Django's loader costs several microseconds a value in Python).
@@ -151,38 +156,51 @@ BEGIN
         FROM input
         LEFT JOIN inserted ON inserted.id = input.id
     ),
+    -- the steps' and events' columns are named, each value taken from the row of
+    -- defaults built once (or, for an event's column a run sets, from the run's own):
+    -- laying each row out by jsonb_populate_record cost more than its insert
+    step_defaults AS MATERIALIZED (
+        SELECT * FROM jsonb_populate_record(NULL::{step}, p_step_defaults)
+    ),
     steps AS (
-        INSERT INTO {step}
-        SELECT made.*
+        INSERT INTO {step} (
+            id, run_id, name, position, status, attempts, failures, result, error,
+            error_type, traceback, started_at, finished_at, duration)
+        SELECT nextval(p_step_sequence), joined.made_id, step.name, step.ordinality - 1,
+            d.status, d.attempts, d.failures, d.result, d.error, d.error_type,
+            d.traceback, d.started_at, d.finished_at, d.duration
         FROM joined
         CROSS JOIN LATERAL jsonb_array_elements_text(COALESCE(joined.own->'_steps', p_shared->'_steps'))
             WITH ORDINALITY AS step(name, ordinality)
-        CROSS JOIN LATERAL jsonb_populate_record(
-            (SELECT jsonb_populate_record(NULL::{step}, p_step_defaults)),
-            jsonb_build_object(
-                'id', nextval(p_step_sequence),
-                'run_id', joined.made_id,
-                'name', step.name,
-                'position', step.ordinality - 1)
-        ) AS made
+        CROSS JOIN step_defaults AS d
         WHERE joined.made_id IS NOT NULL
     ),
+    event_defaults AS MATERIALIZED (
+        SELECT * FROM jsonb_populate_record(
+            NULL::{audit},
+            p_audit_defaults || CASE WHEN jsonb_typeof(p_shared->'_audit') = 'object'
+                THEN p_shared->'_audit' ELSE '{{}}' END)
+    ),
     audit AS (
-        INSERT INTO {audit}
-        SELECT made.*
+        INSERT INTO {audit} (
+            id, created_at, action, source, user_id, actor, ip_address, target_type,
+            target_id, target_repr, changes)
+        SELECT nextval(p_audit_sequence), statement_timestamp(),
+            CASE WHEN e.own ? 'action' THEN e.own->>'action' ELSE d.action END,
+            CASE WHEN e.own ? 'source' THEN e.own->>'source' ELSE d.source END,
+            CASE WHEN e.own ? 'user_id' THEN (e.own->>'user_id')::integer ELSE d.user_id END,
+            CASE WHEN e.own ? 'actor' THEN e.own->>'actor' ELSE d.actor END,
+            CASE WHEN e.own ? 'ip_address' THEN (e.own->>'ip_address')::inet ELSE d.ip_address END,
+            CASE WHEN e.own ? 'target_type' THEN e.own->>'target_type' ELSE d.target_type END,
+            joined.made_id::text,
+            CASE WHEN e.own ? 'target_repr' THEN e.own->>'target_repr' ELSE d.target_repr END,
+            CASE WHEN e.own ? 'changes' THEN e.own->'changes' ELSE d.changes END
         FROM joined
-        CROSS JOIN LATERAL jsonb_populate_record(
-            (SELECT jsonb_populate_record(
-                NULL::{audit},
-                p_audit_defaults || jsonb_build_object('created_at', statement_timestamp())
-                    || CASE WHEN jsonb_typeof(p_shared->'_audit') = 'object'
-                        THEN p_shared->'_audit' ELSE '{{}}' END)),
-            CASE WHEN jsonb_typeof(joined.own->'_audit') = 'object'
-                THEN joined.own->'_audit' ELSE '{{}}' END
-                || jsonb_build_object(
-                    'id', nextval(p_audit_sequence),
-                    'target_id', joined.made_id::text)
-        ) AS made
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN jsonb_typeof(joined.own->'_audit') = 'object'
+                THEN joined.own->'_audit' ELSE '{{}}' END AS own
+        ) AS e
+        CROSS JOIN event_defaults AS d
         WHERE joined.made_id IS NOT NULL
           AND jsonb_typeof(CASE WHEN joined.own ? '_audit' THEN joined.own ELSE p_shared END
             ->'_audit') = 'object'

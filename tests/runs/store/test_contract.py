@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, connections
 from django.utils import timezone
 
@@ -174,6 +175,7 @@ def test_each_run_of_a_batch_keeps_what_is_its_own(store, pipeline):
     # from each run only what differs: every difference from the first must still land
     at = (db_now() + timedelta(hours=1)).replace(microsecond=0)
     slot = timezone.now().replace(microsecond=0)
+    bob = get_user_model().objects.create_user("bob")
     audit = {
         "action": "run.created",
         "source": "cli",
@@ -197,7 +199,15 @@ def test_each_run_of_a_batch_keeps_what_is_its_own(store, pipeline):
             unique_key="u-2",
             delay=90.0,
             trace_context={"traceparent": "x"},
-            audit={**audit, "actor": "bob", "target_repr": "second"},
+            audit={
+                **audit,
+                "source": "api",
+                "user_id": bob.pk,
+                "actor": "bob",
+                "ip_address": "10.0.0.9",
+                "target_repr": "second",
+                "changes": {"queue": "other"},
+            },
         ),
         new_run(pipeline, scheduled_for=slot, run_after=at, audit=None),
         new_run(pipeline, audit={"action": "run.rerun", "target_repr": "fourth"}),
@@ -231,13 +241,32 @@ def test_each_run_of_a_batch_keeps_what_is_its_own(store, pipeline):
         inserted[2].available_at,
     )
     assert list(
-        Step.objects.filter(run=second).order_by("position").values_list("name", flat=True)
-    ) == ["a", "b"]
+        Step.objects.filter(run=second)
+        .order_by("position")
+        .values_list("name", "position", "status", "attempts", "failures", "error", "result")
+    ) == [("a", 0, "pending", 0, 0, "", None), ("b", 1, "pending", 0, 0, "", None)]
     assert Step.objects.filter(run=third).count() == 3
     events = {e.target_id: e for e in AuditEvent.objects.all()}
     assert set(events) == {str(first.id), str(second.id), str(fourth.id)}  # the third had none
-    assert (events[str(first.id)].actor, events[str(first.id)].target_repr) == ("alice", "first")
-    assert (events[str(second.id)].actor, events[str(second.id)].target_repr) == ("bob", "second")
+    own = ("source", "user_id", "actor", "ip_address", "target_type", "target_repr", "changes")
+    assert [getattr(events[str(first.id)], column) for column in own] == [
+        "cli",
+        None,
+        "alice",
+        None,
+        "runs.run",
+        "first",
+        {"queue": "default"},
+    ]
+    assert [getattr(events[str(second.id)], column) for column in own] == [
+        "api",
+        bob.pk,
+        "bob",
+        "10.0.0.9",
+        "runs.run",
+        "second",
+        {"queue": "other"},
+    ]
     # an event lacking columns the first one has: those take their defaults
     lacking = events[str(fourth.id)]
     assert (lacking.action, lacking.actor, lacking.source, lacking.changes) == (

@@ -81,18 +81,27 @@ def test_the_migrations_create_the_functions_on_postgresql_only(function, volati
 
 
 @pytest.mark.parametrize(
-    ("table", "model", "generated"),
-    [("run", Run, set()), ("step", Step, {"id"}), ("audit", AuditEvent, {"id"})],
+    ("function", "table", "model", "generated"),
+    [
+        ("insert_run", "run", Run, set()),
+        ("insert_run", "step", Step, {"id"}),
+        ("insert_run", "audit", AuditEvent, {"id"}),
+        ("insert_runs", "step", Step, set()),
+        ("insert_runs", "audit", AuditEvent, set()),
+    ],
 )
-def test_insert_run_writes_every_column_of_its_tables(table, model, generated):
-    """`orbit_insert_run` names each column it writes (functions.sql says why): a column
-    added to one of its tables must be added to its INSERT, in a new migration, or a run
-    enqueued alone would get NULL, or no row, where a batch's runs get the model's default."""
-    body = parse((SQL_DIR / "functions.sql").read_text())["create_insert_run"]
+def test_the_insert_functions_write_every_column_of_the_tables_they_name(
+    function, table, model, generated
+):
+    """`orbit_insert_run` names each column it writes, and `orbit_insert_runs` each of a
+    step's and an audit event's (functions.sql says why): a column added to one of those
+    tables must be added to the INSERT, in a new migration, or a run enqueued alone, or a
+    batch's steps and events, would get NULL, or no row, where the model has a default."""
+    body = parse((SQL_DIR / "functions.sql").read_text())[f"create_{function}"]
     found = re.search(
         r"INSERT INTO " + re.escape("{" + table + "}") + r"(?: AS \w+)? \(([^)]*)\)", body
     )
-    assert found, f"no INSERT INTO {{{table}}} in create_insert_run"
+    assert found, f"no INSERT INTO {{{table}}} with its columns named in create_{function}"
     written = {column.strip() for column in found.group(1).split(",")}
     columns = {field.column for field in model._meta.concrete_fields}
     assert written == columns - generated
