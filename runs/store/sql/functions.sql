@@ -92,8 +92,8 @@ DROP FUNCTION IF EXISTS orbit_run_holding(bigint, text, text, timestamptz)
 -- into one jsonb per row and reading every column back from text was most of a large
 -- batch's time. The steps and the audit events name their columns (a row of defaults
 -- built once, and for an event the few columns a run sets itself, by name): laid out by
--- jsonb_populate_record as the runs are, their rows cost ~10% of a 10,000-run batch more
--- (docs/PERFORMANCE.md, "Steps and events by name"). The defaults come from the models on
+-- jsonb_populate_record as the runs are, they made a 10,000-run batch's statement ~10%
+-- slower (docs/PERFORMANCE.md, "Steps and events by name"). The defaults come from the models on
 -- every call (runs/store/rows.py), so a new run column is written with its model's
 -- default without a new version of this function; a new step or audit column needs one
 -- (tests/runs/store/test_functions.py fails until it has it).
