@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import F
+from django.test import Client
 from django.utils import timezone
 
 from pipelines.models import Pipeline
@@ -581,3 +582,15 @@ def test_the_favicon_is_answered_without_a_logged_warning(client, caplog):
     assert response.status_code == 301
     assert response["Location"].endswith("orbit/favicon.svg")
     assert caplog.records == []
+
+
+def test_the_sites_root_leads_to_the_dashboard_and_through_the_login(op_client):
+    anonymous = Client()
+    response = anonymous.get("/")
+    assert (response.status_code, response["Location"]) == (302, "/dashboard/")
+    # not logged in: the dashboard sends the visitor on to the login page, showing nothing
+    followed = anonymous.get("/", follow=True)
+    assert followed.redirect_chain[-1][0] == "/admin/login/?next=/dashboard/"
+    assert "Log in" in followed.content.decode()
+    logged_in = op_client.get("/", follow=True)
+    assert (logged_in.status_code, logged_in.redirect_chain) == (200, [("/dashboard/", 302)])
