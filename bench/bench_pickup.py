@@ -79,6 +79,13 @@ def main() -> None:
         default="orbit_bench_pickup",
         help="the PostgreSQL database to create (dropped first) on 127.0.0.1",
     )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=None,
+        help="the longest random gap between runs, seconds (default: make bench's, "
+        "bench_worker.PICKUP_GAP_POSTGRES)",
+    )
     args = parser.parse_args()
     tree = args.tree.resolve()
     sys.path[:0] = [str(tree), str(tree / "bench")]
@@ -92,7 +99,9 @@ def main() -> None:
     stamps.write_text("")
     workers = bench_worker.start_workers("postgres", 1, 1)
     time.sleep(3)  # started and listening
-    samples = take(args.n, 0.1, stamps)
+    # a --tree from before 5 December has no such constant: its pickup rows used 0.1 s
+    gap = args.gap if args.gap is not None else getattr(bench_worker, "PICKUP_GAP_POSTGRES", 0.1)
+    samples = take(args.n, gap, stamps)
     bench_worker.stop(workers)
     to_insert = [(s.created - s.called) * 1000 for s in samples]
     to_claim = [(s.claimed - s.created) * 1000 for s in samples]

@@ -228,13 +228,21 @@ def enqueue_rates(n: int, batches: tuple[int, ...] = BATCHES) -> list[dict[str, 
     return rows
 
 
+#: The longest random gap between two pickup samples on PostgreSQL, in seconds: the one
+#: the peers' benchmark gives Procrastinate, the peer woken by NOTIFY as Orbit is. The gap
+#: matters: on this VM a process idle for more than a few milliseconds wakes slower
+#: (docs/PERFORMANCE.md, "What an idle machine adds to a pickup"), so shorter gaps give
+#: more samples the quicker wake; until 5 December Orbit's was 0.1 s against 0.2.
+PICKUP_GAP_POSTGRES = 0.2
+
+
 def pickup(db: str, n: int) -> dict[str, float]:
     from bench.bench_pickup import percentile, take
     from orbit.core.conf import orbit_settings
 
     # Random gaps, as the peers take them: a worker that polls (SQLite) is then caught at
     # every phase of its poll interval, not always just after its last poll.
-    gap = 0.1 if db == "postgres" else orbit_settings.poll_interval
+    gap = PICKUP_GAP_POSTGRES if db == "postgres" else orbit_settings.poll_interval
     Path(LAT_FILE).write_text("")
     procs = start_workers(db, 1, 1)
     time.sleep(3)
