@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from orbit.core.conf import Rate, parse_rate
@@ -20,6 +17,7 @@ from orbit.web.ratelimit.limiter import hit
 from orbit.web.ratelimit.models import Window
 from tests.api.conftest import VIEWER, Api, make_user
 from tests.processes import ROOT, database_env
+from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -190,17 +188,14 @@ def test_counts_are_shared_with_other_processes(transactional_db, clock):
 def test_concurrent_requests_never_lose_a_count(transactional_db, clock):
     """Threads on their own connections race on one key: exactly `limit` get through."""
     rate = Rate(limit=20, seconds=60)
-    barrier = threading.Barrier(8)
+    verdicts: list[bool] = []
 
-    def spend() -> list[bool]:
-        try:
-            barrier.wait()
-            return [hit(["api:addr:10.0.0.1"], rate).allowed for _ in range(5)]
-        finally:
-            connection.close()
+    def spend() -> None:
+        mine = [hit(["api:addr:10.0.0.1"], rate).allowed for _ in range(5)]
+        verdicts.extend(mine)
 
-    with ThreadPoolExecutor(8) as pool:
-        verdicts = [v for result in pool.map(lambda _: spend(), range(8)) for v in result]
+    at_once(spend, 8)
+    assert len(verdicts) == 40
     assert verdicts.count(True) == 20
     assert Window.objects.get(key="api:addr:10.0.0.1").count == 40
 
