@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponsePermanentRedirect, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponsePermanentRedirect
 from django.templatetags.static import static
-from django.urls import include, path, reverse
+from django.urls import include, path
+from django.views.generic import RedirectView
 
 from orbit.api.health import healthz
 from orbit.api.prometheus import metrics_view
@@ -15,13 +16,6 @@ def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     return HttpResponsePermanentRedirect(static("orbit/favicon.svg"))
 
 
-def front_door(request: HttpRequest) -> HttpResponseRedirect:
-    """The site's root is the dashboard (which sends a visitor who is not logged in to the
-    login page): `make run` prints http://127.0.0.1:8000, and that address answered 404.
-    Not permanent, so a deployment may mount something else there later."""
-    return HttpResponseRedirect(reverse("dashboard:overview"))
-
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
@@ -29,5 +23,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("dashboard/", include("orbit.console.dashboard.urls")),
     path("favicon.ico", favicon, name="favicon"),
-    path("", front_door, name="front-door"),
+    # The site's root is the dashboard (which sends a visitor who is not logged in to the
+    # login page): `make run` prints http://127.0.0.1:8000, and that address answered 404.
+    # Not permanent, so a deployment may mount something else there later.
+    path("", RedirectView.as_view(pattern_name="dashboard:overview"), name="front-door"),
 ]
