@@ -39,7 +39,15 @@ class Sample:
 
 def take(n: int, gap: float, stamps: Path) -> list[Sample]:
     """Enqueue n `bench-stamp` runs one at a time for the idle worker already started,
-    each after the last succeeded and a random gap of up to `gap` seconds."""
+    each a random gap of up to `gap` seconds after the last one's stamp appeared.
+
+    Waited for as the peers' benchmark waits for its jobs (`wait_lines` in
+    ../shared/bench/peers/bench_systems.py): by reading the stamp file every 2 ms, with
+    no query while the run is being picked up, and the gap runs from the stamp. The
+    database's times are read inside the gap. Until 5 December this asked the database
+    every 2 ms whether the run had succeeded, during the pickup too, and began the gap
+    after; the figures did not move beyond noise when it changed (docs/PERFORMANCE.md,
+    "Pickup sampled as the peers sample theirs"), but now nothing differs."""
     from runs import enqueue
     from runs.models import Run, Step
 
@@ -47,20 +55,53 @@ def take(n: int, gap: float, stamps: Path) -> list[Sample]:
     for i in range(n):
         called = time.time()
         run = enqueue("bench-stamp", metadata={"i": i})
-        while not Run.objects.filter(id=run.id, status="succeeded").exists():
-            time.sleep(0.002)
-        index, stamped = stamps.read_text().splitlines()[-1].split()
-        assert int(index) == i, f"pickup sample {i} read the stamp of run {index}"
+        stamped = _stamp(stamps, i)
+        next_at = time.monotonic() + random.uniform(0, gap)
+        _succeeded(run.id)
         samples.append(
             Sample(
                 called=called,
                 created=Run.objects.get(id=run.id).created_at.timestamp(),
                 claimed=Step.objects.get(run=run).started_at.timestamp(),
-                stamped=float(stamped),
+                stamped=stamped,
             )
         )
-        time.sleep(random.uniform(0, gap))
+        time.sleep(max(0.0, next_at - time.monotonic()))
     return samples
+
+
+def warm_up(stamps: Path) -> None:
+    """One run picked up before the samples, then half a second idle: as the peers'
+    benchmark starts its own (its warm-up job)."""
+    from runs import enqueue
+
+    run = enqueue("bench-stamp", metadata={"i": -1})
+    _stamp(stamps, -1, timeout=60)
+    _succeeded(run.id)
+    time.sleep(0.5)
+
+
+def _stamp(stamps: Path, i: int, timeout: float = 30) -> float:
+    """When run `i`'s step began, once its stamp is the file's last line, read every
+    2 ms as the peers read theirs."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        lines = stamps.read_text().splitlines()
+        if lines and lines[-1].split()[0] == str(i):
+            return float(lines[-1].split()[1])
+        time.sleep(0.002)
+    raise RuntimeError(f"no stamp from pickup sample {i} within {timeout:g} s")
+
+
+def _succeeded(run_id: object, timeout: float = 30) -> None:
+    """Wait for the run's success, once its step has stamped (outside the sample)."""
+    from runs.models import Run
+
+    end = time.monotonic() + timeout
+    while not Run.objects.filter(id=run_id, status="succeeded").exists():
+        if time.monotonic() > end:
+            raise RuntimeError(f"run {run_id} did not succeed within {timeout:g} s")
+        time.sleep(0.002)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -98,7 +139,7 @@ def main() -> None:
     stamps = Path(bench_worker.LAT_FILE)
     stamps.write_text("")
     workers = bench_worker.start_workers("postgres", 1, 1)
-    time.sleep(3)  # started and listening
+    warm_up(stamps)
     # a --tree from before 5 December has no such constant: its pickup rows used 0.1 s
     gap = args.gap if args.gap is not None else getattr(bench_worker, "PICKUP_GAP_POSTGRES", 0.1)
     samples = take(args.n, gap, stamps)

@@ -237,7 +237,7 @@ PICKUP_GAP_POSTGRES = 0.2
 
 
 def pickup(db: str, n: int) -> dict[str, float]:
-    from bench.bench_pickup import percentile, take
+    from bench.bench_pickup import percentile, take, warm_up
     from orbit.core.conf import orbit_settings
 
     # Random gaps, as the peers take them: a worker that polls (SQLite) is then caught at
@@ -245,7 +245,7 @@ def pickup(db: str, n: int) -> dict[str, float]:
     gap = PICKUP_GAP_POSTGRES if db == "postgres" else orbit_settings.poll_interval
     Path(LAT_FILE).write_text("")
     procs = start_workers(db, 1, 1)
-    time.sleep(3)
+    warm_up(Path(LAT_FILE))
     samples = take(n, gap, Path(LAT_FILE))
     stop(procs)
     # Both times from the database clock: the run's creation (its INSERT, inside the
