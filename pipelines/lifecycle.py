@@ -176,9 +176,15 @@ def pipeline_delete(pipeline: Pipeline, *, actor: Actor | None = None) -> None:
             raise ProtectedError("has runs", set())
         with transaction.atomic():
             record_deleted(pipeline, actor=actor)
-            pipeline.delete()  # a run created meanwhile still protects it (PROTECT)
-    except ProtectedError:
+            # A run created meanwhile still protects it: Django looks for runs before it
+            # deletes (PROTECT), and on PostgreSQL the database refuses after, once a
+            # batch that held the row committed its runs (functions.sql
+            # `create_pipelines_keep_their_runs`).
+            pipeline.delete()
+    except (ProtectedError, IntegrityError):
         runs = runs or pipeline.runs.count()
+        if not runs:  # an IntegrityError about something else
+            raise
         raise PipelineConflict(
             f"Pipeline {pipeline.name!r} has {runs} run{'s' if runs != 1 else ''}; "
             "disable it instead of deleting it, so its history is kept"

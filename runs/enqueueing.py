@@ -175,12 +175,14 @@ def get_pipeline(name: str) -> Pipeline:
 
 def run_label(run: Run) -> str:
     """How the audit trail names a run: its pipeline and its id."""
-    return _label(run.pipeline.name, str(run.id))
+    return _label_prefix(run.pipeline.name) + str(run.id)
 
 
-def _label(pipeline: str, run_id: str) -> str:
-    """`run_label` from the names alone: a batch has them at hand for every run."""
-    return f"{pipeline} run {run_id}"
+def _label_prefix(pipeline: str) -> str:
+    """What every run's name begins with, the run's id following it: a batch's events
+    name their runs from it (`RunEvent`), and the PostgreSQL store's function writes it
+    with each id."""
+    return f"{pipeline} run "
 
 
 def same_request(
@@ -479,26 +481,29 @@ def _create_many(
     # The runs' events differ only in their target, unless a run's changes are its own:
     # the columns they share are made once (from the first run), each run adds its name.
     shared_event: dict[str, Any] | None = None
+    label_prefix = _label_prefix(row.name)
     for run_id, metadata, key, unique in zip(
         uuid7s(count), merged, idempotency_keys, uniques, strict=True
     ):
         run = make(
             {"id": run_id, "metadata": metadata, "idempotency_key": key, "unique_key": unique}
         )
-        target_id = str(run_id)
-        label = _label(row.name, target_id)
         audit: Mapping[str, Any]
         if rerun_of is None and unique is None:
             if shared_event is None:
-                shared_event = event_values(action, run, actor=actor, changes=changes, label=label)
-            audit = RunEvent(shared_event, target_id, label)
+                shared_event = event_values(
+                    action, run, actor=actor, changes=changes, label=label_prefix + str(run_id)
+                )
+            audit = RunEvent(shared_event, run_id, label_prefix)
         else:
             own = dict(changes)
             if rerun_of is not None:
                 own["metadata"] = {"changed_keys": changed_keys(rerun_of.metadata, metadata)}
             if unique is not None:
                 own["unique_key"] = unique
-            audit = event_values(action, run, actor=actor, changes=own, label=label)
+            audit = event_values(
+                action, run, actor=actor, changes=own, label=label_prefix + str(run_id)
+            )
         runs.append(run)
         news.append(
             NewRun(

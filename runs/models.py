@@ -101,8 +101,17 @@ class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # No index of its own: run_pipeline_idx (and run_pipeline_claimable_idx) lead with
     # the pipeline, so one more would cost every insert and serve no query.
+    # No foreign-key constraint either: its check ran once per run inserted, a fifth of an
+    # enqueue, against a row the insert already checks and locks (orbit_pipeline_as_read).
+    # A pipeline with runs is still never deleted: Django refuses (PROTECT), and on
+    # PostgreSQL so does the database, whoever deletes it (runs/store/sql/functions.sql
+    # `create_pipelines_keep_their_runs`; docs/ARCHITECTURE.md, "A run's tree").
     pipeline = models.ForeignKey(
-        "pipelines.Pipeline", on_delete=models.PROTECT, related_name="runs", db_index=False
+        "pipelines.Pipeline",
+        on_delete=models.PROTECT,
+        related_name="runs",
+        db_index=False,
+        db_constraint=False,
     )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     metadata = models.JSONField(default=dict, blank=True)
@@ -281,8 +290,14 @@ class Run(models.Model):
 
 
 class Step(models.Model):
-    # No index of its own: both unique constraints below start with the run.
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
+    # No index of its own: both unique constraints below start with the run. No foreign-key
+    # constraint: a step is only ever inserted by the statement that inserts its run, and
+    # its check ran once per step; a run is deleted with its steps (Django's cascade, the
+    # pruner), and on PostgreSQL the database refuses to delete one that still has steps
+    # (functions.sql `create_runs_keep_their_steps`).
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="steps", db_index=False, db_constraint=False
+    )
     name = models.CharField(max_length=100)
     position = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)

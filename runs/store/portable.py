@@ -106,6 +106,34 @@ _STEP_FIELDS = ("id", "name", "status", "result", "attempts", "failures")
 LOGGING_STATUSES = (RunStatus.RUNNING.value, RunStatus.CANCELLED.value)
 
 
+def _refuse_missing_pipelines(runs: Sequence[NewRun], checked: PipelineCheck | None) -> None:
+    """IntegrityError when a run's pipeline does not exist: what the foreign key from a
+    run to its pipeline checked for each run before migration 0026, asked once for the
+    pipelines the caller's check did not cover (none, for any batch runs/enqueueing.py
+    makes), each row held until the transaction ends as `_as_checked` holds the caller's:
+    the PostgreSQL store's functions do the same (`orbit_pipelines_held`)."""
+    wanted = {new.pipeline_id for new in runs} - ({checked.id} if checked is not None else set())
+    if not wanted:
+        return
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {quote(_column('id'))} FROM {quote(Pipeline._meta.db_table)} "
+            f"WHERE {quote(_column('id'))} IN ({', '.join(['%s'] * len(wanted))}){_held()}",
+            sorted(wanted),
+        )
+        missing = wanted - {found for (found,) in cursor.fetchall()}
+    if missing:
+        raise IntegrityError(f"pipeline {min(missing)} does not exist")
+
+
+def _held() -> str:
+    """The clause that holds the pipeline rows read until the transaction ends, as the
+    PostgreSQL store's functions hold them, where the database has one: SQLite's
+    IMMEDIATE transaction holds the whole file already."""
+    return " FOR SHARE" if connection.features.has_select_for_update else ""
+
+
 def _as_checked(pipeline: PipelineCheck) -> bool:
     """Whether the stored pipeline row is enabled, not archived, and has the values the
     caller read.
@@ -145,7 +173,8 @@ def _check_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(_column(name)) for name in _CHECKED)
     return (
-        f"SELECT {columns} FROM {quote(Pipeline._meta.db_table)} WHERE {quote(_column('id'))} = %s"
+        f"SELECT {columns} FROM {quote(Pipeline._meta.db_table)} "
+        f"WHERE {quote(_column('id'))} = %s{_held()}"
     )
 
 
@@ -275,6 +304,7 @@ class PortableStore:
         with transaction.atomic():  # IMMEDIATE on SQLite: no one changes the row meanwhile
             if pipeline is not None and not _as_checked(pipeline):
                 raise StalePipeline(f"pipeline {pipeline!r} changed since it was read")
+            _refuse_missing_pipelines(runs, pipeline)
             # A run holding no key and no schedule slot cannot conflict: those go in one
             # INSERT per table (SQLite splits a very large batch), with no savepoint. The
             # others go one by one, each in a savepoint, so a conflict undoes it alone.

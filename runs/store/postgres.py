@@ -492,6 +492,8 @@ def _shared_and_own(runs: Sequence[NewRun]) -> tuple[dict[str, Any], list[dict[s
     shared.update((k, encode(getattr(first, name))) for name, k, encode in _SHARED_FIELDS)
     event = None if first_audit is None else _event(first_audit)
     shared["_audit"] = event
+    if isinstance(first_audit, RunEvent):  # its runs' names: the function adds each id
+        shared["_label_prefix"] = first_audit.label_prefix
     common = _shared_values(first)
     own: list[dict[str, Any]] = []
     for new in runs:
@@ -515,8 +517,8 @@ def _shared_and_own(runs: Sequence[NewRun]) -> tuple[dict[str, Any], list[dict[s
                 isinstance(audit, RunEvent)
                 and isinstance(first_audit, RunEvent)
                 and audit.shared is first_audit.shared
-            ):  # a batch's usual case: only the target differs, and the function sets its id
-                if audit.target_repr != first_audit.target_repr:
+            ):  # a batch's usual case: only the target differs, and the function names it
+                if audit.label_prefix != first_audit.label_prefix:
                     mine["_audit"] = {"target_repr": audit.target_repr}
             elif audit is None or event is None:
                 mine["_audit"] = None if audit is None else _event(audit)

@@ -14,22 +14,28 @@ from runs.store.transitions import RunChange, StepChange
 
 class RunEvent(Mapping[str, Any]):
     """One run's audit event, in a batch whose events differ only in their target: the
-    columns the events share, one mapping for the whole batch, under this run's id and
-    name. Made as a dict per run and compared with the first run's column by column (to
-    send each run only what differs), the events were a tenth of a large
-    `enqueue_many`'s time; a store sees that `shared` is the first run's and sends the
-    name alone."""
+    columns the events share, one mapping for the whole batch, with this run's id. Its
+    target_id is the id as text, and its target_repr the batch's `label_prefix` and the
+    id (runs/enqueueing.py `run_label`), each made only when read: the PostgreSQL store
+    sends neither for such a run (the function writes both from the run's id), and made
+    for every run of a large batch they were a tenth of its Python time. Made as a dict
+    per run and compared with the first run's column by column, the events were a tenth
+    of a large `enqueue_many`'s time before that."""
 
-    __slots__ = ("shared", "target_id", "target_repr")
+    __slots__ = ("label_prefix", "run_id", "shared")
 
-    def __init__(self, shared: Mapping[str, Any], target_id: str, target_repr: str) -> None:
+    def __init__(self, shared: Mapping[str, Any], run_id: uuid.UUID, label_prefix: str) -> None:
         self.shared = shared
-        self.target_id = target_id
-        self.target_repr = target_repr
+        self.run_id = run_id
+        self.label_prefix = label_prefix
+
+    @property
+    def target_repr(self) -> str:
+        return (self.label_prefix + str(self.run_id))[:TARGET_REPR_LENGTH]
 
     def __getitem__(self, key: str) -> Any:
         if key == "target_id":
-            return self.target_id
+            return str(self.run_id)
         if key == "target_repr":
             return self.target_repr
         return self.shared[key]
@@ -42,6 +48,10 @@ class RunEvent(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"RunEvent({dict(self)!r})"
+
+
+#: The longest target_repr an audit event keeps (orbit.core.audit.event_values cuts it).
+TARGET_REPR_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)

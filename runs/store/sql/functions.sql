@@ -3,7 +3,8 @@
 -- 0017_claim_commit_functions.py, 0018_insert_runs_shared_values.py,
 -- 0021_claim_by_pipeline.py, 0022_claim_and_commit_by_index.py,
 -- 0023_claim_and_commit_without_scans.py, 0024_insert_run_function.py), with the same
--- table names as runs.sql filled in, and called by one named statement of runs.sql each.
+-- table names as runs.sql filled in, and called by one named statement of runs.sql each;
+-- and, last, the two trigger functions that keep a run's tree whole on DELETE (0026).
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
 -- cost as much as running it. A server-prepared statement would keep the plan, but a
@@ -43,6 +44,37 @@ $function$
 DROP FUNCTION IF EXISTS orbit_pipeline_as_read(jsonb)
 
 
+-- name: create_pipelines_held
+-- The runs' pipelines, each locked as a foreign key's check would lock it (FOR KEY SHARE:
+-- no DELETE of the row until this transaction ends), or foreign_key_violation naming one
+-- that does not exist. What the constraint from a run to its pipeline checked on every run
+-- inserted, done once for a whole batch (migration 0026 dropped the constraint): the
+-- insert functions call it for the pipelines a caller's check (orbit_pipeline_as_read,
+-- which locks its row FOR SHARE) did not already hold. A DELETE of the pipeline that
+-- committed meanwhile is seen (each statement of a function takes a new snapshot).
+CREATE OR REPLACE FUNCTION orbit_pipelines_held(p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql
+AS $function$
+DECLARE
+    missing bigint;
+BEGIN
+    PERFORM FROM {pipeline} AS p WHERE p.id = ANY(p_ids) FOR KEY SHARE;
+    SELECT wanted INTO missing
+    FROM unnest(p_ids) AS wanted
+    WHERE NOT EXISTS (SELECT FROM {pipeline} AS p WHERE p.id = wanted)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pipeline % does not exist', missing
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+END
+$function$
+
+
+-- name: drop_pipelines_held
+DROP FUNCTION IF EXISTS orbit_pipelines_held(bigint[])
+
+
 -- name: create_run_holding
 -- The run of the pipeline that holds a new run's idempotency key, its unique key (while
 -- pending or running) or its schedule slot, which the new run was not inserted for; NULL
@@ -79,14 +111,17 @@ DROP FUNCTION IF EXISTS orbit_run_holding(bigint, text, text, timestamptz)
 -- The insert_runs statement of runs.sql: runs, their steps, their audit events and one
 -- NOTIFY. With `p_pipeline` (PipelineCheck), nothing is written unless that row is
 -- as the caller read it (`orbit_pipeline_as_read`): no row at all comes back then, and
--- the caller reads the pipeline again.
+-- the caller reads the pipeline again. Every run's pipeline is held (locked) until the
+-- transaction ends, by that check or by `orbit_pipelines_held`: the check a foreign key
+-- made for each run, once a batch.
 -- A run whose idempotency key, unique key (held by a pending or running run) or schedule
 -- slot is taken is skipped and answered with the id of the run holding it
 -- (`orbit_run_holding`).
 -- What runs share is sent once (`p_shared`: the first run's values, with its `_steps`,
 -- `_run_after`, `_delay` and `_audit`) and each run carries only its id and what differs
 -- (`p_runs`, in order; an `_audit` of its own lists only the event's columns that
--- differ). The runs' shared row is built once per statement (the scalar subquery, an
+-- differ). With `_label_prefix`, an event names its run by it and the run's id (the
+-- name runs/enqueueing.py gives a run), unless its own `_audit` names it. The runs' shared row is built once per statement (the scalar subquery, an
 -- InitPlan) and each run's row from it by jsonb_populate_record over the few values of
 -- its own, in a LATERAL join, once per row: merging the whole defaults, run and event
 -- into one jsonb per row and reading every column back from text was most of a large
@@ -113,9 +148,22 @@ CREATE OR REPLACE FUNCTION orbit_insert_runs(
 ) RETURNS TABLE (created boolean, held_by uuid, created_us bigint, available_us bigint)
 LANGUAGE plpgsql
 AS $function$
+DECLARE
+    v_pipelines bigint[] := ARRAY[(p_shared->>'pipeline_id')::bigint];
 BEGIN
-    IF p_pipeline IS NOT NULL AND NOT orbit_pipeline_as_read(p_pipeline) THEN
-        RETURN;
+    IF jsonb_path_exists(p_runs, '$[*].pipeline_id') THEN  -- runs of other pipelines too
+        v_pipelines := ARRAY(
+            SELECT DISTINCT COALESCE((x.value->>'pipeline_id')::bigint, v_pipelines[1])
+            FROM jsonb_array_elements(p_runs) AS x(value));
+    END IF;
+    IF p_pipeline IS NOT NULL THEN
+        IF NOT orbit_pipeline_as_read(p_pipeline) THEN
+            RETURN;
+        END IF;
+        v_pipelines := array_remove(v_pipelines, (p_pipeline->>'id')::bigint);
+    END IF;
+    IF cardinality(v_pipelines) > 0 THEN
+        PERFORM orbit_pipelines_held(v_pipelines);
     END IF;
     RETURN QUERY
     WITH input AS (
@@ -193,7 +241,10 @@ BEGIN
             CASE WHEN e.own ? 'ip_address' THEN (e.own->>'ip_address')::inet ELSE d.ip_address END,
             CASE WHEN e.own ? 'target_type' THEN e.own->>'target_type' ELSE d.target_type END,
             joined.made_id::text,
-            CASE WHEN e.own ? 'target_repr' THEN e.own->>'target_repr' ELSE d.target_repr END,
+            CASE WHEN e.own ? 'target_repr' THEN e.own->>'target_repr'
+                WHEN p_shared ? '_label_prefix'
+                    THEN left((p_shared->>'_label_prefix') || joined.made_id::text, 200)
+                ELSE d.target_repr END,
             CASE WHEN e.own ? 'changes' THEN e.own->'changes' ELSE d.changes END
         FROM joined
         CROSS JOIN LATERAL (
@@ -232,8 +283,8 @@ $function$
 
 -- name: create_insert_run
 -- The insert_run statement of runs.sql: one run, its steps, its audit event and its NOTIFY,
--- as `orbit_insert_runs` writes a batch of one, with the same pipeline check, the same
--- answer for a key or slot already held, and the same row back. Why a function of its
+-- as `orbit_insert_runs` writes a batch of one, with the same pipeline check (and hold),
+-- the same answer for a key or slot already held, and the same row back. Why a function of its
 -- own: a single `enqueue` is the call a web request makes, and `orbit_insert_runs` spent
 -- most of a one-run call laying rows out from jsonb (parsing the models' defaults and
 -- reading every column back from text: ~0.3 ms of ~0.9 ms by pgbench on this machine).
@@ -275,6 +326,9 @@ DECLARE
 BEGIN
     IF p_pipeline IS NOT NULL AND NOT orbit_pipeline_as_read(p_pipeline) THEN
         RETURN;
+    END IF;
+    IF p_pipeline IS NULL OR (p_pipeline->>'id')::bigint <> p_pipeline_id THEN
+        PERFORM orbit_pipelines_held(ARRAY[p_pipeline_id]);
     END IF;
     INSERT INTO {run} AS r (
         id, pipeline_id, status, metadata, priority, queue, available_at, fence,
@@ -641,3 +695,80 @@ $function$
 
 -- name: drop_due_under_limits
 DROP FUNCTION IF EXISTS orbit_due_under_limits(bigint[], int[], text[], int[], text[], jsonb)
+
+
+-- name: create_pipelines_keep_their_runs
+-- A pipeline row that runs point to is never deleted, whoever deletes it: what the
+-- foreign-key constraint from a run to its pipeline did for a DELETE, after migration
+-- 0026 dropped that constraint. Its check ran on every run inserted (a SPI query each, at
+-- COMMIT), where the insert functions already check and lock the pipeline row once for
+-- the whole batch (orbit_pipeline_as_read, FOR SHARE): a DELETE waits for that lock, so
+-- by the time this runs, after the DELETE, the batch has committed and its runs are seen
+-- here (each statement of a function takes a new snapshot), or it rolled back.
+-- Once per DELETE statement, over the rows it deleted (a transition table): raises
+-- foreign_key_violation, as the constraint did, naming a pipeline that still has runs.
+-- Trigger functions are never called by the store.
+CREATE OR REPLACE FUNCTION orbit_pipelines_keep_their_runs() RETURNS trigger
+LANGUAGE plpgsql
+AS $function$
+DECLARE
+    held text;
+BEGIN
+    SELECT gone.name INTO held
+    FROM gone
+    WHERE EXISTS (SELECT FROM {run} AS r WHERE r.pipeline_id = gone.id)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pipeline % has runs: disable it instead of deleting it', held
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END
+$function$;
+DROP TRIGGER IF EXISTS orbit_pipelines_keep_their_runs ON {pipeline};
+CREATE TRIGGER orbit_pipelines_keep_their_runs
+    AFTER DELETE ON {pipeline}
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION orbit_pipelines_keep_their_runs()
+
+
+-- name: drop_pipelines_keep_their_runs
+DROP TRIGGER IF EXISTS orbit_pipelines_keep_their_runs ON {pipeline};
+DROP FUNCTION IF EXISTS orbit_pipelines_keep_their_runs()
+
+
+-- name: create_runs_keep_their_steps
+-- A run is never deleted while steps point to it: what the foreign-key constraint from a
+-- step to its run did for a DELETE, after migration 0026 dropped that constraint. A step
+-- is only ever inserted by the statement that inserts its run, so its check (one per
+-- step, at COMMIT) never found anything to refuse. Deleting a run deletes its steps
+-- first (Django's cascade; the pruner's statement, runs.sql `prune_runs`), and an
+-- attempt or a log line still has its foreign keys. Once per DELETE statement, over the
+-- rows it deleted: raises foreign_key_violation, naming a run that still has steps.
+CREATE OR REPLACE FUNCTION orbit_runs_keep_their_steps() RETURNS trigger
+LANGUAGE plpgsql
+AS $function$
+DECLARE
+    held uuid;
+BEGIN
+    SELECT gone.id INTO held
+    FROM gone
+    WHERE EXISTS (SELECT FROM {step} AS s WHERE s.run_id = gone.id)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'run % still has steps: delete them with it', held
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END
+$function$;
+DROP TRIGGER IF EXISTS orbit_runs_keep_their_steps ON {run};
+CREATE TRIGGER orbit_runs_keep_their_steps
+    AFTER DELETE ON {run}
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION orbit_runs_keep_their_steps()
+
+
+-- name: drop_runs_keep_their_steps
+DROP TRIGGER IF EXISTS orbit_runs_keep_their_steps ON {run};
+DROP FUNCTION IF EXISTS orbit_runs_keep_their_steps()

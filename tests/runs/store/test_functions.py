@@ -44,12 +44,15 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
     ]
     assert created == [
         "create_pipeline_as_read",
+        "create_pipelines_held",
         "create_run_holding",
         "create_insert_runs",
         "create_insert_run",
         "create_claim",
         "create_commit",
         "create_due_under_limits",
+        "create_pipelines_keep_their_runs",
+        "create_runs_keep_their_steps",
     ]
     declared = newest_declared()
     for name in created:
@@ -66,6 +69,9 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
         ("orbit_insert_run", "v"),  # volatile: they write
         ("orbit_insert_runs", "v"),
         ("orbit_pipeline_as_read", "v"),  # it locks the row
+        ("orbit_pipelines_held", "v"),  # so does this
+        ("orbit_pipelines_keep_their_runs", "v"),  # trigger functions
+        ("orbit_runs_keep_their_steps", "v"),
         ("orbit_run_holding", "s"),
         ("orbit_claim", "v"),
         ("orbit_commit", "v"),

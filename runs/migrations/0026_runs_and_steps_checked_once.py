@@ -1,0 +1,90 @@
+"""A run's pipeline and a step's run are checked once a batch, not once a row.
+
+The foreign-key constraints from a run to its pipeline and from a step to its run are
+dropped: each ran a check for every row inserted (a query each, at COMMIT), a fifth of an
+enqueue's time, for rows the insert functions write together (docs/PERFORMANCE.md,
+"Integrity checked once a batch"). What they did is kept:
+- on insert, `orbit_insert_runs` and `orbit_insert_run` (created again here) hold every
+  run's pipeline until the transaction ends, locked as the constraint's check locked it,
+  or refuse a pipeline that does not exist (`orbit_pipelines_held`), once a batch; a
+  step is only ever inserted with its run, by the same statement;
+- on delete, two triggers that run once per statement refuse to delete a pipeline that
+  has runs or a run that still has steps (`orbit_pipelines_keep_their_runs`,
+  `orbit_runs_keep_their_steps`), whoever deletes.
+Django's own rules (PROTECT, CASCADE) are unchanged. `orbit_insert_runs` also names a
+batch's runs in their audit events from a prefix sent once (`_label_prefix`), where each
+run sent its whole name. All of it is in
+runs/store/sql/functions.sql; docs/ARCHITECTURE.md, "A run's tree", says it whole.
+
+Backwards, the triggers are dropped and the constraints added again (which fails on a
+database holding a run without its pipeline or a step without its run); the insert
+functions keep this text, which serves 0025's code as well (the same parameters and
+rows). SQLite has no functions: there only the constraints change, and the portable store
+checks the pipelines itself (runs/store/portable.py).
+"""
+
+from __future__ import annotations
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+from runs.store.queries import functions_migration
+
+#: The text this migration was written for (functions.sql, comment lines left out):
+#: tests/runs/store/test_functions.py holds the file to it.
+SOURCE_SHA256 = {
+    "create_pipelines_held": "4a9c28bd326b85d5d5a78a07a240b82ed7ebcca6c1d090006ba13d9410963ce8",
+    "create_insert_runs": "26db9634a9114560daaefb5423aff9f8307c60311c7c983b3d081b90da7ee3d4",
+    "create_insert_run": "acfa4464d3fedc108383fd4fc9d191683edf98dbda65bbb42673e0ee9a0c2e15",
+    "create_pipelines_keep_their_runs": (
+        "c7c7a7ecd89f9fc0752bc1a1b87e46b003bcbf5d95f27d1e830c24cc71e0c49d"
+    ),
+    "create_runs_keep_their_steps": (
+        "db66f2225425ffc00de3a5d35764465086ba85d98c68ee3e28fc3e4ff3118069"
+    ),
+}
+
+#: The tables the text names, as {key}: (app label, model).
+TABLES = {
+    "run": ("runs", "Run"),
+    "step": ("runs", "Step"),
+    "audit": ("orbit", "AuditEvent"),
+    "pipeline": ("pipelines", "Pipeline"),
+}
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("orbit", "0011_audit_user_index_where_set"),
+        ("pipelines", "0007_archive"),
+        ("runs", "0025_insert_runs_steps_and_events_by_name"),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name="run",
+            name="pipeline",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="runs",
+                to="pipelines.pipeline",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="step",
+            name="run",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="steps",
+                to="runs.run",
+            ),
+        ),
+        functions_migration(
+            TABLES, ("pipelines_held", "insert_runs", "insert_run"), reversible=False
+        ),
+        functions_migration(TABLES, ("pipelines_keep_their_runs", "runs_keep_their_steps")),
+    ]

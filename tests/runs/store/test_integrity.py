@@ -1,0 +1,173 @@
+"""A run's tree stays whole: no run without its pipeline, no step without its run.
+
+The foreign-key constraints from a run to its pipeline and from a step to its run are
+gone (migration 0026: their checks ran once per row inserted); what they did for a
+DELETE is done by Django (PROTECT, CASCADE) on both databases, and on PostgreSQL by two
+triggers that refuse whoever deletes (runs/store/sql/functions.sql)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import IntegrityError, connection, connections, transaction
+
+from orbit.core.models import AuditEvent
+from pipelines.lifecycle import PipelineConflict, pipeline_delete
+from pipelines.models import Pipeline
+from runs.models import Run, Step
+from runs.store.records import PipelineCheck
+from tests.runs.store.conftest import insert, new_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def needs_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the database's own refusal is PostgreSQL's (SQLite has no trigger functions)")
+
+
+def test_a_run_deleted_through_django_takes_its_steps_with_it(store, pipeline):
+    kept = insert(store, pipeline)
+    gone = insert(store, pipeline)
+    Run.objects.filter(id=gone).delete()
+    assert not Step.objects.filter(run_id=gone).exists()
+    assert Step.objects.filter(run_id=kept).count() == 3
+
+
+@pytest.mark.parametrize("checked", [False, True], ids=["unchecked", "checked"])
+def test_runs_of_a_pipeline_that_does_not_exist_are_refused_whole(store, pipeline, checked):
+    gone = Pipeline.objects.create(name="gone", definition="t-single")
+    gone_id = gone.pk
+    gone.delete()
+    batch = [new_run(pipeline), new_run(pipeline, pipeline_id=gone_id), new_run(pipeline)]
+    with pytest.raises(IntegrityError, match=f"pipeline {gone_id} does not exist"):
+        store.insert_runs(batch, pipeline=check_of(pipeline) if checked else None)
+    assert not Run.objects.exists()
+    assert not Step.objects.exists() and not AuditEvent.objects.exists()
+    (alone,) = store.insert_runs([new_run(pipeline)], pipeline=check_of(pipeline))
+    assert alone.created
+
+
+def test_a_pipeline_with_runs_is_not_deleted_through_django(store, pipeline):
+    insert(store, pipeline)
+    with pytest.raises(PipelineConflict, match="has 1 run; disable it instead"):
+        pipeline_delete(pipeline)
+    assert Pipeline.objects.filter(id=pipeline.id).exists()
+
+
+def test_the_database_refuses_to_delete_a_pipeline_that_has_runs(store, pipeline):
+    needs_postgresql()
+    run_id = insert(store, pipeline)
+    spare = Pipeline.objects.create(name="spare", definition="t-single")
+    with (
+        pytest.raises(IntegrityError, match="pipeline t-three has runs"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "DELETE FROM pipelines_pipeline WHERE id = ANY(%s)", [[pipeline.id, spare.id]]
+        )
+    assert Run.objects.get(id=run_id).pipeline == pipeline
+    with connection.cursor() as cursor:  # a pipeline no run points to goes
+        cursor.execute("DELETE FROM pipelines_pipeline WHERE id = %s", [spare.id])
+    assert not Pipeline.objects.filter(id=spare.id).exists()
+
+
+def test_the_database_refuses_to_delete_a_run_that_still_has_steps(store, pipeline):
+    needs_postgresql()
+    run_id = insert(store, pipeline)
+    with (
+        pytest.raises(IntegrityError, match=f"run {run_id} still has steps"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM runs_run WHERE id = %s", [run_id])
+    assert Step.objects.filter(run_id=run_id).count() == 3
+    with connection.cursor() as cursor:  # with its steps, in one statement, it goes
+        cursor.execute(
+            "WITH steps AS (DELETE FROM runs_step WHERE run_id = %(id)s) "
+            "DELETE FROM runs_run WHERE id = %(id)s",
+            {"id": run_id},
+        )
+    assert not Run.objects.filter(id=run_id).exists()
+    assert not Step.objects.filter(run_id=run_id).exists()
+
+
+@pytest.mark.parametrize("checked", [False, True], ids=["unchecked", "checked"])
+def test_a_pipeline_deleted_while_a_batch_holds_it_is_refused_once_the_runs_commit(
+    store, pipeline, checked
+):
+    """The race the foreign key closed: the delete finds no runs (the batch has not
+    committed), then waits for the batch's lock on the pipeline row (the caller's check
+    takes it, or the insert holds it without one); once the batch commits, the database
+    refuses, and the caller hears it as a conflict."""
+    needs_postgresql()
+    inserted = threading.Event()
+    release = threading.Event()
+    outcome: dict[str, BaseException | None] = {}
+
+    def batch() -> None:
+        try:
+            with transaction.atomic():
+                store.insert_runs(
+                    [new_run(pipeline), new_run(pipeline)],
+                    pipeline=check_of(pipeline) if checked else None,
+                )
+                inserted.set()
+                assert release.wait(30)
+        finally:
+            connections.close_all()
+
+    def delete() -> None:
+        try:
+            pipeline_delete(Pipeline.objects.get(id=pipeline.id))
+            outcome["error"] = None
+        except BaseException as error:
+            outcome["error"] = error
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=batch)
+    holder.start()
+    assert inserted.wait(30)
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    try:
+        _wait_for_a_lock_wait_on("pipelines_pipeline")
+    finally:
+        release.set()
+        holder.join(30)
+        deleter.join(30)
+    assert not holder.is_alive() and not deleter.is_alive()
+    assert isinstance(outcome["error"], PipelineConflict), outcome
+    assert "has 2 runs" in str(outcome["error"])
+    assert Run.objects.filter(pipeline_id=pipeline.id).count() == 2
+    assert Pipeline.objects.filter(id=pipeline.id).exists()
+
+
+def check_of(pipeline: Pipeline) -> PipelineCheck:
+    """The caller's check of `pipeline` as stored, as runs/enqueueing.py makes it."""
+    return PipelineCheck(
+        id=pipeline.pk,
+        name=pipeline.name,
+        definition=pipeline.definition,
+        default_metadata=pipeline.default_metadata or {},
+    )
+
+
+def _wait_for_a_lock_wait_on(table: str, timeout: float = 30) -> None:
+    """Until some session waits for a row lock of `table` (pg_locks), or fail."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                "(relation = %s::regclass OR locktype = 'transactionid')",
+                [table],
+            )
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"no session waited for a lock on {table} within {timeout} s")
