@@ -34,7 +34,7 @@ from runs.store.queries import functions_migration
 #: tests/runs/store/test_functions.py holds the file to it.
 SOURCE_SHA256 = {
     "create_pipelines_held": "4a9c28bd326b85d5d5a78a07a240b82ed7ebcca6c1d090006ba13d9410963ce8",
-    "create_insert_runs": "26db9634a9114560daaefb5423aff9f8307c60311c7c983b3d081b90da7ee3d4",
+    "create_insert_runs": "19f553ad78b057270fb9ac5dd9d612c921ba13d2a496dd197923ea36700fc4b2",
     "create_insert_run": "acfa4464d3fedc108383fd4fc9d191683edf98dbda65bbb42673e0ee9a0c2e15",
     "create_pipelines_keep_their_runs": (
         "c7c7a7ecd89f9fc0752bc1a1b87e46b003bcbf5d95f27d1e830c24cc71e0c49d"

@@ -31,7 +31,9 @@ class RunEvent(Mapping[str, Any]):
 
     @property
     def target_repr(self) -> str:
-        return (self.label_prefix + str(self.run_id))[:TARGET_REPR_LENGTH]
+        # at most 141 characters (a pipeline's name is at most 100): within the column's
+        # 200, which orbit.core.audit.event_values cuts other names to
+        return self.label_prefix + str(self.run_id)
 
     def __getitem__(self, key: str) -> Any:
         if key == "target_id":
@@ -48,10 +50,6 @@ class RunEvent(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"RunEvent({dict(self)!r})"
-
-
-#: The longest target_repr an audit event keeps (orbit.core.audit.event_values cuts it).
-TARGET_REPR_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)

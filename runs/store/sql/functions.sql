@@ -243,7 +243,7 @@ BEGIN
             joined.made_id::text,
             CASE WHEN e.own ? 'target_repr' THEN e.own->>'target_repr'
                 WHEN p_shared ? '_label_prefix'
-                    THEN left((p_shared->>'_label_prefix') || joined.made_id::text, 200)
+                    THEN (p_shared->>'_label_prefix') || joined.made_id::text
                 ELSE d.target_repr END,
             CASE WHEN e.own ? 'changes' THEN e.own->'changes' ELSE d.changes END
         FROM joined
