@@ -498,7 +498,7 @@ def enqueue_rows(orbit: list[dict[str, Any]], peers: dict[str, Any]) -> list[dic
                     "system": f"Orbit ({label})",
                     "how": "enqueue(), one at a time"
                     if single
-                    else f"enqueue_many(), {rate['batch']:,} a statement",
+                    else f"enqueue_many(), {rate['batch']:,} a statement (median)",
                     "runs_per_s": rate["runs_per_s"],
                     "lat_p50": pickup.get("wall_p50_ms") if single else None,
                     "lat_p95": pickup.get("wall_p95_ms") if single else None,

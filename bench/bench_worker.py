@@ -199,12 +199,19 @@ def whole_drain_rate(finished: Any) -> float:
 
 #: The batch sizes `enqueue_many` is timed at (bench_compare.py's enqueue table).
 BATCHES = (1_000, 10_000)
+#: The fewest batches of each size timed: each alone, the median reported.
+MIN_BATCHES = 5
 
 
 def enqueue_rates(n: int, batches: tuple[int, ...] = BATCHES) -> list[dict[str, Any]]:
     """Runs queued per second, no worker running: n `enqueue` calls one after another
     (each its own transaction, as the peers time their single enqueue), then `enqueue_many`
-    in batches of each size (at least two batches per size, into an emptied table)."""
+    in batches of each size into an emptied table, at least MIN_BATCHES of each (n runs
+    when that is more), each batch timed alone: `runs_per_s` is their median, with the
+    slowest and the fastest beside it. Until 5 December it was the rate of two batches
+    timed together, so one batch slowed by the machine (this shared VM moves by a third
+    from one minute to the next) set the figure (docs/PERFORMANCE.md, "enqueue_many
+    timed batch by batch")."""
     from runs import enqueue, enqueue_many
     from runs.models import Run
 
@@ -216,13 +223,21 @@ def enqueue_rates(n: int, batches: tuple[int, ...] = BATCHES) -> list[dict[str, 
         enqueue("bench-noop")
     rows.append({"batch": 1, "runs": n, "runs_per_s": n / (time.perf_counter() - started)})
     for batch in batches:
-        total = max(n, 2 * batch)
         Run.objects.all().delete()
-        started = time.perf_counter()
-        for _ in range(total // batch):
-            enqueue_many("bench-noop", [{"i": i} for i in range(batch)])
+        rates = []
+        for _ in range(max(MIN_BATCHES, n // batch)):
+            metadatas = [{"i": i} for i in range(batch)]
+            started = time.perf_counter()
+            enqueue_many("bench-noop", metadatas)
+            rates.append(batch / (time.perf_counter() - started))
         rows.append(
-            {"batch": batch, "runs": total, "runs_per_s": total / (time.perf_counter() - started)}
+            {
+                "batch": batch,
+                "runs": batch * len(rates),
+                "runs_per_s": statistics.median(rates),
+                "slowest": min(rates),
+                "fastest": max(rates),
+            }
         )
     Run.objects.all().delete()
     return rows
@@ -373,9 +388,15 @@ def main() -> None:
         if args.enqueue_only or not args.noop_only:
             for rate in enqueue_rates(args.n):
                 results.append({"db": db, "enqueue": rate, "load_average": os.getloadavg()[0]})
+                spread = (
+                    f"  (median of {rate['runs'] // rate['batch']} batches: "
+                    f"{rate['slowest']:.0f} to {rate['fastest']:.0f})"
+                    if rate["batch"] > 1
+                    else ""
+                )
                 print(
                     f"{db:8} enqueue {'one at a time' if rate['batch'] == 1 else 'enqueue_many':13} "
-                    f"batch {rate['batch']:>6,}  {rate['runs_per_s']:8.0f} runs/s",
+                    f"batch {rate['batch']:>6,}  {rate['runs_per_s']:8.0f} runs/s{spread}",
                     flush=True,
                 )
     out = args.out or (
