@@ -179,7 +179,7 @@ def pipeline_delete(pipeline: Pipeline, *, actor: Actor | None = None) -> None:
             # A run created meanwhile still protects it: Django looks for runs before it
             # deletes (PROTECT), and on PostgreSQL the database refuses after, once a
             # batch that held the row committed its runs (functions.sql
-            # `create_pipelines_keep_their_runs`).
+            # `create_refuse_orphans`).
             pipeline.delete()
     except (ProtectedError, IntegrityError):
         runs = runs or pipeline.runs.count()

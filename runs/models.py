@@ -105,7 +105,7 @@ class Run(models.Model):
     # enqueue, against a row the insert already checks and locks (orbit_pipeline_as_read).
     # A pipeline with runs is still never deleted: Django refuses (PROTECT), and on
     # PostgreSQL so does the database, whoever deletes it (runs/store/sql/functions.sql
-    # `create_pipelines_keep_their_runs`; docs/ARCHITECTURE.md, "A run's tree").
+    # `create_refuse_orphans`; docs/ARCHITECTURE.md, "A run's tree").
     pipeline = models.ForeignKey(
         "pipelines.Pipeline",
         on_delete=models.PROTECT,
@@ -294,7 +294,7 @@ class Step(models.Model):
     # constraint: a step is only ever inserted by the statement that inserts its run, and
     # its check ran once per step; a run is deleted with its steps (Django's cascade, the
     # pruner), and on PostgreSQL the database refuses to delete one that still has steps
-    # (functions.sql `create_runs_keep_their_steps`).
+    # (functions.sql `create_refuse_orphans`).
     run = models.ForeignKey(
         Run, on_delete=models.CASCADE, related_name="steps", db_index=False, db_constraint=False
     )

@@ -9,8 +9,8 @@ enqueue's time, for rows the insert functions write together (docs/PERFORMANCE.m
   or refuse a pipeline that does not exist (`orbit_pipelines_held`), once a batch; a
   step is only ever inserted with its run, by the same statement;
 - on delete, two triggers that run once per statement refuse to delete a pipeline that
-  has runs or a run that still has steps (`orbit_pipelines_keep_their_runs`,
-  `orbit_runs_keep_their_steps`), whoever deletes.
+  has runs or a run that still has steps (`orbit_pipelines_keep_their_runs` and
+  `orbit_runs_keep_their_steps`, both calling `orbit_refuse_orphans`), whoever deletes.
 Django's own rules (PROTECT, CASCADE) are unchanged. `orbit_insert_runs` also names a
 batch's runs in their audit events from a prefix sent once (`_label_prefix`), where each
 run sent its whole name. All of it is in
@@ -36,12 +36,7 @@ SOURCE_SHA256 = {
     "create_pipelines_held": "4a9c28bd326b85d5d5a78a07a240b82ed7ebcca6c1d090006ba13d9410963ce8",
     "create_insert_runs": "19f553ad78b057270fb9ac5dd9d612c921ba13d2a496dd197923ea36700fc4b2",
     "create_insert_run": "acfa4464d3fedc108383fd4fc9d191683edf98dbda65bbb42673e0ee9a0c2e15",
-    "create_pipelines_keep_their_runs": (
-        "c7c7a7ecd89f9fc0752bc1a1b87e46b003bcbf5d95f27d1e830c24cc71e0c49d"
-    ),
-    "create_runs_keep_their_steps": (
-        "db66f2225425ffc00de3a5d35764465086ba85d98c68ee3e28fc3e4ff3118069"
-    ),
+    "create_refuse_orphans": "218114fb74be6589f9f602ef6daf66bdcbbafda830c435270e15d7225c21d092",
 }
 
 #: The tables the text names, as {key}: (app label, model).
@@ -86,5 +81,5 @@ class Migration(migrations.Migration):
         functions_migration(
             TABLES, ("pipelines_held", "insert_runs", "insert_run"), reversible=False
         ),
-        functions_migration(TABLES, ("pipelines_keep_their_runs", "runs_keep_their_steps")),
+        functions_migration(TABLES, ("refuse_orphans",)),
     ]

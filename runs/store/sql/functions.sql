@@ -4,7 +4,8 @@
 -- 0021_claim_by_pipeline.py, 0022_claim_and_commit_by_index.py,
 -- 0023_claim_and_commit_without_scans.py, 0024_insert_run_function.py), with the same
 -- table names as runs.sql filled in, and called by one named statement of runs.sql each;
--- and, last, the two trigger functions that keep a run's tree whole on DELETE (0026).
+-- and, last, the trigger function that keeps a run's tree whole on DELETE, with its two
+-- triggers (0026).
 -- Why a function: Django binds parameters in the client, so PostgreSQL parses and plans
 -- a statement sent as text on every call; for the big insert_runs statement planning
 -- cost as much as running it. A server-prepared statement would keep the plan, but a
@@ -121,9 +122,10 @@ DROP FUNCTION IF EXISTS orbit_run_holding(bigint, text, text, timestamptz)
 -- `_run_after`, `_delay` and `_audit`) and each run carries only its id and what differs
 -- (`p_runs`, in order; an `_audit` of its own lists only the event's columns that
 -- differ). With `_label_prefix`, an event names its run by it and the run's id (the
--- name runs/enqueueing.py gives a run), unless its own `_audit` names it. The runs' shared row is built once per statement (the scalar subquery, an
--- InitPlan) and each run's row from it by jsonb_populate_record over the few values of
--- its own, in a LATERAL join, once per row: merging the whole defaults, run and event
+-- name runs/enqueueing.py gives a run), unless its own `_audit` names it. The runs'
+-- shared row is built once per statement (the scalar subquery, an InitPlan) and each
+-- run's row from it by jsonb_populate_record over the few values of its own, in a
+-- LATERAL join, once per row: merging the whole defaults, run and event
 -- into one jsonb per row and reading every column back from text was most of a large
 -- batch's time. The steps and the audit events name their columns (a row of defaults
 -- built once, and for an event the few columns a run sets itself, by name): laid out by
@@ -284,10 +286,11 @@ $function$
 -- name: create_insert_run
 -- The insert_run statement of runs.sql: one run, its steps, its audit event and its NOTIFY,
 -- as `orbit_insert_runs` writes a batch of one, with the same pipeline check (and hold),
--- the same answer for a key or slot already held, and the same row back. Why a function of its
--- own: a single `enqueue` is the call a web request makes, and `orbit_insert_runs` spent
--- most of a one-run call laying rows out from jsonb (parsing the models' defaults and
--- reading every column back from text: ~0.3 ms of ~0.9 ms by pgbench on this machine).
+-- the same answer for a key or slot already held, and the same row back. Why a function
+-- of its own: a single `enqueue` is the call a web request makes, and
+-- `orbit_insert_runs` spent most of a one-run call laying rows out from jsonb (parsing
+-- the models' defaults and reading every column back from text: ~0.3 ms of ~0.9 ms by
+-- pgbench on this machine).
 -- Here each value arrives typed and each row is one INSERT ... VALUES, whose plan the
 -- session keeps. The cost: the columns are named here, so a new column of the run, step
 -- or audit tables needs a new version of this function (tests/runs/store/test_functions.py
@@ -697,30 +700,35 @@ $function$
 DROP FUNCTION IF EXISTS orbit_due_under_limits(bigint[], int[], text[], int[], text[], jsonb)
 
 
--- name: create_pipelines_keep_their_runs
--- A pipeline row that runs point to is never deleted, whoever deletes it: what the
--- foreign-key constraint from a run to its pipeline did for a DELETE, after migration
--- 0026 dropped that constraint. Its check ran on every run inserted (a SPI query each, at
--- COMMIT), where the insert functions already check and lock the pipeline row once for
--- the whole batch (orbit_pipeline_as_read, FOR SHARE): a DELETE waits for that lock, so
--- by the time this runs, after the DELETE, the batch has committed and its runs are seen
--- here (each statement of a function takes a new snapshot), or it rolled back.
--- Once per DELETE statement, over the rows it deleted (a transition table): raises
--- foreign_key_violation, as the constraint did, naming a pipeline that still has runs.
--- Trigger functions are never called by the store.
-CREATE OR REPLACE FUNCTION orbit_pipelines_keep_their_runs() RETURNS trigger
+-- name: create_refuse_orphans
+-- A row other rows point to is never deleted while they do: what a foreign-key constraint
+-- did for a DELETE, kept for the two that migration 0026 dropped (a run's pipeline, a
+-- step's run), whose checks on insert ran once per row (the insert's half is
+-- `orbit_pipelines_held`'s, once a batch; a step is only ever inserted with its run).
+-- One trigger on each parent table, firing once per DELETE statement over the rows it
+-- deleted (the transition table `gone`), with four arguments: the child table, its column
+-- holding the parent's id, the parent's column that names it in the refusal, and the
+-- refusal, that name in place of its %s. Raises foreign_key_violation, as the constraint
+-- did. A pipeline deleted while a batch of its runs is being inserted waits for the
+-- batch's lock on its row; by the time this runs, the batch has committed and its runs
+-- are seen here (each statement of a function takes a new snapshot), or it rolled back.
+-- Deleting a run deletes its steps first (Django's cascade; the pruner's statement,
+-- runs.sql `prune_runs`), and an attempt or a log line keeps its foreign keys.
+CREATE OR REPLACE FUNCTION orbit_refuse_orphans() RETURNS trigger
 LANGUAGE plpgsql
 AS $function$
 DECLARE
     held text;
 BEGIN
-    SELECT gone.name INTO held
-    FROM gone
-    WHERE EXISTS (SELECT FROM {run} AS r WHERE r.pipeline_id = gone.id)
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'pipeline % has runs: disable it instead of deleting it', held
-            USING ERRCODE = 'foreign_key_violation';
+    EXECUTE format(
+        'SELECT gone.%I::text FROM gone '
+        'WHERE EXISTS (SELECT FROM %s AS child WHERE child.%I = gone.id) LIMIT 1',
+        TG_ARGV[2], TG_ARGV[0], TG_ARGV[1])
+    INTO held;
+    IF held IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            MESSAGE = format(TG_ARGV[3], held),
+            ERRCODE = 'foreign_key_violation';
     END IF;
     RETURN NULL;
 END
@@ -729,46 +737,18 @@ DROP TRIGGER IF EXISTS orbit_pipelines_keep_their_runs ON {pipeline};
 CREATE TRIGGER orbit_pipelines_keep_their_runs
     AFTER DELETE ON {pipeline}
     REFERENCING OLD TABLE AS gone
-    FOR EACH STATEMENT EXECUTE FUNCTION orbit_pipelines_keep_their_runs()
-
-
--- name: drop_pipelines_keep_their_runs
-DROP TRIGGER IF EXISTS orbit_pipelines_keep_their_runs ON {pipeline};
-DROP FUNCTION IF EXISTS orbit_pipelines_keep_their_runs()
-
-
--- name: create_runs_keep_their_steps
--- A run is never deleted while steps point to it: what the foreign-key constraint from a
--- step to its run did for a DELETE, after migration 0026 dropped that constraint. A step
--- is only ever inserted by the statement that inserts its run, so its check (one per
--- step, at COMMIT) never found anything to refuse. Deleting a run deletes its steps
--- first (Django's cascade; the pruner's statement, runs.sql `prune_runs`), and an
--- attempt or a log line still has its foreign keys. Once per DELETE statement, over the
--- rows it deleted: raises foreign_key_violation, naming a run that still has steps.
-CREATE OR REPLACE FUNCTION orbit_runs_keep_their_steps() RETURNS trigger
-LANGUAGE plpgsql
-AS $function$
-DECLARE
-    held uuid;
-BEGIN
-    SELECT gone.id INTO held
-    FROM gone
-    WHERE EXISTS (SELECT FROM {step} AS s WHERE s.run_id = gone.id)
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'run % still has steps: delete them with it', held
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END
-$function$;
+    FOR EACH STATEMENT EXECUTE FUNCTION orbit_refuse_orphans(
+        '{run}', 'pipeline_id', 'name',
+        'pipeline %s has runs: disable it instead of deleting it');
 DROP TRIGGER IF EXISTS orbit_runs_keep_their_steps ON {run};
 CREATE TRIGGER orbit_runs_keep_their_steps
     AFTER DELETE ON {run}
     REFERENCING OLD TABLE AS gone
-    FOR EACH STATEMENT EXECUTE FUNCTION orbit_runs_keep_their_steps()
+    FOR EACH STATEMENT EXECUTE FUNCTION orbit_refuse_orphans(
+        '{step}', 'run_id', 'id', 'run %s still has steps: delete them with it')
 
 
--- name: drop_runs_keep_their_steps
+-- name: drop_refuse_orphans
+DROP TRIGGER IF EXISTS orbit_pipelines_keep_their_runs ON {pipeline};
 DROP TRIGGER IF EXISTS orbit_runs_keep_their_steps ON {run};
-DROP FUNCTION IF EXISTS orbit_runs_keep_their_steps()
+DROP FUNCTION IF EXISTS orbit_refuse_orphans()

@@ -51,8 +51,7 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
         "create_claim",
         "create_commit",
         "create_due_under_limits",
-        "create_pipelines_keep_their_runs",
-        "create_runs_keep_their_steps",
+        "create_refuse_orphans",
     ]
     declared = newest_declared()
     for name in created:
@@ -70,8 +69,7 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
         ("orbit_insert_runs", "v"),
         ("orbit_pipeline_as_read", "v"),  # it locks the row
         ("orbit_pipelines_held", "v"),  # so does this
-        ("orbit_pipelines_keep_their_runs", "v"),  # trigger functions
-        ("orbit_runs_keep_their_steps", "v"),
+        ("orbit_refuse_orphans", "v"),  # a trigger function
         ("orbit_run_holding", "s"),
         ("orbit_claim", "v"),
         ("orbit_commit", "v"),
