@@ -101,8 +101,9 @@ class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # No index of its own: run_pipeline_idx (and run_pipeline_claimable_idx) lead with
     # the pipeline, so one more would cost every insert and serve no query.
-    # No foreign-key constraint either: its check ran once per run inserted, a fifth of an
-    # enqueue, against a row the insert already checks and locks (orbit_pipeline_as_read).
+    # No foreign-key constraint either: its check ran once per run inserted (with a step's
+    # run's, a fifth of a batch's enqueue), against a row the insert already checks and
+    # locks once (orbit_pipeline_as_read, or orbit_pipelines_held).
     # A pipeline with runs is still never deleted: Django refuses (PROTECT), and on
     # PostgreSQL so does the database, whoever deletes it (runs/store/sql/functions.sql
     # `create_refuse_orphans`; docs/ARCHITECTURE.md, "A run's tree").
