@@ -103,7 +103,7 @@ class Run(models.Model):
     # the pipeline, so one more would cost every insert and serve no query.
     # No foreign-key constraint either: its check ran once per run inserted (with a step's
     # run's, a fifth of a batch's enqueue), against a row the insert already checks and
-    # locks once (orbit_pipeline_as_read, or orbit_pipelines_held).
+    # locks once (orbit_pipelines_held).
     # A pipeline with runs is still never deleted: Django refuses (PROTECT), and on
     # PostgreSQL so does the database, whoever deletes it (runs/store/sql/functions.sql
     # `create_refuse_orphans`; docs/ARCHITECTURE.md, "A run's tree").

@@ -33,9 +33,9 @@ from runs.store.queries import functions_migration
 #: The text this migration was written for (functions.sql, comment lines left out):
 #: tests/runs/store/test_functions.py holds the file to it.
 SOURCE_SHA256 = {
-    "create_pipelines_held": "4a9c28bd326b85d5d5a78a07a240b82ed7ebcca6c1d090006ba13d9410963ce8",
-    "create_insert_runs": "19f553ad78b057270fb9ac5dd9d612c921ba13d2a496dd197923ea36700fc4b2",
-    "create_insert_run": "acfa4464d3fedc108383fd4fc9d191683edf98dbda65bbb42673e0ee9a0c2e15",
+    "create_pipelines_held": "00d805b1ec0e24426b81c72729d18cf8153306cfdde24aa600535ff63f9460c1",
+    "create_insert_runs": "7f30a5d8cb26d38cd40d1d2d301dc2f18a73bce21669770769fc787014835480",
+    "create_insert_run": "3d6ada065467959e533f7ee59b30c8d98b0069c153c72805ee741b41266ed4dc",
     "create_refuse_orphans": "218114fb74be6589f9f602ef6daf66bdcbbafda830c435270e15d7225c21d092",
 }
 

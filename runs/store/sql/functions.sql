@@ -46,34 +46,46 @@ DROP FUNCTION IF EXISTS orbit_pipeline_as_read(jsonb)
 
 
 -- name: create_pipelines_held
--- The runs' pipelines, each locked as a foreign key's check would lock it (FOR KEY SHARE:
--- no DELETE of the row until this transaction ends), or foreign_key_violation naming one
--- that does not exist. What the constraint from a run to its pipeline checked on every run
--- inserted, done once for a whole batch (migration 0026 dropped the constraint): the
--- insert functions call it for the pipelines a caller's check (orbit_pipeline_as_read,
--- which locks its row FOR SHARE) did not already hold. A DELETE of the pipeline that
--- committed meanwhile is seen (each statement of a function takes a new snapshot).
-CREATE OR REPLACE FUNCTION orbit_pipelines_held(p_ids bigint[]) RETURNS void
+-- Whether runs of the pipelines `p_ids` may be inserted, holding each of those rows until
+-- the transaction ends: false, writing nothing, when the caller's check (`p_pipeline`, a
+-- PipelineCheck) finds its row changed (`orbit_pipeline_as_read`, which locks it FOR
+-- SHARE); every other pipeline locked as a foreign key's check would lock it (FOR KEY
+-- SHARE: no DELETE of the row until this transaction ends), or foreign_key_violation
+-- naming one that does not exist. What the constraint from a run to its pipeline checked
+-- on every run inserted, once for a whole batch (migration 0026 dropped the constraint);
+-- the one rule both insert functions follow. A DELETE of a pipeline that committed
+-- meanwhile is seen (each statement of a function takes a new snapshot).
+CREATE OR REPLACE FUNCTION orbit_pipelines_held(p_pipeline jsonb, p_ids bigint[])
+RETURNS boolean
 LANGUAGE plpgsql
 AS $function$
 DECLARE
     missing bigint;
 BEGIN
-    PERFORM FROM {pipeline} AS p WHERE p.id = ANY(p_ids) FOR KEY SHARE;
-    SELECT wanted INTO missing
-    FROM unnest(p_ids) AS wanted
-    WHERE NOT EXISTS (SELECT FROM {pipeline} AS p WHERE p.id = wanted)
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'pipeline % does not exist', missing
-            USING ERRCODE = 'foreign_key_violation';
+    IF p_pipeline IS NOT NULL THEN
+        IF NOT orbit_pipeline_as_read(p_pipeline) THEN
+            RETURN false;
+        END IF;
+        p_ids := array_remove(p_ids, (p_pipeline->>'id')::bigint);
     END IF;
+    IF cardinality(p_ids) > 0 THEN
+        PERFORM FROM {pipeline} AS p WHERE p.id = ANY(p_ids) FOR KEY SHARE;
+        SELECT wanted INTO missing
+        FROM unnest(p_ids) AS wanted
+        WHERE NOT EXISTS (SELECT FROM {pipeline} AS p WHERE p.id = wanted)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'pipeline % does not exist', missing
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+    END IF;
+    RETURN true;
 END
 $function$
 
 
 -- name: drop_pipelines_held
-DROP FUNCTION IF EXISTS orbit_pipelines_held(bigint[])
+DROP FUNCTION IF EXISTS orbit_pipelines_held(jsonb, bigint[])
 
 
 -- name: create_run_holding
@@ -111,10 +123,9 @@ DROP FUNCTION IF EXISTS orbit_run_holding(bigint, text, text, timestamptz)
 -- name: create_insert_runs
 -- The insert_runs statement of runs.sql: runs, their steps, their audit events and one
 -- NOTIFY. With `p_pipeline` (PipelineCheck), nothing is written unless that row is
--- as the caller read it (`orbit_pipeline_as_read`): no row at all comes back then, and
--- the caller reads the pipeline again. Every run's pipeline is held (locked) until the
--- transaction ends, by that check or by `orbit_pipelines_held`: the check a foreign key
--- made for each run, once a batch.
+-- as the caller read it: no row at all comes back then, and the caller reads the
+-- pipeline again. Every run's pipeline is held (locked) until the transaction ends
+-- (`orbit_pipelines_held`: the check a foreign key made for each run, once a batch).
 -- A run whose idempotency key, unique key (held by a pending or running run) or schedule
 -- slot is taken is skipped and answered with the id of the run holding it
 -- (`orbit_run_holding`).
@@ -158,14 +169,8 @@ BEGIN
             SELECT DISTINCT COALESCE((x.value->>'pipeline_id')::bigint, v_pipelines[1])
             FROM jsonb_array_elements(p_runs) AS x(value));
     END IF;
-    IF p_pipeline IS NOT NULL THEN
-        IF NOT orbit_pipeline_as_read(p_pipeline) THEN
-            RETURN;
-        END IF;
-        v_pipelines := array_remove(v_pipelines, (p_pipeline->>'id')::bigint);
-    END IF;
-    IF cardinality(v_pipelines) > 0 THEN
-        PERFORM orbit_pipelines_held(v_pipelines);
+    IF NOT orbit_pipelines_held(p_pipeline, v_pipelines) THEN
+        RETURN;
     END IF;
     RETURN QUERY
     WITH input AS (
@@ -327,11 +332,8 @@ DECLARE
     v_created timestamptz;
     v_available timestamptz;
 BEGIN
-    IF p_pipeline IS NOT NULL AND NOT orbit_pipeline_as_read(p_pipeline) THEN
+    IF NOT orbit_pipelines_held(p_pipeline, ARRAY[p_pipeline_id]) THEN
         RETURN;
-    END IF;
-    IF p_pipeline IS NULL OR (p_pipeline->>'id')::bigint <> p_pipeline_id THEN
-        PERFORM orbit_pipelines_held(ARRAY[p_pipeline_id]);
     END IF;
     INSERT INTO {run} AS r (
         id, pipeline_id, status, metadata, priority, queue, available_at, fence,

@@ -21,7 +21,15 @@ from runs.models import Run
 from runs.store import transitions as t
 from runs.store.portable import PortableStore
 from runs.store.protocol import RunStore
-from runs.store.records import AttemptRecord, ClaimRequest, Claims, Fence, NewRun, Outcome
+from runs.store.records import (
+    AttemptRecord,
+    ClaimRequest,
+    Claims,
+    Fence,
+    NewRun,
+    Outcome,
+    PipelineCheck,
+)
 
 LEASE = 30.0
 
@@ -55,6 +63,18 @@ def new_run(
     }
     values.update(fields)
     return NewRun(**values)
+
+
+def check_of(pipeline: Pipeline, **fields: Any) -> PipelineCheck:
+    """The caller's check of `pipeline` as stored, as runs/enqueueing.py makes it."""
+    values: dict[str, Any] = {
+        "id": pipeline.pk,
+        "name": pipeline.name,
+        "definition": pipeline.definition,
+        "default_metadata": pipeline.default_metadata or {},
+    }
+    values.update(fields)
+    return PipelineCheck(**values)
 
 
 def insert(store: RunStore, pipeline: Pipeline, **fields: Any) -> uuid.UUID:

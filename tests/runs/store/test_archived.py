@@ -10,8 +10,7 @@ from django.db.models.functions import Now
 from orbit.core.exceptions import StalePipeline
 from pipelines.models import Pipeline
 from runs.models import Run
-from runs.store.records import PipelineCheck
-from tests.runs.store.conftest import claim, insert, new_run
+from tests.runs.store.conftest import check_of, claim, insert, new_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,9 +38,7 @@ def test_seconds_until_due_leaves_an_archived_pipelines_runs_out(store, pipeline
 
 def test_a_checked_insert_for_an_archived_pipeline_writes_nothing(store, pipeline):
     Pipeline.objects.filter(id=pipeline.id).update(archived_at=Now())
-    check = PipelineCheck(
-        id=pipeline.id, name=pipeline.name, definition=pipeline.definition, default_metadata={}
-    )
+    check = check_of(pipeline)
     with pytest.raises(StalePipeline):
         store.insert_runs([new_run(pipeline)], pipeline=check)
     assert not Run.objects.exists()

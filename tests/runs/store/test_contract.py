@@ -17,7 +17,15 @@ from runs.models import Run, RunStatus, Step, StepAttempt, StepLog, StepStatus, 
 from runs.store import transitions as t
 from runs.store.records import AttemptRecord, LogBatch, LogLine, StepStart
 from tests.factories import WorkerFactory
-from tests.runs.store.conftest import LEASE, claim, expire, insert, new_run, succeeded
+from tests.runs.store.conftest import (
+    LEASE,
+    check_of,
+    claim,
+    expire,
+    insert,
+    new_run,
+    succeeded,
+)
 from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -151,15 +159,9 @@ def test_a_checked_insert_goes_in_only_while_the_row_is_as_the_caller_read_it(
     is checked in the insert's transaction: enabled, not archived, every value it read."""
     from orbit.core.exceptions import StalePipeline
     from pipelines.models import Pipeline
-    from runs.store.records import PipelineCheck
 
     Pipeline.objects.filter(id=pipeline.id).update(default_metadata={"region": "eu"})
-    check = PipelineCheck(
-        id=pipeline.id,
-        name=pipeline.name,
-        definition=pipeline.definition,
-        default_metadata={"region": "eu"},
-    )
+    check = check_of(pipeline, default_metadata={"region": "eu"})
     if change is None:
         assert store.insert_runs([new_run(pipeline)], pipeline=check)[0].created
         assert Run.objects.count() == 1
@@ -988,20 +990,12 @@ def test_runs_no_limit_holds_are_announced_as_plain(
 ):
     """A worker answers a plain announcement with its one-statement claim alone; runs a
     pipeline's or a queue's limit may hold are announced as before (claim under limits)."""
-    from runs.store.records import PipelineCheck
-
     settings.ORBIT_QUEUE_LIMITS = "limited-q=2"
     wakeups = store.wakeups()
     if wakeups is None:
         assert connection.vendor == "postgresql" and store.name == "portable"  # polls instead
         return
-    check = PipelineCheck(
-        id=pipeline.pk,
-        name=pipeline.name,
-        definition=pipeline.definition,
-        default_metadata=pipeline.default_metadata or {},
-        limited=limited,
-    )
+    check = check_of(pipeline, limited=limited)
     try:
         store.insert_runs([new_run(pipeline, queue=queue)], pipeline=check)
         heard = _drain(wakeups, timeout=2.0)

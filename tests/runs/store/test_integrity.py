@@ -17,8 +17,7 @@ from orbit.core.models import AuditEvent
 from pipelines.lifecycle import PipelineConflict, pipeline_delete
 from pipelines.models import Pipeline
 from runs.models import Run, Step
-from runs.store.records import PipelineCheck
-from tests.runs.store.conftest import insert, new_run
+from tests.runs.store.conftest import check_of, insert, new_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -145,16 +144,6 @@ def test_a_pipeline_deleted_while_a_batch_holds_it_is_refused_once_the_runs_comm
     assert "has 2 runs" in str(outcome["error"])
     assert Run.objects.filter(pipeline_id=pipeline.id).count() == 2
     assert Pipeline.objects.filter(id=pipeline.id).exists()
-
-
-def check_of(pipeline: Pipeline) -> PipelineCheck:
-    """The caller's check of `pipeline` as stored, as runs/enqueueing.py makes it."""
-    return PipelineCheck(
-        id=pipeline.pk,
-        name=pipeline.name,
-        definition=pipeline.definition,
-        default_metadata=pipeline.default_metadata or {},
-    )
 
 
 def _wait_for_a_lock_wait_on(table: str, timeout: float = 30) -> None:
