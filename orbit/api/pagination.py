@@ -67,18 +67,37 @@ def by_created(queryset: QuerySet[M], *, limit: int, cursor: str | None) -> Page
     return Page(rows[:limit], _encode([at_text, str(last.pk)]))
 
 
-def by_id(queryset: QuerySet[M], *, limit: int, cursor: str | None) -> Page[M]:
-    """Order by id descending, for tables whose ids only grow (steps)."""
+def by_id(
+    queryset: QuerySet[M], *, limit: int, cursor: str | None, window: int | None = None
+) -> Page[M]:
+    """Order by id descending, for tables whose ids only grow (steps).
+
+    With `window`, a page reads ids in a stretch of at most that many below the cursor,
+    for a filter no index serves: the primary key is read newest first and filtered, so a
+    rare value would otherwise read the whole table in one request. Such a page may hold
+    fewer rows than `limit`, even none, and still have a `next_cursor` (the stretch's
+    start): the caller follows it until it is None, as for any page."""
     queryset = queryset.order_by("-id")
+    upper: int | None = None
     if cursor:
-        (last_id,) = _decode(cursor, 1)
-        if not isinstance(last_id, int) or isinstance(last_id, bool):
-            raise _invalid()
-        queryset = queryset.filter(id__lt=last_id)
+        (upper,) = _decode(cursor, 1)
+        if not isinstance(upper, int) or isinstance(upper, bool) or not 0 < upper < 2**63:
+            raise _invalid()  # ids are positive bigints: anything else was not given out
+        queryset = queryset.filter(id__lt=upper)
+    table = queryset.model._default_manager
+    lowest: int | None = None
+    if window is not None:
+        if upper is None:
+            newest = table.order_by("-id").values_list("id", flat=True).first()
+            upper = (newest or 0) + 1
+        lowest = upper - window
+        queryset = queryset.filter(id__gte=lowest)
     rows = list(queryset[: limit + 1])
-    if len(rows) <= limit:
-        return Page(rows, None)
-    return Page(rows[:limit], _encode([rows[limit - 1].pk]))
+    if len(rows) > limit:
+        return Page(rows[:limit], _encode([rows[limit - 1].pk]))
+    if lowest is not None and table.filter(id__lt=lowest).exists():
+        return Page(rows, _encode([lowest]))  # the stretch is read; older rows are left
+    return Page(rows, None)
 
 
 def _encode(parts: list[Any]) -> str:

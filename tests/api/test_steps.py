@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime
 
 import pytest
@@ -155,6 +157,44 @@ def test_list_steps_newest_first_filtered_and_paged(viewer_api):
         if cursor is None:
             break
     assert ids == sorted(Step.objects.values_list("id", flat=True), reverse=True)
+
+
+def test_the_list_by_status_reads_a_stretch_of_steps_a_page(viewer_api, monkeypatch):
+    """No index covers a step's status, so a page of the list by status reads at most
+    STEP_STATUS_WINDOW steps newest first: a page may come back short, even empty, with a
+    cursor to go on from, and following the cursors finds every step, once, in order."""
+    from orbit.api import runs as api_runs
+
+    monkeypatch.setattr(api_runs, "STEP_STATUS_WINDOW", 4)
+    runs = [enqueue("t-three") for _ in range(4)]  # 12 steps
+    failing = [(runs[0], "one"), (runs[0], "three"), (runs[3], "two")]
+    for run, name in failing:
+        Step.objects.filter(run=run, name=name).update(status=StepStatus.FAILED)
+    expected = list(
+        Step.objects.filter(status=StepStatus.FAILED).order_by("-id").values_list("id", flat=True)
+    )
+    pages, cursor = [], None
+    while True:
+        response = viewer_api.get(
+            "/api/steps", {"status": "failed", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        )
+        assert response.status_code == 200
+        pages.append([s["id"] for s in response.json()["items"]])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            break
+        assert len(pages) < 20, "the cursors never ended"
+    assert [step_id for page in pages for step_id in page] == expected
+    assert any(len(page) < 2 for page in pages[:-1])  # a short page that still went on
+    assert [] in pages  # a stretch with none of them
+
+
+def test_a_step_cursor_outside_the_ids_given_out_is_refused(viewer_api):
+    for last_id in (0, -5, 2**63, True, "7"):
+        cursor = base64.urlsafe_b64encode(json.dumps([last_id]).encode()).decode().rstrip("=")
+        for status in ({}, {"status": "failed"}):
+            response = viewer_api.get("/api/steps", {"cursor": cursor, **status})
+            assert response.status_code == 422, (last_id, status)
 
 
 def test_list_steps_rejects_an_unknown_status(viewer_api):
