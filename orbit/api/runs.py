@@ -194,7 +194,7 @@ def resume_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
 # --- Steps ----------------------------------------------------------------------------------
 
 #: The most steps one page of the step list by status reads (by primary key, newest
-#: first): a few tens of milliseconds, whatever the table holds.
+#: first), so what a request costs does not grow with the table.
 STEP_STATUS_WINDOW = 50_000
 
 
