@@ -38,6 +38,8 @@ def _step_updates() -> tuple[int, int]:
 
 
 def test_the_claim_and_the_commit_update_steps_in_place(store: RunStore, pipeline):
+    if connection.pg_version < 150000:
+        pytest.skip("reading this session's counts at once takes pg_stat_force_next_flush (15)")
     # Few enough steps that their pages hold every version without pruning, so the count
     # depends on the indexes alone, not on when PostgreSQL may prune.
     store.insert_runs([new_run(pipeline, steps=("one", "two")) for _ in range(10)])
