@@ -246,19 +246,32 @@ def log_entry(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+#: Each step's logger, by pipeline and step: found once per child, not per task
+#: (`logging.getLogger` takes the logging module's lock). As many as the steps defined.
+_step_loggers: dict[tuple[str, str], logging.Logger] = {}
+
+
 def step_logger(task: StepTask, handler: logging.Handler) -> logging.Logger:
-    log = logging.getLogger(f"orbit.step.{task.pipeline}.{task.step}")
-    log.handlers = [handler]
+    log = _step_loggers.get((task.pipeline, task.step))
+    if log is None:
+        log = logging.getLogger(f"orbit.step.{task.pipeline}.{task.step}")
+        _step_loggers[task.pipeline, task.step] = log
+    if log.handlers != [handler]:  # the child's one handler, whatever a step did to the list
+        log.handlers = [handler]
     if log.level != logging.DEBUG:  # setLevel clears every logger's cache: only once
         log.setLevel(logging.DEBUG)
     log.propagate = False
     return log
 
 
+#: `json.dumps(value, allow_nan=False)` without a new encoder per call.
+_RESULT_ENCODER = json.JSONEncoder(allow_nan=False)
+
+
 def encode_result(step: str, value: Any) -> str:
     """The result as JSON within ORBIT_MAX_RESULT_BYTES, or InvalidResult saying why."""
     try:
-        encoded = json.dumps(value, allow_nan=False)
+        encoded = _RESULT_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidResult(
             f"Step {step!r} returned a result that is not JSON-serialisable: {exc}"

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     "PIPELINE_MODULES": [],
@@ -163,10 +164,28 @@ DEFAULT_CONTENT_SECURITY_POLICY = (
 
 
 class OrbitSettings:
-    """Reads `settings.ORBIT_<NAME>` at access time, so tests can override them."""
+    """Reads `settings.ORBIT_<NAME>` once, then from memory until a setting changes.
+
+    The worker reads a few settings per run (the redaction keys for its one log line,
+    the log buffer's size, a step's result limit), and a read through Django's lazy
+    settings object costs a Python-level attribute lookup and a string built each time.
+    Django announces every change it makes to settings (`override_settings`, the test
+    `settings` fixture) with `setting_changed`; `forget` drops what was read then, so an
+    overridden setting applies at once (tests/core/test_conf.py)."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, Any] = {}
 
     def _get(self, name: str) -> Any:
-        return getattr(django_settings, f"ORBIT_{name}", DEFAULTS[name])
+        try:
+            return self._read[name]
+        except KeyError:
+            value = self._read[name] = getattr(django_settings, f"ORBIT_{name}", DEFAULTS[name])
+            return value
+
+    def forget(self, **_: Any) -> None:
+        """Read every setting afresh (a `setting_changed` receiver)."""
+        self._read.clear()
 
     @property
     def pipeline_modules(self) -> list[str]:
@@ -259,8 +278,12 @@ class OrbitSettings:
     def redact_keys(self) -> tuple[str, ...]:
         """Fragments of key names whose values are masked on output, as they are matched:
         lower-case letters and digits only (orbit.core.redaction.key_name)."""
-        value = self._get("REDACT_KEYS")
-        return _key_fragments(value if isinstance(value, str) else tuple(value))
+        parsed: tuple[str, ...] | None = self._read.get("redact_keys")
+        if parsed is None:  # parsed once until a setting changes: every log line reads them
+            value = self._get("REDACT_KEYS")
+            parsed = _key_fragments(value if isinstance(value, str) else tuple(value))
+            self._read["redact_keys"] = parsed
+        return parsed
 
     @property
     def api_rate_limit(self) -> Rate | None:
@@ -530,3 +553,4 @@ def _positive(text: str) -> int:
 
 
 orbit_settings = OrbitSettings()
+setting_changed.connect(orbit_settings.forget, dispatch_uid="orbit-settings-forget")

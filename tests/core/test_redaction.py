@@ -364,6 +364,21 @@ def test_the_quick_test_never_lets_a_secret_through(
         assert _may_hold_secret(text, fragments)
 
 
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_the_quick_test_reads_ascii_text_as_the_general_squash_does(text: str) -> None:
+    """ASCII text takes a shortcut (bytes, one search); it must answer as the squash of any
+    text does: case-folded, every character but a-z and 0-9 dropped, each name looked for."""
+    from orbit.core.conf import orbit_settings
+    from orbit.core.redaction import _SEPARATORS, _may_hold_secret
+
+    fragments = orbit_settings.redact_keys
+    squashed = _SEPARATORS.sub("", text.casefold())
+    expected = any(name in squashed for name in (*fragments, "bearer", "basic"))
+    assert _may_hold_secret(text, fragments) == expected
+    # The same text made non-ASCII by a letter the squash drops: the general way.
+    assert _may_hold_secret(f"{text}\u00e9", fragments) == expected
+
+
 def test_a_line_with_no_secret_is_left_as_it_is_without_the_pattern() -> None:
     line = "Run 019ae3c2-7c1b-7a9e-8f3e-2b1c0d4e5f60 of bench-noop succeeded in 12 ms"
     assert redact_text(line) == line
