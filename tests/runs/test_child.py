@@ -68,6 +68,7 @@ def meddling(ctx: Any) -> str:
 
 @pytest.fixture
 def meddling_pipeline() -> Iterator[Pipeline]:
+    extra_handler.messages.clear()
     made = Pipeline("t-meddling", steps=[step("s", meddling)], register=False)
     registry.register(made)
     yield made
