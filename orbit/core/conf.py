@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -281,7 +281,7 @@ class OrbitSettings:
         parsed: tuple[str, ...] | None = self._read.get("redact_keys")
         if parsed is None:  # parsed once until a setting changes: every log line reads them
             value = self._get("REDACT_KEYS")
-            parsed = _key_fragments(value if isinstance(value, str) else tuple(value))
+            parsed = _key_fragments(value)
             self._read["redact_keys"] = parsed
         return parsed
 
@@ -451,9 +451,8 @@ AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
 
 
-@lru_cache(maxsize=8)
-def _key_fragments(names: str | tuple[Any, ...]) -> tuple[str, ...]:
-    """ORBIT_REDACT_KEYS as matched, parsed once per value: every log line reads them."""
+def _key_fragments(names: str | Iterable[Any]) -> tuple[str, ...]:
+    """ORBIT_REDACT_KEYS as matched (kept by `OrbitSettings.redact_keys` until it changes)."""
     parts = names.split(",") if isinstance(names, str) else names
     fragments = (re.sub(r"[^a-z0-9]+", "", str(n).lower()) for n in parts)
     return tuple(dict.fromkeys(f for f in fragments if f))
