@@ -6,7 +6,7 @@ PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/orbit_ci
 export ORBIT_PIPELINE_MODULES ?=
 
-.PHONY: run orbit test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-cpu bench-memory bench-prune bench-hosts bench-limits chaos bench-api demo screenshots clean
+.PHONY: run orbit test test-sqlite test-postgres lint install migrate admin worker worker-dev bench bench-history bench-cpu bench-commit bench-memory bench-prune bench-hosts bench-limits chaos bench-api demo screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-history: install
 ## CPU per run: the workers', their step processes' and PostgreSQL's (BENCH_CPU_ARGS="--tree /other/checkout --tree ." to compare)
 bench-cpu: install
 	$(BIN)/python bench/bench_cpu.py $(BENCH_CPU_ARGS)
+
+## A worker's commit per run, now against the runs migration before (--before, default 0027) (PostgreSQL)
+bench-commit: install
+	$(BIN)/python bench/bench_commit.py $(BENCH_COMMIT_ARGS)
 
 ## One worker's memory (parent and step children) over 50,000 runs (PostgreSQL)
 bench-memory: install

@@ -338,10 +338,22 @@ class StepAttempt(models.Model):
     """One try at a step, kept forever: the retry history operators read."""
 
     # No index of its own: attempt_unique_number starts with the step.
+    # No foreign-key constraints to the step and the run (migration 0028): their checks ran
+    # once per attempt inserted, a tenth of PostgreSQL's work for each run a worker
+    # finishes, for rows the commit writes under the run's fence. An attempt is deleted
+    # with its run (Django's cascade, the pruner), and on PostgreSQL the database refuses
+    # to delete a run or a step that still has attempts (functions.sql
+    # `create_attempts_kept`; docs/ARCHITECTURE.md, "A run's tree").
     step = models.ForeignKey(
-        Step, on_delete=models.CASCADE, related_name="attempt_records", db_index=False
+        Step,
+        on_delete=models.CASCADE,
+        related_name="attempt_records",
+        db_index=False,
+        db_constraint=False,
     )
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="attempts", db_constraint=False
+    )
     number = models.PositiveIntegerField()
     outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
     error = models.TextField(blank=True)

@@ -754,3 +754,30 @@ CREATE TRIGGER orbit_runs_keep_their_steps
 DROP TRIGGER IF EXISTS orbit_pipelines_keep_their_runs ON {pipeline};
 DROP TRIGGER IF EXISTS orbit_runs_keep_their_steps ON {run};
 DROP FUNCTION IF EXISTS orbit_refuse_orphans()
+
+-- name: create_attempts_kept
+-- An attempt is never left without its run or its step: what the two foreign-key
+-- constraints did for a DELETE, kept for the two that migration 0028 dropped, whose checks
+-- ran once per attempt inserted (a query each, at COMMIT: a tenth of PostgreSQL's work
+-- for each run a worker finishes). The insert's half is the commit's own: it inserts an
+-- attempt only for a run its statement holds fenced (so the run is there, locked), and
+-- the step is one of that run's, read under the claim; steps are only deleted with their
+-- run. One trigger on each parent table, as `create_refuse_orphans` says.
+-- Deleting a run deletes its attempts first (Django's cascade; the pruner's statement).
+DROP TRIGGER IF EXISTS orbit_runs_keep_their_attempts ON {run};
+CREATE TRIGGER orbit_runs_keep_their_attempts
+    AFTER DELETE ON {run}
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION orbit_refuse_orphans(
+        '{attempt}', 'run_id', 'id', 'run %s still has attempts: delete them with it');
+DROP TRIGGER IF EXISTS orbit_steps_keep_their_attempts ON {step};
+CREATE TRIGGER orbit_steps_keep_their_attempts
+    AFTER DELETE ON {step}
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION orbit_refuse_orphans(
+        '{attempt}', 'step_id', 'id', 'step %s still has attempts: delete them with it')
+
+
+-- name: drop_attempts_kept
+DROP TRIGGER IF EXISTS orbit_runs_keep_their_attempts ON {run};
+DROP TRIGGER IF EXISTS orbit_steps_keep_their_attempts ON {step}

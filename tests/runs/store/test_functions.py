@@ -52,6 +52,7 @@ def test_every_function_text_is_the_one_its_newest_migration_creates():
         "create_commit",
         "create_due_under_limits",
         "create_refuse_orphans",
+        "create_attempts_kept",
     ]
     declared = newest_declared()
     for name in created:

@@ -1,9 +1,11 @@
-"""A run's tree stays whole: no run without its pipeline, no step without its run.
+"""A run's tree stays whole: no run without its pipeline, no step without its run, no
+attempt without its run and step.
 
 The foreign-key constraints from a run to its pipeline and from a step to its run are
-gone (migration 0026: their checks ran once per row inserted); what they did for a
-DELETE is done by Django (PROTECT, CASCADE) on both databases, and on PostgreSQL by two
-triggers that refuse whoever deletes (runs/store/sql/functions.sql)."""
+gone (migration 0026), and those from an attempt to its run and step (migration 0028):
+their checks ran once per row inserted. What they did for a DELETE is done by Django
+(PROTECT, CASCADE) on both databases, and on PostgreSQL by triggers that refuse whoever
+deletes (runs/store/sql/functions.sql)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from django.db import IntegrityError, connection, connections, transaction
 from orbit.core.models import AuditEvent
 from pipelines.lifecycle import PipelineConflict, pipeline_delete
 from pipelines.models import Pipeline
-from runs.models import Run, Step
-from tests.runs.store.conftest import check_of, insert, new_run
+from runs.models import Run, Step, StepAttempt
+from runs.store import transitions as t
+from tests.runs.store.conftest import check_of, claim, insert, new_run, succeeded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,6 +95,64 @@ def test_the_database_refuses_to_delete_a_run_that_still_has_steps(store, pipeli
         )
     assert not Run.objects.filter(id=run_id).exists()
     assert not Step.objects.filter(run_id=run_id).exists()
+
+
+def attempted(store, pipeline) -> tuple[object, int]:
+    """A run whose first step has one attempt committed (the run goes on to its second):
+    its id and that step's."""
+    run_id = insert(store, pipeline)
+    (held,) = claim(store)
+    first = held.steps[0].id
+    continuing = {"current_step": held.steps[1].name, "lease_expires_at": 60.0}
+    assert store.commit([succeeded(held.held, first, run=t.CONTINUE, run_values=continuing)])
+    assert StepAttempt.objects.filter(run_id=run_id, step_id=first).count() == 1
+    return run_id, first
+
+
+def test_a_run_deleted_through_django_takes_its_attempts_with_it(store, pipeline):
+    run_id, _ = attempted(store, pipeline)
+    Run.objects.filter(id=run_id).delete()
+    assert not StepAttempt.objects.exists()
+    assert not Step.objects.filter(run_id=run_id).exists()
+
+
+def test_the_database_refuses_to_delete_a_run_that_still_has_attempts(store, pipeline):
+    needs_postgresql()
+    run_id, _ = attempted(store, pipeline)
+    with (
+        pytest.raises(IntegrityError, match=f"run {run_id} still has attempts"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "WITH steps AS (DELETE FROM runs_step WHERE run_id = %(id)s) "
+            "DELETE FROM runs_run WHERE id = %(id)s",
+            {"id": run_id},
+        )
+    assert Run.objects.filter(id=run_id).exists()
+    assert StepAttempt.objects.filter(run_id=run_id).count() == 1
+    with connection.cursor() as cursor:  # with its attempts and steps, in one statement, it goes
+        cursor.execute(
+            "WITH attempts AS (DELETE FROM runs_stepattempt WHERE run_id = %(id)s), "
+            "steps AS (DELETE FROM runs_step WHERE run_id = %(id)s) "
+            "DELETE FROM runs_run WHERE id = %(id)s",
+            {"id": run_id},
+        )
+    assert not Run.objects.filter(id=run_id).exists()
+    assert not StepAttempt.objects.exists()
+
+
+def test_the_database_refuses_to_delete_a_step_that_still_has_attempts(store, pipeline):
+    needs_postgresql()
+    run_id, step_id = attempted(store, pipeline)
+    with (
+        pytest.raises(IntegrityError, match=f"step {step_id} still has attempts"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM runs_step WHERE run_id = %s", [run_id])
+    assert Step.objects.filter(run_id=run_id).count() == 3
+    assert StepAttempt.objects.get().step_id == step_id
 
 
 @pytest.mark.parametrize("checked", [False, True], ids=["unchecked", "checked"])
