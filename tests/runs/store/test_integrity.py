@@ -207,6 +207,59 @@ def test_a_pipeline_deleted_while_a_batch_holds_it_is_refused_once_the_runs_comm
     assert Pipeline.objects.filter(id=pipeline.id).exists()
 
 
+def test_a_run_deleted_while_its_worker_commits_an_attempt_is_refused_once_the_commit_ends(
+    store, pipeline
+):
+    """The race the attempt's foreign keys closed: Django's delete reads the run's
+    attempts before the worker's commit is in (none), then waits for the commit's lock on
+    the step it finishes; once the commit ends, the database refuses the delete, and the
+    run keeps its steps and its new attempt."""
+    needs_postgresql()
+    run_id = insert(store, pipeline)
+    (held,) = claim(store)
+    first = held.steps[0].id
+    continuing = {"current_step": held.steps[1].name, "lease_expires_at": 60.0}
+    committed = threading.Event()
+    release = threading.Event()
+    outcome: dict[str, BaseException | None] = {}
+
+    def commit() -> None:
+        try:
+            with transaction.atomic():
+                store.commit([succeeded(held.held, first, run=t.CONTINUE, run_values=continuing)])
+                committed.set()
+                assert release.wait(30)
+        finally:
+            connections.close_all()
+
+    def delete() -> None:
+        try:
+            Run.objects.filter(id=run_id).delete()
+            outcome["error"] = None
+        except BaseException as error:
+            outcome["error"] = error
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=commit)
+    worker.start()
+    assert committed.wait(30)
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    try:
+        _wait_for_a_lock_wait_on("runs_step")
+    finally:
+        release.set()
+        worker.join(30)
+        deleter.join(30)
+    assert not worker.is_alive() and not deleter.is_alive()
+    assert isinstance(outcome["error"], IntegrityError), outcome
+    assert "still has attempts" in str(outcome["error"])
+    assert Run.objects.filter(id=run_id).exists()
+    assert Step.objects.filter(run_id=run_id).count() == 3
+    assert StepAttempt.objects.get().step_id == first
+
+
 def _wait_for_a_lock_wait_on(table: str, timeout: float = 30) -> None:
     """Until some session waits for a row lock of `table` (pg_locks), or fail."""
     end = time.monotonic() + timeout
