@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from django.db import IntegrityError, connection, connections, transaction
@@ -164,45 +165,16 @@ def test_a_pipeline_deleted_while_a_batch_holds_it_is_refused_once_the_runs_comm
     takes it, or the insert holds it without one); once the batch commits, the database
     refuses, and the caller hears it as a conflict."""
     needs_postgresql()
-    inserted = threading.Event()
-    release = threading.Event()
-    outcome: dict[str, BaseException | None] = {}
-
-    def batch() -> None:
-        try:
-            with transaction.atomic():
-                store.insert_runs(
-                    [new_run(pipeline), new_run(pipeline)],
-                    pipeline=check_of(pipeline) if checked else None,
-                )
-                inserted.set()
-                assert release.wait(30)
-        finally:
-            connections.close_all()
-
-    def delete() -> None:
-        try:
-            pipeline_delete(Pipeline.objects.get(id=pipeline.id))
-            outcome["error"] = None
-        except BaseException as error:
-            outcome["error"] = error
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=batch)
-    holder.start()
-    assert inserted.wait(30)
-    deleter = threading.Thread(target=delete)
-    deleter.start()
-    try:
-        _wait_for_a_lock_wait_on("pipelines_pipeline")
-    finally:
-        release.set()
-        holder.join(30)
-        deleter.join(30)
-    assert not holder.is_alive() and not deleter.is_alive()
-    assert isinstance(outcome["error"], PipelineConflict), outcome
-    assert "has 2 runs" in str(outcome["error"])
+    error = _race(
+        lambda: store.insert_runs(
+            [new_run(pipeline), new_run(pipeline)],
+            pipeline=check_of(pipeline) if checked else None,
+        ),
+        lambda: pipeline_delete(Pipeline.objects.get(id=pipeline.id)),
+        waits_on="pipelines_pipeline",
+    )
+    assert isinstance(error, PipelineConflict), error
+    assert "has 2 runs" in str(error)
     assert Run.objects.filter(pipeline_id=pipeline.id).count() == 2
     assert Pipeline.objects.filter(id=pipeline.id).exists()
 
@@ -219,45 +191,59 @@ def test_a_run_deleted_while_its_worker_commits_an_attempt_is_refused_once_the_c
     (held,) = claim(store)
     first = held.steps[0].id
     continuing = {"current_step": held.steps[1].name, "lease_expires_at": 60.0}
-    committed = threading.Event()
+    error = _race(
+        lambda: store.commit([succeeded(held.held, first, run=t.CONTINUE, run_values=continuing)]),
+        lambda: Run.objects.filter(id=run_id).delete(),
+        waits_on="runs_step",
+    )
+    assert isinstance(error, IntegrityError), error
+    assert "still has attempts" in str(error)
+    assert Run.objects.filter(id=run_id).exists()
+    assert Step.objects.filter(run_id=run_id).count() == 3
+    assert StepAttempt.objects.get().step_id == first
+
+
+def _race(
+    hold: Callable[[], object], act: Callable[[], object], *, waits_on: str
+) -> BaseException | None:
+    """`hold` in a transaction of its own, kept open while `act` runs in another thread
+    until some session waits for a lock of `waits_on`; then the holder commits. What `act`
+    raised (None: nothing), once both threads are done."""
+    held = threading.Event()
     release = threading.Event()
     outcome: dict[str, BaseException | None] = {}
 
-    def commit() -> None:
+    def holder() -> None:
         try:
             with transaction.atomic():
-                store.commit([succeeded(held.held, first, run=t.CONTINUE, run_values=continuing)])
-                committed.set()
+                hold()
+                held.set()
                 assert release.wait(30)
         finally:
             connections.close_all()
 
-    def delete() -> None:
+    def actor() -> None:
         try:
-            Run.objects.filter(id=run_id).delete()
+            act()
             outcome["error"] = None
         except BaseException as error:
             outcome["error"] = error
         finally:
             connections.close_all()
 
-    worker = threading.Thread(target=commit)
-    worker.start()
-    assert committed.wait(30)
-    deleter = threading.Thread(target=delete)
-    deleter.start()
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    assert held.wait(30)
+    threads.append(threading.Thread(target=actor))
+    threads[1].start()
     try:
-        _wait_for_a_lock_wait_on("runs_step")
+        _wait_for_a_lock_wait_on(waits_on)
     finally:
         release.set()
-        worker.join(30)
-        deleter.join(30)
-    assert not worker.is_alive() and not deleter.is_alive()
-    assert isinstance(outcome["error"], IntegrityError), outcome
-    assert "still has attempts" in str(outcome["error"])
-    assert Run.objects.filter(id=run_id).exists()
-    assert Step.objects.filter(run_id=run_id).count() == 3
-    assert StepAttempt.objects.get().step_id == first
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    return outcome["error"]
 
 
 def _wait_for_a_lock_wait_on(table: str, timeout: float = 30) -> None:
