@@ -1,8 +1,8 @@
 """An attempt's run and step are no longer checked once per attempt inserted.
 
 The foreign-key constraints from an attempt to its run and to its step are dropped: each
-ran a check for every attempt inserted (a query each, at COMMIT), about a tenth of
-PostgreSQL's work for each run a worker finishes (docs/PERFORMANCE.md, "An attempt's run
+ran a check for every attempt inserted (a query each, at COMMIT), together about a
+tenth of a worker's commit: 11 us of 117 a run (docs/PERFORMANCE.md, "An attempt's run
 and step, checked by its commit"). What they did is kept, as migration 0026 kept it for a
 run's pipeline and a step's run:
 - on insert, the commit inserts an attempt only for a run its statement holds fenced
