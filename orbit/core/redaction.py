@@ -107,13 +107,13 @@ def _may_hold_secret(text: str, fragments: tuple[str, ...]) -> bool:
         squashed = text.encode().lower().translate(None, _ASCII_SEPARATORS)
         return _any_name(fragments).search(squashed) is not None
     squashed_text = _SEPARATORS.sub("", text.casefold().replace("\u0131", "i"))
-    return any(f in squashed_text for f in (*fragments, "bearer", "basic"))
+    return any(name in squashed_text for name in (*fragments, *_SCHEMES))
 
 
 @lru_cache(maxsize=8)
 def _any_name(fragments: tuple[str, ...]) -> re.Pattern[bytes]:
-    """One pattern for `_may_hold_secret`'s names: the fragments, `bearer` and `basic`."""
-    names = (*fragments, "bearer", "basic")
+    """One pattern for `_may_hold_secret`'s names: the fragments and the schemes."""
+    names = (*fragments, *_SCHEMES)
     return re.compile(b"|".join(re.escape(name.encode()) for name in names))
 
 
@@ -137,7 +137,10 @@ _ASCII_SEPARATORS = bytes(c for c in range(256) if not (c in range(48, 58) or c 
 #: of a log line's fields are such (an event's name, a run id, a number): masking each as
 #: free text without this doubled what the worker's one line per run costs to format.
 _PLAIN = re.compile(r"[\w.,+/()\[\]-]*")
-_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=:-]+", re.IGNORECASE)
+#: The authorization schemes whose credentials `_BEARER` masks (any case), as the quick
+#: test looks for them.
+_SCHEMES = ("bearer", "basic")
+_BEARER = re.compile(rf"\b({'|'.join(_SCHEMES)})\s+[A-Za-z0-9._~+/=:-]+", re.IGNORECASE)
 # scheme://user: then the password, up to the last @ before the path, query or fragment.
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#]+(?=@)", re.IGNORECASE)
 # The same percent-encoded (`:` is %3A, `/` %2F, `@` %40), up to the last %40 before the
