@@ -25,21 +25,17 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orbit_bench")
+import bench_worker  # type: ignore[import-not-found]  # bench/, beside this file
+
+ROOT: Path = bench_worker.ROOT
+#: BENCH_DATABASE_URL, as the other benchmarks read it: two databases named after it.
+BASE_URL: str = bench_worker.PG_URL
 BATCH = 32
 
 
 def _env(url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "ORBIT_SQLITE_PATH"}
-    env.update(
-        DATABASE_URL=url,
-        ORBIT_PIPELINE_MODULES="bench.bench_pipelines",
-        DEBUG="false",
-        PYTHONPATH=str(ROOT),
-    )
-    env.setdefault("SECRET_KEY", "bench-" + "x" * 40)
-    return env
+    """The benchmark workers' environment (bench_worker.py), on the database at `url`."""
+    return {**bench_worker.env_for("postgres"), "DATABASE_URL": url}
 
 
 def _fresh(url: str, before: str | None) -> None:

@@ -340,10 +340,10 @@ class StepAttempt(models.Model):
     # No index of its own: attempt_unique_number starts with the step.
     # No foreign-key constraints to the step and the run (migration 0028): their checks ran
     # once per attempt inserted, a tenth of a worker's commit (`make bench-commit`), for
-    # rows the commit writes under the run's fence. An attempt is deleted
-    # with its run (Django's cascade, the pruner), and on PostgreSQL the database refuses
-    # to delete a run or a step that still has attempts (functions.sql
-    # `create_attempts_kept`; docs/ARCHITECTURE.md, "A run's tree").
+    # rows the commit writes under the run's fence. An attempt is deleted with its run
+    # (Django's cascade, the pruner), and on PostgreSQL the database refuses to delete a
+    # run or a step that still has attempts (functions.sql `create_attempts_kept`;
+    # docs/ARCHITECTURE.md, "A run's tree").
     step = models.ForeignKey(
         Step,
         on_delete=models.CASCADE,
