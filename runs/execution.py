@@ -384,8 +384,12 @@ def _carry_out(
     settlement: Settlement,
     lease_seconds: float,
 ) -> Decision:
-    """Bring the held run's steps up to date with the committed outcome, and go on."""
+    """Bring the held run's steps up to date with the committed outcome, and go on. A run
+    that ended is let go by its claimant, which does not read its steps again."""
     decision = settlement.decision
+    if decision.next in _ENDED:
+        _log_recorded(held, task, report, decision)
+        return decision
     if report.succeeded:
         held.update(
             task.step,
@@ -393,11 +397,10 @@ def _carry_out(
             result=settlement.outcome.step_values["result"],
             attempts=task.try_number,
         )
-    else:
-        status = StepStatus.FAILED if decision.next is Next.FAILED else StepStatus.PENDING
+    else:  # to be retried
         held.update(
             task.step,
-            status=status.value,
+            status=StepStatus.PENDING.value,
             attempts=task.try_number,
             failures=task.failures + (1 if report.outcome in FAILED_OUTCOMES else 0),
         )
@@ -446,6 +449,9 @@ def _replay(
         release_retries=release_retries,
     )
 
+
+#: The decisions after which a claimant lets the run go, finished.
+_ENDED = frozenset({Next.SUCCEEDED, Next.FAILED})
 
 #: What a run's status says about an outcome that was committed before its
 #: acknowledgement was lost.
@@ -628,16 +634,17 @@ def _log_run_finished(held: HeldRun, decision: Decision) -> None:
     level = logging.INFO if decision.next is Next.SUCCEEDED else logging.ERROR
     if logger.isEnabledFor(level):
         duration = time.monotonic() - held.claimed_at
+        run_id = str(held.claim.run_id)  # once, for the message and the field
         logger.log(
             level,
             "Run %s of %s %s in %.3fs",
-            held.claim.run_id,
+            run_id,
             held.claim.pipeline,
             decision.next.value,
             duration,
             extra={
                 "event": "run_finished",
-                "run_id": str(held.claim.run_id),
+                "run_id": run_id,
                 "status": decision.next.value,
                 "duration": round(duration, 6),
             },

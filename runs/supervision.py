@@ -155,13 +155,17 @@ class SupervisedAttempt:
         if self.done:
             return
         if handle is self.process.conn:
-            self._read()
+            self._read(ready=True)
         elif handle == self.process.sentinel:
             self._exited()
 
-    def _read(self) -> None:
+    def _read(self, *, ready: bool = False) -> None:
+        """Take in what the child sent: each message the pipe holds, until its report.
+        `ready`: the pipe was found readable already, so the first read needs no `poll`
+        (each one builds a selector: a few microseconds per run in the worker's loop)."""
         conn = self.process.conn
-        while not self.done and conn.poll():
+        while not self.done and (ready or conn.poll()):
+            ready = False
             try:
                 kind, payload = conn.recv()
             except (EOFError, OSError):

@@ -73,10 +73,17 @@ def _redact(value: Any, fragments: tuple[str, ...], strings: Callable[[str], str
     return value
 
 
+def is_plain(text: str) -> bool:
+    """Whether no masking pattern can match `text` (`_PLAIN`): `redact_text` and
+    `mask_url_passwords` return it as it is. Every character of plain text is printable
+    too, so a log line shows it as it is (orbit/core/logs.py)."""
+    return _PLAIN.fullmatch(text) is not None
+
+
 def redact_text(text: str) -> str:
     """Free text with `password=...`, `"token": "..."` and `Bearer ...` values and URL
     passwords, plain or percent-encoded, masked."""
-    if _PLAIN.fullmatch(text):
+    if is_plain(text):
         return text
     text = _mask_encoded_url_passwords(mask_url_passwords(text))
     fragments = orbit_settings.redact_keys
@@ -136,6 +143,7 @@ _ASCII_SEPARATORS = bytes(c for c in range(256) if not (c in range(48, 58) or c 
 #: `key=value`, a URL's password (plain or encoded) and a `Bearer` token each need. Most
 #: of a log line's fields are such (an event's name, a run id, a number): masking each as
 #: free text without this doubled what the worker's one line per run costs to format.
+#: Every character it admits is printable (`\w` is letters, digits and `_`).
 _PLAIN = re.compile(r"[\w.,+/()\[\]-]*")
 #: The authorization schemes whose credentials `_BEARER` masks (any case), as the quick
 #: test looks for them.

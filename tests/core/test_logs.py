@@ -11,7 +11,14 @@ from django.test import RequestFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orbit.core.logs import JsonFormatter, TextFormatter, text_time
+from orbit.core.logs import (
+    JsonFormatter,
+    TextFormatter,
+    masked_text_fields,
+    plain_text_fields,
+    record_fields,
+    text_time,
+)
 
 FORGED = "x\n2026-01-01 00:00:00.000 INFO    orbit.auth: admin logged in"
 
@@ -137,3 +144,79 @@ def test_a_json_line_shows_a_field_whose_repr_fails_as_such() -> None:
 
     data = json.loads(JsonFormatter().format(record("Run created", odd=Unshowable(), n=3)))
     assert (data["odd"], data["n"]) == ("<Unshowable whose repr failed>", 3)
+
+
+def finished_line_record() -> logging.LogRecord:
+    """A record as the worker's one line per successful run has it (runs/execution.py)."""
+    run_id = "0d1c6a52-6f0b-4f7c-9a8e-3b1d2c4e5f60"
+    return record(
+        "Run %s of %s %s in %.3fs",
+        run_id,
+        "bench-noop",
+        "succeeded",
+        0.0123,
+        event="run_finished",
+        run_id=run_id,
+        status="succeeded",
+        duration=0.0123,
+    )
+
+
+def test_the_worker_s_line_per_run_takes_the_plain_way() -> None:
+    made = finished_line_record()
+    assert plain_text_fields(made) == (
+        "event=run_finished run_id=0d1c6a52-6f0b-4f7c-9a8e-3b1d2c4e5f60 status=succeeded "
+        "duration=0.0123"
+    )
+    assert TextFormatter().format(made).endswith(plain_text_fields(made))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"note": "token=abc123"},  # a key=value in free text is masked
+        {"dsn": "postgres://u:pw@h/x"},  # a URL's password is masked
+        {"note": "a\nb"},  # a newline is escaped
+        {"run": {"id": 1}},  # a structure is walked
+        {"a\nb": "x"},  # a name that is not printable is escaped
+    ],
+)
+def test_a_field_that_is_not_plain_takes_the_general_way(fields) -> None:
+    assert plain_text_fields(record("x", **fields)) is None
+
+
+#: Names and values as fields have them, secret and plain, and some that are neither.
+FIELD_NAMES = st.sampled_from(
+    ["event", "run_id", "api_key", "db_password", "Set-Cookie", "privateKey", "x y", "a\nb"]
+) | st.text(max_size=12)
+FIELD_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.sampled_from(
+        [
+            "run_finished",
+            "token=abc",
+            "Bearer abc.def",
+            "postgres://u:pw@h/x",
+            "\x1b[2J",
+            "[redacted]",
+        ]
+    )
+    | st.lists(st.text(max_size=5), max_size=3)
+    | st.lists(st.integers(0, 9), max_size=2).map(tuple)  # "(1,)" is plain; shown as "[1]"
+)
+
+
+@given(st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=6))
+def test_the_plain_way_shows_fields_as_the_general_way_does(fields) -> None:
+    """Whatever the fields, the plain way either declines (None) or writes exactly what
+    the general way (masked whole, then each masked as free text and escaped) writes."""
+    made = record("x")
+    made.__dict__.update({k: v for k, v in fields.items() if k not in made.__dict__})
+    plain = plain_text_fields(made)
+    assert plain is None or plain == masked_text_fields(made)
+    if not record_fields(made):
+        assert plain == ""
