@@ -179,7 +179,7 @@ def clear_runs() -> None:
     """Every run gone, with its steps, attempts and log records, the way the peers'
     benchmark clears its jobs before each drain: TRUNCATE on PostgreSQL (CASCADE: a
     document's row refers to its run), Django's delete on SQLite. Until 5 December,
-    21:00 UTC, PostgreSQL's were deleted too, and on a server that does not vacuum between
+    20:57 UTC, PostgreSQL's were deleted too, and on a server that does not vacuum between
     drains (this machine's runs with autovacuum off) each drain read every earlier
     drain's dead rows in the tables and indexes it claims from and writes to
     (docs/PERFORMANCE.md, "Every drain on empty tables")."""

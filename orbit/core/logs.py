@@ -157,9 +157,11 @@ def plain_text_fields(record: logging.LogRecord) -> str | None:
     fragments = orbit_settings.redact_keys
     shown = []
     for key, value in record.__dict__.items():
+        if type(key) is not str:
+            return None
         if key in _STANDARD or key.startswith("_"):
             continue
-        if type(key) is not str or not key.isprintable():
+        if not key.isprintable():
             return None
         if is_secret_key(key, fragments):
             shown.append(f"{key}={MASK}")
