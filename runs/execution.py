@@ -387,27 +387,8 @@ def _carry_out(
     """Bring the held run's steps up to date with the committed outcome, and go on. A run
     that ended is let go by its claimant, which does not read its steps again."""
     decision = settlement.decision
-    if decision.next in _ENDED:
-        _log_recorded(held, task, report, decision)
-        return decision
-    if report.succeeded:
-        held.update(
-            task.step,
-            status=StepStatus.SUCCEEDED.value,
-            result=settlement.outcome.step_values["result"],
-            attempts=task.try_number,
-        )
-    else:  # to be retried
-        held.update(
-            task.step,
-            status=StepStatus.PENDING.value,
-            attempts=task.try_number,
-            failures=task.failures + (1 if report.outcome in FAILED_OUTCOMES else 0),
-        )
-    # The step the run is at now: the next one, started by this commit, or none.
-    if decision.task is not None:
-        held.update(decision.task.step, status=StepStatus.RUNNING.value)
-    held.claim = replace(held.claim, started=decision.task.step if decision.task else "")
+    if decision.next not in _ENDED:
+        _follow(held, task, report, settlement)
     _log_recorded(held, task, report, decision)
     if decision.next is Next.RETRY and settlement.outcome.run is t.RELEASE:
         store().announce(decision.delay or 0.0)
@@ -418,6 +399,30 @@ def _carry_out(
     if decision.task is not None:
         _log_step_started(decision.task)
     return decision
+
+
+def _follow(held: HeldRun, task: StepTask, report: AttemptReport, settlement: Settlement) -> None:
+    """The held run's steps and claim as the committed outcome left them, for a run that
+    goes on: the attempt's step succeeded (or is pending again, to be retried), and the
+    step the run is at now is the next one, started by this commit, or none."""
+    decision = settlement.decision
+    if report.succeeded:
+        held.update(
+            task.step,
+            status=StepStatus.SUCCEEDED.value,
+            result=settlement.outcome.step_values["result"],
+            attempts=task.try_number,
+        )
+    else:
+        held.update(
+            task.step,
+            status=StepStatus.PENDING.value,
+            attempts=task.try_number,
+            failures=task.failures + (1 if report.outcome in FAILED_OUTCOMES else 0),
+        )
+    if decision.task is not None:
+        held.update(decision.task.step, status=StepStatus.RUNNING.value)
+    held.claim = replace(held.claim, started=decision.task.step if decision.task else "")
 
 
 def _replay(

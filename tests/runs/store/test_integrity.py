@@ -98,14 +98,19 @@ def test_the_database_refuses_to_delete_a_run_that_still_has_steps(store, pipeli
     assert not Step.objects.filter(run_id=run_id).exists()
 
 
+def first_step_succeeded(held):
+    """The outcome of a claimed run's first step succeeding, the run going on to its second."""
+    continuing = {"current_step": held.steps[1].name, "lease_expires_at": 60.0}
+    return succeeded(held.held, held.steps[0].id, run=t.CONTINUE, run_values=continuing)
+
+
 def attempted(store, pipeline) -> tuple[object, int]:
     """A run whose first step has one attempt committed (the run goes on to its second):
     its id and that step's."""
     run_id = insert(store, pipeline)
     (held,) = claim(store)
+    assert store.commit([first_step_succeeded(held)])
     first = held.steps[0].id
-    continuing = {"current_step": held.steps[1].name, "lease_expires_at": 60.0}
-    assert store.commit([succeeded(held.held, first, run=t.CONTINUE, run_values=continuing)])
     assert StepAttempt.objects.filter(run_id=run_id, step_id=first).count() == 1
     return run_id, first
 
@@ -189,10 +194,8 @@ def test_a_run_deleted_while_its_worker_commits_an_attempt_is_refused_once_the_c
     needs_postgresql()
     run_id = insert(store, pipeline)
     (held,) = claim(store)
-    first = held.steps[0].id
-    continuing = {"current_step": held.steps[1].name, "lease_expires_at": 60.0}
     error = _race(
-        lambda: store.commit([succeeded(held.held, first, run=t.CONTINUE, run_values=continuing)]),
+        lambda: store.commit([first_step_succeeded(held)]),
         lambda: Run.objects.filter(id=run_id).delete(),
         waits_on="runs_step",
     )
@@ -200,7 +203,7 @@ def test_a_run_deleted_while_its_worker_commits_an_attempt_is_refused_once_the_c
     assert "still has attempts" in str(error)
     assert Run.objects.filter(id=run_id).exists()
     assert Step.objects.filter(run_id=run_id).count() == 3
-    assert StepAttempt.objects.get().step_id == first
+    assert StepAttempt.objects.get().step_id == held.steps[0].id
 
 
 def _race(
